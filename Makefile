@@ -1,0 +1,29 @@
+# medallion: PGXS build.  `make && make install`, then test/run for every suite.
+
+EXTENSION  = medallion
+MODULE_big = medallion
+OBJS = \
+	src/medallion.o \
+	src/guc.o \
+	src/catalog.o \
+	src/dlq.o \
+	src/bronze.o \
+	src/ingest.o \
+	src/capture.o
+
+DATA = sql/medallion--0.1.0.sql
+PGFILEDESC = "medallion - data pipelines (bronze, silver, gold) inside PostgreSQL"
+
+# pg_regress suites (sql/NAME.sql, expected/NAME.out), in this order.
+REGRESS = extension bronze_ingest
+REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=medallion
+
+# Isolation specs: test/isolation/specs/NAME.spec, test/isolation/expected/NAME.out.
+ISOLATION = bronze_batch_race bronze_partition_create
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
+
+SHLIB_LINK += -lcurl
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,220 @@
+/* medallion--0.1.0.sql: catalog, API and layer schemas of the medallion extension */
+
+\echo Use "CREATE EXTENSION medallion" to load this file. \quit
+
+-- The layer schemas.  They belong to the extension, but the tables that
+-- pipelines create in them do not: DROP EXTENSION without CASCADE then fails
+-- instead of dropping user data.
+CREATE SCHEMA bronze;
+CREATE SCHEMA silver;
+CREATE SCHEMA gold;
+COMMENT ON SCHEMA bronze IS 'medallion raw layer: append-only landing tables, partitioned by day';
+COMMENT ON SCHEMA silver IS 'medallion cleaned layer: typed, validated, deduplicated tables';
+COMMENT ON SCHEMA gold IS 'medallion business layer: aggregates and marts';
+
+------------------------------------------------------------------------------
+-- Catalog tables
+------------------------------------------------------------------------------
+
+CREATE TABLE medallion.pipelines (
+    name            text PRIMARY KEY,
+    layer           text NOT NULL CHECK (layer IN ('bronze', 'silver', 'gold')),
+    relname         text NOT NULL,
+    state           text NOT NULL DEFAULT 'active'
+                    CHECK (state IN ('active', 'paused', 'halted', 'circuit_open')),
+    owner           regrole NOT NULL,
+    steward         text,
+    description     text,
+    schedule        text,
+    source_system   text,
+    retention       interval,
+    options         jsonb NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_checked_at timestamptz,
+    UNIQUE (layer, relname)
+);
+COMMENT ON TABLE medallion.pipelines IS 'one row per pipeline: every bronze, silver and gold table medallion manages';
+
+CREATE TABLE medallion.runs (
+    run_id           bigserial PRIMARY KEY,
+    pipeline         text NOT NULL,
+    kind             text NOT NULL DEFAULT 'incremental'
+                     CHECK (kind IN ('incremental', 'backfill', 'replay', 'full')),
+    status           text NOT NULL DEFAULT 'running'
+                     CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    attempt          integer NOT NULL DEFAULT 1,
+    started_at       timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    finished_at      timestamptz,
+    rows_read        bigint NOT NULL DEFAULT 0,
+    rows_inserted    bigint NOT NULL DEFAULT 0,
+    rows_updated     bigint NOT NULL DEFAULT 0,
+    rows_unchanged   bigint NOT NULL DEFAULT 0,
+    rows_dlq         bigint NOT NULL DEFAULT 0,
+    rows_quarantined bigint NOT NULL DEFAULT 0,
+    rows_dropped     bigint NOT NULL DEFAULT 0,
+    rows_warned      bigint NOT NULL DEFAULT 0,
+    error_class      text,
+    error_message    text,
+    sqlstate         text
+);
+CREATE INDEX ON medallion.runs (pipeline, run_id);
+COMMENT ON TABLE medallion.runs IS 'one row per pipeline run, with its counts and outcome';
+
+-- One row per landed batch: what makes re-ingesting a batch a no-op.
+CREATE TABLE medallion.batches (
+    pipeline    text NOT NULL,
+    batch_id    text NOT NULL,
+    file_name   text,
+    rows_landed bigint NOT NULL DEFAULT 0,
+    rows_dlq    bigint NOT NULL DEFAULT 0,
+    landed_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (pipeline, batch_id)
+);
+COMMENT ON TABLE medallion.batches IS 'batches landed in bronze tables; a batch id lands once';
+
+CREATE TABLE medallion.dlq (
+    id               bigserial PRIMARY KEY,
+    pipeline         text NOT NULL,
+    original_payload text,
+    error_message    text NOT NULL,
+    error_type       text NOT NULL,
+    sqlstate         text,
+    field            text,
+    source_table     text,
+    source_seq       bigint,
+    pipeline_run_id  bigint,
+    batch_id         text,
+    file_name        text,
+    line_number      bigint,
+    failed_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    reprocessed      boolean NOT NULL DEFAULT false,
+    reprocessed_at   timestamptz
+);
+CREATE INDEX ON medallion.dlq (pipeline, id) WHERE NOT reprocessed;
+COMMENT ON TABLE medallion.dlq IS 'dead-letter queue: one row per source record that could not be processed, kept for replay';
+
+CREATE TABLE medallion.quarantine (
+    id               bigserial PRIMARY KEY,
+    pipeline         text NOT NULL,
+    rule             text NOT NULL,
+    original_payload text,
+    error_message    text,
+    source_table     text,
+    source_seq       bigint,
+    pipeline_run_id  bigint,
+    failed_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    reprocessed      boolean NOT NULL DEFAULT false,
+    reprocessed_at   timestamptz
+);
+COMMENT ON TABLE medallion.quarantine IS 'rows that failed a business-rule expectation, with the rule';
+
+SELECT pg_catalog.pg_extension_config_dump('medallion.pipelines', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.runs', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.runs_run_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.batches', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.dlq', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.dlq_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.quarantine', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.quarantine_id_seq', '');
+
+------------------------------------------------------------------------------
+-- Bronze: definition and ingestion (src/bronze.c, src/ingest.c, src/capture.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION medallion.create_bronze(name text, source_system text,
+                                        retention interval DEFAULT '90 days',
+                                        redact_keys text[] DEFAULT '{}',
+                                        options jsonb DEFAULT '{}')
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'medallion_create_bronze'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.create_bronze(text, text, interval, text[], jsonb) IS
+'creates bronze.<name>: an append-only landing table partitioned by day, registered as a pipeline';
+
+CREATE FUNCTION medallion.ingest(target regclass, payload jsonb,
+                                 batch_id text DEFAULT NULL, file_name text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_ingest'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.ingest(regclass, jsonb, text, text) IS
+'lands a JSON object, or an array of objects, in a bronze table; returns the rows landed';
+
+CREATE FUNCTION medallion.ingest_text(target regclass, payload text, format text DEFAULT 'ndjson',
+                                      batch_id text DEFAULT NULL, file_name text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_ingest_text'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.ingest_text(regclass, text, text, text, text) IS
+'lands ndjson, json (array) or csv text in a bronze table; unparseable records go to medallion.dlq';
+
+CREATE FUNCTION medallion.ingest_file(target regclass, path text, format text DEFAULT 'ndjson',
+                                      batch_id text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_ingest_file'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.ingest_file(regclass, text, text, text) IS
+'lands a server-side ndjson, json or csv file in a bronze table; reloading the same file is a no-op';
+
+CREATE FUNCTION medallion.apply_retention()
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_apply_retention'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.apply_retention() IS
+'drops the bronze partitions older than their table''s retention; returns the partitions dropped';
+
+CREATE FUNCTION medallion.capture(source regclass, name text DEFAULT NULL)
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'medallion_capture'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.capture(regclass, text) IS
+'captures INSERT, UPDATE and DELETE of a local table into a bronze table (TRUNCATE is refused)';
+
+-- Trigger functions attached to bronze and captured tables.
+CREATE FUNCTION medallion.bronze_append_only()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'medallion_bronze_append_only'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.bronze_append_only() IS
+'trigger: rejects UPDATE, DELETE and TRUNCATE on bronze tables';
+
+CREATE FUNCTION medallion.bronze_redact()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'medallion_bronze_redact'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.bronze_redact() IS
+'trigger: removes or hashes the redacted keys of a bronze row before it is stored';
+
+CREATE FUNCTION medallion.capture_change()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'medallion_capture_change'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.capture_change() IS
+'trigger: records a captured table''s row change in its bronze table';
+
+------------------------------------------------------------------------------
+-- Privileges
+------------------------------------------------------------------------------
+
+-- Anyone may look at the catalog; defining a bronze table needs CREATE on
+-- schema bronze (checked by create_bronze), ingesting needs INSERT on the
+-- target (checked by ingest*).
+GRANT USAGE ON SCHEMA medallion, bronze, silver, gold TO PUBLIC;
+GRANT SELECT ON medallion.pipelines, medallion.runs, medallion.batches TO PUBLIC;
+
+-- DLQ and quarantine hold raw, possibly personal payloads: the extension
+-- owner sees everything; a pipeline's owner sees its own rows.
+REVOKE ALL ON medallion.dlq, medallion.quarantine FROM PUBLIC;
+ALTER TABLE medallion.dlq ENABLE ROW LEVEL SECURITY;
+ALTER TABLE medallion.quarantine ENABLE ROW LEVEL SECURITY;
+CREATE POLICY dlq_pipeline_owner ON medallion.dlq FOR SELECT USING (
+    EXISTS (SELECT 1 FROM medallion.pipelines p
+            WHERE p.name OPERATOR(pg_catalog.=) dlq.pipeline
+              AND pg_catalog.pg_has_role(p.owner, 'USAGE')));
+CREATE POLICY quarantine_pipeline_owner ON medallion.quarantine FOR SELECT USING (
+    EXISTS (SELECT 1 FROM medallion.pipelines p
+            WHERE p.name OPERATOR(pg_catalog.=) quarantine.pipeline
+              AND pg_catalog.pg_has_role(p.owner, 'USAGE')));
+GRANT SELECT ON medallion.dlq, medallion.quarantine TO PUBLIC;
+
+-- The trigger functions need no REVOKE: they refuse to run outside a trigger,
+-- and table owners must be able to attach them.

@@ -1,0 +1,661 @@
+/*-------------------------------------------------------------------------
+ *
+ * bronze.c
+ *	  The bronze layer: append-only landing tables partitioned by day.
+ *
+ * A bronze table holds the raw payload (_raw jsonb) and the metadata of its
+ * landing, plus what incremental reads need: the inserting transaction id
+ * (_xid, stamped by a column default: inside a subtransaction xmin would be
+ * the subtransaction's id) and a sequence (_seq).  Partitions are made a few
+ * days ahead, so that any writer's plain INSERT or COPY works; a missing day
+ * is created on demand as a standalone table then ATTACHed, which takes only
+ * SHARE UPDATE EXCLUSIVE on the parent: readers never block and concurrent
+ * ingesters never deadlock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/cryptohash.h"
+#include "common/sha2.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/fmgrprotos.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "medallion.h"
+
+/* Suffix of a partition name: "_pYYYYMMDD". */
+#define PARTITION_SUFFIX_LEN 10
+#define BRONZE_MAX_NAME (NAMEDATALEN - 1 - PARTITION_SUFFIX_LEN)
+
+/* Advisory-lock class serialising partition creation per bronze table. */
+#define MEDALLION_LOCK_PARTITIONS 0x4d45
+
+PG_FUNCTION_INFO_V1(medallion_create_bronze);
+PG_FUNCTION_INFO_V1(medallion_apply_retention);
+PG_FUNCTION_INFO_V1(medallion_bronze_append_only);
+PG_FUNCTION_INFO_V1(medallion_bronze_redact);
+
+/*
+ * Rejects a name that cannot become a table name of ours: empty, or too long
+ * once our suffixes are added (PostgreSQL would truncate it silently).
+ */
+void
+medallion_check_name(const char *what, const char *name, int max_len)
+{
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("%s name must not be empty", what)));
+	if ((int) strlen(name) > max_len)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("%s name \"%s\" is too long", what, name),
+				 errdetail("The name may have at most %d bytes.", max_len)));
+}
+
+/*
+ * Executes one utility statement through SPI, failing loudly.
+ */
+static void
+spi_exec_utility(const char *sql)
+{
+	int			ret = SPI_execute(sql, false, 0);
+
+	if (ret < 0)
+		elog(ERROR, "SPI_execute failed (%d) for: %s", ret, sql);
+}
+
+/*
+ * The UTC day (days since 2000-01-01) of a timestamp.
+ */
+static int
+utc_day(TimestampTz ts)
+{
+	int64		day = ts / USECS_PER_DAY;
+
+	if (ts < 0 && ts % USECS_PER_DAY != 0)
+		day--;
+	return (int) day;
+}
+
+/*
+ * Formats a UTC day as YYYYMMDD (compact) or as a timestamptz literal.
+ */
+static char *
+format_day(int day, bool literal)
+{
+	int			y,
+				m,
+				d;
+
+	j2date(day + POSTGRES_EPOCH_JDATE, &y, &m, &d);
+	if (literal)
+		return psprintf("'%04d-%02d-%02d 00:00:00+00'", y, m, d);
+	return psprintf("%04d%02d%02d", y, m, d);
+}
+
+/*
+ * Creates and attaches the partition of one day.  Runs as the table's owner
+ * under SPI; the caller holds the table's partition lock.
+ */
+static void
+create_day_partition(const BronzeTarget *target, int day)
+{
+	StringInfoData sql;
+	char	   *partname = psprintf("%s_p%s", target->relname, format_day(day, false));
+	const char *qparent = quote_qualified_identifier("bronze", target->relname);
+	const char *qpart = quote_qualified_identifier("bronze", partname);
+	char	   *lo = format_day(day, true);
+	char	   *hi = format_day(day + 1, true);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS);"
+					 "ALTER TABLE %s ADD CONSTRAINT medallion_bound CHECK "
+					 "(_ingested_at >= %s AND _ingested_at < %s);"
+					 "ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s);"
+					 "CREATE TRIGGER medallion_append_only_truncate BEFORE TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_append_only();",
+					 qpart, qparent, qpart, lo, hi, qparent, qpart, lo, hi, qpart);
+	spi_exec_utility(sql.data);
+}
+
+/*
+ * Makes sure the partitions of today and the next medallion.premake_days days
+ * exist.  "Today" is the UTC day of the transaction start, the value the
+ * _ingested_at default (now()) takes.
+ */
+void
+medallion_bronze_ensure_partitions(const BronzeTarget *target)
+{
+	Oid			nsp = get_namespace_oid("bronze", false);
+	int			today = utc_day(GetCurrentTransactionStartTimestamp());
+	int			day;
+	bool		locked = false;
+	MedallionUserContext save;
+	LOCKTAG		tag;
+
+	for (day = today; day <= today + medallion_premake_days; day++)
+	{
+		char	   *partname = psprintf("%s_p%s", target->relname, format_day(day, false));
+
+		if (OidIsValid(get_relname_relid(partname, nsp)))
+			continue;
+
+		if (!locked)
+		{
+			/* Serialise creators; then look again at what they committed. */
+			SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, target->relid, 0,
+								 MEDALLION_LOCK_PARTITIONS);
+			(void) LockAcquire(&tag, ExclusiveLock, false, false);
+			AcceptInvalidationMessages();
+			locked = true;
+			medallion_become_user(target->owner, &save);
+			SPI_connect();
+			if (OidIsValid(get_relname_relid(partname, nsp)))
+				continue;
+		}
+		create_day_partition(target, day);
+	}
+	if (locked)
+	{
+		SPI_finish();
+		medallion_restore_user(&save);
+	}
+}
+
+/*
+ * Resolves a regclass argument to a bronze table medallion manages, or fails.
+ */
+void
+medallion_bronze_open(Oid relid, BronzeTarget *target)
+{
+	char	   *relname = get_rel_name(relid);
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int			ret;
+	bool		found;
+
+	if (relname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (get_rel_namespace(relid) != get_namespace_oid("bronze", true) ||
+		get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a bronze table", get_rel_name(relid)),
+				 errhint("Create one with medallion.create_bronze().")));
+
+	target->relid = relid;
+	target->relname = relname;
+	target->pipeline = medallion_pipeline_name("bronze", relname);
+
+	values[0] = CStringGetTextDatum(target->pipeline);
+	SPI_connect();
+	ret = SPI_execute_with_args("SELECT owner FROM medallion.pipelines "
+								"WHERE name OPERATOR(pg_catalog.=) $1 "
+								"AND layer OPERATOR(pg_catalog.=) 'bronze'",
+								1, argtypes, values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read medallion.pipelines: SPI error %d", ret);
+	found = (SPI_processed == 1);
+	SPI_finish();
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"bronze.%s\" is not a bronze table managed by medallion", relname),
+				 errhint("Create one with medallion.create_bronze().")));
+
+	/* Partitions are created as the table's owner, whoever ingests. */
+	{
+		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for relation %u", relid);
+		target->owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+		ReleaseSysCache(tup);
+	}
+}
+
+/*
+ * Validates create_bronze's options: a JSON object of known keys.
+ */
+static const char *
+redact_mode_option(Jsonb *options)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	const char *mode = "remove";
+	char	   *key = NULL;
+
+	if (!JB_ROOT_IS_OBJECT(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = pnstrdup(v.val.string.val, v.val.string.len);
+		else if (tok == WJB_VALUE)
+		{
+			if (strcmp(key, "redact_mode") == 0)
+			{
+				if (v.type != jbvString ||
+					!((v.val.string.len == 6 && strncmp(v.val.string.val, "remove", 6) == 0) ||
+					  (v.val.string.len == 4 && strncmp(v.val.string.val, "hash", 4) == 0)))
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"redact_mode\" must be \"remove\" or \"hash\"")));
+				mode = pnstrdup(v.val.string.val, v.val.string.len);
+			}
+			else if (strcmp(key, "description") == 0)
+			{
+				if (v.type != jbvString)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("option \"description\" must be a string")));
+			}
+			else
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unrecognized option \"%s\"", key),
+						 errhint("Valid options of create_bronze are \"redact_mode\" and \"description\".")));
+		}
+	}
+	return mode;
+}
+
+/*
+ * Creates bronze.<name> with its partitions and triggers and records the
+ * pipeline.  Everything happens in the caller's transaction: an error leaves
+ * nothing behind.  Returns the new table's OID.
+ */
+Oid
+medallion_bronze_create(const char *name, const char *source_system,
+						Datum retention, bool retention_null,
+						ArrayType *redact_keys, Jsonb *options,
+						const char *description)
+{
+	Oid			nsp = get_namespace_oid("bronze", false);
+	const char *qrel;
+	const char *mode = redact_mode_option(options);
+	StringInfoData sql;
+	Datum	   *keys;
+	bool	   *keynulls;
+	int			nkeys = 0;
+	BronzeTarget target;
+	Oid			relid;
+	int			i;
+
+	medallion_check_name("bronze table", name, BRONZE_MAX_NAME);
+	if (source_system[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source_system must not be empty")));
+	if (!retention_null)
+	{
+		Interval   *iv = DatumGetIntervalP(retention);
+		Interval	zero = {0};
+
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, retention,
+											  IntervalPGetDatum(&zero))) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("retention must be a positive interval"),
+					 errhint("Pass NULL to keep bronze rows forever.")));
+		(void) iv;
+	}
+	if (redact_keys)
+	{
+		if (ARR_NDIM(redact_keys) > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("redact_keys must be a one-dimensional array")));
+		deconstruct_array(redact_keys, TEXTOID, -1, false, TYPALIGN_INT,
+						  &keys, &keynulls, &nkeys);
+		for (i = 0; i < nkeys; i++)
+			if (keynulls[i] || VARSIZE_ANY_EXHDR(DatumGetPointer(keys[i])) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("redact_keys must not contain NULL or empty keys")));
+	}
+
+	if (pg_namespace_aclcheck(nsp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create bronze tables"),
+				 errdetail("Creating a bronze table needs the CREATE privilege on schema \"bronze\"."),
+				 errhint("An administrator can run: GRANT CREATE ON SCHEMA bronze TO %s;",
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	if (OidIsValid(get_relname_relid(name, nsp)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"bronze.%s\" already exists", name)));
+
+	qrel = quote_qualified_identifier("bronze", name);
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TABLE %s ("
+					 " _raw pg_catalog.jsonb NOT NULL,"
+					 " _ingested_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),"
+					 " _source_system pg_catalog.text NOT NULL DEFAULT %s,"
+					 " _batch_id pg_catalog.text,"
+					 " _file_name pg_catalog.text,"
+					 " _seq bigserial NOT NULL,"
+					 " _xid pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()"
+					 ") PARTITION BY RANGE (_ingested_at);"
+					 "CREATE INDEX ON %s (_xid, _seq);"
+					 "CREATE TRIGGER medallion_append_only BEFORE UPDATE OR DELETE ON %s "
+					 "FOR EACH ROW EXECUTE FUNCTION medallion.bronze_append_only();"
+					 "CREATE TRIGGER medallion_append_only_truncate BEFORE TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_append_only();",
+					 qrel, quote_literal_cstr(source_system), qrel, qrel, qrel);
+	if (nkeys > 0)
+	{
+		appendStringInfo(&sql,
+						 "CREATE TRIGGER medallion_redact BEFORE INSERT ON %s "
+						 "FOR EACH ROW EXECUTE FUNCTION medallion.bronze_redact(%s",
+						 qrel, quote_literal_cstr(mode));
+		for (i = 0; i < nkeys; i++)
+			appendStringInfo(&sql, ", %s",
+							 quote_literal_cstr(TextDatumGetCString(keys[i])));
+		appendStringInfoString(&sql, ");");
+	}
+	appendStringInfo(&sql, "COMMENT ON TABLE %s IS %s;", qrel,
+					 quote_literal_cstr(psprintf("medallion bronze table: raw data from %s, append-only",
+												 source_system)));
+
+	SPI_connect();
+	spi_exec_utility(sql.data);
+	SPI_finish();
+	CommandCounterIncrement();
+
+	relid = get_relname_relid(name, nsp);
+	if (!OidIsValid(relid))
+		elog(ERROR, "bronze table \"%s\" vanished after creation", name);
+
+	medallion_catalog_add_pipeline(medallion_pipeline_name("bronze", name), "bronze",
+								   name, GetUserId(), source_system,
+								   retention, retention_null, options, description);
+
+	target.relid = relid;
+	target.relname = pstrdup(name);
+	target.owner = GetUserId();
+	target.pipeline = medallion_pipeline_name("bronze", name);
+	medallion_bronze_ensure_partitions(&target);
+	return relid;
+}
+
+/*
+ * medallion.create_bronze(name, source_system, retention, redact_keys, options)
+ */
+Datum
+medallion_create_bronze(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *options;
+	char	   *description = NULL;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("bronze table name must not be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("source_system must not be NULL")));
+	options = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	if (options == NULL)
+		options = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")));
+	else if (JB_ROOT_IS_OBJECT(options))
+	{
+		JsonbValue	k,
+				   *v;
+
+		k.type = jbvString;
+		k.val.string.val = "description";
+		k.val.string.len = strlen("description");
+		v = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
+		if (v && v->type == jbvString)
+			description = pnstrdup(v->val.string.val, v->val.string.len);
+	}
+
+	PG_RETURN_OID(medallion_bronze_create(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+										  text_to_cstring(PG_GETARG_TEXT_PP(1)),
+										  PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2),
+										  PG_ARGISNULL(2),
+										  PG_ARGISNULL(3) ? NULL : PG_GETARG_ARRAYTYPE_P(3),
+										  options, description));
+}
+
+/*
+ * Trigger on bronze tables: UPDATE, DELETE and TRUNCATE are refused, unless
+ * a superuser has set medallion.allow_bronze_changes (e.g. to erase a
+ * person's data on request).
+ */
+Datum
+medallion_bronze_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("medallion.bronze_append_only() must be called as a trigger")));
+
+	if (medallion_allow_bronze_changes && superuser())
+	{
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			return PointerGetDatum(trigdata->tg_newtuple);
+		return PointerGetDatum(trigdata->tg_trigtuple);
+	}
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		op = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		op = "DELETE";
+	else
+		op = "TRUNCATE";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s bronze table \"%s\"", op,
+					RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("Bronze tables are append-only."),
+			 errhint("Old data leaves through medallion.apply_retention(); a superuser can SET medallion.allow_bronze_changes = on for an erasure.")));
+	PG_RETURN_NULL();
+}
+
+/*
+ * Replaces a JSON value with the hex SHA-256 of its text.
+ */
+static Datum
+hashed_value(Datum value_text)
+{
+	text	   *t = DatumGetTextPP(value_text);
+	uint8		digest[PG_SHA256_DIGEST_LENGTH];
+	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 3];
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	int			i;
+
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute SHA-256");
+	pg_cryptohash_free(ctx);
+
+	hex[0] = '"';
+	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
+		sprintf(hex + 1 + 2 * i, "%02x", digest[i]);
+	hex[PG_SHA256_DIGEST_LENGTH * 2 + 1] = '"';
+	hex[PG_SHA256_DIGEST_LENGTH * 2 + 2] = '\0';
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(hex));
+}
+
+/*
+ * Splits a dotted key path into a text[] path.
+ */
+static ArrayType *
+split_path(const char *dotted, Datum **elems, int *nelems)
+{
+	List	   *parts = NIL;
+	char	   *copy = pstrdup(dotted);
+	char	   *tok;
+	char	   *save;
+	ListCell   *lc;
+	int			i = 0;
+
+	for (tok = strtok_r(copy, ".", &save); tok; tok = strtok_r(NULL, ".", &save))
+		parts = lappend(parts, tok);
+	*nelems = list_length(parts);
+	*elems = palloc(sizeof(Datum) * Max(*nelems, 1));
+	foreach(lc, parts)
+		(*elems)[i++] = CStringGetTextDatum((char *) lfirst(lc));
+	return construct_array(*elems, *nelems, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+/*
+ * Trigger on bronze tables with redact_keys: removes or hashes those keys
+ * (dotted paths for nested keys) before the row is stored.  Arguments: the
+ * mode ('remove' or 'hash'), then the paths.
+ */
+Datum
+medallion_bronze_redact(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	int			attnum;
+	bool		isnull;
+	Datum		raw;
+	bool		hash;
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("medallion.bronze_redact() must be called as a row INSERT trigger")));
+
+	trigger = trigdata->tg_trigger;
+	tuple = trigdata->tg_trigtuple;
+	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	attnum = SPI_fnumber(tupdesc, "_raw");
+	if (attnum <= 0 || trigger->tgnargs < 1)
+		elog(ERROR, "medallion.bronze_redact(): not a bronze table or missing arguments");
+
+	raw = heap_getattr(tuple, attnum, tupdesc, &isnull);
+	if (isnull)
+		return PointerGetDatum(tuple);
+
+	hash = strcmp(trigger->tgargs[0], "hash") == 0;
+	for (i = 1; i < trigger->tgnargs; i++)
+	{
+		Datum	   *elems;
+		int			nelems;
+		ArrayType  *path = split_path(trigger->tgargs[i], &elems, &nelems);
+		bool		absent;
+		Datum		found;
+
+		if (nelems == 0)
+			continue;
+		found = jsonb_get_element(DatumGetJsonbP(raw), elems, nelems, &absent, true);
+		if (absent)
+			continue;
+		if (hash)
+			raw = DirectFunctionCall4(jsonb_set, raw, PointerGetDatum(path),
+									  hashed_value(found), BoolGetDatum(false));
+		else
+			raw = DirectFunctionCall2(jsonb_delete_path, raw, PointerGetDatum(path));
+	}
+
+	{
+		int			cols[1] = {attnum};
+		Datum		vals[1] = {raw};
+		bool		nulls[1] = {false};
+
+		return PointerGetDatum(heap_modify_tuple_by_cols(tuple, tupdesc, 1, cols, vals, nulls));
+	}
+}
+
+/*
+ * medallion.apply_retention(): drops the bronze partitions whose whole day is
+ * older than their table's retention, for the tables the caller may manage.
+ * Returns how many were dropped.
+ */
+Datum
+medallion_apply_retention(PG_FUNCTION_ARGS)
+{
+	int64		dropped = 0;
+	int			ret;
+	uint64		i;
+	List	   *victims = NIL;
+	List	   *owners = NIL;
+	ListCell   *lc,
+			   *lo;
+
+	SPI_connect();
+	ret = SPI_execute(
+		"SELECT pg_catalog.format('%I.%I', 'bronze', c.relname), p.owner::pg_catalog.oid "
+		"FROM medallion.pipelines p "
+		"JOIN pg_catalog.pg_class parent ON parent.relname OPERATOR(pg_catalog.=) p.relname "
+		" AND parent.relnamespace OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.regnamespace "
+		"JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) parent.oid "
+		"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid "
+		"WHERE p.layer OPERATOR(pg_catalog.=) 'bronze' AND p.retention IS NOT NULL "
+		" AND pg_catalog.left(c.relname::pg_catalog.text, -9) OPERATOR(pg_catalog.=) (p.relname OPERATOR(pg_catalog.||) '_p') "
+		" AND pg_catalog.right(c.relname::pg_catalog.text, 8) OPERATOR(pg_catalog.~) '^[0-9]{8}$' "
+		" AND pg_catalog.to_date(pg_catalog.right(c.relname::pg_catalog.text, 8), 'YYYYMMDD') OPERATOR(pg_catalog.+) 1 "
+		"     OPERATOR(pg_catalog.<=) ((pg_catalog.now() OPERATOR(pg_catalog.-) p.retention) AT TIME ZONE 'UTC') "
+		"ORDER BY 1",
+		true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not list bronze partitions: SPI error %d", ret);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (!has_privs_of_role(GetUserId(), owner))
+			continue;
+		victims = lappend(victims, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		owners = lappend_oid(owners, owner);
+	}
+
+	forboth(lc, victims, lo, owners)
+	{
+		MedallionUserContext save;
+
+		medallion_become_user(lfirst_oid(lo), &save);
+		spi_exec_utility(psprintf("DROP TABLE %s", (char *) lfirst(lc)));
+		medallion_restore_user(&save);
+		dropped++;
+	}
+	SPI_finish();
+	PG_RETURN_INT64(dropped);
+}

@@ -1,0 +1,55 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  Every setting of the medallion extension.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/guc.h"
+
+#include "medallion.h"
+
+/* Days of bronze partitions made ahead of today, so plain INSERT/COPY work. */
+int			medallion_premake_days = 3;
+
+/* Lets a superuser UPDATE or DELETE bronze rows (erasure requests). */
+bool		medallion_allow_bronze_changes = false;
+
+/* Largest single record ingest* accepts, in megabytes. */
+int			medallion_max_payload_mb = 64;
+
+/*
+ * Defines the medallion.* settings and reserves the prefix, so that a typo
+ * in a setting name is reported instead of silently ignored.
+ */
+void
+medallion_guc_init(void)
+{
+	DefineCustomIntVariable("medallion.premake_days",
+							"Days of bronze partitions created ahead of today.",
+							"Plain INSERT and COPY into a bronze table need the day's partition to exist.",
+							&medallion_premake_days,
+							3, 0, 366,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("medallion.max_record_size",
+							"Largest single record that ingestion accepts.",
+							"Larger records go to the dead-letter queue.",
+							&medallion_max_payload_mb,
+							64, 1, 1023,
+							PGC_SUSET, GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("medallion.allow_bronze_changes",
+							 "Lets a superuser update or delete rows of bronze tables.",
+							 "Bronze tables are append-only; this is the door for erasure requests.",
+							 &medallion_allow_bronze_changes,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("medallion");
+}
