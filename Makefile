@@ -9,7 +9,12 @@ OBJS = \
 	src/dlq.o \
 	src/bronze.o \
 	src/ingest.o \
-	src/capture.o
+	src/capture.o \
+	src/errors.o \
+	src/contract.o \
+	src/watermark.o \
+	src/run.o \
+	src/silver.o
 
 DATA = sql/medallion--0.1.0.sql
 PGFILEDESC = "medallion - data pipelines (bronze, silver, gold) inside PostgreSQL"

@@ -29,11 +29,16 @@ CREATE TABLE medallion.pipelines (
     source_system   text,
     retention       interval,
     options         jsonb NOT NULL DEFAULT '{}',
+    source          text,
+    definition      jsonb,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_checked_at timestamptz,
     UNIQUE (layer, relname)
 );
 COMMENT ON TABLE medallion.pipelines IS 'one row per pipeline: every bronze, silver and gold table medallion manages';
+
+COMMENT ON COLUMN medallion.pipelines.source IS 'the upstream pipeline a silver pipeline reads';
+COMMENT ON COLUMN medallion.pipelines.definition IS 'a silver pipeline''s contract: columns, unique_key, order_by, options';
 
 CREATE TABLE medallion.runs (
     run_id           bigserial PRIMARY KEY,
@@ -108,7 +113,32 @@ CREATE TABLE medallion.quarantine (
 );
 COMMENT ON TABLE medallion.quarantine IS 'rows that failed a business-rule expectation, with the rule';
 
+-- Incremental state of a pipeline: the bronze rows visible in done_snapshot
+-- are processed; a bounded run drains the window up to target_snapshot in
+-- (_xid, _seq) order and remembers where it stopped.
+CREATE TABLE medallion.watermarks (
+    pipeline          text PRIMARY KEY,
+    system_identifier bigint NOT NULL,
+    done_snapshot     pg_snapshot,
+    target_snapshot   pg_snapshot,
+    resume_xid        xid8,
+    resume_seq        bigint,
+    updated_at        timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE medallion.watermarks IS 'snapshot watermarks of incremental pipelines';
+
+CREATE TABLE medallion.expectations (
+    pipeline  text NOT NULL,
+    name      text NOT NULL,
+    check_sql text NOT NULL,
+    on_fail   text NOT NULL CHECK (on_fail IN ('warn', 'drop', 'quarantine', 'fail')),
+    PRIMARY KEY (pipeline, name)
+);
+COMMENT ON TABLE medallion.expectations IS 'row-level business-rule checks of silver pipelines';
+
 SELECT pg_catalog.pg_extension_config_dump('medallion.pipelines', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.watermarks', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.expectations', '');
 SELECT pg_catalog.pg_extension_config_dump('medallion.runs', '');
 SELECT pg_catalog.pg_extension_config_dump('medallion.runs_run_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('medallion.batches', '');
@@ -192,6 +222,87 @@ COMMENT ON FUNCTION medallion.capture_change() IS
 'trigger: records a captured table''s row change in its bronze table';
 
 ------------------------------------------------------------------------------
+-- Silver and runs (src/contract.c, src/silver.c, src/run.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION medallion.create_silver(name text, source regclass, columns jsonb,
+                                        unique_key text[], order_by text DEFAULT NULL,
+                                        options jsonb DEFAULT '{}')
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'medallion_create_silver'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.create_silver(text, regclass, jsonb, text[], text, jsonb) IS
+'creates silver.<name>, a typed table fed incrementally from a bronze table by a column contract';
+
+CREATE FUNCTION medallion.expect(pipeline text, name text, check_sql text,
+                                 on_fail text DEFAULT 'quarantine')
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_expect'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.expect(text, text, text, text) IS
+'adds (or replaces) a row-level expectation of a silver pipeline: warn, drop, quarantine or fail';
+
+CREATE FUNCTION medallion.run(pipeline text, strict boolean DEFAULT false,
+                              wait boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_run'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.run(text, boolean, boolean) IS
+'runs a pipeline once now, in the caller''s transaction; returns the run id (see medallion.runs)';
+
+CREATE FUNCTION medallion.run_all()
+RETURNS SETOF bigint
+AS 'MODULE_PATHNAME', 'medallion_run_all'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.run_all() IS
+'runs every active silver pipeline once, upstream first; returns the run ids';
+
+CREATE FUNCTION medallion.replay_dlq(pipeline text, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_replay_dlq'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.replay_dlq(text, bigint[]) IS
+'re-attempts a silver pipeline''s DLQ rows (all, or the given ids); returns the rows now loaded';
+
+CREATE FUNCTION medallion.pause(pipeline text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_pause'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.pause(text) IS 'stops a pipeline from running until resume()';
+
+CREATE FUNCTION medallion.resume(pipeline text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_resume'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.resume(text) IS 'lets a paused, halted or circuit-open pipeline run again';
+
+-- Row validation used by silver runs: NULL when the payload types under the
+-- contract, else {error_type, field, sqlstate, message}.
+CREATE FUNCTION medallion.silver_check(payload jsonb, definition jsonb, is_delete boolean)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'medallion_silver_check'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION medallion.silver_check(jsonb, jsonb, boolean) IS
+'internal: types a payload under a silver contract without aborting; returns the first error or NULL';
+
+-- Raises a data error for a row that breaks the contract (used in the
+-- generated SQL of a run; the slow path then finds every such row).
+CREATE FUNCTION medallion.contract_violation(error_type text, field text, message text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'medallion_contract_violation'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.contract_violation(text, text, text) IS
+'internal: raises the data error of a contract violation';
+
+-- Counts the rows a MERGE inserts (PG15's MERGE reports only a total).
+CREATE FUNCTION medallion.count_insert(run_id bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_count_insert'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.count_insert(bigint) IS
+'internal: counts a row inserted by a silver run and returns the run id';
+
+------------------------------------------------------------------------------
 -- Privileges
 ------------------------------------------------------------------------------
 
@@ -199,7 +310,8 @@ COMMENT ON FUNCTION medallion.capture_change() IS
 -- schema bronze (checked by create_bronze), ingesting needs INSERT on the
 -- target (checked by ingest*).
 GRANT USAGE ON SCHEMA medallion, bronze, silver, gold TO PUBLIC;
-GRANT SELECT ON medallion.pipelines, medallion.runs, medallion.batches TO PUBLIC;
+GRANT SELECT ON medallion.pipelines, medallion.runs, medallion.batches,
+    medallion.watermarks, medallion.expectations TO PUBLIC;
 
 -- DLQ and quarantine hold raw, possibly personal payloads: the extension
 -- owner sees everything; a pipeline's owner sees its own rows.

@@ -208,3 +208,26 @@ medallion_catalog_finish_batch(const char *pipeline, const char *batch_id,
 	SPI_finish();
 	medallion_restore_user(&save);
 }
+
+/*
+ * Stores a silver pipeline's source and definition.
+ */
+void
+medallion_catalog_set_definition(const char *pipeline, const char *source, Jsonb *definition)
+{
+	MedallionUserContext save;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[3];
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(source);
+	values[2] = JsonbPGetDatum(definition);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE medallion.pipelines SET source = $2, definition = $3 "
+							  "WHERE name OPERATOR(pg_catalog.=) $1",
+							  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the definition of pipeline \"%s\"", pipeline);
+	SPI_finish();
+	medallion_restore_user(&save);
+}

@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "nodes/pg_list.h"
+#include "utils/array.h"
 #include "utils/jsonb.h"
 
 /* guc.c */
@@ -38,6 +40,8 @@ extern bool medallion_catalog_claim_batch(const char *pipeline, const char *batc
 extern void medallion_catalog_finish_batch(const char *pipeline, const char *batch_id,
 										   int64 rows_landed, int64 rows_dlq);
 extern char *medallion_pipeline_name(const char *layer, const char *relname);
+extern void medallion_catalog_set_definition(const char *pipeline, const char *source,
+											 Jsonb *definition);
 
 /* dlq.c: dead-letter rows */
 typedef struct MedallionDlqEntry
@@ -75,5 +79,96 @@ extern Oid	medallion_bronze_create(const char *name, const char *source_system,
 									ArrayType *redact_keys, Jsonb *options,
 									const char *description);
 extern void medallion_check_name(const char *what, const char *name, int max_len);
+
+/* A row failed an expectation whose action is 'fail'. */
+#define MEDALLION_ERRCODE_EXPECTATION_FAILED MAKE_SQLSTATE('M','D','0','0','1')
+
+/* errors.c: what kind of failure an error is, by SQLSTATE */
+extern const char *medallion_error_class(int sqlerrcode);
+extern bool medallion_error_is_data(int sqlerrcode);
+
+/* contract.c: the column contract of a silver pipeline */
+typedef struct ColumnSpec
+{
+	char	   *name;
+	char	   *path;			/* dotted, as given */
+	List	   *segments;		/* of char *: the path split */
+	char	   *type_name;
+	Oid			typid;
+	int32		typmod;
+	bool		is_json;		/* json or jsonb: extracted as JSON, not text */
+	bool		required;
+	char	   *default_value;	/* text form, or NULL */
+	char	   *expr;			/* SQL over the typed columns, or NULL */
+	List	   *accepted;		/* of char *: accepted values, text form */
+	char	   *ref_table;		/* 'layer.name' */
+	char	   *ref_column;
+	char	   *pii;			/* "hash", "mask", "drop" or NULL */
+	bool		is_key;
+} ColumnSpec;
+
+typedef struct Contract
+{
+	List	   *columns;		/* of ColumnSpec * */
+	List	   *unique_key;		/* of char * */
+	char	   *order_by;		/* a column, or NULL */
+	char	   *delete_when;	/* SQL over _raw, or NULL */
+	int64		max_rows_per_run;	/* 0: unbounded */
+	List	   *setting_names;	/* of char *: options.settings */
+	List	   *setting_values;
+} Contract;
+
+extern Contract *medallion_contract_parse(Jsonb *definition, bool validate);
+extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
+
+/* watermark.c: snapshot watermarks */
+typedef struct Watermark
+{
+	bool		found;
+	bool		has_done;
+	Datum		done_snapshot;	/* pg_snapshot */
+	bool		has_target;
+	Datum		target_snapshot;
+	bool		has_resume;
+	Datum		resume_xid;		/* xid8 */
+	int64		resume_seq;
+} Watermark;
+
+extern void medallion_watermark_load(const char *pipeline, Watermark *wm);
+extern void medallion_watermark_save(const char *pipeline, const Watermark *wm);
+extern Datum medallion_current_snapshot(void);
+
+/* run.c: runs and their records */
+typedef struct RunCounts
+{
+	int64		read;
+	int64		inserted;
+	int64		updated;
+	int64		unchanged;
+	int64		dlq;
+	int64		quarantined;
+	int64		dropped;
+	int64		warned;
+	int64		replayed;		/* replay_dlq: DLQ rows that now passed */
+} RunCounts;
+
+typedef struct Pipeline
+{
+	char	   *name;
+	char	   *layer;
+	char	   *relname;
+	char	   *state;
+	Oid			owner;
+	char	   *source;
+	Jsonb	   *definition;
+} Pipeline;
+
+extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
+									  bool *busy);
+extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
+
+/* silver.c */
+extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
+								 ArrayType *replay_ids, RunCounts *counts);
 
 #endif							/* MEDALLION_H */

@@ -1,0 +1,682 @@
+/*-------------------------------------------------------------------------
+ *
+ * contract.c
+ *	  The column contract of a silver pipeline, and typing a payload under it
+ *	  without aborting.
+ *
+ * A definition is {"columns": {...}, "unique_key": [...], "order_by": ...,
+ * "options": {...}} (DESIGN.md §5).  Parsing validates it: a contract that
+ * cannot work is refused when the pipeline is created, not at its first run.
+ *
+ * medallion.silver_check() types one payload the way a run's SQL would,
+ * inside a subtransaction that writes nothing, and returns the first error
+ * instead of raising it: the slow path of a run uses it to find the bad rows
+ * of a window in one set-based pass.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "parser/parse_type.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/typcache.h"
+
+#include "medallion.h"
+
+PG_FUNCTION_INFO_V1(medallion_silver_check);
+PG_FUNCTION_INFO_V1(medallion_contract_violation);
+
+/* Lineage columns every silver table has; no contract column may take them. */
+static const char *const reserved_columns[] = {
+	"_source_seq", "_batch_id", "_loaded_at", "_run_id", "_created_run_id", NULL
+};
+
+static void
+contract_error(const char *msg, const char *column)
+{
+	if (column)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid contract for column \"%s\": %s", column, msg)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid silver definition: %s", msg)));
+}
+
+/*
+ * The value of a key of a JSON object, or NULL.
+ */
+static JsonbValue *
+jb_get(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(obj, JB_FOBJECT, &k);
+}
+
+static char *
+jb_cstring(JsonbValue *v)
+{
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * A scalar's text form (strings unquoted), as a type's input function
+ * expects it.
+ */
+static char *
+jb_scalar_text(JsonbValue *v, const char *column, const char *what)
+{
+	switch (v->type)
+	{
+		case jbvString:
+			return jb_cstring(v);
+		case jbvNumeric:
+			return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+		case jbvBool:
+			return pstrdup(v->val.boolean ? "true" : "false");
+		default:
+			contract_error(psprintf("%s must be a string, number or boolean", what), column);
+	}
+	return NULL;				/* keep compiler quiet */
+}
+
+static bool
+is_object(JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data);
+}
+
+static bool
+is_array(JsonbValue *v)
+{
+	return v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data);
+}
+
+/*
+ * The elements of a JSON array of strings.
+ */
+static List *
+jb_string_list(JsonbValue *v, const char *column, const char *what)
+{
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+	List	   *out = NIL;
+
+	if (!is_array(v))
+		contract_error(psprintf("%s must be an array", what), column);
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM)
+			continue;
+		out = lappend(out, jb_scalar_text(&e, column, what));
+	}
+	return out;
+}
+
+/*
+ * Calls a type's input function: validates defaults and accepted values.
+ */
+static void
+check_input(ColumnSpec *col, const char *value, const char *what)
+{
+	Oid			typinput;
+	Oid			typioparam;
+
+	getTypeInputInfo(col->typid, &typinput, &typioparam);
+	PG_TRY();
+	{
+		(void) OidInputFunctionCall(typinput, (char *) value, typioparam, col->typmod);
+	}
+	PG_CATCH();
+	{
+		errcontext("%s \"%s\" of column \"%s\"", what, value, col->name);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Parses one column of the contract.
+ */
+static ColumnSpec *
+parse_column(const char *name, JsonbValue *v, bool validate)
+{
+	ColumnSpec *col = palloc0(sizeof(ColumnSpec));
+	JsonbValue *f;
+	JsonbIterator *it;
+	JsonbValue	kv;
+	JsonbIteratorToken tok;
+	char	   *p;
+	char	   *seg;
+	char	   *save;
+	int			i;
+
+	col->name = pstrdup(name);
+	if (validate)
+	{
+		medallion_check_name("column", name, NAMEDATALEN - 1);
+		for (i = 0; reserved_columns[i]; i++)
+			if (strcmp(name, reserved_columns[i]) == 0)
+				contract_error("the name is reserved for a lineage column", name);
+	}
+
+	if (v->type == jbvString)
+	{
+		/* shorthand: "column": "type" */
+		col->type_name = jb_cstring(v);
+	}
+	else if (is_object(v))
+	{
+		JsonbContainer *obj = v->val.binary.data;
+
+		if (validate)
+		{
+			it = JsonbIteratorInit(obj);
+			while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+			{
+				char	   *key;
+
+				if (tok != WJB_KEY)
+					continue;
+				key = jb_cstring(&kv);
+				if (strcmp(key, "path") != 0 && strcmp(key, "type") != 0 &&
+					strcmp(key, "required") != 0 && strcmp(key, "default") != 0 &&
+					strcmp(key, "expr") != 0 && strcmp(key, "accepted") != 0 &&
+					strcmp(key, "references") != 0 && strcmp(key, "pii") != 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+							 errmsg("invalid contract for column \"%s\": unrecognized key \"%s\"", name, key),
+							 errhint("Valid keys are path, type, required, default, expr, accepted, references and pii.")));
+			}
+		}
+		if ((f = jb_get(obj, "type")) == NULL || f->type != jbvString)
+			contract_error("\"type\" is required and must be a string", name);
+		col->type_name = jb_cstring(f);
+		if ((f = jb_get(obj, "path")) != NULL)
+		{
+			if (f->type != jbvString)
+				contract_error("\"path\" must be a string", name);
+			col->path = jb_cstring(f);
+		}
+		if ((f = jb_get(obj, "required")) != NULL)
+		{
+			if (f->type != jbvBool)
+				contract_error("\"required\" must be a boolean", name);
+			col->required = f->val.boolean;
+		}
+		if ((f = jb_get(obj, "default")) != NULL && f->type != jbvNull)
+			col->default_value = jb_scalar_text(f, name, "\"default\"");
+		if ((f = jb_get(obj, "expr")) != NULL)
+		{
+			if (f->type != jbvString || f->val.string.len == 0)
+				contract_error("\"expr\" must be a non-empty string", name);
+			col->expr = jb_cstring(f);
+		}
+		if ((f = jb_get(obj, "accepted")) != NULL)
+		{
+			col->accepted = jb_string_list(f, name, "\"accepted\"");
+			if (col->accepted == NIL)
+				contract_error("\"accepted\" must not be empty", name);
+		}
+		if ((f = jb_get(obj, "references")) != NULL)
+		{
+			char	   *ref;
+			char	   *dot;
+
+			if (f->type != jbvString)
+				contract_error("\"references\" must be a string", name);
+			ref = jb_cstring(f);
+			dot = strrchr(ref, '.');
+			if (dot == NULL || dot == ref || dot[1] == '\0' || memchr(ref, '.', dot - ref) == NULL)
+				contract_error("\"references\" must be \"layer.table.column\"", name);
+			*dot = '\0';
+			col->ref_table = ref;
+			col->ref_column = dot + 1;
+		}
+		if ((f = jb_get(obj, "pii")) != NULL)
+		{
+			if (f->type != jbvString)
+				contract_error("\"pii\" must be a string", name);
+			col->pii = jb_cstring(f);
+			if (strcmp(col->pii, "hash") != 0 && strcmp(col->pii, "mask") != 0 &&
+				strcmp(col->pii, "drop") != 0)
+				contract_error("\"pii\" must be \"hash\", \"mask\" or \"drop\"", name);
+		}
+	}
+	else
+		contract_error("a column is a type name or an object", name);
+
+	if (col->path == NULL)
+		col->path = col->name;
+	p = pstrdup(col->path);
+	if (p[0] == '\0' || p[0] == '.' || p[strlen(p) - 1] == '.' || strstr(p, "..") != NULL)
+		contract_error(psprintf("path \"%s\" is not a dotted path of keys", col->path), name);
+	for (seg = strtok_r(p, ".", &save); seg; seg = strtok_r(NULL, ".", &save))
+		col->segments = lappend(col->segments, seg);
+
+	parseTypeString(col->type_name, &col->typid, &col->typmod, true);
+	if (!OidIsValid(col->typid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("type \"%s\" of column \"%s\" does not exist", col->type_name, name)));
+	col->is_json = (col->typid == JSONBOID || col->typid == JSONOID);
+	if (col->pii && col->is_json && strcmp(col->pii, "drop") != 0)
+		contract_error("\"pii\" hash and mask apply to scalar columns", name);
+
+	if (validate)
+	{
+		ListCell   *lc;
+
+		if (col->default_value)
+			check_input(col, col->default_value, "default");
+		foreach(lc, col->accepted)
+			check_input(col, lfirst(lc), "accepted value");
+	}
+	return col;
+}
+
+/*
+ * Parses (and with validate, checks) a silver definition.
+ */
+Contract *
+medallion_contract_parse(Jsonb *definition, bool validate)
+{
+	Contract   *c = palloc0(sizeof(Contract));
+	JsonbValue *v;
+	JsonbIterator *it;
+	JsonbValue	kv;
+	JsonbIteratorToken tok;
+	char	   *key = NULL;
+	ListCell   *lc;
+
+	if (!JB_ROOT_IS_OBJECT(definition))
+		contract_error("the definition must be a JSON object", NULL);
+
+	v = jb_get(&definition->root, "columns");
+	if (v == NULL || !is_object(v))
+		contract_error("columns must be a JSON object of column contracts", NULL);
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = jb_cstring(&kv);
+		else if (tok == WJB_VALUE)
+			c->columns = lappend(c->columns, parse_column(key, &kv, validate));
+	}
+	if (c->columns == NIL)
+		contract_error("columns must not be empty", NULL);
+
+	v = jb_get(&definition->root, "unique_key");
+	if (v == NULL)
+		contract_error("unique_key is required", NULL);
+	c->unique_key = jb_string_list(v, NULL, "unique_key");
+	if (c->unique_key == NIL)
+		contract_error("unique_key must name at least one column", NULL);
+	foreach(lc, c->unique_key)
+	{
+		ColumnSpec *col = medallion_contract_column(c, lfirst(lc));
+
+		if (col == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("unique_key column \"%s\" is not in the contract", (char *) lfirst(lc))));
+		if (col->pii && strcmp(col->pii, "drop") == 0)
+			contract_error("a unique_key column cannot be dropped", col->name);
+		col->is_key = true;
+		col->required = true;
+	}
+
+	v = jb_get(&definition->root, "order_by");
+	if (v != NULL && v->type != jbvNull)
+	{
+		ColumnSpec *col;
+
+		if (v->type != jbvString)
+			contract_error("order_by must be a column name", NULL);
+		c->order_by = jb_cstring(v);
+		col = medallion_contract_column(c, c->order_by);
+		if (col == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("order_by column \"%s\" is not in the contract", c->order_by)));
+		if (col->pii)
+			contract_error("the order_by column cannot be a pii column", col->name);
+		col->required = true;	/* a version must be comparable */
+	}
+
+	v = jb_get(&definition->root, "options");
+	if (v != NULL && v->type != jbvNull)
+	{
+		if (!is_object(v))
+			contract_error("options must be a JSON object", NULL);
+		it = JsonbIteratorInit(v->val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				key = jb_cstring(&kv);
+				continue;
+			}
+			if (tok != WJB_VALUE)
+				continue;
+			if (strcmp(key, "delete_when") == 0)
+			{
+				if (kv.type != jbvString || kv.val.string.len == 0)
+					contract_error("option delete_when must be a non-empty SQL condition", NULL);
+				c->delete_when = jb_cstring(&kv);
+			}
+			else if (strcmp(key, "max_rows_per_run") == 0)
+			{
+				if (kv.type != jbvNumeric)
+					contract_error("option max_rows_per_run must be a positive integer", NULL);
+				c->max_rows_per_run = DatumGetInt64(DirectFunctionCall1(numeric_int8,
+																		NumericGetDatum(kv.val.numeric)));
+				if (c->max_rows_per_run <= 0)
+					contract_error("option max_rows_per_run must be a positive integer", NULL);
+			}
+			else if (strcmp(key, "settings") == 0)
+			{
+				JsonbIterator *sit;
+				JsonbValue	sv;
+				char	   *skey = NULL;
+
+				if (!is_object(&kv))
+					contract_error("option settings must be an object of setting names and values", NULL);
+				sit = JsonbIteratorInit(kv.val.binary.data);
+				while ((tok = JsonbIteratorNext(&sit, &sv, true)) != WJB_DONE)
+				{
+					if (tok == WJB_KEY)
+						skey = jb_cstring(&sv);
+					else if (tok == WJB_VALUE)
+					{
+						c->setting_names = lappend(c->setting_names, skey);
+						c->setting_values = lappend(c->setting_values,
+													jb_scalar_text(&sv, NULL, "a setting's value"));
+					}
+				}
+			}
+			else if (strcmp(key, "description") == 0)
+			{
+				if (kv.type != jbvString)
+					contract_error("option description must be a string", NULL);
+			}
+			else if (validate)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unrecognized option \"%s\"", key),
+						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings and description.")));
+		}
+	}
+	return c;
+}
+
+/*
+ * The column of that name, or NULL.
+ */
+ColumnSpec *
+medallion_contract_column(Contract *c, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		if (strcmp(col->name, name) == 0)
+			return col;
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Typing one payload without aborting
+ * ---------------------------------------------------------------------------
+ */
+
+/* What silver_check keeps between calls of one statement. */
+typedef struct CheckCache
+{
+	Contract   *contract;
+	int			ncols;
+	FmgrInfo   *input;			/* per column */
+	Oid		   *ioparam;
+	Datum	   *path;			/* per column: text[] path elements */
+	int		   *npath;
+	Datum	  **path_elems;
+	FmgrInfo   *eq;				/* per column with accepted and no expr */
+	Datum	  **accepted;
+	int		   *naccepted;
+} CheckCache;
+
+static pg_noinline CheckCache *
+check_cache(FunctionCallInfo fcinfo, Jsonb *definition)
+{
+	CheckCache *cc = fcinfo->flinfo->fn_extra;
+	MemoryContext old;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (cc)
+		return cc;
+
+	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+	cc = palloc0(sizeof(CheckCache));
+	cc->contract = medallion_contract_parse(definition, false);
+	cc->ncols = list_length(cc->contract->columns);
+	cc->input = palloc0(sizeof(FmgrInfo) * cc->ncols);
+	cc->ioparam = palloc0(sizeof(Oid) * cc->ncols);
+	cc->npath = palloc0(sizeof(int) * cc->ncols);
+	cc->path_elems = palloc0(sizeof(Datum *) * cc->ncols);
+	cc->eq = palloc0(sizeof(FmgrInfo) * cc->ncols);
+	cc->accepted = palloc0(sizeof(Datum *) * cc->ncols);
+	cc->naccepted = palloc0(sizeof(int) * cc->ncols);
+	foreach(lc, cc->contract->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+		Oid			typinput;
+		ListCell   *s;
+		int			j = 0;
+
+		getTypeInputInfo(col->typid, &typinput, &cc->ioparam[i]);
+		fmgr_info(typinput, &cc->input[i]);
+		cc->npath[i] = list_length(col->segments);
+		cc->path_elems[i] = palloc(sizeof(Datum) * cc->npath[i]);
+		foreach(s, col->segments)
+			cc->path_elems[i][j++] = CStringGetTextDatum(lfirst(s));
+		if (col->accepted && col->expr == NULL)
+		{
+			TypeCacheEntry *tc = lookup_type_cache(col->typid, TYPECACHE_EQ_OPR_FINFO);
+			ListCell   *a;
+
+			if (OidIsValid(tc->eq_opr_finfo.fn_oid))
+			{
+				fmgr_info_copy(&cc->eq[i], &tc->eq_opr_finfo, fcinfo->flinfo->fn_mcxt);
+				cc->accepted[i] = palloc(sizeof(Datum) * list_length(col->accepted));
+				foreach(a, col->accepted)
+					cc->accepted[i][cc->naccepted[i]++] =
+						InputFunctionCall(&cc->input[i], lfirst(a), cc->ioparam[i], col->typmod);
+			}
+		}
+		i++;
+	}
+	MemoryContextSwitchTo(old);
+	fcinfo->flinfo->fn_extra = cc;
+	return cc;
+}
+
+static Datum
+error_array(const char *type, const char *field, const char *sqlstate, const char *message)
+{
+	Datum		elems[4];
+
+	elems[0] = CStringGetTextDatum(type);
+	elems[1] = CStringGetTextDatum(field);
+	elems[2] = CStringGetTextDatum(sqlstate);
+	elems[3] = CStringGetTextDatum(message);
+	return PointerGetDatum(construct_array(elems, 4, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * medallion.silver_check(payload, definition, is_delete) → text[] or NULL.
+ *
+ * Extracts and types every column (only the key and version of a delete),
+ * checks required and accepted (for columns without expr: the others are
+ * checked on their final value by the run's SQL).  Type input runs in a
+ * subtransaction per row that writes nothing (no xid); only data errors are
+ * caught.
+ */
+Datum
+medallion_silver_check(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *payload;
+	CheckCache *cc;
+	bool		is_delete;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	const char *volatile field = NULL;
+	Datum		result = (Datum) 0;
+	bool		failed = false;
+	ListCell   *lc;
+	int			i = 0;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	payload = PG_GETARG_JSONB_P(0);
+	cc = check_cache(fcinfo, PG_GETARG_JSONB_P(1));
+	is_delete = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+
+	/* First what needs no catching: presence of required values. */
+	foreach(lc, cc->contract->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+		bool		isnull;
+
+		if (is_delete && !col->is_key && strcmp(col->name, cc->contract->order_by ? cc->contract->order_by : "") != 0)
+			continue;
+		if (col->required && col->expr == NULL && col->default_value == NULL)
+		{
+			(void) jsonb_get_element(payload, cc->path_elems[foreach_current_index(lc)],
+									 cc->npath[foreach_current_index(lc)], &isnull, true);
+			if (isnull)
+				PG_RETURN_DATUM(error_array("required", col->name, "23502",
+											psprintf("required field \"%s\" is missing or null", col->path)));
+		}
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		foreach(lc, cc->contract->columns)
+		{
+			ColumnSpec *col = lfirst(lc);
+			bool		isnull;
+			Datum		text_value;
+			Datum		typed;
+			char	   *s;
+
+			i = foreach_current_index(lc);
+			if (is_delete && !col->is_key &&
+				strcmp(col->name, cc->contract->order_by ? cc->contract->order_by : "") != 0)
+				continue;
+			field = col->name;
+			text_value = jsonb_get_element(payload, cc->path_elems[i], cc->npath[i], &isnull,
+										   !col->is_json);
+			if (isnull)
+			{
+				if (col->default_value == NULL)
+					continue;
+				s = col->default_value;
+			}
+			else if (col->is_json)
+				s = JsonbToCString(NULL, &DatumGetJsonbP(text_value)->root, VARSIZE_ANY(DatumGetPointer(text_value)));
+			else
+				s = TextDatumGetCString(text_value);
+			typed = InputFunctionCall(&cc->input[i], s, cc->ioparam[i], col->typmod);
+			if (cc->naccepted[i] > 0)
+			{
+				int			a;
+				bool		ok = false;
+
+				for (a = 0; a < cc->naccepted[i] && !ok; a++)
+					ok = DatumGetBool(FunctionCall2Coll(&cc->eq[i], DEFAULT_COLLATION_OID,
+														typed, cc->accepted[i][a]));
+				if (!ok)
+				{
+					result = error_array("accepted", col->name, "23514",
+										 psprintf("value \"%s\" of \"%s\" is not an accepted value", s, col->name));
+					break;
+				}
+			}
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (!medallion_error_is_data(edata->sqlerrcode))
+			ReThrowError(edata);
+		result = error_array("cast", field, unpack_sql_state(edata->sqlerrcode), edata->message);
+		failed = true;
+	}
+	PG_END_TRY();
+
+	if (result == (Datum) 0)
+		PG_RETURN_NULL();
+	(void) failed;
+	PG_RETURN_DATUM(result);
+}
+
+/* The field of the last contract violation raised: errors carry no field. */
+char	   *medallion_violation_field = NULL;
+
+/*
+ * medallion.contract_violation(error_type, field, message): raises the data
+ * error of a row that breaks the contract.  Never returns.
+ */
+Datum
+medallion_contract_violation(PG_FUNCTION_ARGS)
+{
+	char	   *type = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	int			code = ERRCODE_CHECK_VIOLATION;
+
+	if (strcmp(type, "required") == 0)
+		code = ERRCODE_NOT_NULL_VIOLATION;
+	else if (strcmp(type, "references") == 0)
+		code = ERRCODE_FOREIGN_KEY_VIOLATION;
+
+	if (medallion_violation_field)
+		pfree(medallion_violation_field);
+	medallion_violation_field = MemoryContextStrdup(TopMemoryContext, field);
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("%s", text_to_cstring(PG_GETARG_TEXT_PP(2))),
+			 errdetail("medallion contract check \"%s\" of column \"%s\".", type, field)));
+	PG_RETURN_BOOL(false);
+}

@@ -1,0 +1,506 @@
+/*-------------------------------------------------------------------------
+ *
+ * run.c
+ *	  medallion.run(): one run of a pipeline, and its record.
+ *
+ * A run (DESIGN.md §4.1) is serialised per pipeline by a row lock on its
+ * medallion.pipelines row, always leaves a medallion.runs row, and executes
+ * the pipeline's SQL as the pipeline's owner with the settings that change
+ * results pinned.  Its work happens in a subtransaction: a failure rolls
+ * back only the run's own work, is recorded with its class and reported as
+ * a WARNING (strict => true raises it instead).  A cancel is never caught.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+
+#include "medallion.h"
+
+PG_FUNCTION_INFO_V1(medallion_run);
+PG_FUNCTION_INFO_V1(medallion_run_all);
+PG_FUNCTION_INFO_V1(medallion_pause);
+PG_FUNCTION_INFO_V1(medallion_resume);
+PG_FUNCTION_INFO_V1(medallion_replay_dlq);
+PG_FUNCTION_INFO_V1(medallion_count_insert);
+
+/* Rows a silver MERGE inserted (medallion.count_insert). */
+int64		medallion_inserted_rows = 0;
+
+/*
+ * Reads a pipeline; with lock, takes its row lock first (waiting, or not
+ * with nowait: then *busy tells that a run holds it).  Returns false when
+ * there is no such pipeline.
+ */
+bool
+medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait, bool *busy)
+{
+	MedallionUserContext save;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	volatile int ret = 0;
+	volatile bool found = false;
+	volatile bool locked_out = false;
+	const char *volatile sql;
+
+	if (lock && nowait)
+		sql = "SELECT name, layer, relname, state, owner::pg_catalog.oid, source, definition "
+			"FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE NOWAIT";
+	else if (lock)
+		sql = "SELECT name, layer, relname, state, owner::pg_catalog.oid, source, definition "
+			"FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
+	else
+		sql = "SELECT name, layer, relname, state, owner::pg_catalog.oid, source, definition "
+			"FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1";
+
+	if (busy)
+		*busy = false;
+	values[0] = CStringGetTextDatum(name);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (lock && nowait)
+	{
+		MemoryContext oldcxt = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcxt);
+		PG_TRY();
+		{
+			ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+				ReThrowError(edata);
+			locked_out = true;
+		}
+		PG_END_TRY();
+		if (locked_out)
+		{
+			SPI_finish();
+			medallion_restore_user(&save);
+			if (busy)
+				*busy = true;
+			return true;
+		}
+	}
+	else
+		ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read medallion.pipelines: SPI error %d", ret);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		found = true;
+		p->name = SPI_getvalue(tup, desc, 1);
+		p->layer = SPI_getvalue(tup, desc, 2);
+		p->relname = SPI_getvalue(tup, desc, 3);
+		p->state = SPI_getvalue(tup, desc, 4);
+		p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		p->source = SPI_getvalue(tup, desc, 6);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		p->definition = isnull ? NULL : DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
+	}
+	SPI_finish();
+	medallion_restore_user(&save);
+	return found;
+}
+
+/*
+ * Pins the settings that change a run's results, then the pipeline's own
+ * (options.settings), in a new GUC nest level the caller pops with
+ * AtEOXact_GUC(true, nestlevel).
+ */
+void
+medallion_run_settings_push(Contract *contract, int *nestlevel)
+{
+	static const char *const pinned[][2] = {
+		{"TimeZone", "UTC"},
+		{"DateStyle", "ISO, YMD"},
+		{"IntervalStyle", "postgres"},
+		{"extra_float_digits", "1"},
+		{"search_path", "pg_catalog, public"},
+		{"lc_monetary", "C"},
+		{"lc_numeric", "C"},
+		{"lc_time", "C"},
+	};
+	ListCell   *n,
+			   *v;
+	int			i;
+
+	*nestlevel = NewGUCNestLevel();
+	for (i = 0; i < (int) lengthof(pinned); i++)
+		(void) set_config_option(pinned[i][0], pinned[i][1], PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	if (contract)
+		forboth(n, contract->setting_names, v, contract->setting_values)
+			(void) set_config_option(lfirst(n), lfirst(v), PGC_USERSET, PGC_S_SESSION,
+									 GUC_ACTION_SAVE, true, 0, false);
+}
+
+/*
+ * Records a new run (as the catalog owner) and returns its id.
+ */
+static int64
+run_record_start(const char *pipeline, const char *kind, const char *status)
+{
+	MedallionUserContext save;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	int64		run_id;
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(status);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO medallion.runs (pipeline, kind, status) "
+							  "VALUES ($1, $2, $3) RETURNING run_id",
+							  3, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+		elog(ERROR, "could not record a run of \"%s\"", pipeline);
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	medallion_restore_user(&save);
+	return run_id;
+}
+
+/*
+ * Records how a run ended.
+ */
+static void
+run_record_finish(int64 run_id, const char *status, const RunCounts *c,
+				  ErrorData *edata)
+{
+	MedallionUserContext save;
+	Oid			argtypes[13] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
+		INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[13];
+	char		nulls[13];
+	RunCounts	zero = {0};
+
+	if (c == NULL)
+		c = &zero;
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = Int64GetDatum(c->read);
+	values[3] = Int64GetDatum(c->inserted);
+	values[4] = Int64GetDatum(c->updated);
+	values[5] = Int64GetDatum(c->unchanged);
+	values[6] = Int64GetDatum(c->dlq);
+	values[7] = Int64GetDatum(c->quarantined);
+	values[8] = Int64GetDatum(c->dropped);
+	values[9] = Int64GetDatum(c->warned);
+	if (edata)
+	{
+		values[10] = CStringGetTextDatum(medallion_error_class(edata->sqlerrcode));
+		values[11] = CStringGetTextDatum(edata->message ? edata->message : "");
+		values[12] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+	}
+	else
+		nulls[10] = nulls[11] = nulls[12] = 'n';
+
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE medallion.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), "
+							  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
+							  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
+							  "error_class = $11, error_message = $12, sqlstate = $13 "
+							  "WHERE run_id OPERATOR(pg_catalog.=) $1",
+							  13, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not record the end of run " INT64_FORMAT, run_id);
+	SPI_finish();
+	medallion_restore_user(&save);
+}
+
+/*
+ * The layer's work for one run.
+ */
+static void
+run_body(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
+{
+	if (strcmp(p->layer, "silver") == 0)
+		medallion_silver_run(p, run_id, kind, replay_ids, counts);
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s pipelines are not run", p->layer),
+				 errdetail("Pipeline \"%s\" lands data through ingest functions.", p->name)));
+}
+
+/*
+ * One run of a pipeline; returns its run id.  Shared by run(), run_all()
+ * and replay_dlq().
+ */
+static int64
+run_pipeline(const char *name, bool strict, bool wait, const char *kind,
+			 ArrayType *replay_ids, RunCounts *out)
+{
+	Pipeline	p = {0};
+	bool		busy;
+	int64		run_id;
+	RunCounts	counts = {0};
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("a medallion run cannot execute in a %s transaction",
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("A run must see the watermark committed by the previous run."),
+				 errhint("Run it in a READ COMMITTED transaction.")));
+
+	if (!medallion_pipeline_lookup(name, &p, true, !wait, &busy))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("Pipelines are listed in medallion.pipelines.")));
+	if (busy)
+	{
+		ereport(NOTICE,
+				(errmsg("a run of pipeline \"%s\" is in progress, skipped", name)));
+		run_id = run_record_start(name, kind, "skipped");
+		run_record_finish(run_id, "skipped", NULL, NULL);
+		return run_id;
+	}
+	if (!has_privs_of_role(GetUserId(), p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run pipeline \"%s\"", name),
+				 errdetail("Only the pipeline's owner (or a member of that role) may run it.")));
+	if (strcmp(p.state, "active") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" is %s", name,
+						strcmp(p.state, "circuit_open") == 0 ? "circuit-open" : p.state),
+				 errhint("Run medallion.resume('%s') to let it run again.", name)));
+
+	run_id = run_record_start(name, kind, "running");
+
+	if (strict)
+	{
+		run_body(&p, run_id, kind, replay_ids, &counts);
+		run_record_finish(run_id, "succeeded", &counts, NULL);
+		if (out)
+			*out = counts;
+		return run_id;
+	}
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		run_body(&p, run_id, kind, replay_ids, &counts);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		/* A cancel or a shutdown stops the caller too: never swallowed. */
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN || ProcDiePending)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+
+	if (edata)
+	{
+		memset(&counts, 0, sizeof(counts));
+		run_record_finish(run_id, "failed", &counts, edata);
+		ereport(WARNING,
+				(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, name, edata->message),
+				 errdetail("Error class %s, SQLSTATE %s; the failure is recorded in medallion.runs.",
+						   medallion_error_class(edata->sqlerrcode), unpack_sql_state(edata->sqlerrcode))));
+	}
+	else
+		run_record_finish(run_id, "succeeded", &counts, NULL);
+	if (out)
+		*out = counts;
+	return run_id;
+}
+
+/*
+ * medallion.run(pipeline, strict, wait) → run id
+ */
+Datum
+medallion_run(PG_FUNCTION_ARGS)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	PG_RETURN_INT64(run_pipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)),
+								 !PG_ARGISNULL(1) && PG_GETARG_BOOL(1),
+								 PG_ARGISNULL(2) || PG_GETARG_BOOL(2),
+								 "incremental", NULL, NULL));
+}
+
+/*
+ * medallion.run_all(): every active silver pipeline, upstream first.
+ */
+Datum
+medallion_run_all(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	List	   *names = NIL;
+	ListCell   *lc;
+	uint64		i;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+
+	SPI_connect();
+	/* silver reads bronze only, so layer order is dependency order */
+	if (SPI_execute("SELECT name FROM medallion.pipelines "
+					"WHERE layer OPERATOR(pg_catalog.=) 'silver' "
+					"AND state OPERATOR(pg_catalog.=) 'active' "
+					"AND pg_catalog.pg_has_role(owner, 'USAGE') ORDER BY name",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list pipelines");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+
+	foreach(lc, names)
+	{
+		Datum		value = Int64GetDatum(run_pipeline(lfirst(lc), false, true, "incremental", NULL, NULL));
+		bool		isnull = false;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * Sets a pipeline's state, for its owner.
+ */
+static void
+set_state(FunctionCallInfo fcinfo, const char *state)
+{
+	char	   *name;
+	Pipeline	p = {0};
+	MedallionUserContext save;
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!medallion_pipeline_lookup(name, &p, false, false, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name)));
+	if (!has_privs_of_role(GetUserId(), p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", name)));
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(state);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE medallion.pipelines SET state = $2 "
+							  "WHERE name OPERATOR(pg_catalog.=) $1",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update pipeline \"%s\"", name);
+	SPI_finish();
+	medallion_restore_user(&save);
+}
+
+Datum
+medallion_pause(PG_FUNCTION_ARGS)
+{
+	set_state(fcinfo, "paused");
+	PG_RETURN_VOID();
+}
+
+Datum
+medallion_resume(PG_FUNCTION_ARGS)
+{
+	set_state(fcinfo, "active");
+	PG_RETURN_VOID();
+}
+
+/*
+ * medallion.replay_dlq(pipeline, ids) → rows now loaded.  Re-attempts the
+ * pipeline's unprocessed DLQ rows (all, or those ids) through the same path
+ * as a run, from their (possibly corrected) payloads.
+ */
+Datum
+medallion_replay_dlq(PG_FUNCTION_ARGS)
+{
+	RunCounts	counts = {0};
+	ArrayType  *ids;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	if (PG_ARGISNULL(1))
+		ids = construct_empty_array(INT8OID);
+	else
+	{
+		ids = PG_GETARG_ARRAYTYPE_P(1);
+		if (ARR_NDIM(ids) > 1 || array_contains_nulls(ids))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ids must be a one-dimensional array without NULLs")));
+	}
+	(void) run_pipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)), true, true, "replay",
+						ids, &counts);
+	PG_RETURN_INT64(counts.replayed);
+}
+
+/*
+ * medallion.count_insert(run_id): called by a MERGE's INSERT action only, so
+ * the run can tell inserts from updates.
+ */
+Datum
+medallion_count_insert(PG_FUNCTION_ARGS)
+{
+	medallion_inserted_rows++;
+	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+}

@@ -1,0 +1,1316 @@
+/*-------------------------------------------------------------------------
+ *
+ * silver.c
+ *	  The silver layer: typed tables fed from bronze by a column contract,
+ *	  incrementally, idempotently, newest version wins.
+ *
+ * A run reads the bronze rows of its window (watermark.c), types and checks
+ * them, sends the bad ones to the DLQ, deduplicates by unique key (latest
+ * (order_by, _seq) wins) and MERGEs into silver; a version older than the
+ * stored one never overwrites it.
+ *
+ * Typing is optimistic: one set-based MERGE whose SQL raises on the first
+ * bad row, in a subtransaction.  Only when it fails with a data error are
+ * the bad rows found — in one set-based pass with medallion.silver_check()
+ * (per-row subtransactions that write nothing), then, for errors only the
+ * final SQL can show (expressions, references), by bisection over the
+ * window — and the MERGE runs again without them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "common/jsonapi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "medallion.h"
+
+PG_FUNCTION_INFO_V1(medallion_create_silver);
+PG_FUNCTION_INFO_V1(medallion_expect);
+
+extern int64 medallion_inserted_rows;
+extern char *medallion_violation_field;
+
+/* Parameters of every statement of a run. */
+#define P_PREV		1			/* pg_snapshot: done (NULL: none) */
+#define P_TARGET	2			/* pg_snapshot: target */
+#define P_RXID		3			/* xid8, int8: resume after */
+#define P_RSEQ		4
+#define P_HXID		5			/* xid8, int8: stop at (inclusive) */
+#define P_HSEQ		6
+#define P_EXCL		7			/* int8[]: _seq of rows left out */
+#define P_RUN		8			/* int8: run id */
+#define P_DEF		9			/* jsonb: the definition */
+#define P_RAWS		10			/* replay: jsonb[], int8[], text[] */
+#define P_SEQS		11
+#define P_BATCHES	12
+#define P_LO_XID	13			/* xid8, int8: a bisection step's range */
+#define P_LO_SEQ	14
+#define P_HI_XID	15
+#define P_HI_SEQ	16
+#define NPARAMS		16
+
+typedef struct BadRow
+{
+	int64		seq;
+	char	   *raw;
+	char	   *batch;
+	char	   *type;
+	char	   *field;
+	char	   *sqlstate;
+	char	   *message;
+	int64		dlq_id;			/* replay: the DLQ row it came from */
+} BadRow;
+
+typedef struct SilverRun
+{
+	Pipeline   *p;
+	Contract   *c;
+	int64		run_id;
+	bool		replay;
+	char	   *source_table;	/* 'bronze.x' */
+	char	   *qsource;		/* quoted bronze table */
+	char	   *qtarget;		/* quoted silver table */
+	bool		has_prev;
+	bool		has_resume;
+	bool		has_hi;
+	Datum		values[NPARAMS];
+	char		nulls[NPARAMS];
+	Oid			types[NPARAMS];
+	List	   *bad;			/* of BadRow * */
+	List	   *expectations;	/* of char *[3]: name, check_sql, on_fail */
+	MemoryContext cxt;			/* lives as long as the run */
+} SilverRun;
+
+/* ---------------------------------------------------------------------------
+ * SQL generation
+ * ---------------------------------------------------------------------------
+ */
+
+static const char *
+qcol(const char *name)
+{
+	return quote_identifier(name);
+}
+
+/*
+ * The JSON path of a column as a text[] literal.
+ */
+static char *
+path_literal(ColumnSpec *col)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "ARRAY[");
+	foreach(lc, col->segments)
+	{
+		if (lc != list_head(col->segments))
+			appendStringInfoChar(&buf, ',');
+		appendStringInfoString(&buf, quote_literal_cstr(lfirst(lc)));
+	}
+	appendStringInfoString(&buf, "]::pg_catalog.text[]");
+	return buf.data;
+}
+
+static bool
+is_version_column(Contract *c, ColumnSpec *col)
+{
+	return col->is_key || (c->order_by && strcmp(c->order_by, col->name) == 0);
+}
+
+/*
+ * The rows a statement reads: the window of bronze, or the replayed DLQ
+ * rows, with _source_seq, _batch_id, _raw and _is_delete, minus the rows
+ * left out.  "range" adds the (xid, seq) bounds of a bisection step.
+ */
+static char *
+source_sql(SilverRun *r, bool with_exclusions, bool range)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	if (r->replay)
+		appendStringInfo(&buf,
+						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, '0'::pg_catalog.xid8 AS _xid, "
+						 "(%s) AS _is_delete "
+						 "FROM pg_catalog.unnest($%d, $%d, $%d) AS b(_raw, _seq, _batch_id) WHERE true",
+						 r->c->delete_when ? r->c->delete_when : "false", P_RAWS, P_SEQS, P_BATCHES);
+	else
+	{
+		appendStringInfo(&buf,
+						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
+						 "(%s\n) AS _is_delete FROM %s b "
+						 "WHERE b._xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($%d) "
+						 "AND pg_catalog.pg_visible_in_snapshot(b._xid, $%d)",
+						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, P_TARGET, P_TARGET);
+		if (r->has_prev)
+			appendStringInfo(&buf,
+							 " AND (b._xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax($%d) "
+							 "OR b._xid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip($%d))))",
+							 P_PREV, P_PREV);
+		if (r->has_resume)
+			appendStringInfo(&buf, " AND (b._xid, b._seq) > ($%d, $%d)", P_RXID, P_RSEQ);
+		if (r->has_hi)
+			appendStringInfo(&buf, " AND (b._xid, b._seq) <= ($%d, $%d)", P_HXID, P_HSEQ);
+	}
+	if (range)
+		appendStringInfo(&buf, " AND (b._xid, b._seq) >= ($%d, $%d) AND (b._xid, b._seq) <= ($%d, $%d)",
+						 P_LO_XID, P_LO_SEQ, P_HI_XID, P_HI_SEQ);
+	if (with_exclusions)
+		appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.<>) ALL ($%d)", P_EXCL);
+	return buf.data;
+}
+
+/*
+ * The typed, computed and checked rows (L1 typed, L2 expressions, L3 checks
+ * and PII), one per source row, with the lineage columns.
+ */
+static char *
+checked_sql(SilverRun *r, bool with_exclusions, bool range)
+{
+	Contract   *c = r->c;
+	StringInfoData l1,
+				l2,
+				l3;
+	ListCell   *lc;
+
+	initStringInfo(&l1);
+	initStringInfo(&l2);
+	initStringInfo(&l3);
+	appendStringInfoString(&l1, "SELECT l0._source_seq, l0._batch_id, l0._raw, l0._xid, l0._is_delete");
+	appendStringInfoString(&l2, "SELECT l1._source_seq, l1._batch_id, l1._raw, l1._xid, l1._is_delete");
+	appendStringInfoString(&l3, "SELECT l2._source_seq, l2._batch_id, l2._raw, l2._xid, l2._is_delete");
+
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+		char	   *val;
+		char	   *typed;
+		char	   *v;
+		char	   *qtype = format_type_with_typemod(col->typid, col->typmod);
+
+		/* L1: extract and cast */
+		val = psprintf("(l0._raw %s %s)", col->is_json ? "OPERATOR(pg_catalog.#>)" : "OPERATOR(pg_catalog.#>>)",
+					   path_literal(col));
+		if (col->default_value)
+			val = psprintf("COALESCE(%s, %s)", val,
+						   col->is_json ? psprintf("%s::pg_catalog.jsonb", quote_literal_cstr(col->default_value))
+						   : quote_literal_cstr(col->default_value));
+		typed = psprintf("CAST(%s AS %s)", val, qtype);
+		if (!is_version_column(c, col))
+			typed = psprintf("CASE WHEN l0._is_delete THEN NULL ELSE %s END", typed);
+		appendStringInfo(&l1, ",\n %s AS %s", typed, qcol(col->name));
+
+		/* L2: the expression, over the typed columns */
+		if (col->expr)
+			appendStringInfo(&l2, ",\n CASE WHEN l1._is_delete THEN NULL ELSE CAST((%s\n) AS %s) END AS %s",
+							 col->expr, qtype, qcol(col->name));
+		else
+			appendStringInfo(&l2, ", l1.%s", qcol(col->name));
+
+		/* L3: checks on the final value, then PII */
+		v = psprintf("l2.%s", qcol(col->name));
+		if (col->required)
+			v = psprintf("CASE WHEN %s IS NULL AND %s medallion.contract_violation('required', %s, %s) THEN NULL ELSE %s END",
+						 v, is_version_column(c, col) ? "" : "NOT l2._is_delete AND",
+						 quote_literal_cstr(col->name),
+						 quote_literal_cstr(psprintf("required field \"%s\" is missing or null", col->path)),
+						 v);
+		if (col->accepted)
+		{
+			StringInfoData arr;
+			ListCell   *a;
+
+			initStringInfo(&arr);
+			foreach(a, col->accepted)
+				appendStringInfo(&arr, "%s%s", a == list_head(col->accepted) ? "" : ",",
+								 quote_literal_cstr(lfirst(a)));
+			v = psprintf("CASE WHEN %s IS NOT NULL AND NOT (%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s]::%s[])) "
+						 "AND medallion.contract_violation('accepted', %s, pg_catalog.format('value %%s of \"%%s\" is not an accepted value', %s, %s)) "
+						 "THEN NULL ELSE %s END",
+						 v, v, arr.data, qtype, quote_literal_cstr(col->name), v,
+						 quote_literal_cstr(col->name), v);
+		}
+		if (col->ref_table)
+		{
+			char	   *dot = strchr(col->ref_table, '.');
+			char	   *qref = quote_qualified_identifier(pnstrdup(col->ref_table, dot - col->ref_table), dot + 1);
+
+			v = psprintf("CASE WHEN %s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %s r WHERE r.%s = %s) "
+						 "AND medallion.contract_violation('references', %s, pg_catalog.format('value %%s of \"%%s\" has no match in %s', %s, %s)) "
+						 "THEN NULL ELSE %s END",
+						 v, qref, qcol(col->ref_column), v, quote_literal_cstr(col->name),
+						 quote_literal_cstr(psprintf("%s.%s", col->ref_table, col->ref_column)),
+						 v, quote_literal_cstr(col->name), v);
+		}
+		if (col->pii && strcmp(col->pii, "drop") == 0)
+		{
+			/* checked, then not kept: evaluate for its checks only */
+			appendStringInfo(&l3, ",\n (%s) IS NULL AS %s", v, qcol(psprintf("_dropped_%s", col->name)));
+			continue;
+		}
+		if (col->pii && strcmp(col->pii, "hash") == 0)
+			v = psprintf("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to((%s)::pg_catalog.text, 'UTF8')), 'hex')", v);
+		else if (col->pii && strcmp(col->pii, "mask") == 0)
+			v = psprintf("(SELECT CASE WHEN m IS NULL THEN NULL ELSE pg_catalog.left(m, 1) OPERATOR(pg_catalog.||) '***' "
+						 "OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.strpos(m, '@') > 0 THEN pg_catalog.substr(m, pg_catalog.strpos(m, '@')) ELSE '' END END "
+						 "FROM (SELECT (%s)::pg_catalog.text AS m) mm)", v);
+		appendStringInfo(&l3, ",\n %s AS %s", v, qcol(col->name));
+	}
+
+	return psprintf("%s\nFROM (%s\nFROM (%s\nFROM (%s) l0) l1) l2",
+					l3.data, l2.data, l1.data, source_sql(r, with_exclusions, range));
+}
+
+/*
+ * The stored type of a column (PII hash and mask store text).
+ */
+static char *
+stored_type(ColumnSpec *col)
+{
+	if (col->pii && (strcmp(col->pii, "hash") == 0 || strcmp(col->pii, "mask") == 0))
+		return "pg_catalog.text";
+	return format_type_with_typemod(col->typid, col->typmod);
+}
+
+static bool
+is_stored(ColumnSpec *col)
+{
+	return !(col->pii && strcmp(col->pii, "drop") == 0);
+}
+
+/*
+ * The MERGE of a run: dedup by key (latest (order_by, _seq) wins), newer
+ * versions update, new keys insert, delete markers delete.
+ */
+static char *
+merge_sql(SilverRun *r)
+{
+	Contract   *c = r->c;
+	StringInfoData keys,
+				on,
+				order,
+				set,
+				cols,
+				vals;
+	char	   *newer;
+	ListCell   *lc;
+
+	initStringInfo(&keys);
+	initStringInfo(&on);
+	initStringInfo(&order);
+	initStringInfo(&set);
+	initStringInfo(&cols);
+	initStringInfo(&vals);
+	foreach(lc, c->unique_key)
+	{
+		const char *k = qcol(lfirst(lc));
+
+		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", k);
+		appendStringInfo(&on, "%stgt.%s = src.%s", on.len ? " AND " : "", k, k);
+	}
+	appendStringInfo(&order, "%s, %s%s_source_seq DESC", keys.data,
+					 c->order_by ? qcol(c->order_by) : "",
+					 c->order_by ? " DESC, " : "");
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		if (!is_stored(col))
+			continue;
+		appendStringInfo(&cols, "%s, ", qcol(col->name));
+		appendStringInfo(&vals, "src.%s, ", qcol(col->name));
+		if (!col->is_key)
+			appendStringInfo(&set, "%s = src.%s, ", qcol(col->name), qcol(col->name));
+	}
+	if (c->order_by)
+		newer = psprintf("(src.%s, src._source_seq) > (tgt.%s, tgt._source_seq)",
+						 qcol(c->order_by), qcol(c->order_by));
+	else
+		newer = "src._source_seq > tgt._source_seq";
+
+	return psprintf("MERGE INTO %s AS tgt USING (SELECT DISTINCT ON (%s) * FROM (%s) s ORDER BY %s) AS src ON %s\n"
+					"WHEN MATCHED AND src._is_delete AND %s THEN DELETE\n"
+					"WHEN MATCHED AND NOT src._is_delete AND %s THEN UPDATE SET %s"
+					"_source_seq = src._source_seq, _batch_id = src._batch_id, "
+					"_loaded_at = pg_catalog.now(), _run_id = $%d\n"
+					"WHEN NOT MATCHED AND NOT src._is_delete THEN INSERT (%s_source_seq, _batch_id, _run_id, _created_run_id) "
+					"VALUES (%ssrc._source_seq, src._batch_id, $%d, medallion.count_insert($%d))",
+					r->qtarget, keys.data, checked_sql(r, true, false), order.data, on.data,
+					newer, newer, set.data, P_RUN, cols.data, vals.data, P_RUN, P_RUN);
+}
+
+/*
+ * Sets up the parameters of a run's statements, all NULL.
+ */
+static void
+init_params(SilverRun *r)
+{
+	static const Oid types[NPARAMS] = {
+		PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID, INT8OID,
+		INT8ARRAYOID, INT8OID, JSONBOID, JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
+		XID8OID, INT8OID, XID8OID, INT8OID
+	};
+
+	memcpy(r->types, types, sizeof(types));
+	memset(r->nulls, 'n', sizeof(r->nulls));
+}
+
+/* ---------------------------------------------------------------------------
+ * Executing
+ * ---------------------------------------------------------------------------
+ */
+
+static void
+set_exclusions(SilverRun *r)
+{
+	MemoryContext old = MemoryContextSwitchTo(r->cxt);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(r->bad), 1));
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, r->bad)
+		elems[n++] = Int64GetDatum(((BadRow *) lfirst(lc))->seq);
+	r->values[P_EXCL - 1] = PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	r->nulls[P_EXCL - 1] = ' ';
+	MemoryContextSwitchTo(old);
+}
+
+static int
+exec(SilverRun *r, const char *sql, bool read_only, long limit)
+{
+	/*
+	 * Never read_only: that would reuse the caller's statement snapshot,
+	 * taken before this run waited for the pipeline's lock and took its
+	 * target snapshot.
+	 */
+	int			ret = SPI_execute_with_args(sql, NPARAMS, r->types, r->values, r->nulls,
+											false, limit);
+
+	(void) read_only;
+
+	if (ret < 0)
+		elog(ERROR, "SPI_execute_with_args failed (%s) for: %s", SPI_result_code_string(ret), sql);
+	return ret;
+}
+
+static int64
+exec_count(SilverRun *r, const char *sql)
+{
+	bool		isnull;
+	Datum		d;
+
+	exec(r, sql, true, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+typedef void (*TryFn) (SilverRun *r, void *arg);
+
+/*
+ * Runs fn in a subtransaction.  Returns NULL when it succeeded; after a data
+ * error, rolls it back and returns the error; any other error propagates.
+ */
+static ErrorData *
+try_data(SilverRun *r, TryFn fn, void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		fn(r, arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (!medallion_error_is_data(edata->sqlerrcode))
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	return edata;
+}
+
+static void
+do_merge(SilverRun *r, void *arg)
+{
+	int64	   *merged = arg;
+
+	medallion_inserted_rows = 0;
+	exec(r, merge_sql(r), false, 0);
+	*merged = SPI_processed;
+}
+
+/*
+ * Step A of the slow path: rows that do not type (or miss a required
+ * field, or are not accepted) under the contract, in one set-based pass.
+ */
+static void
+find_untyped_rows(SilverRun *r)
+{
+	uint64		i;
+	MemoryContext old;
+	char	   *sql = psprintf("SELECT _source_seq, _raw::pg_catalog.text, _batch_id, err FROM "
+							   "(SELECT l0._source_seq, l0._raw, l0._batch_id, "
+							   "medallion.silver_check(l0._raw, $%d, l0._is_delete) AS err "
+							   "FROM (%s) l0 OFFSET 0) x WHERE err IS NOT NULL ORDER BY _source_seq",
+							   P_DEF, source_sql(r, true, false));
+
+	exec(r, sql, true, 0);
+	old = MemoryContextSwitchTo(r->cxt);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		BadRow	   *b = palloc0(sizeof(BadRow));
+		bool		isnull;
+		Datum	   *elems;
+		bool	   *enulls;
+		int			n;
+
+		b->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		b->raw = SPI_getvalue(tup, desc, 2);
+		b->batch = SPI_getvalue(tup, desc, 3);
+		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull)),
+						  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+		b->type = TextDatumGetCString(elems[0]);
+		b->field = enulls[1] ? NULL : TextDatumGetCString(elems[1]);
+		b->sqlstate = TextDatumGetCString(elems[2]);
+		b->message = TextDatumGetCString(elems[3]);
+		r->bad = lappend(r->bad, b);
+	}
+	MemoryContextSwitchTo(old);
+	set_exclusions(r);
+}
+
+/* A window row by its position in (xid, seq) order. */
+typedef struct RowPos
+{
+	Datum		xid;
+	int64		seq;
+} RowPos;
+
+static void
+check_range(SilverRun *r, void *arg)
+{
+	RowPos	   *range = arg;
+
+	r->values[P_LO_XID - 1] = range[0].xid;
+	r->values[P_LO_SEQ - 1] = Int64GetDatum(range[0].seq);
+	r->values[P_HI_XID - 1] = range[1].xid;
+	r->values[P_HI_SEQ - 1] = Int64GetDatum(range[1].seq);
+	memset(r->nulls + P_LO_XID - 1, ' ', 4);
+	exec(r, psprintf("SELECT pg_catalog.sum(pg_catalog.pg_column_size(s.*)) FROM (%s) s",
+					 checked_sql(r, true, true)), true, 0);
+}
+
+/*
+ * Finds the bad rows of positions [lo, hi) by bisection.
+ */
+static void
+bisect(SilverRun *r, RowPos *pos, int lo, int hi)
+{
+	RowPos		range[2];
+	ErrorData  *edata;
+
+	CHECK_FOR_INTERRUPTS();
+	range[0] = pos[lo];
+	range[1] = pos[hi - 1];
+	edata = try_data(r, check_range, range);
+	if (edata == NULL)
+		return;
+	if (hi - lo > 1)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		bisect(r, pos, lo, mid);
+		bisect(r, pos, mid, hi);
+		return;
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(r->cxt);
+		BadRow	   *b = palloc0(sizeof(BadRow));
+		bool		violation = (edata->detail && strncmp(edata->detail, "medallion contract check", 24) == 0);
+
+		b->seq = pos[lo].seq;
+		b->type = violation ? pstrdup(strchr(edata->detail, '"') + 1) : "expr";
+		if (violation)
+			*strchr(b->type, '"') = '\0';
+		b->field = violation && medallion_violation_field ? pstrdup(medallion_violation_field) : NULL;
+		b->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+		b->message = pstrdup(edata->message);
+		r->bad = lappend(r->bad, b);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Step C of the slow path: finds, by bisection over the window, the rows
+ * whose final SQL (expressions, references) fails.
+ */
+static void
+find_failing_rows(SilverRun *r)
+{
+	RowPos	   *pos;
+	int			n;
+	int			i;
+	int			before = list_length(r->bad);
+	ListCell   *lc;
+
+	exec(r, psprintf("SELECT _xid, _source_seq FROM (%s) b ORDER BY _xid, _source_seq",
+					 source_sql(r, true, false)), true, 0);
+	n = SPI_processed;
+	pos = palloc(sizeof(RowPos) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		pos[i].xid = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		pos[i].seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	for (i = 0; i < n; i += 1024)
+		bisect(r, pos, i, Min(n, i + 1024));
+
+	/* the payloads of the rows found */
+	for_each_from(lc, r->bad, before)
+	{
+		BadRow	   *b = lfirst(lc);
+
+		exec(r, psprintf("SELECT _raw::pg_catalog.text, _batch_id FROM (%s) b WHERE _source_seq = %lld",
+						 source_sql(r, false, false), (long long) b->seq), true, 1);
+		if (SPI_processed == 1)
+		{
+			MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+			b->raw = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			b->batch = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+			MemoryContextSwitchTo(old);
+		}
+	}
+	set_exclusions(r);
+}
+
+/*
+ * Applies the expectations to the rows that type: warn counts, drop and
+ * quarantine leave the row out, fail fails the run.
+ */
+static void
+apply_expectations(SilverRun *r, void *arg)
+{
+	RunCounts  *counts = arg;
+	StringInfoData sel,
+				any;
+	ListCell   *lc;
+	uint64		i;
+	int			k;
+	int			nexp = list_length(r->expectations);
+	static const char *const severity[] = {"fail", "quarantine", "drop", "warn"};
+
+	initStringInfo(&sel);
+	initStringInfo(&any);
+	foreach(lc, r->expectations)
+	{
+		char	  **e = lfirst(lc);
+
+		appendStringInfo(&sel, ", ((%s\n) IS FALSE)", e[1]);
+		appendStringInfo(&any, "%s((%s\n) IS FALSE)", any.len ? " OR " : "", e[1]);
+	}
+	exec(r, psprintf("SELECT s._source_seq, s._raw::pg_catalog.text, s._batch_id%s FROM (%s) s WHERE %s",
+					 sel.data, checked_sql(r, true, false), any.data), true, 0);
+
+	counts->warned = 0;
+	counts->dropped = 0;
+	counts->quarantined = 0;
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		int			s;
+		char	  **worst = NULL;
+		int			worst_sev = 99;
+		bool		isnull;
+
+		for (k = 0; k < nexp; k++)
+		{
+			char	  **e = list_nth(r->expectations, k);
+
+			if (!DatumGetBool(SPI_getbinval(tup, desc, 4 + k, &isnull)))
+				continue;
+			for (s = 0; s < 4; s++)
+				if (strcmp(e[2], severity[s]) == 0 && s < worst_sev)
+				{
+					worst_sev = s;
+					worst = e;
+				}
+		}
+		if (worst == NULL)
+			continue;
+		if (worst_sev == 0)
+			ereport(ERROR,
+					(errcode(MEDALLION_ERRCODE_EXPECTATION_FAILED),
+					 errmsg("expectation \"%s\" failed", worst[0]),
+					 errdetail("Bronze row %lld breaks \"%s\".",
+							   (long long) DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull)), worst[1])));
+		if (worst_sev == 3)
+		{
+			counts->warned++;
+			continue;
+		}
+		{
+			MemoryContext old = MemoryContextSwitchTo(r->cxt);
+			BadRow	   *b = palloc0(sizeof(BadRow));
+
+			b->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			b->raw = SPI_getvalue(tup, desc, 2);
+			b->batch = SPI_getvalue(tup, desc, 3);
+			b->type = worst_sev == 1 ? "quarantine" : "drop";
+			b->field = worst[0];	/* the rule */
+			b->message = psprintf("expectation \"%s\" failed", worst[0]);
+			r->bad = lappend(r->bad, b);
+			MemoryContextSwitchTo(old);
+			if (worst_sev == 1)
+				counts->quarantined++;
+			else
+				counts->dropped++;
+		}
+	}
+	set_exclusions(r);
+}
+
+/*
+ * Writes the DLQ and quarantine rows of a run, as the catalog owner.  A
+ * replayed row still bad keeps its DLQ row, with the new error.
+ */
+static void
+write_bad_rows(SilverRun *r, RunCounts *counts)
+{
+	static const Oid types[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8OID, INT8OID, TEXTOID, TEXTOID};
+	MedallionUserContext save;
+	ListCell   *lc;
+
+	counts->dlq = 0;
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	foreach(lc, r->bad)
+	{
+		BadRow	   *b = lfirst(lc);
+		Datum		values[10];
+		char		nulls[10];
+		const char *sql;
+		const char *texts[10] = {r->p->name, b->raw, b->message, b->type, b->field,
+		r->source_table, NULL, NULL, b->batch, b->sqlstate};
+		int			i;
+		int			ret;
+
+		if (strcmp(b->type, "drop") == 0)
+			continue;
+		for (i = 0; i < 10; i++)
+		{
+			nulls[i] = texts[i] ? ' ' : 'n';
+			values[i] = texts[i] ? CStringGetTextDatum(texts[i]) : (Datum) 0;
+		}
+		values[6] = Int64GetDatum(b->dlq_id > 0 ? b->dlq_id : b->seq);
+		nulls[6] = ' ';
+		values[7] = Int64GetDatum(r->run_id);
+		nulls[7] = ' ';
+
+		if (strcmp(b->type, "quarantine") == 0)
+			sql = "INSERT INTO medallion.quarantine (pipeline, original_payload, error_message, "
+				"rule, source_table, source_seq, pipeline_run_id) "
+				"VALUES ($1, $2, $3, $5, $6, $7, $8)";
+		else if (b->dlq_id > 0)
+			sql = "UPDATE medallion.dlq SET error_message = $3, error_type = $4, field = $5, "
+				"pipeline_run_id = $8, sqlstate = $10, failed_at = pg_catalog.now() "
+				"WHERE id OPERATOR(pg_catalog.=) $7";
+		else
+			sql = "INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
+				"error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
+				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+		ret = SPI_execute_with_args(sql, 10, (Oid *) types, values, nulls, false, 0);
+		if (ret != SPI_OK_INSERT && ret != SPI_OK_UPDATE)
+			elog(ERROR, "could not write a bad row of run " INT64_FORMAT, r->run_id);
+		if (strcmp(b->type, "quarantine") != 0)
+			counts->dlq++;
+	}
+	SPI_finish();
+	medallion_restore_user(&save);
+}
+
+/* A DLQ row being replayed. */
+typedef struct ReplayRow
+{
+	int64		dlq_id;
+	int64		seq;
+} ReplayRow;
+
+/*
+ * Loads the DLQ rows a replay re-attempts (as the catalog owner) into the
+ * replay parameters; a payload that is no longer JSON is a bad row at once.
+ */
+static List *
+load_replay_rows(SilverRun *r, ArrayType *ids)
+{
+	MedallionUserContext save;
+	Oid			types[2] = {TEXTOID, INT8ARRAYOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
+	ArrayBuildState *raws = initArrayResult(JSONBOID, CurrentMemoryContext, false);
+	ArrayBuildState *seqs = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	ArrayBuildState *batches = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	List	   *rows = NIL;
+	uint64		i;
+
+	values[0] = CStringGetTextDatum(r->p->name);
+	values[1] = PointerGetDatum(ids);
+	nulls[1] = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) == 0 ? 'n' : ' ';
+
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT id, original_payload, source_seq, batch_id FROM medallion.dlq "
+							  "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND NOT reprocessed "
+							  "AND ($2 IS NULL OR id OPERATOR(pg_catalog.=) ANY ($2)) "
+							  "AND source_seq IS NOT NULL ORDER BY id FOR UPDATE",
+							  2, types, values, nulls, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read medallion.dlq");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		ReplayRow  *row = palloc(sizeof(ReplayRow));
+		char	   *payload = SPI_getvalue(tup, desc, 2);
+		char	   *batch = SPI_getvalue(tup, desc, 4);
+		JsonLexContext *lex;
+		MemoryContext old;
+
+		row->dlq_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		row->seq = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		old = MemoryContextSwitchTo(r->cxt);
+		rows = lappend(rows, row);
+		MemoryContextSwitchTo(old);
+
+		lex = payload ? makeJsonLexContextCstringLen(payload, strlen(payload), GetDatabaseEncoding(), true) : NULL;
+		if (lex == NULL || pg_parse_json(lex, &nullSemAction) != JSON_SUCCESS)
+		{
+			BadRow	   *b;
+
+			old = MemoryContextSwitchTo(r->cxt);
+			b = palloc0(sizeof(BadRow));
+			b->seq = row->seq;
+			b->dlq_id = row->dlq_id;
+			b->type = "parse";
+			b->sqlstate = "22032";
+			b->message = "payload is not valid JSON";
+			r->bad = lappend(r->bad, b);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		accumArrayResult(raws, DirectFunctionCall1(jsonb_in, CStringGetDatum(payload)), false,
+						 JSONBOID, CurrentMemoryContext);
+		accumArrayResult(seqs, Int64GetDatum(row->seq), false, INT8OID, CurrentMemoryContext);
+		accumArrayResult(batches, batch ? CStringGetTextDatum(batch) : (Datum) 0, batch == NULL,
+						 TEXTOID, CurrentMemoryContext);
+	}
+	{
+		MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+		r->values[P_RAWS - 1] = makeArrayResult(raws, r->cxt);
+		r->values[P_SEQS - 1] = makeArrayResult(seqs, r->cxt);
+		r->values[P_BATCHES - 1] = makeArrayResult(batches, r->cxt);
+		r->nulls[P_RAWS - 1] = r->nulls[P_SEQS - 1] = r->nulls[P_BATCHES - 1] = ' ';
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	medallion_restore_user(&save);
+	return rows;
+}
+
+/*
+ * After a replay: the rows that passed are marked reprocessed; the bad ones
+ * learn their DLQ row.  Returns how many passed.
+ */
+static int64
+finish_replay(SilverRun *r, List *rows)
+{
+	MedallionUserContext save;
+	ArrayBuildState *done = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	ListCell   *lc,
+			   *bc;
+	int64		passed = 0;
+
+	foreach(lc, rows)
+	{
+		ReplayRow  *row = lfirst(lc);
+		bool		bad = false;
+
+		foreach(bc, r->bad)
+		{
+			BadRow	   *b = lfirst(bc);
+
+			if (b->seq == row->seq)
+			{
+				b->dlq_id = row->dlq_id;
+				bad = (strcmp(b->type, "drop") != 0 && strcmp(b->type, "quarantine") != 0);
+			}
+		}
+		if (!bad)
+		{
+			accumArrayResult(done, Int64GetDatum(row->dlq_id), false, INT8OID, CurrentMemoryContext);
+			passed++;
+		}
+	}
+	values[0] = makeArrayResult(done, CurrentMemoryContext);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE medallion.dlq SET reprocessed = true, reprocessed_at = pg_catalog.now() "
+							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not mark replayed DLQ rows");
+	SPI_finish();
+	medallion_restore_user(&save);
+	return passed;
+}
+
+/*
+ * One run of a silver pipeline (called by run.c inside the run's
+ * subtransaction).
+ */
+void
+medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids,
+					 RunCounts *counts)
+{
+	SilverRun	r = {0};
+	Watermark	wm;
+	MedallionUserContext save;
+	int			nestlevel;
+	int64		merged = 0;
+	ErrorData  *edata;
+	bool		drained = true;
+	List	   *replay_rows = NIL;
+	char	   *dot;
+
+	medallion_inserted_rows = 0;
+	r.cxt = CurrentMemoryContext;
+	r.p = p;
+	r.run_id = run_id;
+	r.replay = (replay_ids != NULL);
+	r.c = medallion_contract_parse(p->definition, false);
+	r.source_table = p->source;
+	dot = strchr(p->source, '.');
+	r.qsource = quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1);
+	r.qtarget = quote_qualified_identifier("silver", p->relname);
+	init_params(&r);
+	r.values[P_RUN - 1] = Int64GetDatum(run_id);
+	r.nulls[P_RUN - 1] = ' ';
+	r.values[P_DEF - 1] = JsonbPGetDatum(p->definition);
+	r.nulls[P_DEF - 1] = ' ';
+	set_exclusions(&r);
+
+	/* expectations, as the catalog owner */
+	{
+		Oid			t[1] = {TEXTOID};
+		Datum		v[1] = {CStringGetTextDatum(p->name)};
+		uint64		k;
+
+		medallion_become_user(medallion_catalog_owner(), &save);
+		SPI_connect();
+		if (SPI_execute_with_args("SELECT name, check_sql, on_fail FROM medallion.expectations "
+								  "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
+								  1, t, v, NULL, true, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read medallion.expectations");
+		for (k = 0; k < SPI_processed; k++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(r.cxt);
+			char	  **e = palloc(sizeof(char *) * 3);
+
+			e[0] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1);
+			e[1] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 2);
+			e[2] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 3);
+			r.expectations = lappend(r.expectations, e);
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+		medallion_restore_user(&save);
+	}
+
+	if (r.replay)
+		replay_rows = load_replay_rows(&r, replay_ids);
+	else
+	{
+		medallion_watermark_load(p->name, &wm);
+		if (wm.has_done)
+		{
+			r.has_prev = true;
+			r.values[P_PREV - 1] = wm.done_snapshot;
+			r.nulls[P_PREV - 1] = ' ';
+		}
+		r.values[P_TARGET - 1] = wm.has_target ? wm.target_snapshot : medallion_current_snapshot();
+		r.nulls[P_TARGET - 1] = ' ';
+		if (wm.has_resume)
+		{
+			r.has_resume = true;
+			r.values[P_RXID - 1] = wm.resume_xid;
+			r.values[P_RSEQ - 1] = Int64GetDatum(wm.resume_seq);
+			r.nulls[P_RXID - 1] = r.nulls[P_RSEQ - 1] = ' ';
+		}
+	}
+
+	medallion_run_settings_push(r.c, &nestlevel);
+	medallion_become_user(p->owner, &save);
+	SPI_connect();
+
+	if (!r.replay && r.c->max_rows_per_run > 0)
+	{
+		exec(&r, psprintf("SELECT _xid, _source_seq FROM (%s) b ORDER BY _xid, _source_seq OFFSET %lld LIMIT 1",
+						  source_sql(&r, false, false), (long long) (r.c->max_rows_per_run - 1)), true, 1);
+		if (SPI_processed == 1)
+		{
+			bool		isnull;
+
+			r.has_hi = true;
+			drained = false;
+			r.values[P_HXID - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			r.values[P_HSEQ - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+			r.nulls[P_HXID - 1] = r.nulls[P_HSEQ - 1] = ' ';
+		}
+	}
+
+	counts->read = exec_count(&r, psprintf("SELECT pg_catalog.count(*) FROM (%s) b", source_sql(&r, false, false)));
+	if (counts->read > 0)
+	{
+		bool		slow = (r.expectations != NIL);
+
+		if (!slow)
+		{
+			edata = try_data(&r, do_merge, &merged);
+			slow = (edata != NULL);
+		}
+		if (slow)
+		{
+			find_untyped_rows(&r);
+			if (r.expectations != NIL && try_data(&r, apply_expectations, counts) != NULL)
+			{
+				find_failing_rows(&r);
+				apply_expectations(&r, counts);
+			}
+			if (try_data(&r, do_merge, &merged) != NULL)
+			{
+				find_failing_rows(&r);
+				do_merge(&r, &merged);
+			}
+		}
+	}
+	counts->inserted = medallion_inserted_rows;
+	counts->updated = merged - medallion_inserted_rows;
+
+	SPI_finish();
+	medallion_restore_user(&save);
+	AtEOXact_GUC(true, nestlevel);
+
+	if (r.replay)
+		counts->replayed = finish_replay(&r, replay_rows);
+	write_bad_rows(&r, counts);
+	counts->unchanged = counts->read - counts->inserted - counts->updated - counts->dlq -
+		counts->quarantined - counts->dropped;
+
+	if (!r.replay)
+	{
+		if (drained)
+		{
+			wm.has_done = true;
+			wm.done_snapshot = r.values[P_TARGET - 1];
+			wm.has_target = false;
+			wm.has_resume = false;
+		}
+		else
+		{
+			wm.has_target = true;
+			wm.target_snapshot = r.values[P_TARGET - 1];
+			wm.has_resume = true;
+			wm.resume_xid = r.values[P_HXID - 1];
+			wm.resume_seq = DatumGetInt64(r.values[P_HSEQ - 1]);
+		}
+		medallion_watermark_save(p->name, &wm);
+	}
+	(void) kind;
+}
+
+/* ---------------------------------------------------------------------------
+ * Definition
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * medallion.create_silver(name, source, columns, unique_key, order_by, options)
+ */
+Datum
+medallion_create_silver(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			source;
+	BronzeTarget bronze;
+	Jsonb	   *definition;
+	Contract   *c;
+	StringInfoData ddl;
+	StringInfoData def;
+	ListCell   *lc;
+	Oid			nsp = get_namespace_oid("silver", false);
+	Oid			relid;
+	char	   *qrel;
+	char	   *description = NULL;
+	SilverRun	r = {0};
+	int			i;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name, source, columns and unique_key must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	source = PG_GETARG_OID(1);
+	medallion_check_name("silver table", name, NAMEDATALEN - 1);
+	medallion_bronze_open(source, &bronze);
+	if (pg_class_aclcheck(source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", quote_qualified_identifier("bronze", bronze.relname)),
+				 errhint("The owner of a silver pipeline needs SELECT on its bronze source.")));
+	if (pg_namespace_aclcheck(nsp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create silver tables"),
+				 errdetail("Creating a silver table needs the CREATE privilege on schema \"silver\"."),
+				 errhint("An administrator can run: GRANT CREATE ON SCHEMA silver TO %s;",
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	if (OidIsValid(get_relname_relid(name, nsp)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"silver.%s\" already exists", name)));
+
+	/* the stored definition: {"columns", "unique_key", "order_by", "options"} */
+	initStringInfo(&def);
+	appendStringInfoString(&def, "{\"columns\": ");
+	appendStringInfoString(&def, JsonbToCString(NULL, &PG_GETARG_JSONB_P(2)->root, 0));
+	appendStringInfoString(&def, ", \"unique_key\": [");
+	{
+		Datum	   *keys;
+		bool	   *knulls;
+		int			n;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT, &keys, &knulls, &n);
+		for (i = 0; i < n; i++)
+		{
+			if (knulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("unique_key must not contain NULL")));
+			if (i > 0)
+				appendStringInfoChar(&def, ',');
+			escape_json(&def, TextDatumGetCString(keys[i]));
+		}
+	}
+	appendStringInfoString(&def, "], \"order_by\": ");
+	if (PG_ARGISNULL(4))
+		appendStringInfoString(&def, "null");
+	else
+		escape_json(&def, text_to_cstring(PG_GETARG_TEXT_PP(4)));
+	appendStringInfoString(&def, ", \"options\": ");
+	appendStringInfoString(&def, PG_ARGISNULL(5) ? "{}" : JsonbToCString(NULL, &PG_GETARG_JSONB_P(5)->root, 0));
+	appendStringInfoChar(&def, '}');
+	definition = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def.data)));
+	c = medallion_contract_parse(definition, true);
+
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		if (col->ref_table)
+		{
+			char	   *d = strchr(col->ref_table, '.');
+			Oid			rnsp = get_namespace_oid(pnstrdup(col->ref_table, d - col->ref_table), true);
+			Oid			rrel = OidIsValid(rnsp) ? get_relname_relid(d + 1, rnsp) : InvalidOid;
+
+			if (!OidIsValid(rrel))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("referenced table \"%s\" of column \"%s\" does not exist",
+								col->ref_table, col->name)));
+			if (get_attnum(rrel, col->ref_column) == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("referenced column \"%s\" of \"%s\" does not exist",
+								col->ref_column, col->ref_table)));
+		}
+	}
+
+	qrel = quote_qualified_identifier("silver", name);
+	initStringInfo(&ddl);
+	appendStringInfo(&ddl, "CREATE TABLE %s (", qrel);
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		if (is_stored(col))
+			appendStringInfo(&ddl, "%s %s, ", qcol(col->name), stored_type(col));
+	}
+	appendStringInfoString(&ddl,
+						   "_source_seq bigint NOT NULL, _batch_id text, "
+						   "_loaded_at timestamptz NOT NULL DEFAULT pg_catalog.now(), "
+						   "_run_id bigint, _created_run_id bigint, PRIMARY KEY (");
+	foreach(lc, c->unique_key)
+		appendStringInfo(&ddl, "%s%s", lc == list_head(c->unique_key) ? "" : ", ", qcol(lfirst(lc)));
+	appendStringInfo(&ddl, "));COMMENT ON TABLE %s IS %s;", qrel,
+					 quote_literal_cstr(psprintf("medallion silver table, fed from bronze.%s", bronze.relname)));
+
+	SPI_connect();
+	if (SPI_execute(ddl.data, false, 0) < 0)
+		elog(ERROR, "could not create silver table: %s", ddl.data);
+
+	/* Every expression, condition and reference must plan now, not at the first run. */
+	r.c = c;
+	r.qsource = quote_qualified_identifier("bronze", bronze.relname);
+	r.qtarget = qrel;
+	r.has_prev = true;
+	init_params(&r);
+	{
+		int			nestlevel;
+		MedallionUserContext save;
+
+		medallion_run_settings_push(c, &nestlevel);
+		medallion_become_user(GetUserId(), &save);
+		if (SPI_prepare(merge_sql(&r), NPARAMS, r.types) == NULL)
+			elog(ERROR, "could not prepare the pipeline's SQL: %s", SPI_result_code_string(SPI_result));
+		medallion_restore_user(&save);
+		AtEOXact_GUC(true, nestlevel);
+	}
+	SPI_finish();
+	CommandCounterIncrement();
+	relid = get_relname_relid(name, nsp);
+
+	{
+		JsonbValue *v = NULL;
+
+		if (!PG_ARGISNULL(5) && JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(5)))
+		{
+			JsonbValue	k;
+
+			k.type = jbvString;
+			k.val.string.val = "description";
+			k.val.string.len = strlen("description");
+			v = findJsonbValueFromContainer(&PG_GETARG_JSONB_P(5)->root, JB_FOBJECT, &k);
+			if (v && v->type == jbvString)
+				description = pnstrdup(v->val.string.val, v->val.string.len);
+		}
+	}
+	medallion_catalog_add_pipeline(medallion_pipeline_name("silver", name), "silver", name,
+								   GetUserId(), NULL, (Datum) 0, true,
+								   PG_ARGISNULL(5) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
+								   : PG_GETARG_JSONB_P(5),
+								   description);
+	medallion_catalog_set_definition(medallion_pipeline_name("silver", name), bronze.pipeline, definition);
+	PG_RETURN_OID(relid);
+}
+
+/*
+ * medallion.expect(pipeline, name, check_sql, on_fail)
+ */
+Datum
+medallion_expect(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline;
+	char	   *on_fail;
+	Pipeline	p = {0};
+	MedallionUserContext save;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline, name, check_sql and on_fail must not be NULL")));
+	pipeline = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	on_fail = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (strcmp(on_fail, "warn") != 0 && strcmp(on_fail, "drop") != 0 &&
+		strcmp(on_fail, "quarantine") != 0 && strcmp(on_fail, "fail") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_fail must be \"warn\", \"drop\", \"quarantine\" or \"fail\"")));
+	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", pipeline)));
+	if (strcmp(p.layer, "silver") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("expectations apply to silver pipelines, \"%s\" is a %s pipeline", pipeline, p.layer)));
+	if (!has_privs_of_role(GetUserId(), p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", pipeline)));
+
+	/* The check must plan over the pipeline's columns. */
+	{
+		SilverRun	r = {0};
+		int			nestlevel;
+		char	   *dot = strchr(p.source, '.');
+
+		r.c = medallion_contract_parse(p.definition, false);
+		r.qsource = quote_qualified_identifier(pnstrdup(p.source, dot - p.source), dot + 1);
+		init_params(&r);
+		medallion_run_settings_push(r.c, &nestlevel);
+		medallion_become_user(p.owner, &save);
+		SPI_connect();
+		if (SPI_prepare(psprintf("SELECT ((%s\n) IS FALSE) FROM (%s) s",
+								 text_to_cstring(PG_GETARG_TEXT_PP(2)), checked_sql(&r, true, false)),
+						NPARAMS, r.types) == NULL)
+			elog(ERROR, "could not prepare the expectation: %s", SPI_result_code_string(SPI_result));
+		SPI_finish();
+		medallion_restore_user(&save);
+		AtEOXact_GUC(true, nestlevel);
+	}
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+	values[3] = CStringGetTextDatum(on_fail);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("INSERT INTO medallion.expectations (pipeline, name, check_sql, on_fail) "
+							  "VALUES ($1, $2, $3, $4) ON CONFLICT (pipeline, name) DO UPDATE "
+							  "SET check_sql = EXCLUDED.check_sql, on_fail = EXCLUDED.on_fail",
+							  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the expectation");
+	SPI_finish();
+	medallion_restore_user(&save);
+	PG_RETURN_VOID();
+}
