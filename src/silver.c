@@ -148,9 +148,11 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 	initStringInfo(&buf);
 	if (r->replay)
 		appendStringInfo(&buf,
-						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, '0'::pg_catalog.xid8 AS _xid, "
+						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
 						 "(%s) AS _is_delete "
-						 "FROM pg_catalog.unnest($%d, $%d, $%d) AS b(_raw, _seq, _batch_id) WHERE true",
+						 "FROM (SELECT u.*, '0'::pg_catalog.xid8 AS _xid FROM ROWS FROM "
+						 "(pg_catalog.unnest($%d), pg_catalog.unnest($%d), pg_catalog.unnest($%d)) "
+						 "AS u(_raw, _seq, _batch_id)) b WHERE true",
 						 r->c->delete_when ? r->c->delete_when : "false", P_RAWS, P_SEQS, P_BATCHES);
 	else
 	{
@@ -806,7 +808,7 @@ load_replay_rows(SilverRun *r, ArrayType *ids)
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		ReplayRow  *row = palloc(sizeof(ReplayRow));
+		ReplayRow  *row = MemoryContextAlloc(r->cxt, sizeof(ReplayRow));
 		char	   *payload = SPI_getvalue(tup, desc, 2);
 		char	   *batch = SPI_getvalue(tup, desc, 4);
 		JsonLexContext *lex;
