@@ -47,7 +47,43 @@ FROM medallion.batches ORDER BY landed_at, batch_id;
 SELECT name, layer, state, source_system, retention, description FROM medallion.pipelines ORDER BY name;
 
 \echo
-\echo '== 8. Bronze is append-only'
+\echo '== 8. Silver: a typed, deduplicated contacts table under a contract'
+SELECT medallion.create_silver('contacts', 'bronze.crm_contacts',
+    columns => '{"contact_id":   {"path": "id", "type": "bigint", "required": true},
+                 "email":        {"type": "text", "pii": "mask"},
+                 "country_code": {"path": "country", "type": "text", "expr": "upper(country_code)",
+                                  "accepted": ["US", "FR", "DE"]},
+                 "updated_at":   {"type": "timestamptz", "required": true}}',
+    unique_key => '{contact_id}',
+    order_by   => 'updated_at');
+
+\echo
+\echo '== 9. One incremental run: duplicates merged (latest wins), the bad date to the DLQ'
+SELECT medallion.run('silver.contacts') IS NOT NULL AS ran;
+SELECT contact_id, email, country_code, updated_at FROM silver.contacts ORDER BY contact_id;
+SELECT kind, status, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_dlq
+FROM medallion.runs WHERE pipeline = 'silver.contacts' ORDER BY run_id;
+SELECT pipeline, error_type, field, sqlstate, error_message FROM medallion.dlq
+WHERE pipeline = 'silver.contacts' ORDER BY id;
+
+\echo
+\echo '== 10. A late, older version of contact 1 arrives: it never overwrites the newer one'
+SELECT medallion.ingest('bronze.crm_contacts',
+    '{"id": 1, "email": "ada.old@example.com", "country": "fr", "updated_at": "2026-10-01T00:00:00Z"}',
+    batch_id => 'late-001') AS rows_landed;
+SELECT medallion.run('silver.contacts') IS NOT NULL AS ran;
+SELECT contact_id, email, updated_at FROM silver.contacts WHERE contact_id = 1;
+
+\echo
+\echo '== 11. Fix the bad date in the DLQ and replay it'
+UPDATE medallion.dlq SET original_payload = replace(original_payload, 'not-a-date', '2026-11-02T12:00:00Z')
+WHERE pipeline = 'silver.contacts' AND field = 'updated_at';
+SELECT medallion.replay_dlq('silver.contacts') AS rows_now_loaded;
+SELECT contact_id, email, country_code, updated_at FROM silver.contacts ORDER BY contact_id;
+SELECT error_type, reprocessed FROM medallion.dlq WHERE pipeline = 'silver.contacts' ORDER BY id;
+
+\echo
+\echo '== 12. Bronze is append-only'
 \set ON_ERROR_STOP off
 DELETE FROM bronze.crm_contacts WHERE _raw->>'id' = '1';
 \set ON_ERROR_STOP on
