@@ -24,7 +24,7 @@ REGRESS = extension bronze_ingest
 REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=medallion
 
 # Isolation specs: test/isolation/specs/NAME.spec, test/isolation/expected/NAME.out.
-ISOLATION = bronze_batch_race bronze_partition_create
+ISOLATION = bronze_batch_race bronze_partition_create bronze_partition_premake capture_concurrent
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 
 SHLIB_LINK += -lcurl
