@@ -6,7 +6,9 @@
  * A bronze table holds the raw payload (_raw jsonb) and the metadata of its
  * landing, plus what incremental reads need: the inserting transaction id
  * (_xid, stamped by a column default: inside a subtransaction xmin would be
- * the subtransaction's id) and a sequence (_seq).  Partitions are made a few
+ * the subtransaction's id) and a sequence (_seq, an identity column: its
+ * values need no privilege on the sequence, so a role granted INSERT on the
+ * table can ingest, and no writer can choose them).  Partitions are made a few
  * days ahead, so that any writer's plain INSERT or COPY works; a missing day
  * is created on demand as a standalone table then ATTACHed, which takes only
  * SHARE UPDATE EXCLUSIVE on the parent: readers never block and concurrent
@@ -19,6 +21,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/cryptohash.h"
@@ -162,10 +165,19 @@ medallion_bronze_ensure_partitions(const BronzeTarget *target)
 
 		if (!locked)
 		{
-			/* Serialise creators; then look again at what they committed. */
+			/*
+			 * Serialise creators; then look again at what they committed.
+			 * The rows being written need today's partition only: wait for
+			 * a concurrent creator just for that one.  A later day being
+			 * created by another transaction, whose commit may be far off,
+			 * is left to it: waiting would stall this writer for nothing,
+			 * and deadlock with a creator that waits for us on another
+			 * table.
+			 */
 			SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, target->relid, 0,
 								 MEDALLION_LOCK_PARTITIONS);
-			(void) LockAcquire(&tag, ExclusiveLock, false, false);
+			if (LockAcquire(&tag, ExclusiveLock, false, day != today) == LOCKACQUIRE_NOT_AVAIL)
+				break;
 			AcceptInvalidationMessages();
 			locked = true;
 			medallion_become_user(target->owner, &save);
@@ -363,7 +375,7 @@ medallion_bronze_create(const char *name, const char *source_system,
 					 " _source_system pg_catalog.text NOT NULL DEFAULT %s,"
 					 " _batch_id pg_catalog.text,"
 					 " _file_name pg_catalog.text,"
-					 " _seq bigserial NOT NULL,"
+					 " _seq pg_catalog.int8 GENERATED ALWAYS AS IDENTITY,"
 					 " _xid pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()"
 					 ") PARTITION BY RANGE (_ingested_at);"
 					 "CREATE INDEX ON %s (_xid, _seq);"
@@ -459,6 +471,8 @@ medallion_bronze_append_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	const char *op;
+	Relation	rel;
+	char	   *relname;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -479,10 +493,16 @@ medallion_bronze_append_only(PG_FUNCTION_ARGS)
 	else
 		op = "TRUNCATE";
 
+	/* Row triggers fire on the partitions: name the table the user knows. */
+	rel = trigdata->tg_relation;
+	if (rel->rd_rel->relispartition)
+		relname = get_rel_name(get_partition_parent(RelationGetRelid(rel), true));
+	else
+		relname = RelationGetRelationName(rel);
+
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot %s bronze table \"%s\"", op,
-					RelationGetRelationName(trigdata->tg_relation)),
+			 errmsg("cannot %s bronze table \"%s\"", op, relname),
 			 errdetail("Bronze tables are append-only."),
 			 errhint("Old data leaves through medallion.apply_retention(); a superuser can SET medallion.allow_bronze_changes = on for an erasure.")));
 	PG_RETURN_NULL();
@@ -618,6 +638,11 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 	ListCell   *lc,
 			   *lo;
 
+	/*
+	 * A partition "<table>_pYYYYMMDD" holds one UTC day.  The cutoff is
+	 * computed in UTC as well, so that the session's TimeZone (and its
+	 * daylight-saving shifts) cannot move it.
+	 */
 	SPI_connect();
 	ret = SPI_execute(
 		"SELECT pg_catalog.format('%I.%I', 'bronze', c.relname), p.owner::pg_catalog.oid "
@@ -627,10 +652,10 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 		"JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) parent.oid "
 		"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid "
 		"WHERE p.layer OPERATOR(pg_catalog.=) 'bronze' AND p.retention IS NOT NULL "
-		" AND pg_catalog.left(c.relname::pg_catalog.text, -9) OPERATOR(pg_catalog.=) (p.relname OPERATOR(pg_catalog.||) '_p') "
+		" AND pg_catalog.left(c.relname::pg_catalog.text, -8) OPERATOR(pg_catalog.=) (p.relname OPERATOR(pg_catalog.||) '_p') "
 		" AND pg_catalog.right(c.relname::pg_catalog.text, 8) OPERATOR(pg_catalog.~) '^[0-9]{8}$' "
 		" AND pg_catalog.to_date(pg_catalog.right(c.relname::pg_catalog.text, 8), 'YYYYMMDD') OPERATOR(pg_catalog.+) 1 "
-		"     OPERATOR(pg_catalog.<=) ((pg_catalog.now() OPERATOR(pg_catalog.-) p.retention) AT TIME ZONE 'UTC') "
+		"     OPERATOR(pg_catalog.<=) ((pg_catalog.now() AT TIME ZONE 'UTC') OPERATOR(pg_catalog.-) p.retention) "
 		"ORDER BY 1",
 		true, 0);
 	if (ret != SPI_OK_SELECT)

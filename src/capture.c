@@ -83,6 +83,11 @@ medallion_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of table %s to capture it", relname)));
+	if (OidIsValid(get_trigger_oid(relid, "medallion_capture", true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("table \"%s\" is already captured", relname),
+				 errhint("Its trigger medallion_capture names the bronze table it feeds.")));
 
 	name = PG_ARGISNULL(1) ? relname : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	qsource = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);

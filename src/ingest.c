@@ -353,8 +353,13 @@ cut_json_document(IngestState *st)
 	{
 		if (pg_verifymbstr(st->doc, st->doc_len, true))
 		{
+			/*
+			 * Cutting needs the structure only: de-escaping strings here
+			 * would make one element's "\u0000" fail the whole document.
+			 * Each element is checked on its own when it is loaded.
+			 */
 			lex = makeJsonLexContextCstringLen(st->doc, st->doc_len, GetDatabaseEncoding(),
-											   memchr(st->doc, '\\', st->doc_len) != NULL);
+											   false);
 			cutter.lex = lex;
 			cutter.st = st;
 			sem.semstate = &cutter;
@@ -699,6 +704,14 @@ produce_rows(IngestState *st, int wanted)
 				keep_bad(st, &rec, reason, sqlstate);
 				continue;
 			}
+		}
+		else if (rec.len > medallion_max_payload_mb * 1024 * 1024)
+		{
+			/* check_json_object applies the limit to ndjson lines */
+			keep_bad(st, &rec,
+					 psprintf("record of %d bytes exceeds medallion.max_record_size", rec.len),
+					 "54000");
+			continue;
 		}
 		if (st->copypos > 0 && st->copypos == st->copybuf.len)
 		{
