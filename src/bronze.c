@@ -623,6 +623,39 @@ medallion_bronze_redact(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The first pipeline reading a bronze table that has not processed every
+ * row of one of its partitions, or NULL.  A row is processed once its
+ * transaction is visible in the pipeline's done snapshot (conservative for
+ * a backlog being drained in bounded runs).
+ */
+static char *
+unprocessed_by(const char *bronze_pipeline, const char *qpartition)
+{
+	MedallionUserContext save;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	char	   *reader = NULL;
+	int			ret;
+
+	values[0] = CStringGetTextDatum(bronze_pipeline);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	ret = SPI_execute_with_args(psprintf(
+										 "SELECT p.name FROM medallion.pipelines p "
+										 "LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name "
+										 "WHERE p.source OPERATOR(pg_catalog.=) $1 AND EXISTS (SELECT 1 FROM %s b "
+										 "WHERE w.done_snapshot IS NULL "
+										 "OR NOT pg_catalog.pg_visible_in_snapshot(b._xid, w.done_snapshot)) "
+										 "ORDER BY p.name LIMIT 1", qpartition),
+								1, argtypes, values, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not check partition %s: SPI error %d", qpartition, ret);
+	if (SPI_processed == 1)
+		reader = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	medallion_restore_user(&save);
+	return reader;
+}
+
+/*
  * medallion.apply_retention(): drops the bronze partitions whose whole day is
  * older than their table's retention, for the tables the caller may manage.
  * Returns how many were dropped.
@@ -635,8 +668,10 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 	uint64		i;
 	List	   *victims = NIL;
 	List	   *owners = NIL;
+	List	   *pipelines = NIL;
 	ListCell   *lc,
-			   *lo;
+			   *lo,
+			   *lp;
 
 	/*
 	 * A partition "<table>_pYYYYMMDD" holds one UTC day.  The cutoff is
@@ -645,7 +680,7 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 	 */
 	SPI_connect();
 	ret = SPI_execute(
-		"SELECT pg_catalog.format('%I.%I', 'bronze', c.relname), p.owner::pg_catalog.oid "
+		"SELECT pg_catalog.format('%I.%I', 'bronze', c.relname), p.owner::pg_catalog.oid, p.name "
 		"FROM medallion.pipelines p "
 		"JOIN pg_catalog.pg_class parent ON parent.relname OPERATOR(pg_catalog.=) p.relname "
 		" AND parent.relnamespace OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.regnamespace "
@@ -670,12 +705,22 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 			continue;
 		victims = lappend(victims, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		owners = lappend_oid(owners, owner);
+		pipelines = lappend(pipelines, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3));
 	}
 
-	forboth(lc, victims, lo, owners)
+	forthree(lc, victims, lo, owners, lp, pipelines)
 	{
 		MedallionUserContext save;
+		char	   *reader = unprocessed_by(lfirst(lp), lfirst(lc));
 
+		if (reader)
+		{
+			ereport(WARNING,
+					(errmsg("bronze partition %s kept: pipeline \"%s\" has not processed all its rows",
+							(char *) lfirst(lc), reader),
+					 errhint("Run the pipeline, then apply retention again.")));
+			continue;
+		}
 		medallion_become_user(lfirst_oid(lo), &save);
 		spi_exec_utility(psprintf("DROP TABLE %s", (char *) lfirst(lc)));
 		medallion_restore_user(&save);
