@@ -114,8 +114,10 @@ CREATE TABLE medallion.quarantine (
 COMMENT ON TABLE medallion.quarantine IS 'rows that failed a business-rule expectation, with the rule';
 
 -- Incremental state of a pipeline: the bronze rows visible in done_snapshot
--- are processed; a bounded run drains the window up to target_snapshot in
--- (_xid, _seq) order and remembers where it stopped.
+-- are processed.  A bounded run drains the window up to target_snapshot in
+-- _seq (arrival) order and resume_seq says where it stopped; without a
+-- target, resume_xid/resume_seq tell which rows of the last run's own
+-- transaction (kept "in progress" in done_snapshot) were already processed.
 CREATE TABLE medallion.watermarks (
     pipeline          text PRIMARY KEY,
     system_identifier bigint NOT NULL,

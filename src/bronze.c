@@ -38,6 +38,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -643,14 +644,18 @@ unprocessed_by(const char *bronze_pipeline, const char *qpartition)
 										 "SELECT p.name FROM medallion.pipelines p "
 										 "LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name "
 										 "WHERE p.source OPERATOR(pg_catalog.=) $1 AND EXISTS (SELECT 1 FROM %s b "
-										 "WHERE w.done_snapshot IS NULL "
-										 "OR NOT pg_catalog.pg_visible_in_snapshot(b._xid, w.done_snapshot)) "
+										 "WHERE NOT COALESCE(pg_catalog.pg_visible_in_snapshot(b._xid, w.done_snapshot), false) "
+										 "AND NOT COALESCE(w.target_snapshot IS NULL AND b._xid OPERATOR(pg_catalog.=) w.resume_xid "
+										 "  AND b._seq OPERATOR(pg_catalog.<=) w.resume_seq, false) "
+										 "AND NOT COALESCE(pg_catalog.pg_visible_in_snapshot(b._xid, w.target_snapshot) "
+										 "  AND b._seq OPERATOR(pg_catalog.<=) w.resume_seq, false)) "
 										 "ORDER BY p.name LIMIT 1", qpartition),
 								1, argtypes, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "could not check partition %s: SPI error %d", qpartition, ret);
 	if (SPI_processed == 1)
-		reader = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		reader = MemoryContextStrdup(CurTransactionContext,
+									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
 	medallion_restore_user(&save);
 	return reader;
 }

@@ -25,6 +25,7 @@
 #include "parser/parse_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -274,7 +275,8 @@ parse_column(const char *name, JsonbValue *v, bool validate)
 	if (!OidIsValid(col->typid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("type \"%s\" of column \"%s\" does not exist", col->type_name, name)));
+				 errmsg("type \"%s\" of column \"%s\" does not exist", col->type_name, name),
+				 errhint("Type names are resolved with a run's search_path (pg_catalog, public, unless the option settings says otherwise); qualify the name with its schema.")));
 	col->is_json = (col->typid == JSONBOID || col->typid == JSONOID);
 	if (col->pii && col->is_json && strcmp(col->pii, "drop") != 0)
 		contract_error("\"pii\" hash and mask apply to scalar columns", name);
@@ -304,62 +306,12 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 	JsonbIteratorToken tok;
 	char	   *key = NULL;
 	ListCell   *lc;
+	int			nestlevel;
 
 	if (!JB_ROOT_IS_OBJECT(definition))
 		contract_error("the definition must be a JSON object", NULL);
 
-	v = jb_get(&definition->root, "columns");
-	if (v == NULL || !is_object(v))
-		contract_error("columns must be a JSON object of column contracts", NULL);
-	it = JsonbIteratorInit(v->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-			key = jb_cstring(&kv);
-		else if (tok == WJB_VALUE)
-			c->columns = lappend(c->columns, parse_column(key, &kv, validate));
-	}
-	if (c->columns == NIL)
-		contract_error("columns must not be empty", NULL);
-
-	v = jb_get(&definition->root, "unique_key");
-	if (v == NULL)
-		contract_error("unique_key is required", NULL);
-	c->unique_key = jb_string_list(v, NULL, "unique_key");
-	if (c->unique_key == NIL)
-		contract_error("unique_key must name at least one column", NULL);
-	foreach(lc, c->unique_key)
-	{
-		ColumnSpec *col = medallion_contract_column(c, lfirst(lc));
-
-		if (col == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("unique_key column \"%s\" is not in the contract", (char *) lfirst(lc))));
-		if (col->pii && strcmp(col->pii, "drop") == 0)
-			contract_error("a unique_key column cannot be dropped", col->name);
-		col->is_key = true;
-		col->required = true;
-	}
-
-	v = jb_get(&definition->root, "order_by");
-	if (v != NULL && v->type != jbvNull)
-	{
-		ColumnSpec *col;
-
-		if (v->type != jbvString)
-			contract_error("order_by must be a column name", NULL);
-		c->order_by = jb_cstring(v);
-		col = medallion_contract_column(c, c->order_by);
-		if (col == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_COLUMN),
-					 errmsg("order_by column \"%s\" is not in the contract", c->order_by)));
-		if (col->pii)
-			contract_error("the order_by column cannot be a pii column", col->name);
-		col->required = true;	/* a version must be comparable */
-	}
-
+	/* options first: their settings apply to resolving the columns' types */
 	v = jb_get(&definition->root, "options");
 	if (v != NULL && v->type != jbvNull)
 	{
@@ -423,6 +375,65 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings and description.")));
 		}
 	}
+
+	/*
+	 * Type names resolve as a run's SQL will: under the run's pinned
+	 * settings (search_path), whoever parses the contract, and wherever.
+	 */
+	medallion_run_settings_push(c, &nestlevel);
+	v = jb_get(&definition->root, "columns");
+	if (v == NULL || !is_object(v))
+		contract_error("columns must be a JSON object of column contracts", NULL);
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+			key = jb_cstring(&kv);
+		else if (tok == WJB_VALUE)
+			c->columns = lappend(c->columns, parse_column(key, &kv, validate));
+	}
+	if (c->columns == NIL)
+		contract_error("columns must not be empty", NULL);
+	AtEOXact_GUC(true, nestlevel);
+
+	v = jb_get(&definition->root, "unique_key");
+	if (v == NULL)
+		contract_error("unique_key is required", NULL);
+	c->unique_key = jb_string_list(v, NULL, "unique_key");
+	if (c->unique_key == NIL)
+		contract_error("unique_key must name at least one column", NULL);
+	foreach(lc, c->unique_key)
+	{
+		ColumnSpec *col = medallion_contract_column(c, lfirst(lc));
+
+		if (col == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("unique_key column \"%s\" is not in the contract", (char *) lfirst(lc))));
+		if (col->pii && strcmp(col->pii, "drop") == 0)
+			contract_error("a unique_key column cannot be dropped", col->name);
+		col->is_key = true;
+		col->required = true;
+	}
+
+	v = jb_get(&definition->root, "order_by");
+	if (v != NULL && v->type != jbvNull)
+	{
+		ColumnSpec *col;
+
+		if (v->type != jbvString)
+			contract_error("order_by must be a column name", NULL);
+		c->order_by = jb_cstring(v);
+		col = medallion_contract_column(c, c->order_by);
+		if (col == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("order_by column \"%s\" is not in the contract", c->order_by)));
+		if (col->pii)
+			contract_error("the order_by column cannot be a pii column", col->name);
+		col->required = true;	/* a version must be comparable */
+	}
+
 	return c;
 }
 

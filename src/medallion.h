@@ -10,7 +10,9 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
+#include "storage/lwlock.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
 
@@ -137,6 +139,12 @@ typedef struct Watermark
 extern void medallion_watermark_load(const char *pipeline, Watermark *wm);
 extern void medallion_watermark_save(const char *pipeline, const Watermark *wm);
 extern Datum medallion_current_snapshot(void);
+extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);
+extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
+
+/* run.c, contract.c: state shared with the SQL a run generates */
+extern int64 medallion_inserted_rows;
+extern char *medallion_violation_field;
 
 /* run.c: runs and their records */
 typedef struct RunCounts
@@ -170,5 +178,63 @@ extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
 /* silver.c */
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
 								 ArrayType *replay_ids, RunCounts *counts);
+
+/* shmem.c: shared state of the background processes */
+#define MEDALLION_MAX_DATABASES 64
+
+typedef struct MedallionDbSlot
+{
+	Oid			dboid;
+	pid_t		scheduler_pid;	/* 0: none */
+	struct Latch *scheduler_latch;
+	uint64		wake_count;		/* bumped when data lands or a run is triggered */
+	bool		extension_absent;	/* its scheduler found no extension */
+	TimestampTz absent_since;
+	TimestampTz hold_until;		/* do not start a scheduler before */
+} MedallionDbSlot;
+
+typedef struct MedallionShared
+{
+	LWLock	   *lock;
+	pid_t		launcher_pid;
+	struct Latch *launcher_latch;
+	bool		rescan;			/* CREATE/DROP EXTENSION happened somewhere */
+	int			running_workers;	/* run workers in the cluster */
+	MedallionDbSlot dbs[MEDALLION_MAX_DATABASES];
+} MedallionShared;
+
+extern MedallionShared *medallion_shared;
+extern void medallion_shmem_init(void);
+extern MedallionDbSlot *medallion_db_slot(Oid dboid, bool create);
+extern void medallion_wake_launcher(void);
+extern void medallion_wake_scheduler(Oid dboid);
+extern void medallion_wake_scheduler_at_commit(void);
+extern bool medallion_scheduler_running(Oid dboid);
+
+/* launcher.c, scheduler.c, worker.c: background processes */
+extern int	medallion_max_workers;
+extern void medallion_launcher_register(void);
+extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
+extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
+extern PGDLLEXPORT void medallion_worker_main(Datum arg);
+
+/* alerts.c */
+extern void medallion_alert_raise(const char *pipeline, const char *kind, const char *message);
+extern void medallion_alert_resolve(const char *pipeline, const char *kind);
+extern void medallion_check_freshness(void);
+
+/* errors.c: the strategy of each error class */
+extern void medallion_policy_after_failure(const char *pipeline, ErrorData *edata,
+										   bool scheduled, double elapsed_secs);
+extern void medallion_policy_after_success(const char *pipeline);
+
+/* run.c: scheduled runs (worker.c) */
+extern int	medallion_history_days;
+extern int64 medallion_run_begin_scheduled(const char *pipeline, int pid);
+extern void medallion_run_scheduled(const char *pipeline, int64 run_id);
+extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata);
+
+/* silver.c: cheap looks at a pipeline's window (no user SQL) */
+extern bool medallion_silver_has_pending(Pipeline *p);
 
 #endif							/* MEDALLION_H */

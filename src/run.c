@@ -53,6 +53,8 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	volatile bool found = false;
 	volatile bool locked_out = false;
 	const char *volatile sql;
+	MemoryContext callercxt = CurrentMemoryContext;
+	MemoryContext spicxt;
 
 	if (lock && nowait)
 		sql = "SELECT name, layer, relname, state, owner::pg_catalog.oid, source, definition "
@@ -69,6 +71,7 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	values[0] = CStringGetTextDatum(name);
 	medallion_become_user(medallion_catalog_owner(), &save);
 	SPI_connect();
+	spicxt = CurrentMemoryContext;
 	if (lock && nowait)
 	{
 		MemoryContext oldcxt = CurrentMemoryContext;
@@ -118,6 +121,8 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		bool		isnull;
 		Datum		d;
 
+		/* in the caller's context: SPI_finish frees SPI's */
+		MemoryContextSwitchTo(callercxt);
 		found = true;
 		p->name = SPI_getvalue(tup, desc, 1);
 		p->layer = SPI_getvalue(tup, desc, 2);
@@ -126,7 +131,8 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
 		p->source = SPI_getvalue(tup, desc, 6);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
-		p->definition = isnull ? NULL : DatumGetJsonbP(SPI_datumTransfer(d, false, -1));
+		p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
+		MemoryContextSwitchTo(spicxt);
 	}
 	SPI_finish();
 	medallion_restore_user(&save);
@@ -298,6 +304,11 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to run pipeline \"%s\"", name),
 				 errdetail("Only the pipeline's owner (or a member of that role) may run it.")));
+	if (strcmp(p.layer, "silver") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s pipelines are not run", p.layer),
+				 errdetail("Pipeline \"%s\" lands data through ingest functions.", name)));
 	if (strcmp(p.state, "active") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -37,22 +37,21 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/xid8.h"
 
 #include "medallion.h"
 
 PG_FUNCTION_INFO_V1(medallion_create_silver);
 PG_FUNCTION_INFO_V1(medallion_expect);
 
-extern int64 medallion_inserted_rows;
-extern char *medallion_violation_field;
 
 /* Parameters of every statement of a run. */
 #define P_PREV		1			/* pg_snapshot: done (NULL: none) */
 #define P_TARGET	2			/* pg_snapshot: target */
-#define P_RXID		3			/* xid8, int8: resume after */
-#define P_RSEQ		4
-#define P_HXID		5			/* xid8, int8: stop at (inclusive) */
-#define P_HSEQ		6
+#define P_RXID		3			/* xid8, int8: a partly processed transaction */
+#define P_RSEQ		4			/* (its rows up to that _seq are done) */
+#define P_CUR		5			/* int8: a bounded window's rows up to that _seq are done */
+#define P_HSEQ		6			/* int8: stop at that _seq (inclusive) */
 #define P_EXCL		7			/* int8[]: _seq of rows left out */
 #define P_RUN		8			/* int8: run id */
 #define P_DEF		9			/* jsonb: the definition */
@@ -87,13 +86,16 @@ typedef struct SilverRun
 	char	   *qsource;		/* quoted bronze table */
 	char	   *qtarget;		/* quoted silver table */
 	bool		has_prev;
-	bool		has_resume;
+	bool		has_partial;	/* P_RXID, P_RSEQ set */
+	bool		leftover;		/* only the partly processed transaction's rows */
+	bool		has_cursor;
 	bool		has_hi;
 	Datum		values[NPARAMS];
 	char		nulls[NPARAMS];
 	Oid			types[NPARAMS];
 	List	   *bad;			/* of BadRow * */
 	List	   *expectations;	/* of char *[3]: name, check_sql, on_fail */
+	const char *only_column;	/* checked_sql computes only that column */
 	MemoryContext cxt;			/* lives as long as the run */
 } SilverRun;
 
@@ -149,7 +151,7 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 	if (r->replay)
 		appendStringInfo(&buf,
 						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
-						 "(%s) AS _is_delete "
+						 "COALESCE((%s\n), false) AS _is_delete "
 						 "FROM (SELECT u.*, '0'::pg_catalog.xid8 AS _xid FROM ROWS FROM "
 						 "(pg_catalog.unnest($%d), pg_catalog.unnest($%d), pg_catalog.unnest($%d)) "
 						 "AS u(_raw, _seq, _batch_id)) b WHERE true",
@@ -158,7 +160,7 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 	{
 		appendStringInfo(&buf,
 						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
-						 "(%s\n) AS _is_delete FROM %s b "
+						 "COALESCE((%s\n), false) AS _is_delete FROM %s b "
 						 "WHERE b._xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($%d) "
 						 "AND pg_catalog.pg_visible_in_snapshot(b._xid, $%d)",
 						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, P_TARGET, P_TARGET);
@@ -167,10 +169,15 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 							 " AND (b._xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax($%d) "
 							 "OR b._xid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip($%d))))",
 							 P_PREV, P_PREV);
-		if (r->has_resume)
-			appendStringInfo(&buf, " AND (b._xid, b._seq) > ($%d, $%d)", P_RXID, P_RSEQ);
+		if (r->has_partial)
+			appendStringInfo(&buf, " AND NOT (b._xid OPERATOR(pg_catalog.=) $%d "
+							 "AND b._seq OPERATOR(pg_catalog.<=) $%d)", P_RXID, P_RSEQ);
+		if (r->leftover)
+			appendStringInfo(&buf, " AND b._xid OPERATOR(pg_catalog.=) $%d", P_RXID);
+		if (r->has_cursor)
+			appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.>) $%d", P_CUR);
 		if (r->has_hi)
-			appendStringInfo(&buf, " AND (b._xid, b._seq) <= ($%d, $%d)", P_HXID, P_HSEQ);
+			appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.<=) $%d", P_HSEQ);
 	}
 	if (range)
 		appendStringInfo(&buf, " AND (b._xid, b._seq) >= ($%d, $%d) AND (b._xid, b._seq) <= ($%d, $%d)",
@@ -219,6 +226,8 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 		if (!is_version_column(c, col))
 			typed = psprintf("CASE WHEN l0._is_delete THEN NULL ELSE %s END", typed);
 		appendStringInfo(&l1, ",\n %s AS %s", typed, qcol(col->name));
+		if (r->only_column && strcmp(r->only_column, col->name) != 0)
+			continue;
 
 		/* L2: the expression, over the typed columns */
 		if (col->expr)
@@ -245,7 +254,7 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 				appendStringInfo(&arr, "%s%s", a == list_head(col->accepted) ? "" : ",",
 								 quote_literal_cstr(lfirst(a)));
 			v = psprintf("CASE WHEN %s IS NOT NULL AND NOT (%s OPERATOR(pg_catalog.=) ANY (ARRAY[%s]::%s[])) "
-						 "AND medallion.contract_violation('accepted', %s, pg_catalog.format('value %%s of \"%%s\" is not an accepted value', %s, %s)) "
+						 "AND medallion.contract_violation('accepted', %s, pg_catalog.format('value \"%%s\" of \"%%s\" is not an accepted value', %s, %s)) "
 						 "THEN NULL ELSE %s END",
 						 v, v, arr.data, qtype, quote_literal_cstr(col->name), v,
 						 quote_literal_cstr(col->name), v);
@@ -256,11 +265,11 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 			char	   *qref = quote_qualified_identifier(pnstrdup(col->ref_table, dot - col->ref_table), dot + 1);
 
 			v = psprintf("CASE WHEN %s IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %s r WHERE r.%s = %s) "
-						 "AND medallion.contract_violation('references', %s, pg_catalog.format('value %%s of \"%%s\" has no match in %s', %s, %s)) "
+						 "AND medallion.contract_violation('references', %s, pg_catalog.format('value \"%%s\" of \"%%s\" has no match in %%s', %s, %s, %s)) "
 						 "THEN NULL ELSE %s END",
 						 v, qref, qcol(col->ref_column), v, quote_literal_cstr(col->name),
-						 quote_literal_cstr(psprintf("%s.%s", col->ref_table, col->ref_column)),
-						 v, quote_literal_cstr(col->name), v);
+						 v, quote_literal_cstr(col->name),
+						 quote_literal_cstr(psprintf("%s.%s", col->ref_table, col->ref_column)), v);
 		}
 		if (col->pii && strcmp(col->pii, "drop") == 0)
 		{
@@ -366,7 +375,7 @@ static void
 init_params(SilverRun *r)
 {
 	static const Oid types[NPARAMS] = {
-		PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, XID8OID, INT8OID,
+		PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, INT8OID, INT8OID,
 		INT8ARRAYOID, INT8OID, JSONBOID, JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
 		XID8OID, INT8OID, XID8OID, INT8OID
 	};
@@ -535,6 +544,31 @@ check_range(SilverRun *r, void *arg)
 }
 
 /*
+ * The first column (in contract order) whose value cannot be computed for
+ * the one row of a range, or NULL.
+ */
+static char *
+failing_column(SilverRun *r, RowPos *range)
+{
+	ListCell   *lc;
+	char	   *found = NULL;
+
+	foreach(lc, r->c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		r->only_column = col->name;
+		if (try_data(r, check_range, range) != NULL)
+		{
+			found = MemoryContextStrdup(r->cxt, col->name);
+			break;
+		}
+	}
+	r->only_column = NULL;
+	return found;
+}
+
+/*
  * Finds the bad rows of positions [lo, hi) by bisection.
  */
 static void
@@ -567,6 +601,8 @@ bisect(SilverRun *r, RowPos *pos, int lo, int hi)
 		if (violation)
 			*strchr(b->type, '"') = '\0';
 		b->field = violation && medallion_violation_field ? pstrdup(medallion_violation_field) : NULL;
+		if (b->field == NULL)
+			b->field = failing_column(r, range);
 		b->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
 		b->message = pstrdup(edata->message);
 		r->bad = lappend(r->bad, b);
@@ -714,8 +750,8 @@ apply_expectations(SilverRun *r, void *arg)
 static void
 write_bad_rows(SilverRun *r, RunCounts *counts)
 {
-	static const Oid types[10] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT8OID, INT8OID, TEXTOID, TEXTOID};
+	static const Oid types[11] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID};
 	MedallionUserContext save;
 	ListCell   *lc;
 
@@ -725,8 +761,8 @@ write_bad_rows(SilverRun *r, RunCounts *counts)
 	foreach(lc, r->bad)
 	{
 		BadRow	   *b = lfirst(lc);
-		Datum		values[10];
-		char		nulls[10];
+		Datum		values[11];
+		char		nulls[11];
 		const char *sql;
 		const char *texts[10] = {r->p->name, b->raw, b->message, b->type, b->field,
 		r->source_table, NULL, NULL, b->batch, b->sqlstate};
@@ -740,10 +776,12 @@ write_bad_rows(SilverRun *r, RunCounts *counts)
 			nulls[i] = texts[i] ? ' ' : 'n';
 			values[i] = texts[i] ? CStringGetTextDatum(texts[i]) : (Datum) 0;
 		}
-		values[6] = Int64GetDatum(b->dlq_id > 0 ? b->dlq_id : b->seq);
+		values[6] = Int64GetDatum(b->seq);
 		nulls[6] = ' ';
 		values[7] = Int64GetDatum(r->run_id);
 		nulls[7] = ' ';
+		values[10] = Int64GetDatum(b->dlq_id);
+		nulls[10] = ' ';
 
 		if (strcmp(b->type, "quarantine") == 0)
 			sql = "INSERT INTO medallion.quarantine (pipeline, original_payload, error_message, "
@@ -752,12 +790,12 @@ write_bad_rows(SilverRun *r, RunCounts *counts)
 		else if (b->dlq_id > 0)
 			sql = "UPDATE medallion.dlq SET error_message = $3, error_type = $4, field = $5, "
 				"pipeline_run_id = $8, sqlstate = $10, failed_at = pg_catalog.now() "
-				"WHERE id OPERATOR(pg_catalog.=) $7";
+				"WHERE id OPERATOR(pg_catalog.=) $11";
 		else
 			sql = "INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
 				"error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
 				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-		ret = SPI_execute_with_args(sql, 10, (Oid *) types, values, nulls, false, 0);
+		ret = SPI_execute_with_args(sql, 11, (Oid *) types, values, nulls, false, 0);
 		if (ret != SPI_OK_INSERT && ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not write a bad row of run " INT64_FORMAT, r->run_id);
 		if (strcmp(b->type, "quarantine") != 0)
@@ -905,6 +943,84 @@ finish_replay(SilverRun *r, List *rows)
 }
 
 /*
+ * The highest _seq of the bronze rows of the current transaction, or 0.
+ */
+static int64
+own_max_seq(SilverRun *r, Datum me)
+{
+	Oid			types[1] = {XID8OID};
+	Datum		values[1] = {me};
+	bool		isnull;
+	Datum		d;
+
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.max(_seq) FROM %s "
+									   "WHERE _xid OPERATOR(pg_catalog.=) $1", r->qsource),
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read %s", r->qsource);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	return isnull ? 0 : DatumGetInt64(d);
+}
+
+/*
+ * The watermark after a run (DESIGN.md §4): what is done is the rows
+ * visible in done_snapshot; with a target_snapshot, a bounded window is
+ * being drained and its rows up to resume_seq are done too; without one,
+ * resume_xid names a transaction of which only the rows up to resume_seq
+ * are done.  That is the run's own transaction, whose rows the run sees
+ * (medallion_current_snapshot) but which may add more before it commits.
+ */
+static void
+next_watermark(SilverRun *r, Watermark *wm, bool drained)
+{
+	FullTransactionId fme = GetTopFullTransactionIdIfAny();
+	Datum		me = FullTransactionIdGetDatum(fme);
+	Datum		target = r->values[P_TARGET - 1];
+	int64		seq;
+
+	if (!drained)
+	{
+		if (r->leftover)
+			wm->resume_seq = DatumGetInt64(r->values[P_HSEQ - 1]);
+		else
+		{
+			wm->has_target = true;
+			wm->target_snapshot = target;
+			wm->has_resume = true;
+			wm->resume_xid = FullTransactionIdGetDatum(InvalidFullTransactionId);
+			wm->resume_seq = DatumGetInt64(r->values[P_HSEQ - 1]);
+		}
+		return;
+	}
+	if (r->leftover)
+	{
+		if (FullTransactionIdIsValid(fme) && DatumGetUInt64(wm->resume_xid) == DatumGetUInt64(me))
+			wm->resume_seq = Max(wm->resume_seq, own_max_seq(r, me));
+		else
+		{
+			/* that transaction has committed, and all its rows are done */
+			wm->done_snapshot = medallion_snapshot_set_visible(wm->done_snapshot, wm->resume_xid, true);
+			wm->has_resume = false;
+		}
+		return;
+	}
+	wm->has_done = true;
+	wm->done_snapshot = target;
+	wm->has_target = false;
+	wm->has_resume = false;
+	if (FullTransactionIdIsValid(fme) && medallion_snapshot_visible(target, me))
+	{
+		/* the run's own transaction is not done: it may add rows yet */
+		wm->done_snapshot = medallion_snapshot_set_visible(target, me, false);
+		if ((seq = own_max_seq(r, me)) > 0)
+		{
+			wm->has_resume = true;
+			wm->resume_xid = me;
+			wm->resume_seq = seq;
+		}
+	}
+}
+
+/*
  * One run of a silver pipeline (called by run.c inside the run's
  * subtransaction).
  */
@@ -977,15 +1093,36 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 			r.values[P_PREV - 1] = wm.done_snapshot;
 			r.nulls[P_PREV - 1] = ' ';
 		}
-		r.values[P_TARGET - 1] = wm.has_target ? wm.target_snapshot : medallion_current_snapshot();
-		r.nulls[P_TARGET - 1] = ' ';
-		if (wm.has_resume)
+		if (wm.has_target)
 		{
-			r.has_resume = true;
-			r.values[P_RXID - 1] = wm.resume_xid;
-			r.values[P_RSEQ - 1] = Int64GetDatum(wm.resume_seq);
-			r.nulls[P_RXID - 1] = r.nulls[P_RSEQ - 1] = ' ';
+			/* a bounded window being drained: its rows up to the cursor are done */
+			r.values[P_TARGET - 1] = wm.target_snapshot;
+			if (wm.has_resume)
+			{
+				r.has_cursor = true;
+				r.values[P_CUR - 1] = Int64GetDatum(wm.resume_seq);
+				r.nulls[P_CUR - 1] = ' ';
+			}
 		}
+		else
+		{
+			r.values[P_TARGET - 1] = medallion_current_snapshot();
+			if (wm.has_resume)
+			{
+				/* a transaction whose rows up to resume_seq are done */
+				r.has_partial = true;
+				r.values[P_RXID - 1] = wm.resume_xid;
+				r.values[P_RSEQ - 1] = Int64GetDatum(wm.resume_seq);
+				r.nulls[P_RXID - 1] = r.nulls[P_RSEQ - 1] = ' ';
+			}
+		}
+		r.nulls[P_TARGET - 1] = ' ';
+
+		/*
+		 * A bounded run first finishes a partly processed transaction, alone:
+		 * a bounded window cannot carry both its cursor and that exclusion.
+		 */
+		r.leftover = (r.has_partial && r.c->max_rows_per_run > 0);
 	}
 
 	medallion_run_settings_push(r.c, &nestlevel);
@@ -994,7 +1131,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 
 	if (!r.replay && r.c->max_rows_per_run > 0)
 	{
-		exec(&r, psprintf("SELECT _xid, _source_seq FROM (%s) b ORDER BY _xid, _source_seq OFFSET %lld LIMIT 1",
+		/* in arrival order: rows a transaction adds later come after the cursor */
+		exec(&r, psprintf("SELECT _source_seq FROM (%s) b ORDER BY _source_seq OFFSET %lld LIMIT 1",
 						  source_sql(&r, false, false), (long long) (r.c->max_rows_per_run - 1)), true, 1);
 		if (SPI_processed == 1)
 		{
@@ -1002,13 +1140,15 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 
 			r.has_hi = true;
 			drained = false;
-			r.values[P_HXID - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-			r.values[P_HSEQ - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-			r.nulls[P_HXID - 1] = r.nulls[P_HSEQ - 1] = ' ';
+			r.values[P_HSEQ - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			r.nulls[P_HSEQ - 1] = ' ';
 		}
 	}
 
 	counts->read = exec_count(&r, psprintf("SELECT pg_catalog.count(*) FROM (%s) b", source_sql(&r, false, false)));
+	/* a replayed payload that is no longer JSON is read, and bad, already */
+	if (r.replay)
+		counts->read += list_length(r.bad);
 	if (counts->read > 0)
 	{
 		bool		slow = (r.expectations != NIL);
@@ -1036,6 +1176,15 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	counts->inserted = medallion_inserted_rows;
 	counts->updated = merged - medallion_inserted_rows;
 
+	if (!r.replay)
+	{
+		/* in the run's context: the snapshots must outlive this SPI connection */
+		MemoryContext old = MemoryContextSwitchTo(r.cxt);
+
+		next_watermark(&r, &wm, drained);
+		MemoryContextSwitchTo(old);
+	}
+
 	SPI_finish();
 	medallion_restore_user(&save);
 	AtEOXact_GUC(true, nestlevel);
@@ -1047,24 +1196,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		counts->quarantined - counts->dropped;
 
 	if (!r.replay)
-	{
-		if (drained)
-		{
-			wm.has_done = true;
-			wm.done_snapshot = r.values[P_TARGET - 1];
-			wm.has_target = false;
-			wm.has_resume = false;
-		}
-		else
-		{
-			wm.has_target = true;
-			wm.target_snapshot = r.values[P_TARGET - 1];
-			wm.has_resume = true;
-			wm.resume_xid = r.values[P_HXID - 1];
-			wm.resume_seq = DatumGetInt64(r.values[P_HSEQ - 1]);
-		}
 		medallion_watermark_save(p->name, &wm);
-	}
 	(void) kind;
 }
 

@@ -9,6 +9,13 @@
  * visible in the current snapshot and not in the previous one.  The
  * watermark is written in the run's transaction, with its output.
  *
+ * A run sees the rows of its own transaction, which may add more after it:
+ * the watermark then keeps that transaction "in progress" in done_snapshot,
+ * and resume_xid/resume_seq (without a target_snapshot) say which of its
+ * rows are done already.  With a target_snapshot, a bounded run is draining
+ * the window up to it, in _seq (arrival) order, and resume_seq is where it
+ * stopped (silver.c).
+ *
  * The stored xids belong to this cluster's xid space: the cluster's system
  * identifier is kept alongside, and a watermark restored into another
  * cluster is discarded (the next run reprocesses the source, which the
@@ -18,10 +25,13 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/xid8.h"
 
 #include "medallion.h"
 
@@ -126,8 +136,76 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 }
 
 /*
- * The snapshot of a new statement: every transaction it shows as committed
- * committed before any later statement of this run starts.
+ * A snapshot in which one transaction's visibility is changed: "visible"
+ * makes it count as committed, otherwise as in progress.
+ *
+ * A transaction at or above xmax becomes visible by moving xmax past it;
+ * the xids in between join xip, as they were not finished either.
+ */
+Datum
+medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible)
+{
+	Oid			argtypes[2] = {PG_SNAPSHOTOID, XID8OID};
+	Datum		values[2];
+	Datum		result;
+	bool		isnull;
+	int			ret;
+
+	values[0] = snapshot;
+	values[1] = xid;
+	SPI_connect();
+	if (visible)
+		ret = SPI_execute_with_args("SELECT CASE WHEN pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
+									"(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text OPERATOR(pg_catalog.||) ':' "
+									"OPERATOR(pg_catalog.||) GREATEST(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
+									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.+) 1)::pg_catalog.text "
+									"OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) "
+									"COALESCE((SELECT pg_catalog.string_agg(x::pg_catalog.text, ',' ORDER BY x) "
+									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
+									"UNION SELECT pg_catalog.generate_series(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
+									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.-) 1)) AS i(x) "
+									"WHERE x OPERATOR(pg_catalog.<>) $2::pg_catalog.text::pg_catalog.numeric), ''))"
+									"::pg_catalog.pg_snapshot END",
+									2, argtypes, values, NULL, true, 1);
+	else
+		ret = SPI_execute_with_args("SELECT CASE WHEN NOT pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
+									"(LEAST(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text::pg_catalog.numeric, "
+									"$2::pg_catalog.text::pg_catalog.numeric)::pg_catalog.text OPERATOR(pg_catalog.||) ':' "
+									"OPERATOR(pg_catalog.||) pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text "
+									"OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) "
+									"(SELECT pg_catalog.string_agg(x::pg_catalog.text, ',' ORDER BY x) "
+									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
+									"UNION SELECT $2::pg_catalog.text::pg_catalog.numeric) AS i(x)))"
+									"::pg_catalog.pg_snapshot END",
+									2, argtypes, values, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "could not change a snapshot: SPI error %d", ret);
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	result = SPI_datumTransfer(result, false, -1);
+	SPI_finish();
+	return result;
+}
+
+/*
+ * Whether a transaction counts as committed in a snapshot.
+ */
+bool
+medallion_snapshot_visible(Datum snapshot, Datum xid)
+{
+	return DatumGetBool(DirectFunctionCall2(pg_visible_in_snapshot, xid, snapshot));
+}
+
+/*
+ * The target snapshot of a run: a new statement's snapshot, in which the
+ * run's own transaction counts as committed.
+ *
+ * A run executes in its caller's transaction, whose own bronze rows its SQL
+ * sees.  pg_current_snapshot() leaves the own xid out of xip, so it would be
+ * "visible" when below xmax and "not yet" when at or above it: the own rows
+ * would be processed or not depending on whether another transaction
+ * happened to commit meanwhile.  Here they always are; the run then records
+ * how far it went in its own transaction (silver.c), so that rows the
+ * transaction adds later are processed by the next run.
  */
 Datum
 medallion_current_snapshot(void)
@@ -135,6 +213,7 @@ medallion_current_snapshot(void)
 	Datum		snap;
 	bool		isnull;
 	int			ret;
+	FullTransactionId me = GetTopFullTransactionIdIfAny();
 
 	SPI_connect();
 	ret = SPI_execute("SELECT pg_catalog.pg_current_snapshot()", false, 1);
@@ -143,5 +222,7 @@ medallion_current_snapshot(void)
 	snap = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	snap = SPI_datumTransfer(snap, false, -1);
 	SPI_finish();
+	if (FullTransactionIdIsValid(me))
+		snap = medallion_snapshot_set_visible(snap, FullTransactionIdGetDatum(me), true);
 	return snap;
 }
