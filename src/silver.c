@@ -85,6 +85,7 @@ typedef struct SilverRun
 	char	   *source_table;	/* 'bronze.x' */
 	char	   *qsource;		/* quoted bronze table */
 	char	   *qtarget;		/* quoted silver table */
+	char	   *qtomb;			/* quoted tombstone table (delete_when), or NULL */
 	bool		has_prev;
 	bool		has_partial;	/* P_RXID, P_RSEQ set */
 	bool		leftover;		/* only the partly processed transaction's rows */
@@ -308,6 +309,72 @@ is_stored(ColumnSpec *col)
 }
 
 /*
+ * The table keeping the newest delete of each deleted key, so that an older
+ * version arriving later does not bring the key back (delete_when only).
+ */
+static char *
+tombstone_table(const char *relname)
+{
+	return quote_qualified_identifier("silver", psprintf("_%s_deleted", relname));
+}
+
+/* Longest silver name that leaves room for its tombstone table's. */
+#define SILVER_MAX_NAME_WITH_DELETES (NAMEDATALEN - 1 - 9)
+
+/*
+ * The version comparison "a is newer than b" of two row aliases.
+ */
+static char *
+newer_than(Contract *c, const char *a, const char *b, bool or_equal)
+{
+	if (c->order_by)
+		return psprintf("(%s.%s, %s._source_seq) %s (%s.%s, %s._source_seq)",
+						a, qcol(c->order_by), a, or_equal ? ">=" : ">", b, qcol(c->order_by), b);
+	return psprintf("%s._source_seq %s %s._source_seq", a, or_equal ? ">=" : ">", b);
+}
+
+/*
+ * The winners of the window: one row per key, the latest version.
+ */
+static char *
+winners_sql(SilverRun *r)
+{
+	Contract   *c = r->c;
+	StringInfoData keys;
+	ListCell   *lc;
+
+	initStringInfo(&keys);
+	foreach(lc, c->unique_key)
+		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", qcol(lfirst(lc)));
+	return psprintf("SELECT DISTINCT ON (%s) * FROM (%s) s ORDER BY %s, %s%s_source_seq DESC",
+					keys.data, checked_sql(r, true, false), keys.data,
+					c->order_by ? qcol(c->order_by) : "", c->order_by ? " DESC, " : "");
+}
+
+/*
+ * Records the deletes that won in the tombstone table, newest kept.
+ */
+static char *
+tombstone_sql(SilverRun *r)
+{
+	Contract   *c = r->c;
+	StringInfoData keys;
+	ListCell   *lc;
+	const char *ob = c->order_by ? psprintf("%s, ", qcol(c->order_by)) : "";
+
+	initStringInfo(&keys);
+	foreach(lc, c->unique_key)
+		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", qcol(lfirst(lc)));
+	return psprintf("INSERT INTO %s AS t (%s, %s_source_seq, _run_id) "
+					"SELECT %s, %s_source_seq, $%d FROM (%s) w WHERE w._is_delete "
+					"ON CONFLICT (%s) DO UPDATE SET %s_source_seq = EXCLUDED._source_seq, _run_id = EXCLUDED._run_id "
+					"WHERE %s",
+					r->qtomb, keys.data, ob, keys.data, ob, P_RUN, winners_sql(r), keys.data,
+					c->order_by ? psprintf("%s = EXCLUDED.%s, ", qcol(c->order_by), qcol(c->order_by)) : "",
+					newer_than(c, "EXCLUDED", "t", false));
+}
+
+/*
  * The MERGE of a run: dedup by key (latest (order_by, _seq) wins), newer
  * versions update, new keys insert, delete markers delete.
  */
@@ -317,16 +384,15 @@ merge_sql(SilverRun *r)
 	Contract   *c = r->c;
 	StringInfoData keys,
 				on,
-				order,
 				set,
 				cols,
 				vals;
 	char	   *newer;
+	char	   *not_deleted = "";
 	ListCell   *lc;
 
 	initStringInfo(&keys);
 	initStringInfo(&on);
-	initStringInfo(&order);
 	initStringInfo(&set);
 	initStringInfo(&cols);
 	initStringInfo(&vals);
@@ -337,9 +403,6 @@ merge_sql(SilverRun *r)
 		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", k);
 		appendStringInfo(&on, "%stgt.%s = src.%s", on.len ? " AND " : "", k, k);
 	}
-	appendStringInfo(&order, "%s, %s%s_source_seq DESC", keys.data,
-					 c->order_by ? qcol(c->order_by) : "",
-					 c->order_by ? " DESC, " : "");
 	foreach(lc, c->columns)
 	{
 		ColumnSpec *col = lfirst(lc);
@@ -351,21 +414,27 @@ merge_sql(SilverRun *r)
 		if (!col->is_key)
 			appendStringInfo(&set, "%s = src.%s, ", qcol(col->name), qcol(col->name));
 	}
-	if (c->order_by)
-		newer = psprintf("(src.%s, src._source_seq) > (tgt.%s, tgt._source_seq)",
-						 qcol(c->order_by), qcol(c->order_by));
-	else
-		newer = "src._source_seq > tgt._source_seq";
+	newer = newer_than(c, "src", "tgt", false);
+	if (r->qtomb)
+	{
+		StringInfoData tk;
 
-	return psprintf("MERGE INTO %s AS tgt USING (SELECT DISTINCT ON (%s) * FROM (%s) s ORDER BY %s) AS src ON %s\n"
+		initStringInfo(&tk);
+		foreach(lc, c->unique_key)
+			appendStringInfo(&tk, " AND d.%s = src.%s", qcol(lfirst(lc)), qcol(lfirst(lc)));
+		not_deleted = psprintf(" AND NOT EXISTS (SELECT 1 FROM %s d WHERE true%s AND %s)",
+							   r->qtomb, tk.data, newer_than(c, "d", "src", true));
+	}
+
+	return psprintf("MERGE INTO %s AS tgt USING (%s) AS src ON %s\n"
 					"WHEN MATCHED AND src._is_delete AND %s THEN DELETE\n"
 					"WHEN MATCHED AND NOT src._is_delete AND %s THEN UPDATE SET %s"
 					"_source_seq = src._source_seq, _batch_id = src._batch_id, "
 					"_loaded_at = pg_catalog.now(), _run_id = $%d\n"
-					"WHEN NOT MATCHED AND NOT src._is_delete THEN INSERT (%s_source_seq, _batch_id, _run_id, _created_run_id) "
+					"WHEN NOT MATCHED AND NOT src._is_delete%s THEN INSERT (%s_source_seq, _batch_id, _run_id, _created_run_id) "
 					"VALUES (%ssrc._source_seq, src._batch_id, $%d, medallion.count_insert($%d))",
-					r->qtarget, keys.data, checked_sql(r, true, false), order.data, on.data,
-					newer, newer, set.data, P_RUN, cols.data, vals.data, P_RUN, P_RUN);
+					r->qtarget, winners_sql(r), on.data,
+					newer, newer, set.data, P_RUN, not_deleted, cols.data, vals.data, P_RUN, P_RUN);
 }
 
 /*
@@ -478,6 +547,8 @@ do_merge(SilverRun *r, void *arg)
 	medallion_inserted_rows = 0;
 	exec(r, merge_sql(r), false, 0);
 	*merged = SPI_processed;
+	if (r->qtomb)
+		exec(r, tombstone_sql(r), false, 0);
 }
 
 /*
@@ -1048,6 +1119,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	dot = strchr(p->source, '.');
 	r.qsource = quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1);
 	r.qtarget = quote_qualified_identifier("silver", p->relname);
+	r.qtomb = r.c->delete_when ? tombstone_table(p->relname) : NULL;
 	init_params(&r);
 	r.values[P_RUN - 1] = Int64GetDatum(run_id);
 	r.nulls[P_RUN - 1] = ' ';
@@ -1283,6 +1355,8 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	appendStringInfoChar(&def, '}');
 	definition = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def.data)));
 	c = medallion_contract_parse(definition, true);
+	if (c->delete_when)
+		medallion_check_name("silver table with delete_when", name, SILVER_MAX_NAME_WITH_DELETES);
 
 	foreach(lc, c->columns)
 	{
@@ -1323,7 +1397,24 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 						   "_run_id bigint, _created_run_id bigint, PRIMARY KEY (");
 	foreach(lc, c->unique_key)
 		appendStringInfo(&ddl, "%s%s", lc == list_head(c->unique_key) ? "" : ", ", qcol(lfirst(lc)));
-	appendStringInfo(&ddl, "));COMMENT ON TABLE %s IS %s;", qrel,
+	appendStringInfoString(&ddl, "));");
+	if (c->delete_when)
+	{
+		/* the newest delete of each deleted key (see tombstone_sql) */
+		appendStringInfo(&ddl, "CREATE TABLE %s (", tombstone_table(name));
+		foreach(lc, c->unique_key)
+			appendStringInfo(&ddl, "%s %s, ", qcol(lfirst(lc)),
+							 stored_type(medallion_contract_column(c, lfirst(lc))));
+		if (c->order_by)
+			appendStringInfo(&ddl, "%s %s, ", qcol(c->order_by),
+							 stored_type(medallion_contract_column(c, c->order_by)));
+		appendStringInfoString(&ddl, "_source_seq bigint NOT NULL, _run_id bigint, PRIMARY KEY (");
+		foreach(lc, c->unique_key)
+			appendStringInfo(&ddl, "%s%s", lc == list_head(c->unique_key) ? "" : ", ", qcol(lfirst(lc)));
+		appendStringInfo(&ddl, "));COMMENT ON TABLE %s IS %s;", tombstone_table(name),
+						 quote_literal_cstr(psprintf("medallion: deleted keys of silver.%s, newest delete kept", name)));
+	}
+	appendStringInfo(&ddl, "COMMENT ON TABLE %s IS %s;", qrel,
 					 quote_literal_cstr(psprintf("medallion silver table, fed from bronze.%s", bronze.relname)));
 
 	SPI_connect();
@@ -1334,6 +1425,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	r.c = c;
 	r.qsource = quote_qualified_identifier("bronze", bronze.relname);
 	r.qtarget = qrel;
+	r.qtomb = c->delete_when ? tombstone_table(name) : NULL;
 	r.has_prev = true;
 	init_params(&r);
 	{
