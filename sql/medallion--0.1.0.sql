@@ -96,6 +96,7 @@ CREATE TABLE medallion.dlq (
     reprocessed_at   timestamptz
 );
 CREATE INDEX ON medallion.dlq (pipeline, id) WHERE NOT reprocessed;
+CREATE INDEX ON medallion.dlq (pipeline, source_seq) WHERE NOT reprocessed;
 COMMENT ON TABLE medallion.dlq IS 'dead-letter queue: one row per source record that could not be processed, kept for replay';
 
 CREATE TABLE medallion.quarantine (

@@ -134,6 +134,7 @@ typedef struct Watermark
 	bool		has_resume;
 	Datum		resume_xid;		/* xid8 */
 	int64		resume_seq;
+	bool		rebase;			/* stored by another cluster: xids are foreign */
 } Watermark;
 
 extern void medallion_watermark_load(const char *pipeline, Watermark *wm);

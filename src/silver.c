@@ -86,6 +86,7 @@ typedef struct SilverRun
 	char	   *qsource;		/* quoted bronze table */
 	char	   *qtarget;		/* quoted silver table */
 	char	   *qtomb;			/* quoted tombstone table (delete_when), or NULL */
+	bool		rebase;			/* watermark from another cluster: read everything */
 	bool		has_prev;
 	bool		has_partial;	/* P_RXID, P_RSEQ set */
 	bool		leftover;		/* only the partly processed transaction's rows */
@@ -157,6 +158,11 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 						 "(pg_catalog.unnest($%d), pg_catalog.unnest($%d), pg_catalog.unnest($%d)) "
 						 "AS u(_raw, _seq, _batch_id)) b WHERE true",
 						 r->c->delete_when ? r->c->delete_when : "false", P_RAWS, P_SEQS, P_BATCHES);
+	else if (r->rebase)
+		appendStringInfo(&buf,
+						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
+						 "COALESCE((%s\n), false) AS _is_delete FROM %s b WHERE true",
+						 r->c->delete_when ? r->c->delete_when : "false", r->qsource);
 	else
 	{
 		appendStringInfo(&buf,
@@ -863,9 +869,12 @@ write_bad_rows(SilverRun *r, RunCounts *counts)
 				"pipeline_run_id = $8, sqlstate = $10, failed_at = pg_catalog.now() "
 				"WHERE id OPERATOR(pg_catalog.=) $11";
 		else
+			/* a row already waiting in the DLQ (a source read again) is not added twice */
 			sql = "INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
 				"error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
-				"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+				"SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE NOT EXISTS "
+				"(SELECT 1 FROM medallion.dlq WHERE pipeline OPERATOR(pg_catalog.=) $1 "
+				"AND source_seq OPERATOR(pg_catalog.=) $7 AND NOT reprocessed)";
 		ret = SPI_execute_with_args(sql, 11, (Oid *) types, values, nulls, false, 0);
 		if (ret != SPI_OK_INSERT && ret != SPI_OK_UPDATE)
 			elog(ERROR, "could not write a bad row of run " INT64_FORMAT, r->run_id);
@@ -1195,13 +1204,24 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		 * a bounded window cannot carry both its cursor and that exclusion.
 		 */
 		r.leftover = (r.has_partial && r.c->max_rows_per_run > 0);
+
+		/*
+		 * Restored from another cluster: read every row once, unbounded, and
+		 * start afresh from this run's snapshot.
+		 */
+		if (wm.rebase)
+		{
+			r.rebase = true;
+			r.has_prev = r.has_partial = r.leftover = r.has_cursor = false;
+			r.values[P_TARGET - 1] = medallion_current_snapshot();
+		}
 	}
 
 	medallion_run_settings_push(r.c, &nestlevel);
 	medallion_become_user(p->owner, &save);
 	SPI_connect();
 
-	if (!r.replay && r.c->max_rows_per_run > 0)
+	if (!r.replay && !r.rebase && r.c->max_rows_per_run > 0)
 	{
 		/* in arrival order: rows a transaction adds later come after the cursor */
 		exec(&r, psprintf("SELECT _source_seq FROM (%s) b ORDER BY _source_seq OFFSET %lld LIMIT 1",

@@ -18,8 +18,9 @@
  *
  * The stored xids belong to this cluster's xid space: the cluster's system
  * identifier is kept alongside, and a watermark restored into another
- * cluster is discarded (the next run reprocesses the source, which the
- * newest-wins merge makes harmless).
+ * cluster is discarded: the next run reads every row of the source whatever
+ * its xid (restored rows carry the old cluster's xids, which may lie in this
+ * cluster's future), which the newest-wins merge makes harmless.
  *
  *-------------------------------------------------------------------------
  */
@@ -66,10 +67,13 @@ medallion_watermark_load(const char *pipeline, Watermark *wm)
 
 		wm->found = true;
 		if (sysid != (int64) GetSystemIdentifier())
+		{
+			wm->rebase = true;
 			ereport(NOTICE,
 					(errmsg("watermark of pipeline \"%s\" comes from another cluster and is reset",
 							pipeline),
-					 errdetail("The next run reprocesses the whole source; merging keeps the newest versions.")));
+					 errdetail("This run reprocesses the whole source; merging keeps the newest versions.")));
+		}
 		else
 		{
 			Datum		d;
