@@ -14,7 +14,13 @@ OBJS = \
 	src/contract.o \
 	src/watermark.o \
 	src/run.o \
-	src/silver.o
+	src/silver.o \
+	src/shmem.o \
+	src/launcher.o \
+	src/scheduler.o \
+	src/worker.o \
+	src/schedule.o \
+	src/alerts.o
 
 DATA = sql/medallion--0.1.0.sql
 PGFILEDESC = "medallion - data pipelines (bronze, silver, gold) inside PostgreSQL"

@@ -31,6 +31,13 @@ CREATE TABLE medallion.pipelines (
     options         jsonb NOT NULL DEFAULT '{}',
     source          text,
     definition      jsonb,
+    schedule_kind   text CHECK (schedule_kind IN ('interval', 'cron', 'on_change')),
+    trigger_requested boolean NOT NULL DEFAULT false,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    retry_attempt   integer NOT NULL DEFAULT 0,
+    retry_at        timestamptz,
+    circuit_opened_at timestamptz,
+    last_success_at timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     last_checked_at timestamptz,
     UNIQUE (layer, relname)
@@ -60,9 +67,11 @@ CREATE TABLE medallion.runs (
     rows_warned      bigint NOT NULL DEFAULT 0,
     error_class      text,
     error_message    text,
-    sqlstate         text
+    sqlstate         text,
+    worker_pid       integer
 );
 CREATE INDEX ON medallion.runs (pipeline, run_id);
+CREATE INDEX ON medallion.runs (status) WHERE status = 'running';
 COMMENT ON TABLE medallion.runs IS 'one row per pipeline run, with its counts and outcome';
 
 -- One row per landed batch: what makes re-ingesting a batch a no-op.
@@ -139,7 +148,20 @@ CREATE TABLE medallion.expectations (
 );
 COMMENT ON TABLE medallion.expectations IS 'row-level business-rule checks of silver pipelines';
 
+CREATE TABLE medallion.alerts (
+    id          bigserial PRIMARY KEY,
+    pipeline    text NOT NULL,
+    kind        text NOT NULL,
+    message     text NOT NULL,
+    raised_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    resolved_at timestamptz
+);
+CREATE INDEX ON medallion.alerts (pipeline, kind) WHERE resolved_at IS NULL;
+COMMENT ON TABLE medallion.alerts IS 'alerts (failures that halt or open the breaker, SLA breaches, budgets); also sent as NOTIFY medallion_alerts';
+
 SELECT pg_catalog.pg_extension_config_dump('medallion.pipelines', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.alerts', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.alerts_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('medallion.watermarks', '');
 SELECT pg_catalog.pg_extension_config_dump('medallion.expectations', '');
 SELECT pg_catalog.pg_extension_config_dump('medallion.runs', '');
@@ -306,6 +328,71 @@ COMMENT ON FUNCTION medallion.count_insert(bigint) IS
 'internal: counts a row inserted by a silver run and returns the run id';
 
 ------------------------------------------------------------------------------
+-- Schedules and operations (src/schedule.c, src/scheduler.c, src/alerts.c)
+------------------------------------------------------------------------------
+
+CREATE FUNCTION medallion.schedule(pipeline text, schedule text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_schedule'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.schedule(text, text) IS
+'schedules a pipeline: an interval (''30 seconds''), a cron expression (via pg_cron) or ''on_change''';
+
+CREATE FUNCTION medallion.unschedule(pipeline text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_unschedule'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.unschedule(text) IS 'removes a pipeline''s schedule (and its pg_cron job)';
+
+CREATE FUNCTION medallion.trigger(pipeline text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_trigger'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.trigger(text) IS
+'asks the scheduler to run a pipeline soon (without a scheduler: runs it now)';
+
+CREATE FUNCTION medallion.alter_pipeline(pipeline text, options jsonb)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_alter_pipeline'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.alter_pipeline(text, jsonb) IS
+'sets pipeline options: freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, steward, description';
+
+CREATE FUNCTION medallion.pipeline_lag(pipeline text)
+RETURNS interval
+AS 'MODULE_PATHNAME', 'medallion_pipeline_lag'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION medallion.pipeline_lag(text) IS
+'age of the oldest source row a pipeline has not processed yet; 0 when caught up';
+
+CREATE FUNCTION medallion.bronze_landed()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'medallion_bronze_landed'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.bronze_landed() IS
+'trigger: wakes the scheduler when rows land in a bronze table, after commit (on_change pipelines)';
+
+CREATE FUNCTION medallion.extension_changed()
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_extension_changed'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.extension_changed() IS
+'internal: tells the launcher that the extension was created here';
+
+CREATE VIEW medallion.freshness AS
+SELECT p.name AS pipeline,
+       p.last_success_at,
+       medallion.pipeline_lag(p.name) AS lag,
+       (p.options->>'freshness_sla')::interval AS sla,
+       CASE WHEN p.options->>'freshness_sla' IS NULL THEN 'no_sla'
+            WHEN medallion.pipeline_lag(p.name) OPERATOR(pg_catalog.>) (p.options->>'freshness_sla')::interval
+            THEN 'breached' ELSE 'fresh' END AS status
+FROM medallion.pipelines p
+WHERE p.layer OPERATOR(pg_catalog.=) 'silver';
+COMMENT ON VIEW medallion.freshness IS
+'per silver pipeline: last success, lag (age of the oldest unprocessed source row), SLA and status';
+
+------------------------------------------------------------------------------
 -- Privileges
 ------------------------------------------------------------------------------
 
@@ -314,7 +401,7 @@ COMMENT ON FUNCTION medallion.count_insert(bigint) IS
 -- target (checked by ingest*).
 GRANT USAGE ON SCHEMA medallion, bronze, silver, gold TO PUBLIC;
 GRANT SELECT ON medallion.pipelines, medallion.runs, medallion.batches,
-    medallion.watermarks, medallion.expectations TO PUBLIC;
+    medallion.watermarks, medallion.expectations, medallion.alerts, medallion.freshness TO PUBLIC;
 
 -- DLQ and quarantine hold raw, possibly personal payloads: the extension
 -- owner sees everything; a pipeline's owner sees its own rows.
@@ -333,3 +420,6 @@ GRANT SELECT ON medallion.dlq, medallion.quarantine TO PUBLIC;
 
 -- The trigger functions need no REVOKE: they refuse to run outside a trigger,
 -- and table owners must be able to attach them.
+
+-- The launcher starts this database's scheduler now rather than at its next probe.
+SELECT medallion.extension_changed();

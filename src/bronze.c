@@ -137,8 +137,10 @@ create_day_partition(const BronzeTarget *target, int day)
 					 "(_ingested_at >= %s AND _ingested_at < %s);"
 					 "ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s);"
 					 "CREATE TRIGGER medallion_append_only_truncate BEFORE TRUNCATE ON %s "
-					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_append_only();",
-					 qpart, qparent, qpart, lo, hi, qparent, qpart, lo, hi, qpart);
+					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_append_only();"
+					 "CREATE TRIGGER medallion_landed AFTER INSERT ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_landed();",
+					 qpart, qparent, qpart, lo, hi, qparent, qpart, lo, hi, qpart, qpart);
 	spi_exec_utility(sql.data);
 }
 
@@ -383,8 +385,10 @@ medallion_bronze_create(const char *name, const char *source_system,
 					 "CREATE TRIGGER medallion_append_only BEFORE UPDATE OR DELETE ON %s "
 					 "FOR EACH ROW EXECUTE FUNCTION medallion.bronze_append_only();"
 					 "CREATE TRIGGER medallion_append_only_truncate BEFORE TRUNCATE ON %s "
-					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_append_only();",
-					 qrel, quote_literal_cstr(source_system), qrel, qrel, qrel);
+					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_append_only();"
+					 "CREATE TRIGGER medallion_landed AFTER INSERT ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_landed();",
+					 qrel, quote_literal_cstr(source_system), qrel, qrel, qrel, qrel);
 	if (nkeys > 0)
 	{
 		appendStringInfo(&sql,

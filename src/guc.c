@@ -17,6 +17,12 @@ int			medallion_premake_days = 3;
 /* Lets a superuser UPDATE or DELETE bronze rows (erasure requests). */
 bool		medallion_allow_bronze_changes = false;
 
+/* Run workers the cluster may run at once. */
+int			medallion_max_workers = 4;
+
+/* Days of run history and replayed DLQ rows kept by the scheduler. */
+int			medallion_history_days = 30;
+
 /* Largest single record ingest* accepts, in megabytes. */
 int			medallion_max_payload_mb = 64;
 
@@ -50,6 +56,22 @@ medallion_guc_init(void)
 							 false,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("medallion.max_workers",
+							"Run workers medallion may run at once in the cluster.",
+							"They share max_worker_processes with parallel query, replication, pg_cron and the schedulers.",
+							&medallion_max_workers,
+							4, 1, 256,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("medallion.history_days",
+							"Days of run history and replayed DLQ rows the scheduler keeps.",
+							NULL,
+							&medallion_history_days,
+							30, 1, 36500,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("medallion");
 }

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "miscadmin.h"
 
 #include "medallion.h"
 
@@ -17,10 +18,16 @@ void		_PG_init(void);
 
 /*
  * Called when the library is loaded, at server start when it is in
- * shared_preload_libraries, or on first use otherwise.
+ * shared_preload_libraries (then with the background processes), or on
+ * first use otherwise (manual runs only).
  */
 void
 _PG_init(void)
 {
 	medallion_guc_init();
+	if (process_shared_preload_libraries_in_progress)
+	{
+		medallion_shmem_init();
+		medallion_launcher_register();
+	}
 }

@@ -192,6 +192,7 @@ typedef struct MedallionDbSlot
 	bool		extension_absent;	/* its scheduler found no extension */
 	TimestampTz absent_since;
 	TimestampTz hold_until;		/* do not start a scheduler before */
+	TimestampTz last_start;		/* when the launcher last started one */
 } MedallionDbSlot;
 
 typedef struct MedallionShared
@@ -226,7 +227,7 @@ extern void medallion_check_freshness(void);
 
 /* errors.c: the strategy of each error class */
 extern void medallion_policy_after_failure(const char *pipeline, ErrorData *edata,
-										   bool scheduled, double elapsed_secs);
+										   bool scheduled);
 extern void medallion_policy_after_success(const char *pipeline);
 
 /* run.c: scheduled runs (worker.c) */
@@ -235,7 +236,7 @@ extern int64 medallion_run_begin_scheduled(const char *pipeline, int pid);
 extern void medallion_run_scheduled(const char *pipeline, int64 run_id);
 extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata);
 
-/* silver.c: cheap looks at a pipeline's window (no user SQL) */
-extern bool medallion_silver_has_pending(Pipeline *p);
+/* silver.c: a cheap look at a pipeline's window (no user SQL) */
+extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);
 
 #endif							/* MEDALLION_H */

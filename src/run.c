@@ -175,22 +175,27 @@ medallion_run_settings_push(Contract *contract, int *nestlevel)
  * Records a new run (as the catalog owner) and returns its id.
  */
 static int64
-run_record_start(const char *pipeline, const char *kind, const char *status)
+run_record_start(const char *pipeline, const char *kind, const char *status, int worker_pid)
 {
 	MedallionUserContext save;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = "   ";
 	int64		run_id;
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = CStringGetTextDatum(status);
+	values[3] = Int32GetDatum(worker_pid);
+	nulls[3] = worker_pid ? ' ' : 'n';
 	medallion_become_user(medallion_catalog_owner(), &save);
 	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO medallion.runs (pipeline, kind, status) "
-							  "VALUES ($1, $2, $3) RETURNING run_id",
-							  3, argtypes, values, NULL, false, 1) != SPI_OK_INSERT_RETURNING)
+	if (SPI_execute_with_args("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
+							  "SELECT $1, $2, $3, $4, p.retry_attempt + 1 FROM medallion.pipelines p "
+							  "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
+							  4, argtypes, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
+		SPI_processed != 1)
 		elog(ERROR, "could not record a run of \"%s\"", pipeline);
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	SPI_finish();
@@ -268,7 +273,7 @@ run_body(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, Run
  */
 static int64
 run_pipeline(const char *name, bool strict, bool wait, const char *kind,
-			 ArrayType *replay_ids, RunCounts *out)
+			 ArrayType *replay_ids, RunCounts *out, int64 scheduled_run_id)
 {
 	Pipeline	p = {0};
 	bool		busy;
@@ -295,7 +300,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		ereport(NOTICE,
 				(errmsg("a run of pipeline \"%s\" is in progress, skipped", name)));
-		run_id = run_record_start(name, kind, "skipped");
+		run_id = run_record_start(name, kind, "skipped", 0);
 		run_record_finish(run_id, "skipped", NULL, NULL);
 		return run_id;
 	}
@@ -309,19 +314,21 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("%s pipelines are not run", p.layer),
 				 errdetail("Pipeline \"%s\" lands data through ingest functions.", name)));
-	if (strcmp(p.state, "active") != 0)
+	if (strcmp(p.state, "active") != 0 &&
+		!(scheduled_run_id != 0 && strcmp(p.state, "circuit_open") == 0))	/* a trial */
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pipeline \"%s\" is %s", name,
 						strcmp(p.state, "circuit_open") == 0 ? "circuit-open" : p.state),
 				 errhint("Run medallion.resume('%s') to let it run again.", name)));
 
-	run_id = run_record_start(name, kind, "running");
+	run_id = scheduled_run_id ? scheduled_run_id : run_record_start(name, kind, "running", 0);
 
 	if (strict)
 	{
 		run_body(&p, run_id, kind, replay_ids, &counts);
 		run_record_finish(run_id, "succeeded", &counts, NULL);
+		medallion_policy_after_success(name);
 		if (out)
 			*out = counts;
 		return run_id;
@@ -355,16 +362,74 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		memset(&counts, 0, sizeof(counts));
 		run_record_finish(run_id, "failed", &counts, edata);
+		medallion_policy_after_failure(name, edata, false);
 		ereport(WARNING,
 				(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, name, edata->message),
 				 errdetail("Error class %s, SQLSTATE %s; the failure is recorded in medallion.runs.",
 						   medallion_error_class(edata->sqlerrcode), unpack_sql_state(edata->sqlerrcode))));
 	}
 	else
+	{
 		run_record_finish(run_id, "succeeded", &counts, NULL);
+		medallion_policy_after_success(name);
+	}
 	if (out)
 		*out = counts;
 	return run_id;
+}
+
+/*
+ * A scheduled run, step 1 (its own transaction): returns 0 when there is
+ * nothing to do (only last_checked_at is recorded), else the id of the
+ * 'running' run row, which the worker commits before the work.
+ */
+int64
+medallion_run_begin_scheduled(const char *pipeline, int pid)
+{
+	Pipeline	p = {0};
+	MedallionUserContext save;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		pending;
+
+	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
+		strcmp(p.layer, "silver") != 0 ||
+		strcmp(p.state, "paused") == 0 || strcmp(p.state, "halted") == 0)
+		return 0;
+
+	pending = medallion_silver_oldest_pending(&p) != 0;
+	values[0] = CStringGetTextDatum(pipeline);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now(), "
+							  "trigger_requested = false WHERE name OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update pipeline \"%s\"", pipeline);
+	SPI_finish();
+	medallion_restore_user(&save);
+	if (!pending)
+		return 0;
+	return run_record_start(pipeline, "incremental", "running", pid);
+}
+
+/*
+ * A scheduled run, step 2: the run itself, the same path as run().
+ */
+void
+medallion_run_scheduled(const char *pipeline, int64 run_id)
+{
+	(void) run_pipeline(pipeline, true, true, "incremental", NULL, NULL, run_id);
+}
+
+/*
+ * A scheduled run, step 3 after a failure (a new transaction): the record,
+ * and the strategy of the error's class.
+ */
+void
+medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata)
+{
+	run_record_finish(run_id, "failed", NULL, edata);
+	medallion_policy_after_failure(pipeline, edata, true);
 }
 
 /*
@@ -380,7 +445,7 @@ medallion_run(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(run_pipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 								 !PG_ARGISNULL(1) && PG_GETARG_BOOL(1),
 								 PG_ARGISNULL(2) || PG_GETARG_BOOL(2),
-								 "incremental", NULL, NULL));
+								 "incremental", NULL, NULL, 0));
 }
 
 /*
@@ -415,7 +480,7 @@ medallion_run_all(PG_FUNCTION_ARGS)
 
 	foreach(lc, names)
 	{
-		Datum		value = Int64GetDatum(run_pipeline(lfirst(lc), false, true, "incremental", NULL, NULL));
+		Datum		value = Int64GetDatum(run_pipeline(lfirst(lc), false, true, "incremental", NULL, NULL, 0));
 		bool		isnull = false;
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
@@ -501,7 +566,7 @@ medallion_replay_dlq(PG_FUNCTION_ARGS)
 					 errmsg("ids must be a one-dimensional array without NULLs")));
 	}
 	(void) run_pipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)), true, true, "replay",
-						ids, &counts);
+						ids, &counts, 0);
 	PG_RETURN_INT64(counts.replayed);
 }
 

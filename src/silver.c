@@ -1101,6 +1101,121 @@ next_watermark(SilverRun *r, Watermark *wm, bool drained)
 }
 
 /*
+ * Sets up a run of a silver pipeline (not yet its window).
+ */
+static void
+setup_run(SilverRun *r, Pipeline *p, int64 run_id)
+{
+	char	   *dot;
+
+	r->cxt = CurrentMemoryContext;
+	r->p = p;
+	r->run_id = run_id;
+	r->c = medallion_contract_parse(p->definition, false);
+	r->source_table = p->source;
+	dot = strchr(p->source, '.');
+	r->qsource = quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1);
+	r->qtarget = quote_qualified_identifier("silver", p->relname);
+	r->qtomb = r->c->delete_when ? tombstone_table(p->relname) : NULL;
+	init_params(r);
+	r->values[P_RUN - 1] = Int64GetDatum(run_id);
+	r->nulls[P_RUN - 1] = ' ';
+	r->values[P_DEF - 1] = JsonbPGetDatum(p->definition);
+	r->nulls[P_DEF - 1] = ' ';
+	set_exclusions(r);
+}
+
+/*
+ * Reads the watermark and sets up the window of bronze rows a run reads.
+ */
+static void
+open_window(SilverRun *r, Watermark *wm)
+{
+	medallion_watermark_load(r->p->name, wm);
+	if (wm->has_done)
+	{
+		r->has_prev = true;
+		r->values[P_PREV - 1] = wm->done_snapshot;
+		r->nulls[P_PREV - 1] = ' ';
+	}
+	if (wm->has_target)
+	{
+		/* a bounded window being drained: its rows up to the cursor are done */
+		r->values[P_TARGET - 1] = wm->target_snapshot;
+		if (wm->has_resume)
+		{
+			r->has_cursor = true;
+			r->values[P_CUR - 1] = Int64GetDatum(wm->resume_seq);
+			r->nulls[P_CUR - 1] = ' ';
+		}
+	}
+	else
+	{
+		r->values[P_TARGET - 1] = medallion_current_snapshot();
+		if (wm->has_resume)
+		{
+			/* a transaction whose rows up to resume_seq are done */
+			r->has_partial = true;
+			r->values[P_RXID - 1] = wm->resume_xid;
+			r->values[P_RSEQ - 1] = Int64GetDatum(wm->resume_seq);
+			r->nulls[P_RXID - 1] = r->nulls[P_RSEQ - 1] = ' ';
+		}
+	}
+	r->nulls[P_TARGET - 1] = ' ';
+
+	/*
+	 * A bounded run first finishes a partly processed transaction, alone:
+	 * a bounded window cannot carry both its cursor and that exclusion.
+	 */
+	r->leftover = (r->has_partial && r->c->max_rows_per_run > 0);
+
+	/*
+	 * Restored from another cluster: read every row once, unbounded, and
+	 * start afresh from this run's snapshot.
+	 */
+	if (wm->rebase)
+	{
+		r->rebase = true;
+		r->has_prev = r->has_partial = r->leftover = r->has_cursor = false;
+		r->values[P_TARGET - 1] = medallion_current_snapshot();
+	}
+}
+
+/*
+ * The arrival time of the oldest row in a pipeline's window (0 when it is
+ * empty): the scheduler's cheap checks — whether to start a worker at all,
+ * and freshness.  Runs as the pipeline's owner, without user SQL.
+ */
+TimestampTz
+medallion_silver_oldest_pending(Pipeline *p)
+{
+	SilverRun	r = {0};
+	Watermark	wm;
+	MedallionUserContext save;
+	int			nestlevel;
+	TimestampTz oldest = 0;
+	bool		isnull;
+	Datum		d;
+
+	setup_run(&r, p, 0);
+	open_window(&r, &wm);
+	r.c->delete_when = NULL;	/* not needed to tell which rows are there */
+	medallion_run_settings_push(r.c, &nestlevel);
+	medallion_become_user(p->owner, &save);
+	SPI_connect();
+	exec(&r, psprintf("SELECT pg_catalog.min(i._ingested_at) FROM %s i WHERE i._seq IN "
+					  "(SELECT b._source_seq FROM (%s) b)", r.qsource, source_sql(&r, false, false)),
+		 true, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		oldest = DatumGetTimestampTz(d);
+	SPI_finish();
+	medallion_restore_user(&save);
+	AtEOXact_GUC(true, nestlevel);
+	return oldest;
+}
+
+/*
  * One run of a silver pipeline (called by run.c inside the run's
  * subtransaction).
  */
@@ -1116,25 +1231,10 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	ErrorData  *edata;
 	bool		drained = true;
 	List	   *replay_rows = NIL;
-	char	   *dot;
 
 	medallion_inserted_rows = 0;
-	r.cxt = CurrentMemoryContext;
-	r.p = p;
-	r.run_id = run_id;
 	r.replay = (replay_ids != NULL);
-	r.c = medallion_contract_parse(p->definition, false);
-	r.source_table = p->source;
-	dot = strchr(p->source, '.');
-	r.qsource = quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1);
-	r.qtarget = quote_qualified_identifier("silver", p->relname);
-	r.qtomb = r.c->delete_when ? tombstone_table(p->relname) : NULL;
-	init_params(&r);
-	r.values[P_RUN - 1] = Int64GetDatum(run_id);
-	r.nulls[P_RUN - 1] = ' ';
-	r.values[P_DEF - 1] = JsonbPGetDatum(p->definition);
-	r.nulls[P_DEF - 1] = ' ';
-	set_exclusions(&r);
+	setup_run(&r, p, run_id);
 
 	/* expectations, as the catalog owner */
 	{
@@ -1167,54 +1267,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		replay_rows = load_replay_rows(&r, replay_ids);
 	else
 	{
-		medallion_watermark_load(p->name, &wm);
-		if (wm.has_done)
-		{
-			r.has_prev = true;
-			r.values[P_PREV - 1] = wm.done_snapshot;
-			r.nulls[P_PREV - 1] = ' ';
-		}
-		if (wm.has_target)
-		{
-			/* a bounded window being drained: its rows up to the cursor are done */
-			r.values[P_TARGET - 1] = wm.target_snapshot;
-			if (wm.has_resume)
-			{
-				r.has_cursor = true;
-				r.values[P_CUR - 1] = Int64GetDatum(wm.resume_seq);
-				r.nulls[P_CUR - 1] = ' ';
-			}
-		}
-		else
-		{
-			r.values[P_TARGET - 1] = medallion_current_snapshot();
-			if (wm.has_resume)
-			{
-				/* a transaction whose rows up to resume_seq are done */
-				r.has_partial = true;
-				r.values[P_RXID - 1] = wm.resume_xid;
-				r.values[P_RSEQ - 1] = Int64GetDatum(wm.resume_seq);
-				r.nulls[P_RXID - 1] = r.nulls[P_RSEQ - 1] = ' ';
-			}
-		}
-		r.nulls[P_TARGET - 1] = ' ';
-
-		/*
-		 * A bounded run first finishes a partly processed transaction, alone:
-		 * a bounded window cannot carry both its cursor and that exclusion.
-		 */
-		r.leftover = (r.has_partial && r.c->max_rows_per_run > 0);
-
-		/*
-		 * Restored from another cluster: read every row once, unbounded, and
-		 * start afresh from this run's snapshot.
-		 */
-		if (wm.rebase)
-		{
-			r.rebase = true;
-			r.has_prev = r.has_partial = r.leftover = r.has_cursor = false;
-			r.values[P_TARGET - 1] = medallion_current_snapshot();
-		}
+		open_window(&r, &wm);
 	}
 
 	medallion_run_settings_push(r.c, &nestlevel);

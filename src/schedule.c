@@ -1,0 +1,340 @@
+/*-------------------------------------------------------------------------
+ *
+ * schedule.c
+ *	  schedule(), unschedule(), trigger(), alter_pipeline(): when and how
+ *	  pipelines run.
+ *
+ * Three kinds of schedule: an interval ('30 seconds', down to 1 s) and
+ * 'on_change' (upstream data committed) are served by medallion's own
+ * scheduler; a cron expression becomes a pg_cron job named
+ * 'medallion:<pipeline>' whose command is medallion.trigger(pipeline), so
+ * that retries, the circuit breaker and halts apply as for any scheduled
+ * run.  Without the scheduler (library not preloaded) trigger() runs the
+ * pipeline directly.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "medallion.h"
+
+PG_FUNCTION_INFO_V1(medallion_schedule);
+PG_FUNCTION_INFO_V1(medallion_unschedule);
+PG_FUNCTION_INFO_V1(medallion_trigger);
+PG_FUNCTION_INFO_V1(medallion_alter_pipeline);
+
+extern Datum medallion_run(PG_FUNCTION_ARGS);
+
+/*
+ * The pipeline named by argument 0, which the caller must own.
+ */
+static char *
+owned_pipeline(FunctionCallInfo fcinfo, Pipeline *p)
+{
+	char	   *name;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (!medallion_pipeline_lookup(name, p, false, false, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("Pipelines are listed in medallion.pipelines.")));
+	if (!has_privs_of_role(GetUserId(), p->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", name)));
+	return name;
+}
+
+/*
+ * Runs one catalog statement as the catalog owner with text parameters.
+ */
+static void
+catalog_exec(const char *sql, int nargs, const char **args)
+{
+	MedallionUserContext save;
+	Oid			types[4];
+	Datum		values[4];
+	char		nulls[4];
+	int			i;
+
+	for (i = 0; i < nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+		nulls[i] = args[i] ? ' ' : 'n';
+	}
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0) < 0)
+		elog(ERROR, "could not execute: %s", sql);
+	SPI_finish();
+	medallion_restore_user(&save);
+}
+
+/*
+ * Where pg_cron can take our job: here, or a hint of what to run there.
+ */
+static void
+require_pg_cron_here(const char *pipeline, const char *cron)
+{
+	const char *cron_db;
+
+	if (OidIsValid(get_extension_oid("pg_cron", true)))
+		return;
+	cron_db = GetConfigOption("cron.database_name", true, false);
+	if (cron_db && strcmp(cron_db, get_database_name(MyDatabaseId)) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pg_cron runs in database \"%s\", not in this one", cron_db),
+				 errhint("Connected to \"%s\", run: SELECT cron.schedule_in_database(%s, %s, %s, %s);",
+						 cron_db,
+						 quote_literal_cstr(psprintf("medallion:%s", pipeline)),
+						 quote_literal_cstr(cron),
+						 quote_literal_cstr(psprintf("SELECT medallion.trigger(%s)", quote_literal_cstr(pipeline))),
+						 quote_literal_cstr(get_database_name(MyDatabaseId)))));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cron schedules need the pg_cron extension"),
+			 errhint("Add pg_cron to shared_preload_libraries and run CREATE EXTENSION pg_cron, or use an interval such as '5 minutes'.")));
+}
+
+/*
+ * Removes the pipeline's pg_cron job, if any.
+ */
+static void
+drop_cron_job(const char *pipeline)
+{
+	const char *args[1];
+
+	if (!OidIsValid(get_extension_oid("pg_cron", true)))
+		return;
+	args[0] = psprintf("medallion:%s", pipeline);
+	catalog_exec("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname OPERATOR(pg_catalog.=) $1",
+				 1, args);
+}
+
+/*
+ * Whether a schedule is a cron expression: '@daily' and the like, or five
+ * fields whose first is the minutes (digits, '*', '/', ',' and '-').
+ */
+static bool
+is_cron(const char *schedule)
+{
+	char	   *copy = pstrdup(schedule);
+	char	   *save;
+	char	   *field = strtok_r(copy, " \t", &save);
+	int			nfields = 0;
+	bool		minutes_ok;
+
+	if (schedule[0] == '@')
+		return true;
+	if (field == NULL)
+		return false;
+	minutes_ok = strspn(field, "0123456789*/,-") == strlen(field);
+	for (; field; field = strtok_r(NULL, " \t", &save))
+		nfields++;
+	return minutes_ok && nfields == 5;
+}
+
+/*
+ * medallion.schedule(pipeline, schedule): an interval, a cron expression or
+ * 'on_change'.
+ */
+Datum
+medallion_schedule(PG_FUNCTION_ARGS)
+{
+	Pipeline	p = {0};
+	char	   *name = owned_pipeline(fcinfo, &p);
+	char	   *schedule;
+	const char *kind;
+	const char *args[3];
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("schedule must not be NULL"),
+				 errhint("Use medallion.unschedule() to remove a schedule.")));
+	schedule = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strcmp(p.layer, "silver") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s pipelines are not scheduled", p.layer)));
+
+	if (strcmp(schedule, "on_change") == 0)
+		kind = "on_change";
+	else if (is_cron(schedule))
+		kind = "cron";
+	else
+	{
+		Interval   *iv;
+		Interval	one_second = {0};
+
+		one_second.time = USECS_PER_SEC;
+		PG_TRY();
+		{
+			iv = DatumGetIntervalP(DirectFunctionCall3(interval_in, CStringGetDatum(schedule),
+													   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+		}
+		PG_CATCH();
+		{
+			FlushErrorState();
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid schedule \"%s\"", schedule),
+					 errhint("Use an interval such as '30 seconds', a cron expression such as '*/5 * * * *', or 'on_change'.")));
+		}
+		PG_END_TRY();
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+											  IntervalPGetDatum(&one_second))) < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("schedule interval must be at least 1 second")));
+		kind = "interval";
+		schedule = DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
+	}
+
+	drop_cron_job(name);
+	if (strcmp(kind, "cron") == 0)
+	{
+		require_pg_cron_here(name, schedule);
+		args[0] = psprintf("medallion:%s", name);
+		args[1] = schedule;
+		args[2] = psprintf("SELECT medallion.trigger(%s)", quote_literal_cstr(name));
+		catalog_exec("SELECT cron.schedule($1, $2, $3)", 3, args);
+	}
+	args[0] = name;
+	args[1] = schedule;
+	args[2] = kind;
+	catalog_exec("UPDATE medallion.pipelines SET schedule = $2, schedule_kind = $3 "
+				 "WHERE name OPERATOR(pg_catalog.=) $1", 3, args);
+
+	if (strcmp(kind, "cron") != 0 && !medallion_scheduler_running(MyDatabaseId))
+		ereport(WARNING,
+				(errmsg("medallion's scheduler is not running in this database"),
+				 errdetail("Pipeline \"%s\" will not run on its schedule until it is.", name),
+				 errhint("Add medallion to shared_preload_libraries and restart the server.")));
+	else
+		medallion_wake_scheduler_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * medallion.unschedule(pipeline)
+ */
+Datum
+medallion_unschedule(PG_FUNCTION_ARGS)
+{
+	Pipeline	p = {0};
+	char	   *name = owned_pipeline(fcinfo, &p);
+	const char *args[1];
+
+	drop_cron_job(name);
+	args[0] = name;
+	catalog_exec("UPDATE medallion.pipelines SET schedule = NULL, schedule_kind = NULL "
+				 "WHERE name OPERATOR(pg_catalog.=) $1", 1, args);
+	PG_RETURN_VOID();
+}
+
+/*
+ * medallion.trigger(pipeline): asks the scheduler to run it soon, or, with
+ * no scheduler, runs it now.
+ */
+Datum
+medallion_trigger(PG_FUNCTION_ARGS)
+{
+	Pipeline	p = {0};
+	char	   *name = owned_pipeline(fcinfo, &p);
+	const char *args[1];
+
+	if (!medallion_scheduler_running(MyDatabaseId))
+	{
+		(void) DirectFunctionCall3(medallion_run, CStringGetTextDatum(name),
+								   BoolGetDatum(false), BoolGetDatum(true));
+		PG_RETURN_VOID();
+	}
+	args[0] = name;
+	catalog_exec("UPDATE medallion.pipelines SET trigger_requested = true "
+				 "WHERE name OPERATOR(pg_catalog.=) $1", 1, args);
+	medallion_wake_scheduler_at_commit();
+	PG_RETURN_VOID();
+}
+
+/*
+ * medallion.alter_pipeline(pipeline, options): merges options into the
+ * pipeline's (null removes a key); steward and description have their own
+ * columns.
+ */
+Datum
+medallion_alter_pipeline(PG_FUNCTION_ARGS)
+{
+	static const char *const known[] = {
+		"freshness_sla", "time_budget", "max_retries", "retry_base", "retry_cap",
+		"breaker_threshold", "breaker_cooldown", "steward", "description", NULL
+	};
+	Pipeline	p = {0};
+	char	   *name = owned_pipeline(fcinfo, &p);
+	Jsonb	   *opts;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	const char *args[2];
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("options must not be NULL")));
+	opts = PG_GETARG_JSONB_P(1);
+	if (!JB_ROOT_IS_OBJECT(opts))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+	it = JsonbIteratorInit(&opts->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+		int			i;
+		bool		ok = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		for (i = 0; known[i]; i++)
+			ok |= (strcmp(key, known[i]) == 0);
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unrecognized pipeline option \"%s\"", key),
+					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, steward and description.")));
+	}
+
+	args[0] = name;
+	args[1] = JsonbToCString(NULL, &opts->root, VARSIZE(opts));
+	/* typed checks of the values, in SQL: a bad one is a clear cast error */
+	catalog_exec("SELECT (o->>'freshness_sla')::interval, (o->>'time_budget')::interval, "
+				 "(o->>'max_retries')::int, (o->>'retry_base')::interval, (o->>'retry_cap')::interval, "
+				 "(o->>'breaker_threshold')::int, (o->>'breaker_cooldown')::interval "
+				 "FROM (SELECT $2::jsonb AS o, $1) x", 2, args);
+	catalog_exec("UPDATE medallion.pipelines SET "
+				 "options = pg_catalog.jsonb_strip_nulls(options OPERATOR(pg_catalog.||) "
+				 "  ($2::jsonb OPERATOR(pg_catalog.-) ARRAY['steward', 'description'])), "
+				 "steward = CASE WHEN $2::jsonb ? 'steward' THEN $2::jsonb->>'steward' ELSE steward END, "
+				 "description = CASE WHEN $2::jsonb ? 'description' THEN $2::jsonb->>'description' ELSE description END "
+				 "WHERE name OPERATOR(pg_catalog.=) $1", 2, args);
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,102 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  A run worker: performs one scheduled run of one pipeline, records it,
+ *	  exits.
+ *
+ * It connects as the bootstrap superuser (PG15 workers can only connect as
+ * LOGIN roles; pipeline owners often are not) and the run switches to the
+ * pipeline's owner, as a manual run does: same code path.  It commits a
+ * 'running' row first, so that a crash leaves a trace the scheduler marks
+ * failed; then the run in its own transaction, in READ COMMITTED whatever
+ * default_transaction_isolation says; then, on failure, the record and the
+ * resilience policy (retry, circuit breaker, halt) in a new transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "medallion.h"
+
+static void
+begin_xact(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+commit_xact(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * Entry point of a run worker; bgw_extra holds the pipeline's name.
+ */
+void
+medallion_worker_main(Datum arg)
+{
+	char		pipeline[BGW_EXTRALEN];
+	int64		run_id;
+	ErrorData  *volatile edata = NULL;
+	MemoryContext cxt;
+
+	strlcpy(pipeline, MyBgworkerEntry->bgw_extra, sizeof(pipeline));
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("application_name", "medallion run worker", PGC_USERSET, PGC_S_OVERRIDE);
+	pgstat_report_appname("medallion run worker");
+	cxt = AllocSetContextCreate(TopMemoryContext, "medallion worker", ALLOCSET_DEFAULT_SIZES);
+
+	/* 1: is there anything to do?  An empty check records no run. */
+	begin_xact();
+	pgstat_report_activity(STATE_RUNNING, pipeline);
+	run_id = medallion_run_begin_scheduled(pipeline, MyProcPid);
+	commit_xact();
+	if (run_id == 0)
+		proc_exit(0);
+
+	/* 2: the run, as a manual run does it */
+	begin_xact();
+	PG_TRY();
+	{
+		medallion_run_scheduled(pipeline, run_id);
+		commit_xact();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();		/* into the server log */
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+
+	/* 3: a failure is recorded, and the policy of its class applied */
+	if (edata)
+	{
+		if (edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN || ProcDiePending)
+			proc_exit(1);
+		begin_xact();
+		medallion_run_failed_scheduled(pipeline, run_id, edata);
+		commit_xact();
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	proc_exit(0);
+}
