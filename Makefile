@@ -11,6 +11,7 @@ OBJS = \
 	src/ingest.o \
 	src/capture.o \
 	src/errors.o \
+	src/subxact.o \
 	src/contract.o \
 	src/watermark.o \
 	src/run.o \

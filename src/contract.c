@@ -475,7 +475,7 @@ typedef struct CheckCache
 	int		   *naccepted;
 } CheckCache;
 
-static pg_noinline CheckCache *
+static CheckCache *
 check_cache(FunctionCallInfo fcinfo, Jsonb *definition)
 {
 	CheckCache *cc = fcinfo->flinfo->fn_extra;
@@ -543,6 +543,79 @@ error_array(const char *type, const char *field, const char *sqlstate, const cha
 	return PointerGetDatum(construct_array(elems, 4, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
+/* One payload being typed by medallion.silver_check. */
+typedef struct TypingState
+{
+	CheckCache *cc;
+	Jsonb	   *payload;
+	bool		is_delete;
+	const char *field;			/* the column being typed */
+	Datum		result;			/* an error array, or 0 */
+} TypingState;
+
+/*
+ * Whether a delete marker skips this column: it only carries its key and
+ * version.
+ */
+static bool
+skipped_by_delete(CheckCache *cc, ColumnSpec *col, bool is_delete)
+{
+	return is_delete && !col->is_key &&
+		strcmp(col->name, cc->contract->order_by ? cc->contract->order_by : "") != 0;
+}
+
+/*
+ * Types every column of a payload and checks accepted values; type input
+ * may raise (the caller catches it in a subtransaction).
+ */
+static void
+type_columns(void *arg)
+{
+	TypingState *ts = arg;
+	CheckCache *cc = ts->cc;
+	ListCell   *lc;
+
+	foreach(lc, cc->contract->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+		int			i = foreach_current_index(lc);
+		bool		isnull;
+		Datum		text_value;
+		Datum		typed;
+		char	   *s;
+		int			a;
+		bool		ok = false;
+
+		if (skipped_by_delete(cc, col, ts->is_delete))
+			continue;
+		ts->field = col->name;
+		text_value = jsonb_get_element(ts->payload, cc->path_elems[i], cc->npath[i], &isnull,
+									   !col->is_json);
+		if (isnull)
+		{
+			if (col->default_value == NULL)
+				continue;
+			s = col->default_value;
+		}
+		else if (col->is_json)
+			s = JsonbToCString(NULL, &DatumGetJsonbP(text_value)->root, VARSIZE_ANY(DatumGetPointer(text_value)));
+		else
+			s = TextDatumGetCString(text_value);
+		typed = InputFunctionCall(&cc->input[i], s, cc->ioparam[i], col->typmod);
+		if (cc->naccepted[i] == 0)
+			continue;
+		for (a = 0; a < cc->naccepted[i] && !ok; a++)
+			ok = DatumGetBool(FunctionCall2Coll(&cc->eq[i], DEFAULT_COLLATION_OID,
+												typed, cc->accepted[i][a]));
+		if (!ok)
+		{
+			ts->result = error_array("accepted", col->name, "23514",
+									 psprintf("value \"%s\" of \"%s\" is not an accepted value", s, col->name));
+			return;
+		}
+	}
+}
+
 /*
  * medallion.silver_check(payload, definition, is_delete) → text[] or NULL.
  *
@@ -555,112 +628,40 @@ error_array(const char *type, const char *field, const char *sqlstate, const cha
 Datum
 medallion_silver_check(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *payload;
-	CheckCache *cc;
-	bool		is_delete;
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	const char *volatile field = NULL;
-	Datum		result = (Datum) 0;
-	bool		failed = false;
+	TypingState ts = {0};
+	ErrorData  *edata;
 	ListCell   *lc;
-	int			i = 0;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
-	payload = PG_GETARG_JSONB_P(0);
-	cc = check_cache(fcinfo, PG_GETARG_JSONB_P(1));
-	is_delete = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
+	ts.payload = PG_GETARG_JSONB_P(0);
+	ts.cc = check_cache(fcinfo, PG_GETARG_JSONB_P(1));
+	ts.is_delete = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
 
 	/* First what needs no catching: presence of required values. */
-	foreach(lc, cc->contract->columns)
+	foreach(lc, ts.cc->contract->columns)
 	{
 		ColumnSpec *col = lfirst(lc);
 		bool		isnull;
 
-		if (is_delete && !col->is_key && strcmp(col->name, cc->contract->order_by ? cc->contract->order_by : "") != 0)
+		if (skipped_by_delete(ts.cc, col, ts.is_delete))
 			continue;
 		if (col->required && col->expr == NULL && col->default_value == NULL)
 		{
-			(void) jsonb_get_element(payload, cc->path_elems[foreach_current_index(lc)],
-									 cc->npath[foreach_current_index(lc)], &isnull, true);
+			(void) jsonb_get_element(ts.payload, ts.cc->path_elems[foreach_current_index(lc)],
+									 ts.cc->npath[foreach_current_index(lc)], &isnull, true);
 			if (isnull)
 				PG_RETURN_DATUM(error_array("required", col->name, "23502",
 											psprintf("required field \"%s\" is missing or null", col->path)));
 		}
 	}
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		foreach(lc, cc->contract->columns)
-		{
-			ColumnSpec *col = lfirst(lc);
-			bool		isnull;
-			Datum		text_value;
-			Datum		typed;
-			char	   *s;
-
-			i = foreach_current_index(lc);
-			if (is_delete && !col->is_key &&
-				strcmp(col->name, cc->contract->order_by ? cc->contract->order_by : "") != 0)
-				continue;
-			field = col->name;
-			text_value = jsonb_get_element(payload, cc->path_elems[i], cc->npath[i], &isnull,
-										   !col->is_json);
-			if (isnull)
-			{
-				if (col->default_value == NULL)
-					continue;
-				s = col->default_value;
-			}
-			else if (col->is_json)
-				s = JsonbToCString(NULL, &DatumGetJsonbP(text_value)->root, VARSIZE_ANY(DatumGetPointer(text_value)));
-			else
-				s = TextDatumGetCString(text_value);
-			typed = InputFunctionCall(&cc->input[i], s, cc->ioparam[i], col->typmod);
-			if (cc->naccepted[i] > 0)
-			{
-				int			a;
-				bool		ok = false;
-
-				for (a = 0; a < cc->naccepted[i] && !ok; a++)
-					ok = DatumGetBool(FunctionCall2Coll(&cc->eq[i], DEFAULT_COLLATION_OID,
-														typed, cc->accepted[i][a]));
-				if (!ok)
-				{
-					result = error_array("accepted", col->name, "23514",
-										 psprintf("value \"%s\" of \"%s\" is not an accepted value", s, col->name));
-					break;
-				}
-			}
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (!medallion_error_is_data(edata->sqlerrcode))
-			ReThrowError(edata);
-		result = error_array("cast", field, unpack_sql_state(edata->sqlerrcode), edata->message);
-		failed = true;
-	}
-	PG_END_TRY();
-
-	if (result == (Datum) 0)
+	edata = medallion_try(type_columns, &ts, false);
+	if (edata)
+		ts.result = error_array("cast", ts.field, unpack_sql_state(edata->sqlerrcode), edata->message);
+	if (ts.result == (Datum) 0)
 		PG_RETURN_NULL();
-	(void) failed;
-	PG_RETURN_DATUM(result);
+	PG_RETURN_DATUM(ts.result);
 }
 
 /* The field of the last contract violation raised: errors carry no field. */

@@ -85,6 +85,10 @@ extern void medallion_check_name(const char *what, const char *name, int max_len
 /* A row failed an expectation whose action is 'fail'. */
 #define MEDALLION_ERRCODE_EXPECTATION_FAILED MAKE_SQLSTATE('M','D','0','0','1')
 
+/* subxact.c: surviving an error in a subtransaction */
+typedef void (*MedallionTryFn) (void *arg);
+extern ErrorData *medallion_try(MedallionTryFn fn, void *arg, bool any_error);
+
 /* errors.c: what kind of failure an error is, by SQLSTATE */
 extern const char *medallion_error_class(int sqlerrcode);
 extern bool medallion_error_is_data(int sqlerrcode);

@@ -510,39 +510,31 @@ exec_count(SilverRun *r, const char *sql)
 
 typedef void (*TryFn) (SilverRun *r, void *arg);
 
+typedef struct TryCall
+{
+	SilverRun  *r;
+	TryFn		fn;
+	void	   *arg;
+} TryCall;
+
+static void
+call_try(void *arg)
+{
+	TryCall    *call = arg;
+
+	call->fn(call->r, call->arg);
+}
+
 /*
- * Runs fn in a subtransaction.  Returns NULL when it succeeded; after a data
- * error, rolls it back and returns the error; any other error propagates.
+ * Runs fn in a subtransaction: NULL when it succeeded; after a data error,
+ * rolled back, the error.  Any other error propagates.
  */
 static ErrorData *
 try_data(SilverRun *r, TryFn fn, void *arg)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
+	TryCall		call = {r, fn, arg};
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		fn(r, arg);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (!medallion_error_is_data(edata->sqlerrcode))
-			ReThrowError(edata);
-	}
-	PG_END_TRY();
-	return edata;
+	return medallion_try(call_try, &call, false);
 }
 
 static void
