@@ -4,13 +4,6 @@
 BEGIN;
 SELECT plan(18);
 
-CREATE FUNCTION pg_temp.run_row(p text) RETURNS SETOF medallion.runs LANGUAGE plpgsql AS $$
-DECLARE
-    id bigint := medallion.run(p);
-BEGIN
-    RETURN QUERY SELECT * FROM medallion.runs WHERE run_id = id;
-END $$;
-
 SELECT FROM medallion.create_bronze('cdc', 'erp');
 SELECT is(medallion.create_silver('items', 'bronze.cdc',
     '{"id": "bigint", "v": "int", "name": {"type": "text", "required": true}}',
@@ -22,13 +15,13 @@ SELECT FROM medallion.create_silver('items_arrival', 'bronze.cdc',
 
 SELECT FROM medallion.ingest('bronze.cdc', $$[
     {"id": 1, "v": 1, "name": "one"}, {"id": 2, "v": 5, "name": "two"}, {"id": 3, "v": 1, "name": "three"}]$$);
-SELECT results_eq($$SELECT rows_read, rows_inserted FROM pg_temp.run_row('silver.items')$$,
+SELECT results_eq($$SELECT rows_read, rows_inserted FROM tap.run_row('silver.items')$$,
                   $$VALUES (3::bigint, 3::bigint)$$, 'rows without the marker load (a NULL condition is no delete)');
 
 -- Deletes newer and older than silver --------------------------------------------------------
 
 SELECT FROM medallion.ingest('bronze.cdc', $$[{"id": 1, "v": 2, "op": "D"}, {"id": 2, "v": 4, "op": "D"}]$$);
-SELECT results_eq($$SELECT status, rows_read, rows_dlq, rows_inserted + rows_updated + rows_unchanged FROM pg_temp.run_row('silver.items')$$,
+SELECT results_eq($$SELECT status, rows_read, rows_dlq, rows_inserted + rows_updated + rows_unchanged FROM tap.run_row('silver.items')$$,
                   $$VALUES ('succeeded', 2::bigint, 0::bigint, 2::bigint)$$,
                   'delete markers without the other (even required) columns are valid');
 SELECT results_eq($$SELECT id, v, name FROM silver.items ORDER BY id$$,
@@ -42,7 +35,7 @@ SELECT FROM medallion.ingest('bronze.cdc', $$[
     {"id": 5, "v": 1, "op": "D"}, {"id": 5, "v": 2, "name": "five"},
     {"id": 3, "v": 2, "op": "D"}, {"id": 3, "v": 1, "name": "three-again"},
     {"id": 9, "v": 1, "op": "D"}]$$);
-SELECT results_eq($$SELECT rows_read, rows_inserted, rows_dlq FROM pg_temp.run_row('silver.items')$$,
+SELECT results_eq($$SELECT rows_read, rows_inserted, rows_dlq FROM tap.run_row('silver.items')$$,
                   $$VALUES (7::bigint, 1::bigint, 0::bigint)$$, 'seven rows read, one key inserted');
 SELECT results_eq($$SELECT id, v, name FROM silver.items ORDER BY id$$,
                   $$VALUES (2::bigint, 5, 'two'), (5, 2, 'five')$$,
@@ -54,12 +47,12 @@ SELECT is((SELECT count(*)::int FROM medallion.runs WHERE pipeline = 'silver.ite
 -- A marker with a bad key or version is a bad row -----------------------------------------
 
 SELECT FROM medallion.ingest('bronze.cdc', $$[{"id": "x", "v": 3, "op": "D"}, {"id": 5, "v": "later", "op": "D"}]$$);
-SELECT results_eq($$SELECT rows_read, rows_dlq FROM pg_temp.run_row('silver.items')$$,
+SELECT results_eq($$SELECT rows_read, rows_dlq FROM tap.run_row('silver.items')$$,
                   $$VALUES (2::bigint, 2::bigint)$$, 'a marker whose key or version does not type goes to the DLQ');
 SELECT results_eq($$SELECT field, error_type FROM medallion.dlq WHERE pipeline = 'silver.items' ORDER BY source_seq$$,
                   $$VALUES ('id', 'cast'), ('v', 'cast')$$, 'naming the field');
 SELECT FROM medallion.ingest('bronze.cdc', $$[{"id": 2, "op": "D"}]$$);
-SELECT results_eq($$SELECT rows_read, rows_dlq FROM pg_temp.run_row('silver.items')$$,
+SELECT results_eq($$SELECT rows_read, rows_dlq FROM tap.run_row('silver.items')$$,
                   $$VALUES (1::bigint, 1::bigint)$$, 'a marker without its version goes to the DLQ');
 SELECT is((SELECT error_type || ' ' || field FROM medallion.dlq WHERE pipeline = 'silver.items' ORDER BY id DESC LIMIT 1),
           'required v', 'the version is required');
@@ -67,7 +60,7 @@ SELECT is((SELECT count(*)::int FROM silver.items WHERE id = 2), 1, 'and the key
 
 -- Without order_by, the later arrival wins ---------------------------------------------------
 
-SELECT results_eq($$SELECT rows_read, rows_inserted, rows_dlq FROM pg_temp.run_row('silver.items_arrival')$$,
+SELECT results_eq($$SELECT rows_read, rows_inserted, rows_dlq FROM tap.run_row('silver.items_arrival')$$,
                   $$VALUES (15::bigint, 1::bigint, 1::bigint)$$,
                   'the other pipeline reads the same fifteen rows: there v is no version, so only a bad key is bad');
 SELECT results_eq($$SELECT id, v, name FROM silver.items_arrival ORDER BY id$$,

@@ -5,14 +5,6 @@
 BEGIN;
 SELECT plan(21);
 
--- runs a pipeline and returns its medallion.runs row
-CREATE FUNCTION pg_temp.run_row(p text) RETURNS SETOF medallion.runs LANGUAGE plpgsql AS $$
-DECLARE
-    id bigint := medallion.run(p);
-BEGIN
-    RETURN QUERY SELECT * FROM medallion.runs WHERE run_id = id;
-END $$;
-
 CREATE DOMAIN public.tap_pct AS integer CHECK (VALUE BETWEEN 0 AND 100);
 
 SELECT FROM medallion.create_bronze('ref_src', 'erp');
@@ -93,7 +85,7 @@ SELECT is((SELECT error_message FROM dlq_lines WHERE key = '8'), 'value "DE" of 
 SELECT FROM medallion.run('silver.lines');
 SELECT is((SELECT count(*)::int FROM dlq_lines), 8, 'a rerun sends nothing to the DLQ again');
 SELECT FROM medallion.ingest('bronze.lines', '[{"id": 2, "qty": 3}, {"id": 11, "qty": "x"}, {"id": 12, "qty": 12}]');
-SELECT is((SELECT rows_dlq FROM pg_temp.run_row('silver.lines')), 1::bigint,
+SELECT is((SELECT rows_dlq FROM tap.run_row('silver.lines')), 1::bigint,
           'the next window has its own bad row');
 SELECT is((SELECT qty FROM silver.lines WHERE id = 2), 3, 'a corrected row arriving later loads');
 SELECT is((SELECT count(*)::int FROM dlq_lines), 9, 'the DLQ grew by the new bad row only');
@@ -101,14 +93,14 @@ SELECT is((SELECT count(*)::int FROM dlq_lines), 9, 'the DLQ grew by the new bad
 -- A bad newest version does not hide the older good one of the same window ------------------
 
 SELECT FROM medallion.ingest('bronze.lines', '[{"id": 13, "qty": 1}, {"id": 13, "qty": "bad"}]');
-SELECT results_eq($$SELECT rows_read, rows_inserted, rows_dlq FROM pg_temp.run_row('silver.lines')$$,
+SELECT results_eq($$SELECT rows_read, rows_inserted, rows_dlq FROM tap.run_row('silver.lines')$$,
                   $$VALUES (2::bigint, 1::bigint, 1::bigint)$$, 'the good version loads, the bad one goes to the DLQ');
 SELECT is((SELECT qty FROM silver.lines WHERE id = 13), 1, 'silver holds the last good version');
 
 -- A whole window of bad rows -----------------------------------------------------------------
 
 SELECT FROM medallion.ingest('bronze.lines', '[{"id": "a"}, {"id": "b"}]');
-SELECT results_eq($$SELECT status, rows_read, rows_dlq FROM pg_temp.run_row('silver.lines')$$,
+SELECT results_eq($$SELECT status, rows_read, rows_dlq FROM tap.run_row('silver.lines')$$,
                   $$VALUES ('succeeded', 2::bigint, 2::bigint)$$, 'a window of bad rows only is a succeeded run');
 
 -- DLQ rows are private ----------------------------------------------------------------------

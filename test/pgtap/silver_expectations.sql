@@ -5,13 +5,6 @@
 BEGIN;
 SELECT plan(26);
 
-CREATE FUNCTION pg_temp.run_row(p text) RETURNS SETOF medallion.runs LANGUAGE plpgsql AS $$
-DECLARE
-    id bigint := medallion.run(p);
-BEGIN
-    RETURN QUERY SELECT * FROM medallion.runs WHERE run_id = id;
-END $$;
-
 SELECT FROM medallion.create_bronze('sales', 'pos');
 SELECT FROM medallion.create_silver('sales', 'bronze.sales',
     '{"id": "bigint", "amount": "numeric", "sold_on": "date", "region": {"type": "text", "expr": "lower(region)"}}',
@@ -55,7 +48,7 @@ SELECT FROM medallion.ingest('bronze.sales', $$[
 
 SELECT results_eq(
     $$SELECT status, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_dlq, rows_quarantined, rows_dropped, rows_warned
-      FROM pg_temp.run_row('silver.sales')$$,
+      FROM tap.run_row('silver.sales')$$,
     $$VALUES ('succeeded', 8::bigint, 3::bigint, 0::bigint, 0::bigint, 1::bigint, 3::bigint, 1::bigint, 1::bigint)$$,
     'counts: 3 loaded (one with a warning), 1 dropped, 3 quarantined, 1 in the DLQ');
 SELECT results_eq($$SELECT id FROM silver.sales ORDER BY id$$, $$VALUES (1::bigint), (4), (8)$$,
@@ -80,7 +73,7 @@ SELECT is((SELECT count(*)::int FROM medallion.dlq WHERE pipeline = 'silver.sale
 -- A newer version failing a rule does not replace the stored one ---------------------------
 
 SELECT FROM medallion.ingest('bronze.sales', '[{"id": 1, "amount": -1, "sold_on": "2024-05-02", "region": "eu"}]');
-SELECT results_eq($$SELECT rows_read, rows_updated, rows_quarantined FROM pg_temp.run_row('silver.sales')$$,
+SELECT results_eq($$SELECT rows_read, rows_updated, rows_quarantined FROM tap.run_row('silver.sales')$$,
                   $$VALUES (1::bigint, 0::bigint, 1::bigint)$$, 'a newer version breaking a rule is quarantined');
 SELECT is((SELECT amount FROM silver.sales WHERE id = 1), 10::numeric, 'and the stored version stays');
 
@@ -89,7 +82,7 @@ SELECT is((SELECT amount FROM silver.sales WHERE id = 1), 10::numeric, 'and the 
 SELECT lives_ok($$SELECT medallion.expect('silver.sales', 'sane', 'amount < 1000000', 'fail')$$, 'a fail expectation');
 SELECT FROM medallion.ingest('bronze.sales', '[{"id": 20, "amount": 1, "sold_on": "2024-05-01", "region": "eu"},
                                               {"id": 21, "amount": 5000000, "sold_on": "2024-05-01", "region": "eu"}]');
-SELECT results_eq($$SELECT status, error_class, sqlstate, error_message FROM pg_temp.run_row('silver.sales')$$,
+SELECT results_eq($$SELECT status, error_class, sqlstate, error_message FROM tap.run_row('silver.sales')$$,
                   $$VALUES ('failed', 'business_rule', 'MD001', 'expectation "sane" failed')$$,
                   'a row failing a fail expectation fails the run (business_rule)');
 SELECT is((SELECT count(*)::int FROM silver.sales WHERE id = 20), 0, 'nothing of the failed run is loaded');
@@ -99,7 +92,7 @@ SELECT throws_ok($$SELECT medallion.run('silver.sales', strict => true)$$, 'MD00
 
 SELECT lives_ok($$SELECT medallion.expect('silver.sales', 'sane', 'amount < 1000000', 'warn')$$,
                 'expect() with an existing name replaces the rule');
-SELECT results_eq($$SELECT status, rows_read, rows_inserted, rows_dropped, rows_warned FROM pg_temp.run_row('silver.sales')$$,
+SELECT results_eq($$SELECT status, rows_read, rows_inserted, rows_dropped, rows_warned FROM tap.run_row('silver.sales')$$,
                   $$VALUES ('succeeded', 2::bigint, 1::bigint, 1::bigint, 0::bigint)$$,
                   'the retried window: one loads, the other is dropped (plausible wins over sane''s warning)');
 

@@ -6,12 +6,6 @@
 BEGIN;
 SELECT plan(28);
 
-CREATE FUNCTION pg_temp.run_row(p text) RETURNS SETOF medallion.runs LANGUAGE plpgsql AS $$
-DECLARE
-    id bigint := medallion.run(p);
-BEGIN
-    RETURN QUERY SELECT * FROM medallion.runs WHERE run_id = id;
-END $$;
 -- the SQLSTATE and hint of the error a statement raises
 CREATE FUNCTION pg_temp.error_of(sql text, OUT state text, OUT hint text) LANGUAGE plpgsql AS $$
 BEGIN
@@ -32,7 +26,7 @@ ALTER TABLE silver.stock ADD CONSTRAINT qty_small CHECK (qty < 100);
 SELECT FROM medallion.ingest('bronze.stock', '[{"sku": "a", "qty": 5}, {"sku": "c", "qty": 500}, {"sku": "d", "qty": "x"}]');
 
 SELECT results_eq(
-    $$SELECT status, error_class, sqlstate, error_message, finished_at IS NOT NULL FROM pg_temp.run_row('silver.stock')$$,
+    $$SELECT status, error_class, sqlstate, error_message, finished_at IS NOT NULL FROM tap.run_row('silver.stock')$$,
     $$VALUES ('failed', 'data_quality', '23514', 'new row for relation "stock" violates check constraint "qty_small"', true)$$,
     'the run is recorded as failed with its error class, SQLSTATE and message');
 SELECT results_eq(
@@ -59,24 +53,24 @@ SELECT is((SELECT count(*)::int FROM medallion.runs WHERE pipeline = 'silver.sto
 
 ALTER TABLE silver.stock DROP CONSTRAINT qty_small;
 SELECT results_eq(
-    $$SELECT status, rows_read, rows_inserted, rows_updated, rows_dlq FROM pg_temp.run_row('silver.stock')$$,
+    $$SELECT status, rows_read, rows_inserted, rows_updated, rows_dlq FROM tap.run_row('silver.stock')$$,
     $$VALUES ('succeeded', 3::bigint, 1::bigint, 1::bigint, 1::bigint)$$,
     'the watermark had not moved: the next run reads the same three rows');
 SELECT results_eq($$SELECT sku, qty FROM silver.stock ORDER BY sku$$,
                   $$VALUES ('a', 5), ('b', 2), ('c', 500)$$, 'and loads them');
 SELECT is((SELECT count(*)::int FROM medallion.dlq WHERE pipeline = 'silver.stock'), 1, 'the bad row is in the DLQ once');
-SELECT is((SELECT rows_read FROM pg_temp.run_row('silver.stock')), 0::bigint, 'then nothing is left');
+SELECT is((SELECT rows_read FROM tap.run_row('silver.stock')), 0::bigint, 'then nothing is left');
 
 -- A failure that is not a data error: a dropped column (schema) ------------------------------
 
 ALTER TABLE silver.stock DROP COLUMN qty;
 SELECT FROM medallion.ingest('bronze.stock', '[{"sku": "e", "qty": 1}]');
-SELECT results_eq($$SELECT status, error_class, sqlstate FROM pg_temp.run_row('silver.stock')$$,
+SELECT results_eq($$SELECT status, error_class, sqlstate FROM tap.run_row('silver.stock')$$,
                   $$VALUES ('failed', 'schema', '42703')$$, 'a schema error fails the run, classified as schema');
 SELECT is((SELECT count(*)::int FROM medallion.dlq WHERE pipeline = 'silver.stock'), 1,
           'a schema error sends nothing to the DLQ');
 ALTER TABLE silver.stock ADD COLUMN qty integer;
-SELECT results_eq($$SELECT status, rows_read, rows_inserted FROM pg_temp.run_row('silver.stock')$$,
+SELECT results_eq($$SELECT status, rows_read, rows_inserted FROM tap.run_row('silver.stock')$$,
                   $$VALUES ('succeeded', 1::bigint, 1::bigint)$$, 'once repaired, the row is read again and loads');
 
 -- Pause and resume ----------------------------------------------------------------------------
@@ -94,7 +88,7 @@ SELECT is((SELECT count(*)::int FROM medallion.runs WHERE pipeline = 'silver.sto
 SELECT is((SELECT count(*)::int FROM medallion.run_all()), 0, 'run_all skips a paused pipeline');
 SELECT lives_ok($$SELECT medallion.resume('silver.stock')$$, 'resume() lets it run again');
 SELECT is((SELECT state FROM medallion.pipelines WHERE name = 'silver.stock'), 'active', 'its state is active');
-SELECT results_eq($$SELECT status, rows_read FROM pg_temp.run_row('silver.stock')$$,
+SELECT results_eq($$SELECT status, rows_read FROM tap.run_row('silver.stock')$$,
                   $$VALUES ('succeeded', 1::bigint)$$, 'and it runs, reading what landed while paused');
 SELECT throws_ok($$SELECT medallion.pause('silver.nosuch')$$, '42704', NULL, 'pause() of an unknown pipeline (42704)');
 SELECT throws_ok($$SELECT medallion.resume(NULL)$$, '22004', NULL, 'resume(NULL) (22004)');

@@ -5,13 +5,6 @@
 BEGIN;
 SELECT plan(14);
 
-CREATE FUNCTION pg_temp.run_row(p text) RETURNS SETOF medallion.runs LANGUAGE plpgsql AS $$
-DECLARE
-    id bigint := medallion.run(p);
-BEGIN
-    RETURN QUERY SELECT * FROM medallion.runs WHERE run_id = id;
-END $$;
-
 SELECT FROM medallion.create_bronze('clicks', 'web');
 SELECT FROM medallion.create_silver('clicks_bounded', 'bronze.clicks',
     '{"id": "bigint", "v": "int", "n": "int"}', ARRAY['id'], 'v', '{"max_rows_per_run": 4}');
@@ -23,21 +16,21 @@ SELECT FROM medallion.ingest('bronze.clicks',
     (SELECT jsonb_agg(jsonb_build_object('id', i % 3, 'v', (i * 7) % 10, 'n', i) ORDER BY i) FROM generate_series(1, 10) i));
 SELECT FROM medallion.ingest('bronze.clicks', '[{"id": 1, "v": 99, "n": "bad"}]');
 
-SELECT results_eq($$SELECT rows_read FROM pg_temp.run_row('silver.clicks_bounded')$$, $$VALUES (4::bigint)$$,
+SELECT results_eq($$SELECT rows_read FROM tap.run_row('silver.clicks_bounded')$$, $$VALUES (4::bigint)$$,
                   'the first run reads max_rows_per_run rows');
 SELECT ok((SELECT target_snapshot IS NOT NULL FROM medallion.watermarks WHERE pipeline = 'silver.clicks_bounded'),
           'the watermark keeps the window being drained');
-SELECT results_eq($$SELECT rows_read FROM pg_temp.run_row('silver.clicks_bounded')$$, $$VALUES (4::bigint)$$,
+SELECT results_eq($$SELECT rows_read FROM tap.run_row('silver.clicks_bounded')$$, $$VALUES (4::bigint)$$,
                   'the second run reads the next rows');
 
 -- rows landing mid-drain
 SELECT FROM medallion.ingest('bronze.clicks', '[{"id": 7, "v": 1, "n": 70}, {"id": 0, "v": 100, "n": 1000}]');
 
-SELECT results_eq($$SELECT rows_read FROM pg_temp.run_row('silver.clicks_bounded')$$, $$VALUES (4::bigint)$$,
+SELECT results_eq($$SELECT rows_read FROM tap.run_row('silver.clicks_bounded')$$, $$VALUES (4::bigint)$$,
                   'the third run is bounded too');
-SELECT results_eq($$SELECT rows_read FROM pg_temp.run_row('silver.clicks_bounded')$$, $$VALUES (1::bigint)$$,
+SELECT results_eq($$SELECT rows_read FROM tap.run_row('silver.clicks_bounded')$$, $$VALUES (1::bigint)$$,
                   'the fourth reads what is left');
-SELECT results_eq($$SELECT rows_read FROM pg_temp.run_row('silver.clicks_bounded')$$, $$VALUES (0::bigint)$$,
+SELECT results_eq($$SELECT rows_read FROM tap.run_row('silver.clicks_bounded')$$, $$VALUES (0::bigint)$$,
                   'then the backlog is drained');
 SELECT ok((SELECT target_snapshot IS NULL FROM medallion.watermarks WHERE pipeline = 'silver.clicks_bounded'),
           'and no window is being drained');
@@ -56,7 +49,7 @@ SELECT is((SELECT count(*)::int FROM medallion.dlq WHERE pipeline = 'silver.clic
           'the bad row went to the DLQ once');
 
 SELECT FROM medallion.ingest('bronze.clicks', '[{"id": 8, "v": 1, "n": 80}]');
-SELECT results_eq($$SELECT rows_read, rows_inserted FROM pg_temp.run_row('silver.clicks_bounded')$$,
+SELECT results_eq($$SELECT rows_read, rows_inserted FROM tap.run_row('silver.clicks_bounded')$$,
                   $$VALUES (1::bigint, 1::bigint)$$, 'a later small window is read in one run');
 
 SELECT is_empty(
