@@ -4,10 +4,13 @@
  *	  Landing data in bronze tables: ingest(), ingest_text(), ingest_file().
  *
  * Text input (ndjson, a json array, csv) is cut into records, each record is
- * checked with the non-throwing JSON parser, and the good ones are streamed
- * into the bronze table through COPY's own machinery (BeginCopyFrom with a
- * data-source callback): no per-row SPI, no subtransaction per row.  Bad
- * records are kept aside and written to medallion.dlq exactly as they came.
+ * checked (jsonscan.c's one-pass scan, and the non-throwing JSON parser when
+ * that scan has doubts), and the good ones are streamed into the bronze table
+ * through COPY's own machinery (BeginCopyFrom with a data-source callback): no
+ * per-row SPI, no subtransaction per row.  Bad records are kept aside and
+ * written to medallion.dlq exactly as they came.  Records nested deeper than
+ * MEDALLION_MAX_JSON_DEPTH are bad too: the recursive parsers would exhaust
+ * the stack on them and fail the whole ingest.
  *
  * The pre-check is the JSON grammar; jsonb's input function is stricter in a
  * few corners (e.g. numbers out of numeric's range).  If COPY nevertheless
@@ -43,7 +46,15 @@
 #include "utils/resowner.h"
 #include "utils/rls.h"
 
+#include "compat.h"
 #include "medallion.h"
+
+#if MEDALLION_COPY_CONSTANT_COLUMNS
+#include "commands/copyfrom_internal.h"
+#include "executor/executor.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/lsyscache.h"
+#endif
 
 /* COPY's quote and delimiter bytes: valid JSON text never contains them. */
 #define COPY_QUOTE '\x01'
@@ -124,7 +135,7 @@ typedef struct IngestState
 	bool		input_done;
 	MemoryContext cxt;			/* lives as long as the ingest */
 	MemoryContext record_cxt;	/* reset for every record */
-	char	   *prefix;			/* encoded ",batch,file\n" suffix of every row */
+	char	   *prefix;			/* encoded end of every row after _raw */
 	int			prefix_len;
 } IngestState;
 
@@ -263,6 +274,13 @@ check_json_object(char *data, int len, const char **sqlstate)
 		*sqlstate = "22021";	/* character_not_in_repertoire */
 		return pstrdup("invalid byte sequence for the database encoding");
 	}
+	if (medallion_jsonscan_object(data, len))
+		return NULL;			/* the common case, settled in one pass */
+	if (medallion_jsonscan_too_deep(data, len, MEDALLION_MAX_JSON_DEPTH))
+	{
+		*sqlstate = "54000";	/* program_limit_exceeded */
+		return psprintf("record is nested more than %d levels deep", MEDALLION_MAX_JSON_DEPTH);
+	}
 	while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
 		i++;
 	if (i == len || data[i] != '{')
@@ -351,7 +369,19 @@ cut_json_document(IngestState *st)
 
 	if (st->doc[i] == '[')
 	{
-		if (pg_verifymbstr(st->doc, st->doc_len, true))
+		if (!pg_verifymbstr(st->doc, st->doc_len, true))
+		{
+			reason = pstrdup("invalid byte sequence for the database encoding");
+			sqlstate = "22021";
+		}
+		else if (medallion_jsonscan_too_deep(st->doc, st->doc_len, MEDALLION_MAX_JSON_DEPTH + 1))
+		{
+			/* Cutting it would exhaust the stack: keep it whole. */
+			reason = psprintf("array holds an element nested more than %d levels deep",
+							  MEDALLION_MAX_JSON_DEPTH);
+			sqlstate = "54000";
+		}
+		else
 		{
 			/*
 			 * Cutting needs the structure only: de-escaping strings here
@@ -370,11 +400,6 @@ cut_json_document(IngestState *st)
 				return;
 			reason = pstrdup(json_errdetail(err, lex));
 			sqlstate = "22032";
-		}
-		else
-		{
-			reason = pstrdup("invalid byte sequence for the database encoding");
-			sqlstate = "22021";
 		}
 		list_free(st->elements);
 		st->elements = NIL;
@@ -770,6 +795,51 @@ rewind_input(IngestState *st)
 	st->input_done = false;
 }
 
+#if MEDALLION_COPY_CONSTANT_COLUMNS
+/*
+ * Has COPY fill a column of every row with one value, the way it fills the
+ * columns left out of its list with their defaults: the batch id and the file
+ * name then need not go through COPY's parser once per row.  This reaches into
+ * COPY's private state (PG15's CopyFromState: defmap[i] is an attribute
+ * index, defexprs[i] its expression, i < num_defaults, in arrays sized for
+ * every attribute), hence compat.h's version guard.  The value goes through
+ * the column's input function, as it would in a COPY row.
+ */
+static void
+copy_set_constant(CopyFromState cstate, Relation rel, const char *column, const char *value)
+{
+	AttrNumber	attnum = attnameAttNum(rel, column, false);
+	Form_pg_attribute att;
+	MemoryContext old;
+	Oid			infunc;
+	Oid			ioparam;
+	Datum		datum;
+	int			i;
+
+	if (attnum <= 0)
+		elog(ERROR, "bronze table \"%s\" has no column \"%s\"",
+			 RelationGetRelationName(rel), column);
+	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	if (value == NULL && build_column_default(rel, attnum) == NULL)
+		return;					/* COPY leaves it NULL already */
+	for (i = 0; i < cstate->num_defaults; i++)
+		if (cstate->defmap[i] == attnum - 1)
+			break;				/* replace the column's own default */
+	old = MemoryContextSwitchTo(cstate->copycontext);
+	getTypeInputInfo(att->atttypid, &infunc, &ioparam);
+	datum = OidInputFunctionCall(infunc, (char *) value, ioparam, att->atttypmod);
+	cstate->defexprs[i] = ExecInitExpr((Expr *) makeConst(att->atttypid, att->atttypmod,
+														  att->attcollation, att->attlen,
+														  datum, value == NULL,
+														  att->attbyval),
+									   NULL);
+	cstate->defmap[i] = attnum - 1;
+	if (i == cstate->num_defaults)
+		cstate->num_defaults++;
+	MemoryContextSwitchTo(old);
+}
+#endif
+
 /*
  * One COPY of the whole input into the bronze table.
  */
@@ -778,8 +848,7 @@ copy_into_bronze(IngestState *st)
 {
 	Relation	rel = table_open(st->target.relid, RowExclusiveLock);
 	ParseState *pstate = make_parsestate(NULL);
-	List	   *cols = list_make3(makeString("_raw"), makeString("_batch_id"),
-								  makeString("_file_name"));
+	List	   *cols = list_make1(makeString("_raw"));
 	List	   *opts = list_make4(makeDefElem("format", (Node *) makeString("csv"), -1),
 								  makeDefElem("delimiter", (Node *) makeString("\x02"), -1),
 								  makeDefElem("quote", (Node *) makeString("\x01"), -1),
@@ -788,10 +857,18 @@ copy_into_bronze(IngestState *st)
 	CopyFromState cstate;
 	uint64		processed;
 
+	/* Each row carries the batch id and file name, unless COPY can add them. */
+	if (!MEDALLION_COPY_CONSTANT_COLUMNS)
+		cols = lappend(lappend(cols, makeString("_batch_id")), makeString("_file_name"));
+
 	/* COPY's executor state needs the table in the range table, as DoCopy does. */
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
 	current_ingest = st;
 	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_source, cols, opts);
+#if MEDALLION_COPY_CONSTANT_COLUMNS
+	copy_set_constant(cstate, rel, "_batch_id", st->batch_id);
+	copy_set_constant(cstate, rel, "_file_name", st->file_name);
+#endif
 	processed = CopyFrom(cstate);
 	EndCopyFrom(cstate);
 	current_ingest = NULL;
@@ -1051,11 +1128,15 @@ state_init(IngestState *st, IngestFormat format, const char *batch_id,
 	initStringInfo(&st->copybuf);
 	initStringInfo(&st->scratch);
 	initStringInfo(&p);
-	appendStringInfoChar(&p, COPY_DELIM);
-	append_copy_field(&p, batch_id, strlen(batch_id));
-	appendStringInfoChar(&p, COPY_DELIM);
-	if (file_name)
-		append_copy_field(&p, file_name, strlen(file_name));
+	if (!MEDALLION_COPY_CONSTANT_COLUMNS)
+	{
+		/* copy_into_bronze sends these two columns in every row */
+		appendStringInfoChar(&p, COPY_DELIM);
+		append_copy_field(&p, batch_id, strlen(batch_id));
+		appendStringInfoChar(&p, COPY_DELIM);
+		if (file_name)
+			append_copy_field(&p, file_name, strlen(file_name));
+	}
 	appendStringInfoChar(&p, '\n');
 	st->prefix = p.data;
 	st->prefix_len = p.len;

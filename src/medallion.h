@@ -243,4 +243,9 @@ extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, E
 /* silver.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);
 
+/* jsonscan.c: a fast, non-recursive look at JSON text (ingest.c) */
+#define MEDALLION_MAX_JSON_DEPTH 10000	/* records nested deeper go to the DLQ */
+extern bool medallion_jsonscan_object(const char *data, int len);
+extern bool medallion_jsonscan_too_deep(const char *data, int len, int limit);
+
 #endif							/* MEDALLION_H */

@@ -62,7 +62,9 @@ PG_FUNCTION_INFO_V1(medallion_expect);
 #define P_LO_SEQ	14
 #define P_HI_XID	15
 #define P_HI_SEQ	16
-#define NPARAMS		16
+#define P_XMIN_PREV 17			/* xid8: xmin of the previous snapshot */
+#define P_XMAX_TARGET 18		/* xid8: xmax of the target snapshot */
+#define NPARAMS		18
 
 typedef struct BadRow
 {
@@ -153,29 +155,37 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 	if (r->replay)
 		appendStringInfo(&buf,
 						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
-						 "COALESCE((%s\n), false) AS _is_delete "
+						 "NULL::pg_catalog.timestamptz AS _ingested_at, COALESCE((%s\n), false) AS _is_delete "
 						 "FROM (SELECT u.*, '0'::pg_catalog.xid8 AS _xid FROM ROWS FROM "
 						 "(pg_catalog.unnest($%d), pg_catalog.unnest($%d), pg_catalog.unnest($%d)) "
 						 "AS u(_raw, _seq, _batch_id)) b WHERE true",
 						 r->c->delete_when ? r->c->delete_when : "false", P_RAWS, P_SEQS, P_BATCHES);
 	else if (r->rebase)
 		appendStringInfo(&buf,
-						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
+						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, b._ingested_at, "
 						 "COALESCE((%s\n), false) AS _is_delete FROM %s b WHERE true",
 						 r->c->delete_when ? r->c->delete_when : "false", r->qsource);
 	else
 	{
 		appendStringInfo(&buf,
-						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, "
+						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, b._ingested_at, "
 						 "COALESCE((%s\n), false) AS _is_delete FROM %s b "
-						 "WHERE b._xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($%d) "
+						 "WHERE b._xid OPERATOR(pg_catalog.<) $%d "
 						 "AND pg_catalog.pg_visible_in_snapshot(b._xid, $%d)",
-						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, P_TARGET, P_TARGET);
+						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, P_XMAX_TARGET, P_TARGET);
+
+		/*
+		 * The xid bounds are constants (computed once per run), so the
+		 * planner sees how narrow the range is: an index range scan over
+		 * the new transactions, not a scan of the table.  The lower bound is
+		 * implied by the PgQ-style condition that follows.
+		 */
 		if (r->has_prev)
 			appendStringInfo(&buf,
+							 " AND b._xid OPERATOR(pg_catalog.>=) $%d"
 							 " AND (b._xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmax($%d) "
 							 "OR b._xid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT pg_catalog.pg_snapshot_xip($%d))))",
-							 P_PREV, P_PREV);
+							 P_XMIN_PREV, P_PREV, P_PREV);
 		if (r->has_partial)
 			appendStringInfo(&buf, " AND NOT (b._xid OPERATOR(pg_catalog.=) $%d "
 							 "AND b._seq OPERATOR(pg_catalog.<=) $%d)", P_RXID, P_RSEQ);
@@ -452,7 +462,7 @@ init_params(SilverRun *r)
 	static const Oid types[NPARAMS] = {
 		PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, INT8OID, INT8OID,
 		INT8ARRAYOID, INT8OID, JSONBOID, JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-		XID8OID, INT8OID, XID8OID, INT8OID
+		XID8OID, INT8OID, XID8OID, INT8OID, XID8OID, XID8OID
 	};
 
 	memcpy(r->types, types, sizeof(types));
@@ -1118,6 +1128,25 @@ setup_run(SilverRun *r, Pipeline *p, int64 run_id)
 }
 
 /*
+ * Computes the window's xid bounds from its snapshots, as constants.
+ */
+static void
+set_xid_bounds(SilverRun *r)
+{
+	bool		isnull;
+
+	SPI_connect();
+	exec(r, psprintf("SELECT pg_catalog.pg_snapshot_xmax($%d), "
+					 "CASE WHEN $%d IS NOT NULL THEN pg_catalog.pg_snapshot_xmin($%d) END",
+					 P_TARGET, P_PREV, P_PREV), true, 1);
+	r->values[P_XMAX_TARGET - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	r->nulls[P_XMAX_TARGET - 1] = isnull ? 'n' : ' ';
+	r->values[P_XMIN_PREV - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	r->nulls[P_XMIN_PREV - 1] = isnull ? 'n' : ' ';
+	SPI_finish();
+}
+
+/*
  * Reads the watermark and sets up the window of bronze rows a run reads.
  */
 static void
@@ -1171,6 +1200,7 @@ open_window(SilverRun *r, Watermark *wm)
 		r->has_prev = r->has_partial = r->leftover = r->has_cursor = false;
 		r->values[P_TARGET - 1] = medallion_current_snapshot();
 	}
+	set_xid_bounds(r);
 }
 
 /*
@@ -1195,8 +1225,9 @@ medallion_silver_oldest_pending(Pipeline *p)
 	medallion_run_settings_push(r.c, &nestlevel);
 	medallion_become_user(p->owner, &save);
 	SPI_connect();
-	exec(&r, psprintf("SELECT pg_catalog.min(i._ingested_at) FROM %s i WHERE i._seq IN "
-					  "(SELECT b._source_seq FROM (%s) b)", r.qsource, source_sql(&r, false, false)),
+	(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	exec(&r, psprintf("SELECT pg_catalog.min(b._ingested_at) FROM (%s) b", source_sql(&r, false, false)),
 		 true, 1);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)

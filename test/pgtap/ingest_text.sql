@@ -3,7 +3,7 @@
 -- the exact text, with its line (ndjson, csv) or array position (json).
 -- (SELECT FROM f() runs f and prints nothing.)
 BEGIN;
-SELECT plan(40);
+SELECT plan(46);
 
 SELECT FROM medallion.create_bronze('events', 'app');
 
@@ -138,6 +138,43 @@ SELECT throws_ok($$SELECT medallion.ingest_text('bronze.events', E'a,,c\n1,2,3',
                  '22P04', NULL, 'csv: a header with an empty column name is refused');
 SELECT throws_ok($$SELECT medallion.ingest_text('bronze.events', E'a,"b\n', 'csv', 'csv5')$$,
                  '22P04', NULL, 'csv: a header with broken quoting is refused');
+
+-- Nesting depth: the JSON parsers recurse, so a record nested deeper than 10000 levels
+-- goes to the DLQ instead of exhausting the stack and failing the whole ingest --------
+
+SELECT is(medallion.ingest_text('bronze.events',
+    E'{"n": 1}\n'                                                         -- line 1
+    || repeat('[', 200000) || repeat(']', 200000) || E'\n'                -- line 2: 200000 deep
+    || repeat('{"a": ', 200000) || '1' || repeat('}', 200000) || E'\n'    -- line 3: likewise
+    || '{"d": ' || repeat('[', 9999) || repeat(']', 9999) || E'}\n'       -- line 4: 10000 deep
+    || '{"d": ' || repeat('[', 10000) || repeat(']', 10000) || E'}\n'     -- line 5: 10001 deep
+    || '{"n": 2}',                                                        -- line 6
+    'ndjson', 'deep1'),
+    3::bigint, 'ndjson: records nested too deep do not stop the others');
+SELECT results_eq(
+    $$SELECT line_number, sqlstate, error_message, length(original_payload) FROM medallion.dlq
+      WHERE batch_id = 'deep1' ORDER BY line_number$$,
+    $$VALUES (2::bigint, '54000', 'record is nested more than 10000 levels deep', 400000),
+             (3, '54000', 'record is nested more than 10000 levels deep', 1400001),
+             (5, '54000', 'record is nested more than 10000 levels deep', 20007)$$,
+    'ndjson: a record nested more than 10000 levels deep is a DLQ row, kept whole');
+SELECT results_eq(
+    $$SELECT (SELECT k FROM jsonb_object_keys(_raw) k) FROM bronze.events
+      WHERE _batch_id = 'deep1' ORDER BY _seq$$,
+    $$VALUES ('n'), ('d'), ('n')$$,
+    'ndjson: a record nested exactly 10000 levels deep lands');
+SELECT results_eq(
+    $$SELECT rows_landed, rows_dlq FROM medallion.batches WHERE batch_id = 'deep1'$$,
+    $$VALUES (3::bigint, 3::bigint)$$,
+    'ndjson: the batch counts the deep records as DLQ rows');
+SELECT is(medallion.ingest_text('bronze.events',
+    '[{"n": 1}, ' || repeat('[', 200000) || repeat(']', 200000) || ']', 'json', 'deep2'),
+    0::bigint, 'json: an array holding an element nested too deep lands nothing');
+SELECT results_eq(
+    $$SELECT line_number, sqlstate, error_message, length(original_payload) FROM medallion.dlq
+      WHERE batch_id = 'deep2'$$,
+    $$VALUES (1::bigint, '54000', 'array holds an element nested more than 10000 levels deep', 400012)$$,
+    'json: and is kept whole in the DLQ');
 
 -- medallion.max_record_size ------------------------------------------------------------
 
