@@ -67,35 +67,28 @@ medallion_error_is_data(int sqlerrcode)
 }
 
 /*
- * Whether a 57014 came from the pipeline's own time budget (a
- * statement_timeout set by the run) rather than from a cancel.
- */
-static bool
-over_budget(ErrorData *edata)
-{
-	return edata->sqlerrcode == ERRCODE_QUERY_CANCELED && edata->message &&
-		strstr(edata->message, "statement timeout") != NULL;
-}
-
-/*
- * After a failed run: the strategy of the error's class (DESIGN.md §1).
+ * After a failed run: the strategy of its class (DESIGN.md §1), as
+ * recorded in medallion.runs: medallion_error_class(), or 'over_budget'
+ * (stopped by the pipeline's own time budget), or 'crashed' (its process
+ * ended abnormally).
  *
  * - transient (scheduled runs): retry after an exponential backoff with
  *   jitter, at most max_retries times in a row;
  * - schema, infrastructure (scheduled runs): halt the pipeline and alert;
  * - over budget: alert (no blind retry); a cancel: nothing more;
- * - every failure counts toward the circuit breaker: breaker_threshold
- *   consecutive failures open it (alert); a failed trial re-opens it.
+ * - every other failure counts toward the circuit breaker:
+ *   breaker_threshold consecutive failures open it (alert); a failed trial
+ *   re-opens it.
  *
  * Runs as the catalog owner.  Options (medallion.pipelines.options):
  * max_retries (3), retry_base ('1 second'), retry_cap ('5 minutes'),
  * breaker_threshold (5), breaker_cooldown ('5 minutes').
  */
 void
-medallion_policy_after_failure(const char *pipeline, ErrorData *edata, bool scheduled)
+medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const char *class,
+							   bool scheduled)
 {
-	const char *class = medallion_error_class(edata->sqlerrcode);
-	bool		budget = over_budget(edata);
+	bool		budget = (strcmp(class, "over_budget") == 0);
 	/* a manual run's caller sees its error: only a scheduled one halts */
 	bool		halt = scheduled &&
 		(strcmp(class, "schema") == 0 || strcmp(class, "infrastructure") == 0);
@@ -106,7 +99,7 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, bool sche
 	char	   *state = NULL;
 	char	   *message = edata->message ? edata->message : "";
 
-	if (strcmp(class, "cancelled") == 0 && !budget)
+	if (strcmp(class, "cancelled") == 0)
 		return;
 
 	values[0] = CStringGetTextDatum(pipeline);
@@ -142,8 +135,7 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, bool sche
 	medallion_restore_user(&save);
 
 	if (budget)
-		medallion_alert_raise(pipeline, "over_budget",
-							  psprintf("run exceeded its time budget: %s", message));
+		medallion_alert_raise(pipeline, "over_budget", message);
 	if (state && strcmp(state, "halted") == 0)
 		medallion_alert_raise(pipeline, "halted",
 							  psprintf("%s error, pipeline halted until resume(): %s", class, message));

@@ -69,6 +69,51 @@ launcher_detach(int code, Datum arg)
 	LWLockRelease(medallion_shared->lock);
 }
 
+/* A scheduler this launcher started. */
+typedef struct StartedScheduler
+{
+	Oid			dboid;
+	pid_t		pid;
+	BackgroundWorkerHandle *handle;
+} StartedScheduler;
+
+static List *started = NIL;		/* of StartedScheduler *, in TopMemoryContext */
+
+/*
+ * Forgets the schedulers that ended.  A scheduler clears its slot when it
+ * exits, but it may exit (no extension there) before the launcher has
+ * recorded its pid: the launcher clears what it recorded, or the slot
+ * would keep a dead pid and never get a scheduler again.
+ */
+static void
+reap_schedulers(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, started)
+	{
+		StartedScheduler *s = lfirst(lc);
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
+			continue;
+		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
+		{
+			MedallionDbSlot *slot = medallion_db_slot(s->dboid, false);
+
+			if (slot && slot->scheduler_pid == s->pid)
+			{
+				slot->scheduler_pid = 0;
+				slot->scheduler_latch = NULL;
+			}
+		}
+		LWLockRelease(medallion_shared->lock);
+		started = foreach_delete_current(started, lc);
+		pfree(s->handle);
+		pfree(s);
+	}
+}
+
 /*
  * Starts the scheduler of one database.
  */
@@ -78,6 +123,7 @@ start_scheduler(Oid dboid, const char *dbname)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
+	MemoryContext old;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -90,16 +136,21 @@ start_scheduler(Oid dboid, const char *dbname)
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
+		MemoryContextSwitchTo(old);
 		ereport(LOG,
 				(errmsg("medallion launcher could not start a scheduler for database \"%s\": no free background worker slot",
 						dbname),
 				 errhint("Raise max_worker_processes.")));
 		return;
 	}
+	MemoryContextSwitchTo(old);
 	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
 	{
+		StartedScheduler *s;
+
 		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 		{
 			MedallionDbSlot *slot = medallion_db_slot(dboid, true);
@@ -108,7 +159,16 @@ start_scheduler(Oid dboid, const char *dbname)
 				slot->scheduler_pid = pid;
 		}
 		LWLockRelease(medallion_shared->lock);
+		s = MemoryContextAlloc(TopMemoryContext, sizeof(StartedScheduler));
+		s->dboid = dboid;
+		s->pid = pid;
+		s->handle = handle;
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		started = lappend(started, s);
+		MemoryContextSwitchTo(old);
 	}
+	else
+		pfree(handle);
 }
 
 typedef struct DbEntry
@@ -166,6 +226,7 @@ launcher_pass(MemoryContext cxt)
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
+	reap_schedulers();
 	MemoryContextReset(cxt);
 	MemoryContextSwitchTo(cxt);
 	dbs = list_databases();
@@ -208,13 +269,12 @@ launcher_pass(MemoryContext cxt)
 			/* a scheduler that failed is restarted after a pause: no crash loops */
 			if (!was_absent && !TimestampDifferenceExceeds(slot->last_start, now, RESTART_MS))
 				start = false;
+			if (start)
+				slot->last_start = now;
 		}
 		LWLockRelease(medallion_shared->lock);
 		if (start)
-		{
-			slot->last_start = now;
 			start_scheduler(e->oid, e->name);
-		}
 	}
 	MemoryContextSwitchTo(TopMemoryContext);
 }

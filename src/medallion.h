@@ -231,7 +231,7 @@ extern void medallion_check_freshness(void);
 
 /* errors.c: the strategy of each error class */
 extern void medallion_policy_after_failure(const char *pipeline, ErrorData *edata,
-										   bool scheduled);
+										   const char *class, bool scheduled);
 extern void medallion_policy_after_success(const char *pipeline);
 
 /* run.c: scheduled runs (worker.c) */

@@ -25,6 +25,8 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/timestamp.h"
 
 #include "medallion.h"
 
@@ -37,6 +39,24 @@ PG_FUNCTION_INFO_V1(medallion_count_insert);
 
 /* Rows a silver MERGE inserted (medallion.count_insert). */
 int64		medallion_inserted_rows = 0;
+
+/*
+ * A run's time budget (options.time_budget): the statement timeout armed
+ * for the run's duration.  SPI does not arm statement_timeout (only a
+ * client's statement does), so the run arms the timer itself, unless the
+ * caller's own statement_timeout comes first, and puts the caller's back
+ * afterwards.
+ */
+typedef struct RunBudget
+{
+	TimestampTz deadline;		/* 0: no budget armed */
+	bool		had_timer;		/* the caller's statement timeout */
+	TimestampTz caller_finish;
+	char	   *text;			/* the budget, as set */
+} RunBudget;
+
+/* The last run stopped by its own time budget (worker.c's record of it). */
+static bool run_over_budget = false;
 
 /*
  * Reads a pipeline; with lock, takes its row lock first (waiting, or not
@@ -172,6 +192,94 @@ medallion_run_settings_push(Contract *contract, int *nestlevel)
 }
 
 /*
+ * Arms the time budget of a pipeline's run, if it has one.
+ */
+static void
+budget_arm(RunBudget *b, const char *pipeline)
+{
+	MedallionUserContext save;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	int64		ms = 0;
+	TimestampTz deadline;
+
+	memset(b, 0, sizeof(*b));
+	values[0] = CStringGetTextDatum(pipeline);
+	medallion_become_user(medallion_catalog_owner(), &save);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT (EXTRACT(epoch FROM (options->>'time_budget')::pg_catalog.interval) "
+							  "  OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, options->>'time_budget' "
+							  "FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 "
+							  "AND options ? 'time_budget'",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the time budget of pipeline \"%s\"", pipeline);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		char	   *text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+
+		if (!isnull)
+		{
+			ms = Max(DatumGetInt64(d), 1);
+			b->text = MemoryContextStrdup(TopTransactionContext, text);
+		}
+	}
+	SPI_finish();
+	medallion_restore_user(&save);
+	if (ms == 0)
+		return;
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
+	if (get_timeout_active(STATEMENT_TIMEOUT))
+	{
+		b->had_timer = true;
+		b->caller_finish = get_timeout_finish_time(STATEMENT_TIMEOUT);
+		if (b->caller_finish <= deadline)
+			return;				/* the caller's timeout stops it first */
+	}
+	b->deadline = deadline;
+	enable_timeout_at(STATEMENT_TIMEOUT, deadline);
+}
+
+/*
+ * Disarms the time budget; returns whether it expired.
+ */
+static bool
+budget_disarm(RunBudget *b)
+{
+	bool		expired;
+
+	if (b->deadline == 0)
+		return false;
+	expired = GetCurrentTimestamp() >= b->deadline;
+	disable_timeout(STATEMENT_TIMEOUT, false);
+	if (b->had_timer)
+		enable_timeout_at(STATEMENT_TIMEOUT, b->caller_finish);
+	b->deadline = 0;
+	return expired;
+}
+
+/*
+ * Whether an error is the run's own time budget expiring (57014 is a
+ * cancel too: a user's, or the caller's statement_timeout).  Disarms the
+ * budget.
+ */
+static bool
+budget_stopped(RunBudget *b, ErrorData *edata, const char *pipeline)
+{
+	bool		expired = budget_disarm(b);
+
+	if (!expired || edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+		return false;
+	edata->detail = edata->message;
+	edata->message = psprintf("run of pipeline \"%s\" exceeded its time budget of %s",
+							  pipeline, b->text);
+	edata->hint = pstrdup("Raise it with medallion.alter_pipeline(pipeline, '{\"time_budget\": \"...\"}'), or bound the run with max_rows_per_run.");
+	return true;
+}
+
+/*
  * Records a new run (as the catalog owner) and returns its id.
  */
 static int64
@@ -208,7 +316,7 @@ run_record_start(const char *pipeline, const char *kind, const char *status, int
  */
 static void
 run_record_finish(int64 run_id, const char *status, const RunCounts *c,
-				  ErrorData *edata)
+				  ErrorData *edata, const char *class)
 {
 	MedallionUserContext save;
 	Oid			argtypes[13] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
@@ -232,7 +340,7 @@ run_record_finish(int64 run_id, const char *status, const RunCounts *c,
 	values[9] = Int64GetDatum(c->warned);
 	if (edata)
 	{
-		values[10] = CStringGetTextDatum(medallion_error_class(edata->sqlerrcode));
+		values[10] = CStringGetTextDatum(class ? class : medallion_error_class(edata->sqlerrcode));
 		values[11] = CStringGetTextDatum(edata->message ? edata->message : "");
 		values[12] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 	}
@@ -282,6 +390,8 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	ErrorData  *volatile edata = NULL;
+	volatile bool over_budget = false;
+	RunBudget	budget;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -301,7 +411,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		ereport(NOTICE,
 				(errmsg("a run of pipeline \"%s\" is in progress, skipped", name)));
 		run_id = run_record_start(name, kind, "skipped", 0);
-		run_record_finish(run_id, "skipped", NULL, NULL);
+		run_record_finish(run_id, "skipped", NULL, NULL, NULL);
 		return run_id;
 	}
 	if (!has_privs_of_role(GetUserId(), p.owner))
@@ -323,11 +433,30 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				 errhint("Run medallion.resume('%s') to let it run again.", name)));
 
 	run_id = scheduled_run_id ? scheduled_run_id : run_record_start(name, kind, "running", 0);
+	run_over_budget = false;
+	budget_arm(&budget, name);
 
 	if (strict)
 	{
-		run_body(&p, run_id, kind, replay_ids, &counts);
-		run_record_finish(run_id, "succeeded", &counts, NULL);
+		PG_TRY();
+		{
+			run_body(&p, run_id, kind, replay_ids, &counts);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *e;
+
+			MemoryContextSwitchTo(oldcxt);
+			e = CopyErrorData();
+			if (!budget_stopped(&budget, e, name))
+				PG_RE_THROW();
+			FlushErrorState();
+			run_over_budget = true;
+			ReThrowError(e);
+		}
+		PG_END_TRY();
+		budget_disarm(&budget);
+		run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
 		medallion_policy_after_success(name);
 		if (out)
 			*out = counts;
@@ -339,6 +468,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	PG_TRY();
 	{
 		run_body(&p, run_id, kind, replay_ids, &counts);
+		budget_disarm(&budget);
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -347,12 +477,13 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
+		over_budget = budget_stopped(&budget, edata, name);
 		FlushErrorState();
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 		/* A cancel or a shutdown stops the caller too: never swallowed. */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+		if ((edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !over_budget) ||
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN || ProcDiePending)
 			ReThrowError(edata);
 	}
@@ -360,22 +491,65 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 
 	if (edata)
 	{
+		const char *class = over_budget ? "over_budget" : medallion_error_class(edata->sqlerrcode);
+
 		memset(&counts, 0, sizeof(counts));
-		run_record_finish(run_id, "failed", &counts, edata);
-		medallion_policy_after_failure(name, edata, false);
+		run_record_finish(run_id, "failed", &counts, edata, class);
+		medallion_policy_after_failure(name, edata, class, false);
 		ereport(WARNING,
 				(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, name, edata->message),
 				 errdetail("Error class %s, SQLSTATE %s; the failure is recorded in medallion.runs.",
-						   medallion_error_class(edata->sqlerrcode), unpack_sql_state(edata->sqlerrcode))));
+						   class, unpack_sql_state(edata->sqlerrcode))));
 	}
 	else
 	{
-		run_record_finish(run_id, "succeeded", &counts, NULL);
+		run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
 		medallion_policy_after_success(name);
 	}
 	if (out)
 		*out = counts;
 	return run_id;
+}
+
+/*
+ * Whether a scheduled run has rows to process.  A check that fails (the
+ * source is gone, say) says yes: the run meets the same error, records it
+ * and applies its policy, instead of the worker dying unrecorded and being
+ * started again and again.
+ */
+static bool
+scheduled_pending(Pipeline *p)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool pending = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		pending = medallion_silver_oldest_pending(p) != 0;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			ReThrowError(edata);	/* a cancel is never swallowed */
+		FreeErrorData(edata);
+		pending = true;
+	}
+	PG_END_TRY();
+	return pending;
 }
 
 /*
@@ -388,8 +562,8 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 {
 	Pipeline	p = {0};
 	MedallionUserContext save;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			argtypes[2] = {TEXTOID, BOOLOID};
+	Datum		values[2];
 	bool		pending;
 
 	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
@@ -397,13 +571,17 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 		strcmp(p.state, "paused") == 0 || strcmp(p.state, "halted") == 0)
 		return 0;
 
-	pending = medallion_silver_oldest_pending(&p) != 0;
+	pending = scheduled_pending(&p);
 	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = BoolGetDatum(pending);
 	medallion_become_user(medallion_catalog_owner(), &save);
 	SPI_connect();
+	/* the request is served; a retry with nothing left to do is void */
 	if (SPI_execute_with_args("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now(), "
-							  "trigger_requested = false WHERE name OPERATOR(pg_catalog.=) $1",
-							  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+							  "trigger_requested = false, "
+							  "retry_at = CASE WHEN $2 THEN retry_at END "
+							  "WHERE name OPERATOR(pg_catalog.=) $1",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update pipeline \"%s\"", pipeline);
 	SPI_finish();
 	medallion_restore_user(&save);
@@ -428,8 +606,10 @@ medallion_run_scheduled(const char *pipeline, int64 run_id)
 void
 medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata)
 {
-	run_record_finish(run_id, "failed", NULL, edata);
-	medallion_policy_after_failure(pipeline, edata, true);
+	const char *class = run_over_budget ? "over_budget" : medallion_error_class(edata->sqlerrcode);
+
+	run_record_finish(run_id, "failed", NULL, edata, class);
+	medallion_policy_after_failure(pipeline, edata, class, true);
 }
 
 /*
@@ -518,12 +698,24 @@ set_state(FunctionCallInfo fcinfo, const char *state)
 	values[1] = CStringGetTextDatum(state);
 	medallion_become_user(medallion_catalog_owner(), &save);
 	SPI_connect();
-	if (SPI_execute_with_args("UPDATE medallion.pipelines SET state = $2 "
+	/* resume() starts afresh: failures, retries and the breaker forgotten */
+	if (SPI_execute_with_args("UPDATE medallion.pipelines SET state = $2, "
+							  "consecutive_failures = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE consecutive_failures END, "
+							  "retry_attempt = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE retry_attempt END, "
+							  "retry_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE retry_at END, "
+							  "circuit_opened_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE circuit_opened_at END "
 							  "WHERE name OPERATOR(pg_catalog.=) $1",
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update pipeline \"%s\"", name);
 	SPI_finish();
 	medallion_restore_user(&save);
+	if (strcmp(state, "active") == 0)
+	{
+		/* the operator dealt with it; and the scheduler looks again */
+		medallion_alert_resolve(name, "halted");
+		medallion_alert_resolve(name, "circuit_open");
+		medallion_wake_scheduler_at_commit();
+	}
 }
 
 Datum

@@ -89,25 +89,29 @@ catalog_exec(const char *sql, int nargs, const char **args)
 
 /*
  * Where pg_cron can take our job: here, or a hint of what to run there.
+ * pg_cron's job names are unique per user across its databases: a job
+ * made there for this database's pipeline names the database too.
  */
 static void
 require_pg_cron_here(const char *pipeline, const char *cron)
 {
 	const char *cron_db;
+	char	   *dbname = get_database_name(MyDatabaseId);
 
 	if (OidIsValid(get_extension_oid("pg_cron", true)))
 		return;
 	cron_db = GetConfigOption("cron.database_name", true, false);
-	if (cron_db && strcmp(cron_db, get_database_name(MyDatabaseId)) != 0)
+	if (cron_db && strcmp(cron_db, dbname) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_cron runs in database \"%s\", not in this one", cron_db),
+				 errdetail("medallion creates pg_cron jobs only where pg_cron is installed (cron.database_name)."),
 				 errhint("Connected to \"%s\", run: SELECT cron.schedule_in_database(%s, %s, %s, %s);",
 						 cron_db,
-						 quote_literal_cstr(psprintf("medallion:%s", pipeline)),
+						 quote_literal_cstr(psprintf("medallion:%s@%s", pipeline, dbname)),
 						 quote_literal_cstr(cron),
 						 quote_literal_cstr(psprintf("SELECT medallion.trigger(%s)", quote_literal_cstr(pipeline))),
-						 quote_literal_cstr(get_database_name(MyDatabaseId)))));
+						 quote_literal_cstr(dbname))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cron schedules need the pg_cron extension"),
@@ -125,7 +129,8 @@ drop_cron_job(const char *pipeline)
 	if (!OidIsValid(get_extension_oid("pg_cron", true)))
 		return;
 	args[0] = psprintf("medallion:%s", pipeline);
-	catalog_exec("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname OPERATOR(pg_catalog.=) $1",
+	catalog_exec("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname OPERATOR(pg_catalog.=) $1 "
+				 "AND database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
 				 1, args);
 }
 

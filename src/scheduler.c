@@ -36,6 +36,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -44,6 +45,7 @@
 #define SCHEDULER_MAX_NAP_MS (60 * 1000)
 #define HOUSEKEEPING_MS (60 * 60 * 1000)
 #define FRESHNESS_MS (10 * 1000)
+#define FRESHNESS_MIN_MS 1000	/* after a run: soon, but not more often */
 
 /* A run worker this scheduler started. */
 typedef struct RunningWorker
@@ -58,7 +60,18 @@ typedef struct PipelineMemo
 	char		pipeline[NAMEDATALEN * 2];
 	TimestampTz last_start;
 	uint64		wake_seen;
+	bool		idle;			/* its last check found nothing ... */
+	uint64		idle_wake;		/* ... at this wake count ... */
+	TimestampTz idle_checked;	/* ... at this time */
 } PipelineMemo;
+
+/*
+ * A routine check of an idle pipeline is skipped while no data has landed in
+ * the database since (no wake-up): its cost must not grow with the bronze
+ * tables.  Writes that fire no trigger (logical replication apply) are
+ * caught by a real check at least this often.
+ */
+#define IDLE_RECHECK_MS (5 * 60 * 1000)
 
 static List *running = NIL;		/* of RunningWorker *, in TopMemoryContext */
 static List *memos = NIL;		/* of PipelineMemo * */
@@ -118,12 +131,13 @@ is_running(const char *pipeline)
 }
 
 /*
- * Forgets the workers that ended.
+ * Forgets the workers that ended; returns whether any did.
  */
-static void
+static bool
 reap_workers(void)
 {
 	ListCell   *lc;
+	bool		any = false;
 
 	foreach(lc, running)
 	{
@@ -139,8 +153,10 @@ reap_workers(void)
 			if (medallion_shared->running_workers > 0)
 				medallion_shared->running_workers--;
 			LWLockRelease(medallion_shared->lock);
+			any = true;
 		}
 	}
+	return any;
 }
 
 /*
@@ -178,11 +194,22 @@ start_worker(const char *pipeline)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
 	{
+		static TimestampTz last_said = 0;
+
 		MemoryContextSwitchTo(old);
 		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 		medallion_shared->running_workers--;
 		LWLockRelease(medallion_shared->lock);
 		/* no free slot (shared with parallel query, replication...): next pass */
+		if (TimestampDifferenceExceeds(last_said, GetCurrentTimestamp(), 60 * 1000))
+		{
+			last_said = GetCurrentTimestamp();
+			ereport(LOG,
+					(errmsg("medallion scheduler could not start a run worker for pipeline \"%s\": no free background worker slot",
+							pipeline),
+					 errdetail("It tries again every second."),
+					 errhint("Raise max_worker_processes (the slots are shared with parallel query, replication, pg_cron and medallion.max_workers run workers).")));
+		}
 		return false;
 	}
 	w = palloc0(sizeof(RunningWorker));
@@ -205,26 +232,64 @@ scheduler_sql(const char *sql)
 
 /*
  * Whether a pipeline has rows to process; when not, only last_checked_at
- * records the check (no run row, no worker).
+ * records the check (no run row, no worker).  A pipeline whose check fails
+ * (its source is gone, say) counts as pending: its run meets the same
+ * error, records it and applies its policy (a halt), and the other
+ * pipelines of the pass go on.  A run in progress holds the pipeline's row:
+ * the check does not wait for it.
  */
 static bool
 has_pending(const char *name)
 {
-	Pipeline	p = {0};
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool pending = true;
 
-	if (!medallion_pipeline_lookup(name, &p, false, false, NULL))
-		return false;
-	if (medallion_silver_oldest_pending(&p) != 0)
-		return true;
-	values[0] = CStringGetTextDatum(name);
-	SPI_connect();
-	if (SPI_execute_with_args("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now() "
-							  "WHERE name OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, false, 0) < 0)
-		elog(ERROR, "could not update pipeline \"%s\"", name);
-	SPI_finish();
-	return false;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		Pipeline	p = {0};
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1];
+
+		if (!medallion_pipeline_lookup(name, &p, false, false, NULL))
+			pending = false;
+		else if (medallion_silver_oldest_pending(&p) == 0)
+		{
+			pending = false;
+			values[0] = CStringGetTextDatum(name);
+			SPI_connect();
+			if (SPI_execute_with_args("UPDATE medallion.pipelines p SET last_checked_at = pg_catalog.now() "
+									  "FROM (SELECT name FROM medallion.pipelines "
+									  "      WHERE name OPERATOR(pg_catalog.=) $1 "
+									  "      FOR NO KEY UPDATE SKIP LOCKED) l "
+									  "WHERE p.name OPERATOR(pg_catalog.=) l.name",
+									  1, types, values, NULL, false, 0) < 0)
+				elog(ERROR, "could not update pipeline \"%s\"", name);
+			SPI_finish();
+		}
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		ereport(DEBUG1,
+				(errmsg("medallion scheduler: checking pipeline \"%s\" failed: %s", name, edata->message)));
+		FreeErrorData(edata);
+		pending = true;
+	}
+	PG_END_TRY();
+	return pending;
 }
 
 /*
@@ -239,6 +304,7 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 	List	   *due = NIL;
 	ListCell   *lc;
 	uint64		i;
+	ArrayBuildState *idle_names;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
@@ -252,8 +318,8 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 	}
 	SPI_connect();
 	if (SPI_execute("SELECT name, schedule, state, "
-					"EXTRACT(epoch FROM pg_catalog.now() - COALESCE(circuit_opened_at, 'epoch'))::float8 "
-					"  >= EXTRACT(epoch FROM COALESCE((options->>'breaker_cooldown')::interval, '5 minutes'))::float8, "
+					"COALESCE(circuit_opened_at, '-infinity') "
+					"  OPERATOR(pg_catalog.+) COALESCE((options->>'breaker_cooldown')::interval, '5 minutes'), "
 					"retry_at, trigger_requested, "
 					"CASE WHEN schedule_kind = 'interval' THEN EXTRACT(epoch FROM schedule::interval)::float8 END, "
 					"schedule_kind "
@@ -271,7 +337,7 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 		char	   *kind = SPI_getvalue(tup, desc, 8);
 		char	   *state = SPI_getvalue(tup, desc, 3);
 		bool		isnull;
-		bool		cooled = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		Datum		trial_at = SPI_getbinval(tup, desc, 4, &isnull);
 		Datum		retry_at = SPI_getbinval(tup, desc, 5, &isnull);
 		bool		has_retry = !isnull;
 		bool		triggered = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
@@ -283,13 +349,7 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 		if (is_running(name) || strcmp(state, "paused") == 0 || strcmp(state, "halted") == 0)
 			continue;
 		if (strcmp(state, "circuit_open") == 0)
-		{
-			/* half-open: one trial run once the cooldown has passed */
-			if (cooled)
-				when = now;
-			else
-				next = Min(next, TimestampTzPlusMilliseconds(now, 1000));
-		}
+			when = DatumGetTimestampTz(trial_at);	/* half-open: one trial run */
 		else if (has_retry)
 			when = DatumGetTimestampTz(retry_at);
 		else if (triggered)
@@ -304,10 +364,16 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
-			/* a routine check (no trigger, retry or trial) starts no idle worker */
+			/* the tick after this one, whether this one finds work or not */
+			if (has_interval && !triggered && !has_retry && strcmp(state, "circuit_open") != 0)
+				next = Min(next, TimestampTzPlusMilliseconds(now, (int64) (DatumGetFloat8(every) * 1000)));
+
+			/*
+			 * a routine check (no trigger, no retry) starts no idle worker; a
+			 * trial waits for rows to try on
+			 */
 			due = lappend(due, list_make2(pstrdup(name),
-										  (void *) (intptr_t) (!triggered && !has_retry &&
-															   strcmp(state, "circuit_open") != 0)));
+										  (void *) (intptr_t) (!triggered && !has_retry)));
 			MemoryContextSwitchTo(old);
 		}
 		else if (when != DT_NOEND)
@@ -315,18 +381,32 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 	}
 	SPI_finish();
 
+	idle_names = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	foreach(lc, due)
 	{
 		char	   *name = linitial(lfirst(lc));
 		bool		routine = (bool) (intptr_t) lsecond(lfirst(lc));
 		PipelineMemo *m = memo_for(name);
 
+		if (routine && m->idle && m->idle_wake == wake_count &&
+			!TimestampDifferenceExceeds(m->idle_checked, now, IDLE_RECHECK_MS))
+		{
+			/* nothing landed since its last check: checked, without SQL */
+			m->last_start = now;
+			accumArrayResult(idle_names, CStringGetTextDatum(name), false, TEXTOID,
+							 CurrentMemoryContext);
+			continue;
+		}
 		if (routine && !has_pending(name))
 		{
 			m->last_start = now;
 			m->wake_seen = wake_count;
+			m->idle = true;
+			m->idle_wake = wake_count;
+			m->idle_checked = now;
 			continue;
 		}
+		m->idle = false;
 		if (start_worker(name))
 		{
 			m->last_start = now;
@@ -335,36 +415,93 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 		else
 			next = Min(next, TimestampTzPlusMilliseconds(now, 1000));
 	}
+	if (idle_names->nelems > 0)
+	{
+		Oid			types[1] = {TEXTARRAYOID};
+		Datum		values[1] = {makeArrayResult(idle_names, CurrentMemoryContext)};
+
+		SPI_connect();
+		if (SPI_execute_with_args("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now() "
+								  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
+								  1, types, values, NULL, false, 0) < 0)
+			elog(ERROR, "could not record the checks of idle pipelines");
+		SPI_finish();
+	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	return next;
 }
 
 /*
- * Marks the runs a crashed worker left 'running' as failed.
+ * Marks the runs a crashed (or terminated) worker left 'running' as failed,
+ * each a failure of its pipeline (toward the circuit breaker); returns
+ * whether there were any.
  */
-static void
+static bool
 fail_orphaned_runs(void)
 {
+	List	   *pipelines = NIL;
+	ListCell   *lc;
+	uint64		i;
+
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(get_extension_oid("medallion", true)))
 	{
+		ErrorData	edata = {0};
+
 		SPI_connect();
-		scheduler_sql("UPDATE medallion.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
-					  "error_class = 'crashed', error_message = 'the process running it ended abnormally' "
-					  "WHERE status = 'running' AND worker_pid IS NOT NULL "
-					  "AND worker_pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity)");
+		if (SPI_execute("UPDATE medallion.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
+						"error_class = 'crashed', error_message = 'the process running it ended abnormally', "
+						"sqlstate = '57P02' "
+						"WHERE status = 'running' AND worker_pid IS NOT NULL "
+						"AND worker_pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity "
+						"                       WHERE pid IS NOT NULL) "
+						"RETURNING pipeline", false, 0) != SPI_OK_UPDATE_RETURNING)
+			elog(ERROR, "medallion scheduler: could not mark orphaned runs");
+		for (i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+			pipelines = lappend(pipelines,
+								SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+			MemoryContextSwitchTo(old);
+		}
 		SPI_finish();
+
+		edata.elevel = ERROR;
+		edata.sqlerrcode = ERRCODE_CRASH_SHUTDOWN;
+		edata.message = "the process running it ended abnormally";
+		foreach(lc, pipelines)
+		{
+			ereport(LOG,
+					(errmsg("medallion: a run of pipeline \"%s\" was left running by a process that ended abnormally, marked failed",
+							(char *) lfirst(lc))));
+			medallion_policy_after_failure(lfirst(lc), &edata, "crashed", true);
+		}
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	return pipelines != NIL;
 }
 
 /*
- * Hourly upkeep: bronze retention, old run history, replayed DLQ rows;
- * every few seconds: freshness SLAs.
+ * After a failed run nothing may wake an 'on_change' pipeline again: have
+ * every pipeline checked at the next pass.
+ */
+static void
+forget_wakes(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, memos)
+		((PipelineMemo *) lfirst(lc))->wake_seen = UINT64_MAX;
+}
+
+/*
+ * Upkeep: every few seconds (and soon after a run) freshness SLAs; with
+ * full, hourly, bronze retention, old run history and replayed DLQ rows.
  */
 static void
 housekeeping(bool full)
@@ -373,8 +510,9 @@ housekeeping(bool full)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	SPI_connect();
-	medallion_check_freshness();
-	if (full)
+	if (!full)
+		medallion_check_freshness();
+	else
 	{
 		scheduler_sql("SELECT medallion.apply_retention()");
 		scheduler_sql(psprintf("DELETE FROM medallion.runs WHERE status <> 'running' "
@@ -430,6 +568,16 @@ medallion_scheduler_main(Datum arg)
 		proc_exit(0);
 	}
 	pgstat_report_appname("medallion scheduler");
+
+	/*
+	 * The scheduler only reads and upkeeps: it gives way to users' DDL.  It
+	 * does not wait long behind a lock (the pass is tried again), and in a
+	 * deadlock it is the one to notice first and step back.
+	 */
+	SetConfigOption("lock_timeout", "5s", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_OVERRIDE);
+	/* its own bookkeeping (last_checked_at, alerts) need not wait for a flush */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	fail_orphaned_runs();
 
 	for (;;)
@@ -445,7 +593,30 @@ medallion_scheduler_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		reap_workers();
+		if (reap_workers())
+		{
+			/* a worker that died mid-run leaves its run 'running' */
+			volatile bool orphans = false;
+
+			PG_TRY();
+			{
+				orphans = fail_orphaned_runs();
+			}
+			PG_CATCH();
+			{
+				EmitErrorReport();
+				FlushErrorState();
+				AbortCurrentTransaction();
+			}
+			PG_END_TRY();
+			if (orphans)
+				forget_wakes();
+			/* a run changes freshness: check it soon (at most every second) */
+			last_freshness = Min(last_freshness,
+								 TimestampTzPlusMilliseconds(Max(TimestampTzPlusMilliseconds(last_freshness, FRESHNESS_MIN_MS),
+																 GetCurrentTimestamp()),
+															 -FRESHNESS_MS));
+		}
 
 		LWLockAcquire(medallion_shared->lock, LW_SHARED);
 		wake_count = my_slot->wake_count;
@@ -481,9 +652,10 @@ medallion_scheduler_main(Datum arg)
 			last_freshness = now;
 			if (full)
 				last_housekeeping = now;
+			/* each its own transaction: one failing does not stop the other */
 			PG_TRY();
 			{
-				housekeeping(full);
+				housekeeping(false);
 			}
 			PG_CATCH();
 			{
@@ -492,6 +664,20 @@ medallion_scheduler_main(Datum arg)
 				AbortCurrentTransaction();
 			}
 			PG_END_TRY();
+			if (full)
+			{
+				PG_TRY();
+				{
+					housekeeping(true);
+				}
+				PG_CATCH();
+				{
+					EmitErrorReport();
+					FlushErrorState();
+					AbortCurrentTransaction();
+				}
+				PG_END_TRY();
+			}
 		}
 		next = Min(next, TimestampTzPlusMilliseconds(last_freshness, FRESHNESS_MS));
 

@@ -10,8 +10,9 @@
  * pipelines.  The launcher learns of CREATE/DROP EXTENSION here too.
  *
  * A scheduler connected to a database makes DROP DATABASE (and CREATE
- * DATABASE ... TEMPLATE, ALTER DATABASE ... RENAME) fail: a utility hook
- * stops it first and holds the launcher off for a while.
+ * DATABASE ... TEMPLATE, ALTER DATABASE ... RENAME or SET TABLESPACE) fail:
+ * a utility hook stops it first and holds the launcher off until the
+ * command is over.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,6 +46,10 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 /* Databases whose data landed in this transaction: woken at commit. */
 static List *pending_wakes = NIL;
+/* CREATE EXTENSION in this transaction: the launcher is woken at commit. */
+static bool pending_launcher_wake = false;
+/* DROP EXTENSION in this transaction: its scheduler is held off until the end. */
+static Oid	pending_release = InvalidOid;
 static bool xact_callback_registered = false;
 
 static void
@@ -143,7 +148,9 @@ medallion_wake_scheduler(Oid dboid)
 }
 
 /*
- * Whether this database has a scheduler running.
+ * Whether this database is served by a scheduler: its own is running, or
+ * the launcher is, which starts (or restarts) it and which it will find
+ * the requests of schedule() and trigger() in the catalog.
  */
 bool
 medallion_scheduler_running(Oid dboid)
@@ -155,29 +162,53 @@ medallion_scheduler_running(Oid dboid)
 		return false;
 	LWLockAcquire(medallion_shared->lock, LW_SHARED);
 	slot = medallion_db_slot(dboid, false);
-	if (slot && slot->scheduler_pid != 0)
+	if ((slot && slot->scheduler_pid != 0) || medallion_shared->launcher_pid != 0)
 		running = true;
 	LWLockRelease(medallion_shared->lock);
 	return running;
 }
 
+static void release_scheduler_of(Oid dboid);
+
 static void
 wake_at_commit(XactEvent event, void *arg)
 {
-	if (event == XACT_EVENT_COMMIT && pending_wakes != NIL)
+	Oid			release = pending_release;
+
+	if (event == XACT_EVENT_COMMIT)
 	{
 		List	   *wakes = pending_wakes;
 		ListCell   *lc;
+		bool		launcher = pending_launcher_wake;
 
 		pending_wakes = NIL;
+		pending_launcher_wake = false;
+		pending_release = InvalidOid;
 		foreach(lc, wakes)
 			medallion_wake_scheduler(lfirst_oid(lc));
 		list_free(wakes);
+		if (launcher)
+			medallion_wake_launcher();
+		release_scheduler_of(release);
 	}
-	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	else if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+			 event == XACT_EVENT_PREPARE)
 	{
 		list_free(pending_wakes);
 		pending_wakes = NIL;
+		pending_launcher_wake = false;
+		pending_release = InvalidOid;
+		release_scheduler_of(release);
+	}
+}
+
+static void
+register_xact_callback(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(wake_at_commit, NULL);
+		xact_callback_registered = true;
 	}
 }
 
@@ -192,41 +223,55 @@ medallion_wake_scheduler_at_commit(void)
 
 	if (medallion_shared == NULL)
 		return;
-	if (!xact_callback_registered)
-	{
-		RegisterXactCallback(wake_at_commit, NULL);
-		xact_callback_registered = true;
-	}
+	register_xact_callback();
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	pending_wakes = list_append_unique_oid(pending_wakes, MyDatabaseId);
 	MemoryContextSwitchTo(old);
 }
 
 /*
- * Stops the scheduler of a database (and so its run workers) and keeps the
- * launcher from restarting it for a while: for DROP DATABASE and the like,
- * which fail while anyone is connected.
+ * Sets the launcher's latch, without a rescan.
  */
 static void
-stop_scheduler_of(const char *dbname)
+nudge_launcher(void)
 {
-	Oid			dboid = get_database_oid(dbname, true);
+	Latch	   *latch;
+
+	LWLockAcquire(medallion_shared->lock, LW_SHARED);
+	latch = medallion_shared->launcher_latch;
+	LWLockRelease(medallion_shared->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * Stops the scheduler of a database (and so its run workers) and keeps the
+ * launcher from restarting it until release_scheduler_of(): for DROP
+ * DATABASE and the like, which fail while anyone is connected.  Returns the
+ * database held, or InvalidOid.
+ */
+static Oid
+stop_scheduler_of_oid(Oid dboid)
+{
 	MedallionDbSlot *slot;
 	pid_t		pid = 0;
 	int			i;
 
 	if (!OidIsValid(dboid) || medallion_shared == NULL)
-		return;
+		return InvalidOid;
 	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 	slot = medallion_db_slot(dboid, false);
 	if (slot)
 	{
-		slot->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10000);
+		/* released after the command or transaction; the time is a safety net */
+		slot->hold_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
 		pid = slot->scheduler_pid;
 	}
 	LWLockRelease(medallion_shared->lock);
+	if (slot == NULL)
+		return InvalidOid;
 	if (pid == 0)
-		return;
+		return dboid;
 
 	kill(pid, SIGTERM);
 	for (i = 0; i < 500; i++)
@@ -241,6 +286,35 @@ stop_scheduler_of(const char *dbname)
 		pg_usleep(10000L);
 		CHECK_FOR_INTERRUPTS();
 	}
+	return dboid;
+}
+
+static Oid
+stop_scheduler_of(const char *dbname)
+{
+	return stop_scheduler_of_oid(get_database_oid(dbname, true));
+}
+
+/*
+ * The command is over (done or failed): the launcher may start the
+ * database's scheduler again, if the database is still there.
+ */
+static void
+release_scheduler_of(Oid dboid)
+{
+	MedallionDbSlot *slot;
+
+	if (!OidIsValid(dboid) || medallion_shared == NULL)
+		return;
+	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
+	slot = medallion_db_slot(dboid, false);
+	if (slot)
+	{
+		slot->hold_until = 0;
+		slot->last_start = 0;	/* stopped on purpose: no restart delay */
+	}
+	LWLockRelease(medallion_shared->lock);
+	nudge_launcher();
 }
 
 static void
@@ -249,28 +323,73 @@ medallion_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readO
 						 QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *stmt = pstmt->utilityStmt;
+	volatile Oid held = InvalidOid;
+	volatile bool created = false;
 
 	if (IsA(stmt, DropdbStmt))
-		stop_scheduler_of(((DropdbStmt *) stmt)->dbname);
+		held = stop_scheduler_of(((DropdbStmt *) stmt)->dbname);
 	else if (IsA(stmt, CreatedbStmt))
 	{
 		ListCell   *lc;
 
+		created = true;
 		foreach(lc, ((CreatedbStmt *) stmt)->options)
 		{
 			DefElem    *d = lfirst(lc);
 
 			if (strcmp(d->defname, "template") == 0 && d->arg)
-				stop_scheduler_of(defGetString(d));
+				held = stop_scheduler_of(defGetString(d));
 		}
 	}
 	else if (IsA(stmt, RenameStmt) && ((RenameStmt *) stmt)->renameType == OBJECT_DATABASE)
-		stop_scheduler_of(((RenameStmt *) stmt)->subname);
+		held = stop_scheduler_of(((RenameStmt *) stmt)->subname);
+	else if (IsA(stmt, AlterDatabaseStmt))
+	{
+		ListCell   *lc;
 
-	if (prev_ProcessUtility)
-		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
-	else
-		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		/* ALTER DATABASE ... SET TABLESPACE fails while anyone is connected too */
+		foreach(lc, ((AlterDatabaseStmt *) stmt)->options)
+			if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+				held = stop_scheduler_of(((AlterDatabaseStmt *) stmt)->dbname);
+	}
+	else if (IsA(stmt, DropStmt) && ((DropStmt *) stmt)->removeType == OBJECT_EXTENSION &&
+			 medallion_shared != NULL && !OidIsValid(pending_release))
+	{
+		ListCell   *lc;
+
+		/*
+		 * DROP EXTENSION medallion: the scheduler reads what is being dropped
+		 * (a deadlock): stop it first, and hold it off until the transaction
+		 * ends; then the launcher finds out whether the extension is gone.
+		 */
+		foreach(lc, ((DropStmt *) stmt)->objects)
+			if (strcmp(strVal(lfirst(lc)), "medallion") == 0)
+			{
+				register_xact_callback();
+				pending_release = stop_scheduler_of_oid(MyDatabaseId);
+			}
+	}
+
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc);
+	}
+	PG_CATCH();
+	{
+		release_scheduler_of(held);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	/* a dropped database's slot is forgotten by the launcher */
+	if (!IsA(stmt, DropdbStmt))
+		release_scheduler_of(held);
+
+	/* a new database (a copy of one with the extension?): the launcher looks now */
+	if (created && medallion_shared != NULL)
+		nudge_launcher();
 }
 
 /*
@@ -291,12 +410,18 @@ PG_FUNCTION_INFO_V1(medallion_extension_changed);
 PG_FUNCTION_INFO_V1(medallion_bronze_landed);
 
 /*
- * medallion.extension_changed(): CREATE EXTENSION tells the launcher.
+ * medallion.extension_changed(): CREATE EXTENSION tells the launcher, once
+ * it has committed (a scheduler started earlier would not see the
+ * extension, and the launcher would leave the database alone until its
+ * slow probe).
  */
 Datum
 medallion_extension_changed(PG_FUNCTION_ARGS)
 {
-	medallion_wake_launcher();
+	if (medallion_shared == NULL)
+		PG_RETURN_VOID();
+	register_xact_callback();
+	pending_launcher_wake = true;
 	PG_RETURN_VOID();
 }
 
