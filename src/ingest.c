@@ -877,6 +877,21 @@ copy_into_bronze(IngestState *st)
 	return processed;
 }
 
+/* A record given to jsonb's input function. */
+typedef struct JsonbAttempt
+{
+	char	   *data;
+	int			len;
+} JsonbAttempt;
+
+static void
+attempt_jsonb(void *arg)
+{
+	JsonbAttempt *a = arg;
+
+	(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(a->data, a->len)));
+}
+
 /*
  * Tells whether jsonb's input function takes a record, in a subtransaction
  * that writes nothing.  Only data errors make a record bad.
@@ -884,36 +899,13 @@ copy_into_bronze(IngestState *st)
 static char *
 jsonb_rejects(char *data, int len, const char **sqlstate)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	char	   *volatile reason = NULL;
+	JsonbAttempt a = {data, len};
+	ErrorData  *edata = medallion_try(attempt_jsonb, &a, false);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		(void) DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(data, len)));
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			ReThrowError(edata);
-		reason = edata->message;
-		*sqlstate = unpack_sql_state(edata->sqlerrcode);
-	}
-	PG_END_TRY();
-	return reason;
+	if (edata == NULL)
+		return NULL;
+	*sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
+	return edata->message;
 }
 
 /*
@@ -960,6 +952,21 @@ find_bad_records(IngestState *st)
 	MemoryContextSwitchTo(old);
 }
 
+/* One COPY of the input, as a subtransaction's work. */
+typedef struct CopyAttempt
+{
+	IngestState *st;
+	uint64		processed;
+} CopyAttempt;
+
+static void
+attempt_copy(void *arg)
+{
+	CopyAttempt *c = arg;
+
+	c->processed = copy_into_bronze(c->st);
+}
+
 /*
  * Loads the whole input: a COPY in a subtransaction; on a data error, the
  * precise pass then a second COPY.  Returns the rows landed.
@@ -967,39 +974,15 @@ find_bad_records(IngestState *st)
 static uint64
 load_input(IngestState *st)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	uint64		processed = 0;
-	bool		retry = false;
+	CopyAttempt first = {st, 0};
+	uint64		processed;
 	List	   *precise_bad;
+	bool		retry;
 
 	rewind_input(st);
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		processed = copy_into_bronze(st);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		current_ingest = NULL;
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			ReThrowError(edata);
-		retry = true;
-	}
-	PG_END_TRY();
-
+	retry = (medallion_try(attempt_copy, &first, false) != NULL);
+	current_ingest = NULL;
+	processed = first.processed;
 	if (!retry)
 		return processed;
 

@@ -237,6 +237,7 @@ extern void medallion_policy_after_success(const char *pipeline);
 /* run.c: scheduled runs (worker.c) */
 extern int	medallion_history_days;
 extern int64 medallion_run_begin_scheduled(const char *pipeline, int pid);
+extern bool medallion_run_pending(Pipeline *p);
 extern void medallion_run_scheduled(const char *pipeline, int64 run_id);
 extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata);
 

@@ -58,6 +58,23 @@ typedef struct RunBudget
 /* The last run stopped by its own time budget (worker.c's record of it). */
 static bool run_over_budget = false;
 
+/* The row-lock attempt of a lookup that must not wait. */
+typedef struct LookupAttempt
+{
+	const char *sql;
+	Oid		   *argtypes;
+	Datum	   *values;
+	int			ret;
+} LookupAttempt;
+
+static void
+attempt_lookup(void *arg)
+{
+	LookupAttempt *a = arg;
+
+	a->ret = SPI_execute_with_args(a->sql, 1, a->argtypes, a->values, NULL, false, 1);
+}
+
 /*
  * Reads a pipeline; with lock, takes its row lock first (waiting, or not
  * with nowait: then *busy tells that a run holds it).  Returns false when
@@ -69,10 +86,10 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	MedallionUserContext save;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	volatile int ret = 0;
-	volatile bool found = false;
-	volatile bool locked_out = false;
-	const char *volatile sql;
+	int			ret = 0;
+	bool		found = false;
+	bool		locked_out = false;
+	const char *sql;
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext spicxt;
 
@@ -94,33 +111,13 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	spicxt = CurrentMemoryContext;
 	if (lock && nowait)
 	{
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
+		LookupAttempt attempt = {sql, argtypes, values, 0};
+		ErrorData  *edata = medallion_try(attempt_lookup, &attempt, true);
 
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcxt);
-		PG_TRY();
-		{
-			ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-				ReThrowError(edata);
-			locked_out = true;
-		}
-		PG_END_TRY();
+		if (edata && edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			ReThrowError(edata);
+		locked_out = (edata != NULL);
+		ret = attempt.ret;
 		if (locked_out)
 		{
 			SPI_finish();
@@ -375,6 +372,26 @@ run_body(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, Run
 				 errdetail("Pipeline \"%s\" lands data through ingest functions.", p->name)));
 }
 
+/* A run's work, as a subtransaction's. */
+typedef struct RunAttempt
+{
+	Pipeline   *p;
+	int64		run_id;
+	const char *kind;
+	ArrayType  *replay_ids;
+	RunCounts  *counts;
+	RunBudget  *budget;
+} RunAttempt;
+
+static void
+attempt_run(void *arg)
+{
+	RunAttempt *a = arg;
+
+	run_body(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
+	budget_disarm(a->budget);
+}
+
 /*
  * One run of a pipeline; returns its run id.  Shared by run(), run_all()
  * and replay_dlq().
@@ -388,9 +405,8 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	int64		run_id;
 	RunCounts	counts = {0};
 	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	ErrorData  *volatile edata = NULL;
-	volatile bool over_budget = false;
+	ErrorData  *edata;
+	bool		over_budget = false;
 	RunBudget	budget;
 
 	if (IsolationUsesXactSnapshot())
@@ -463,31 +479,19 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		return run_id;
 	}
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
 	{
-		run_body(&p, run_id, kind, replay_ids, &counts);
-		budget_disarm(&budget);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		RunAttempt	attempt = {&p, run_id, kind, replay_ids, &counts, &budget};
+
+		edata = medallion_try(attempt_run, &attempt, true);
 	}
-	PG_CATCH();
+	if (edata)
 	{
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
 		over_budget = budget_stopped(&budget, edata, name);
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		/* A cancel or a shutdown stops the caller too: never swallowed. */
 		if ((edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !over_budget) ||
 			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN || ProcDiePending)
 			ReThrowError(edata);
 	}
-	PG_END_TRY();
 
 	if (edata)
 	{
@@ -511,45 +515,40 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	return run_id;
 }
 
-/*
- * Whether a scheduled run has rows to process.  A check that fails (the
- * source is gone, say) says yes: the run meets the same error, records it
- * and applies its policy, instead of the worker dying unrecorded and being
- * started again and again.
- */
-static bool
-scheduled_pending(Pipeline *p)
+/* The pending check of a scheduled run, as a subtransaction's work. */
+typedef struct PendingAttempt
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool pending = true;
+	Pipeline   *p;
+	bool		pending;
+} PendingAttempt;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		pending = medallion_silver_oldest_pending(p) != 0;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+static void
+attempt_pending(void *arg)
+{
+	PendingAttempt *a = arg;
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			ReThrowError(edata);	/* a cancel is never swallowed */
-		FreeErrorData(edata);
-		pending = true;
-	}
-	PG_END_TRY();
-	return pending;
+	a->pending = medallion_silver_oldest_pending(a->p) != 0;
+}
+
+/*
+ * Whether a scheduled pipeline has rows to process.  A check that fails (the
+ * source is gone, say) says yes: the run meets the same error, records it
+ * and applies its policy, instead of the check failing unrecorded again and
+ * again.  A cancel is never swallowed.
+ */
+bool
+medallion_run_pending(Pipeline *p)
+{
+	PendingAttempt attempt = {p, true};
+	ErrorData  *edata = medallion_try(attempt_pending, &attempt, true);
+
+	if (edata == NULL)
+		return attempt.pending;
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);
+	ereport(DEBUG1,
+			(errmsg("medallion: checking pipeline \"%s\" failed: %s", p->name, edata->message)));
+	return true;
 }
 
 /*
@@ -571,7 +570,7 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 		strcmp(p.state, "paused") == 0 || strcmp(p.state, "halted") == 0)
 		return 0;
 
-	pending = scheduled_pending(&p);
+	pending = medallion_run_pending(&p);
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = BoolGetDatum(pending);
 	medallion_become_user(medallion_catalog_owner(), &save);

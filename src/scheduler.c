@@ -241,55 +241,25 @@ scheduler_sql(const char *sql)
 static bool
 has_pending(const char *name)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	volatile bool pending = true;
+	Pipeline	p = {0};
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		Pipeline	p = {0};
-		Oid			types[1] = {TEXTOID};
-		Datum		values[1];
-
-		if (!medallion_pipeline_lookup(name, &p, false, false, NULL))
-			pending = false;
-		else if (medallion_silver_oldest_pending(&p) == 0)
-		{
-			pending = false;
-			values[0] = CStringGetTextDatum(name);
-			SPI_connect();
-			if (SPI_execute_with_args("UPDATE medallion.pipelines p SET last_checked_at = pg_catalog.now() "
-									  "FROM (SELECT name FROM medallion.pipelines "
-									  "      WHERE name OPERATOR(pg_catalog.=) $1 "
-									  "      FOR NO KEY UPDATE SKIP LOCKED) l "
-									  "WHERE p.name OPERATOR(pg_catalog.=) l.name",
-									  1, types, values, NULL, false, 0) < 0)
-				elog(ERROR, "could not update pipeline \"%s\"", name);
-			SPI_finish();
-		}
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		ereport(DEBUG1,
-				(errmsg("medallion scheduler: checking pipeline \"%s\" failed: %s", name, edata->message)));
-		FreeErrorData(edata);
-		pending = true;
-	}
-	PG_END_TRY();
-	return pending;
+	if (!medallion_pipeline_lookup(name, &p, false, false, NULL))
+		return false;
+	if (medallion_run_pending(&p))
+		return true;
+	values[0] = CStringGetTextDatum(name);
+	SPI_connect();
+	if (SPI_execute_with_args("UPDATE medallion.pipelines p SET last_checked_at = pg_catalog.now() "
+							  "FROM (SELECT name FROM medallion.pipelines "
+							  "      WHERE name OPERATOR(pg_catalog.=) $1 "
+							  "      FOR NO KEY UPDATE SKIP LOCKED) l "
+							  "WHERE p.name OPERATOR(pg_catalog.=) l.name",
+							  1, types, values, NULL, false, 0) < 0)
+		elog(ERROR, "could not update pipeline \"%s\"", name);
+	SPI_finish();
+	return false;
 }
 
 /*
