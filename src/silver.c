@@ -205,6 +205,38 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 }
 
 /*
+ * The value of a column's path in the payload: -> and ->> with constant
+ * keys (a text[] path would be taken apart again for every row).
+ */
+static char *
+extract_sql(ColumnSpec *col)
+{
+	StringInfoData buf;
+	ListCell   *lc;
+
+	/* a numeric segment may index an array: only a text[] path does both */
+	foreach(lc, col->segments)
+	{
+		const char *seg = lfirst(lc);
+
+		if (strspn(seg, "0123456789-") == strlen(seg))
+			return psprintf("(l0._raw %s %s)", col->is_json ? "OPERATOR(pg_catalog.#>)" : "OPERATOR(pg_catalog.#>>)",
+							path_literal(col));
+	}
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "(l0._raw");
+	foreach(lc, col->segments)
+	{
+		bool		last = (lnext(col->segments, lc) == NULL);
+
+		appendStringInfo(&buf, " OPERATOR(pg_catalog.%s) %s::pg_catalog.text",
+						 last && !col->is_json ? "->>" : "->", quote_literal_cstr(lfirst(lc)));
+	}
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
+}
+
+/*
  * The typed, computed and checked rows (L1 typed, L2 expressions, L3 checks
  * and PII), one per source row, with the lineage columns.
  */
@@ -233,8 +265,7 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 		char	   *qtype = format_type_with_typemod(col->typid, col->typmod);
 
 		/* L1: extract and cast */
-		val = psprintf("(l0._raw %s %s)", col->is_json ? "OPERATOR(pg_catalog.#>)" : "OPERATOR(pg_catalog.#>>)",
-					   path_literal(col));
+		val = extract_sql(col);
 		if (col->default_value)
 			val = psprintf("COALESCE(%s, %s)", val,
 						   col->is_json ? psprintf("%s::pg_catalog.jsonb", quote_literal_cstr(col->default_value))
@@ -359,11 +390,27 @@ winners_sql(SilverRun *r)
 	StringInfoData keys;
 	ListCell   *lc;
 
+	StringInfoData cols;
+
 	initStringInfo(&keys);
+	initStringInfo(&cols);
 	foreach(lc, c->unique_key)
 		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", qcol(lfirst(lc)));
-	return psprintf("SELECT DISTINCT ON (%s) * FROM (%s) s ORDER BY %s, %s%s_source_seq DESC",
-					keys.data, checked_sql(r, true, false), keys.data,
+
+	/*
+	 * Only what the MERGE needs goes through the sort, not the payload: every
+	 * checked column (a dropped PII column as its check marker), the lineage.
+	 */
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		appendStringInfo(&cols, "s.%s, ",
+						 is_stored(col) ? qcol(col->name) : qcol(psprintf("_dropped_%s", col->name)));
+	}
+	return psprintf("SELECT DISTINCT ON (%s) %ss._source_seq, s._batch_id, s._is_delete "
+					"FROM (%s) s ORDER BY %s, %s%s_source_seq DESC",
+					keys.data, cols.data, checked_sql(r, true, false), keys.data,
 					c->order_by ? qcol(c->order_by) : "", c->order_by ? " DESC, " : "");
 }
 
