@@ -319,6 +319,47 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION medallion.contract_violation(text, text, text) IS
 'internal: raises the data error of a contract violation';
 
+-- The contract checks of a run's SQL: each returns its value or raises the
+-- data error of contract_violation().  Not volatile (a CASE around the
+-- volatile contract_violation() kept the planner from flattening the run's
+-- query and from estimating its window, and repeated each expression).
+CREATE FUNCTION medallion.check_required(value anyelement, is_delete boolean, field text, message text)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'medallion_check_required'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION medallion.check_required(anyelement, boolean, text, text) IS
+'internal: value, or the data error of a missing required field';
+CREATE FUNCTION medallion.check_accepted(value anyelement, accepted anyarray, field text)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'medallion_check_accepted'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION medallion.check_accepted(anyelement, anyarray, text) IS
+'internal: value, or the data error of a value not accepted';
+CREATE FUNCTION medallion.check_reference(value anyelement, found boolean, field text, reference text)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'medallion_check_reference'
+LANGUAGE C STABLE;
+COMMENT ON FUNCTION medallion.check_reference(anyelement, boolean, text, text) IS
+'internal: value, or the data error of a value without a match in its reference';
+
+-- Counts the rows a run's MERGE reads: its window's last condition (costly,
+-- so evaluated after the others).
+CREATE FUNCTION medallion.count_read()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'medallion_count_read'
+LANGUAGE C VOLATILE COST 10;
+COMMENT ON FUNCTION medallion.count_read() IS
+'internal: counts a row read by a silver run';
+
+-- The slow path of a silver run: keeps a row that types, records one that
+-- does not (silver_check's result) and leaves it out.
+CREATE FUNCTION medallion.silver_keep(seq bigint, payload jsonb, batch_id text, error text[])
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'medallion_silver_keep'
+LANGUAGE C VOLATILE COST 10;
+COMMENT ON FUNCTION medallion.silver_keep(bigint, jsonb, text, text[]) IS
+'internal: records the rows a silver run leaves out';
+
 -- Counts the rows a MERGE inserts (PG15's MERGE reports only a total).
 CREATE FUNCTION medallion.count_insert(run_id bigint)
 RETURNS bigint

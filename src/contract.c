@@ -25,6 +25,8 @@
 #include "parser/parse_type.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -36,6 +38,9 @@
 
 PG_FUNCTION_INFO_V1(medallion_silver_check);
 PG_FUNCTION_INFO_V1(medallion_contract_violation);
+PG_FUNCTION_INFO_V1(medallion_check_required);
+PG_FUNCTION_INFO_V1(medallion_check_accepted);
+PG_FUNCTION_INFO_V1(medallion_check_reference);
 
 /* Lineage columns every silver table has; no contract column may take them. */
 static const char *const reserved_columns[] = {
@@ -473,6 +478,9 @@ typedef struct CheckCache
 	FmgrInfo   *eq;				/* per column with accepted and no expr */
 	Datum	  **accepted;
 	int		   *naccepted;
+	Datum	   *got;			/* per column: its text, extracted for this row */
+	bool	   *gotnull;
+	bool	   *have;
 } CheckCache;
 
 static CheckCache *
@@ -497,6 +505,9 @@ check_cache(FunctionCallInfo fcinfo, Jsonb *definition)
 	cc->eq = palloc0(sizeof(FmgrInfo) * cc->ncols);
 	cc->accepted = palloc0(sizeof(Datum *) * cc->ncols);
 	cc->naccepted = palloc0(sizeof(int) * cc->ncols);
+	cc->got = palloc0(sizeof(Datum) * cc->ncols);
+	cc->gotnull = palloc0(sizeof(bool) * cc->ncols);
+	cc->have = palloc0(sizeof(bool) * cc->ncols);
 	foreach(lc, cc->contract->columns)
 	{
 		ColumnSpec *col = lfirst(lc);
@@ -617,6 +628,267 @@ type_columns(void *arg)
 }
 
 /*
+ * Soft typing: whether a text surely passes a column type's input function,
+ * decided without raising, so that the rows that type (nearly all) need no
+ * subtransaction.  False means "not sure": the row is then typed for real in
+ * a subtransaction, which gives the exact error.  Only what is surely
+ * accepted is accepted: a subset of each type's input syntax.
+ */
+static bool
+soft_integer(const char *s, int64 min, int64 max)
+{
+	int64		v = 0;
+	int			digits = 0;
+	bool		neg = false;
+
+	while (*s == ' ')
+		s++;
+	if (*s == '-' || *s == '+')
+		neg = (*s++ == '-');
+	for (; *s >= '0' && *s <= '9'; s++)
+	{
+		if (++digits > 18)
+			return false;
+		v = v * 10 + (*s - '0');
+	}
+	while (*s == ' ')
+		s++;
+	if (digits == 0 || *s != '\0')
+		return false;
+	if (neg)
+		v = -v;
+	return v >= min && v <= max;
+}
+
+static bool
+soft_numeric(const char *s, int32 typmod)
+{
+	int			intdigits = 0;
+	int			fracdigits = 0;
+	bool		leading = true;
+	bool		digit_seen = false;
+
+	while (*s == ' ')
+		s++;
+	if (*s == '-' || *s == '+')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++)
+	{
+		digit_seen = true;
+		if (leading && *s == '0')
+			continue;
+		leading = false;
+		intdigits++;
+	}
+	if (*s == '.')
+		for (s++; *s >= '0' && *s <= '9'; s++)
+		{
+			digit_seen = true;
+			fracdigits++;
+		}
+	while (*s == ' ')
+		s++;
+	if (*s != '\0' || !digit_seen || intdigits + fracdigits > 1000)
+		return false;
+	if (typmod >= (int32) VARHDRSZ)
+	{
+		int			precision = ((typmod - VARHDRSZ) >> 16) & 0xffff;
+		int			scale = (typmod - VARHDRSZ) & 0xffff;
+
+		/* rounding to the scale may add one integer digit */
+		if (intdigits >= precision - scale)
+			return false;
+	}
+	return true;
+}
+
+#define ISDIGIT(c) ((c) >= '0' && (c) <= '9')
+#define D2(p) (((p)[0] - '0') * 10 + ((p)[1] - '0'))
+
+/*
+ * The common ISO 8601 forms, checked by hand (the general decoder costs
+ * several times more): YYYY-MM-DD, and for timestamps also
+ * YYYY-MM-DD[T ]HH:MM:SS[.ffffff][Z|+HH[[:]MM]|-HH[[:]MM]].
+ */
+static bool
+soft_iso_datetime(const char *p, Oid typid)
+{
+	int			y,
+				m,
+				d,
+				n;
+
+	if (!(ISDIGIT(p[0]) && ISDIGIT(p[1]) && ISDIGIT(p[2]) && ISDIGIT(p[3]) && p[4] == '-' &&
+		  ISDIGIT(p[5]) && ISDIGIT(p[6]) && p[7] == '-' && ISDIGIT(p[8]) && ISDIGIT(p[9])))
+		return false;
+	y = D2(p) * 100 + D2(p + 2);
+	m = D2(p + 5);
+	d = D2(p + 8);
+	if (y < 1 || m < 1 || m > 12 || d < 1 || d > day_tab[isleap(y)][m - 1])
+		return false;
+	p += 10;
+	if (*p == '\0')
+		return true;
+	if (typid == DATEOID || (*p != 'T' && *p != ' '))
+		return false;
+	p++;
+	if (!(ISDIGIT(p[0]) && ISDIGIT(p[1]) && p[2] == ':' && ISDIGIT(p[3]) && ISDIGIT(p[4]) &&
+		  p[5] == ':' && ISDIGIT(p[6]) && ISDIGIT(p[7])) ||
+		D2(p) > 23 || D2(p + 3) > 59 || D2(p + 6) > 59)
+		return false;
+	p += 8;
+	if (*p == '.')
+	{
+		for (p++, n = 0; ISDIGIT(*p); p++)
+			n++;
+		if (n == 0 || n > 6)
+			return false;
+	}
+	if (*p == '\0' || (p[0] == 'Z' && p[1] == '\0'))
+		return true;
+	if ((*p == '+' || *p == '-') && ISDIGIT(p[1]) && ISDIGIT(p[2]) && D2(p + 1) <= 14)
+	{
+		p += 3;
+		if (*p == '\0')
+			return true;
+		if (*p == ':')
+			p++;
+		return ISDIGIT(p[0]) && ISDIGIT(p[1]) && D2(p) <= 59 && p[2] == '\0';
+	}
+	return false;
+}
+
+static bool
+soft_datetime(const char *s, Oid typid)
+{
+	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	struct pg_tm tt,
+			   *tm = &tt;
+	fsec_t		fsec;
+	int			tz;
+	Timestamp	ts;
+	const char *p;
+
+	if (soft_iso_datetime(s, typid))
+		return true;
+	/* no names, which the PG15 decoder may look up, and raise on */
+	for (p = s; *p; p++)
+		if (!(ISDIGIT(*p) || *p == '-' || *p == ':' || *p == '.' ||
+			  *p == 'T' || *p == 'Z' || *p == ' ' || *p == '+'))
+			return false;
+	if (p - s >= MAXDATELEN)
+		return false;
+	if (ParseDateTime(s, workbuf, sizeof(workbuf), field, ftype, MAXDATEFIELDS, &nf) != 0 ||
+		DecodeDateTime(field, ftype, nf, &dtype, tm, &fsec, &tz) != 0 ||
+		dtype != DTK_DATE)
+		return false;
+	if (typid == DATEOID)
+		return IS_VALID_JULIAN(tm->tm_year, tm->tm_mon, tm->tm_mday) &&
+			IS_VALID_DATE(date2j(tm->tm_year, tm->tm_mon, tm->tm_mday) - POSTGRES_EPOCH_JDATE);
+	return tm2timestamp(tm, fsec, typid == TIMESTAMPTZOID ? &tz : NULL, &ts) == 0;
+}
+
+static bool
+soft_typed(ColumnSpec *col, const char *s)
+{
+	bool		b;
+
+	if (col->is_json)
+		return true;
+	switch (col->typid)
+	{
+		case TEXTOID:
+			return true;
+		case VARCHAROID:
+			return col->typmod < 0;
+		case INT2OID:
+			return soft_integer(s, PG_INT16_MIN, PG_INT16_MAX);
+		case INT4OID:
+			return soft_integer(s, PG_INT32_MIN, PG_INT32_MAX);
+		case INT8OID:
+			return soft_integer(s, -PG_INT64_MAX, PG_INT64_MAX);
+		case NUMERICOID:
+			return soft_numeric(s, col->typmod);
+		case BOOLOID:
+			return parse_bool(s, &b);
+		case DATEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+			return soft_datetime(s, col->typid);
+		default:
+			return false;
+	}
+}
+
+/*
+ * Whether every value of a payload surely types (and, for the columns with
+ * accepted values, is accepted: *result is then set), without a
+ * subtransaction.
+ */
+static bool
+soft_type_columns(CheckCache *cc, Jsonb *payload, bool is_delete, Datum *result)
+{
+	ListCell   *lc;
+
+	foreach(lc, cc->contract->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+		int			i = foreach_current_index(lc);
+		bool		isnull;
+		Datum		text_value;
+		char	   *s;
+
+		if (skipped_by_delete(cc, col, is_delete))
+			continue;
+		/* a value any text or JSON types as: nothing to look at */
+		if ((col->is_json || col->typid == TEXTOID) && cc->naccepted[i] == 0)
+			continue;
+		if (cc->have[i])
+		{
+			text_value = cc->got[i];
+			isnull = cc->gotnull[i];
+		}
+		else
+			text_value = jsonb_get_element(payload, cc->path_elems[i], cc->npath[i], &isnull,
+										   !col->is_json);
+		if (isnull)
+		{
+			if (col->default_value == NULL)
+				continue;
+			s = col->default_value;
+		}
+		else if (col->is_json)
+			return false;
+		else
+			s = TextDatumGetCString(text_value);
+		if (!soft_typed(col, s))
+			return false;
+		if (cc->naccepted[i] > 0)
+		{
+			/* cannot fail: soft typing accepted it */
+			Datum		typed = InputFunctionCall(&cc->input[i], s, cc->ioparam[i], col->typmod);
+			int			a;
+			bool		ok = false;
+
+			for (a = 0; a < cc->naccepted[i] && !ok; a++)
+				ok = DatumGetBool(FunctionCall2Coll(&cc->eq[i], DEFAULT_COLLATION_OID,
+													typed, cc->accepted[i][a]));
+			if (!ok)
+			{
+				*result = error_array("accepted", col->name, "23514",
+									  psprintf("value \"%s\" of \"%s\" is not an accepted value", s, col->name));
+				return true;
+			}
+		}
+	}
+	return true;
+}
+
+/*
  * medallion.silver_check(payload, definition, is_delete) → text[] or NULL.
  *
  * Extracts and types every column (only the key and version of a delete),
@@ -639,21 +911,32 @@ medallion_silver_check(PG_FUNCTION_ARGS)
 	ts.is_delete = !PG_ARGISNULL(2) && PG_GETARG_BOOL(2);
 
 	/* First what needs no catching: presence of required values. */
+	memset(ts.cc->have, 0, sizeof(bool) * ts.cc->ncols);
 	foreach(lc, ts.cc->contract->columns)
 	{
 		ColumnSpec *col = lfirst(lc);
+		int			i = foreach_current_index(lc);
 		bool		isnull;
 
 		if (skipped_by_delete(ts.cc, col, ts.is_delete))
 			continue;
 		if (col->required && col->expr == NULL && col->default_value == NULL)
 		{
-			(void) jsonb_get_element(ts.payload, ts.cc->path_elems[foreach_current_index(lc)],
-									 ts.cc->npath[foreach_current_index(lc)], &isnull, true);
+			ts.cc->got[i] = jsonb_get_element(ts.payload, ts.cc->path_elems[i], ts.cc->npath[i], &isnull, true);
+			ts.cc->gotnull[i] = isnull;
+			ts.cc->have[i] = !col->is_json;	/* soft typing reuses it */
 			if (isnull)
 				PG_RETURN_DATUM(error_array("required", col->name, "23502",
 											psprintf("required field \"%s\" is missing or null", col->path)));
 		}
+	}
+
+	/* Then the common case, without a subtransaction: every value surely types. */
+	if (soft_type_columns(ts.cc, ts.payload, ts.is_delete, &ts.result))
+	{
+		if (ts.result == (Datum) 0)
+			PG_RETURN_NULL();
+		PG_RETURN_DATUM(ts.result);
 	}
 
 	edata = medallion_try(type_columns, &ts, false);
@@ -691,4 +974,108 @@ medallion_contract_violation(PG_FUNCTION_ARGS)
 			 errmsg("%s", text_to_cstring(PG_GETARG_TEXT_PP(2))),
 			 errdetail("medallion contract check \"%s\" of column \"%s\".", type, field)));
 	PG_RETURN_BOOL(false);
+}
+
+/* ---------------------------------------------------------------------------
+ * The checks of a run's SQL (not volatile: they return their value)
+ * ---------------------------------------------------------------------------
+ */
+
+/* Raises the data error of a contract check, as contract_violation() does. */
+static void
+raise_violation(const char *type, const char *field, const char *message)
+{
+	int			code = ERRCODE_CHECK_VIOLATION;
+
+	if (strcmp(type, "required") == 0)
+		code = ERRCODE_NOT_NULL_VIOLATION;
+	else if (strcmp(type, "references") == 0)
+		code = ERRCODE_FOREIGN_KEY_VIOLATION;
+	if (medallion_violation_field)
+		pfree(medallion_violation_field);
+	medallion_violation_field = MemoryContextStrdup(TopMemoryContext, field);
+	ereport(ERROR,
+			(errcode(code),
+			 errmsg("%s", message),
+			 errdetail("medallion contract check \"%s\" of column \"%s\".", type, field)));
+}
+
+static char *
+value_text(FunctionCallInfo fcinfo, Datum value)
+{
+	Oid			out;
+	bool		varlena;
+
+	getTypeOutputInfo(get_fn_expr_argtype(fcinfo->flinfo, 0), &out, &varlena);
+	return OidOutputFunctionCall(out, value);
+}
+
+/*
+ * medallion.check_required(value, is_delete, field, message) → value, or
+ * the error when it is NULL (and the row is not a delete).
+ */
+Datum
+medallion_check_required(PG_FUNCTION_ARGS)
+{
+	if (!PG_ARGISNULL(0))
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
+		PG_RETURN_NULL();
+	raise_violation("required", text_to_cstring(PG_GETARG_TEXT_PP(2)), text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	PG_RETURN_NULL();
+}
+
+/*
+ * medallion.check_accepted(value, accepted[], field) → value, or the error
+ * when it is neither NULL nor one of accepted.
+ */
+Datum
+medallion_check_accepted(PG_FUNCTION_ARGS)
+{
+	Datum		value;
+	ArrayType  *arr;
+	TypeCacheEntry *tc;
+	Datum	   *elems;
+	bool	   *enulls;
+	int			n,
+				i;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	char	   *field;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	value = PG_GETARG_DATUM(0);
+	arr = PG_GETARG_ARRAYTYPE_P(1);
+	tc = lookup_type_cache(ARR_ELEMTYPE(arr), TYPECACHE_EQ_OPR_FINFO);
+	get_typlenbyvalalign(ARR_ELEMTYPE(arr), &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, ARR_ELEMTYPE(arr), typlen, typbyval, typalign, &elems, &enulls, &n);
+	for (i = 0; i < n; i++)
+		if (!enulls[i] && DatumGetBool(FunctionCall2Coll(&tc->eq_opr_finfo, PG_GET_COLLATION(), value, elems[i])))
+			PG_RETURN_DATUM(value);
+	field = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	raise_violation("accepted", field,
+					psprintf("value \"%s\" of \"%s\" is not an accepted value", value_text(fcinfo, value), field));
+	PG_RETURN_NULL();
+}
+
+/*
+ * medallion.check_reference(value, found, field, reference) → value, or the
+ * error when it is not NULL and was not found.
+ */
+Datum
+medallion_check_reference(PG_FUNCTION_ARGS)
+{
+	char	   *field;
+
+	if (PG_ARGISNULL(0))
+		PG_RETURN_NULL();
+	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
+	field = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	raise_violation("references", field,
+					psprintf("value \"%s\" of \"%s\" has no match in %s", value_text(fcinfo, PG_GETARG_DATUM(0)),
+							 field, text_to_cstring(PG_GETARG_TEXT_PP(3))));
+	PG_RETURN_NULL();
 }

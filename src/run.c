@@ -173,6 +173,14 @@ medallion_run_settings_push(Contract *contract, int *nestlevel)
 		{"lc_monetary", "C"},
 		{"lc_numeric", "C"},
 		{"lc_time", "C"},
+
+		/*
+		 * Not a result but a cost: a run worker is a new backend, whose first
+		 * JIT compilation loads LLVM (~50 ms) and then compiles (~20 ms; ~0.5 s
+		 * once a plan's cost passes jit_optimize_above_cost), more than a
+		 * 10k-row incremental run costs.  options.settings can set it back.
+		 */
+		{"jit", "off"},
 	};
 	ListCell   *n,
 			   *v;
