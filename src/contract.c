@@ -947,6 +947,8 @@ medallion_silver_check(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(ts.result);
 }
 
+static void raise_violation(const char *type, const char *field, const char *message);
+
 /* The field of the last contract violation raised: errors carry no field. */
 char	   *medallion_violation_field = NULL;
 
@@ -957,22 +959,8 @@ char	   *medallion_violation_field = NULL;
 Datum
 medallion_contract_violation(PG_FUNCTION_ARGS)
 {
-	char	   *type = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	char	   *field = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	int			code = ERRCODE_CHECK_VIOLATION;
-
-	if (strcmp(type, "required") == 0)
-		code = ERRCODE_NOT_NULL_VIOLATION;
-	else if (strcmp(type, "references") == 0)
-		code = ERRCODE_FOREIGN_KEY_VIOLATION;
-
-	if (medallion_violation_field)
-		pfree(medallion_violation_field);
-	medallion_violation_field = MemoryContextStrdup(TopMemoryContext, field);
-	ereport(ERROR,
-			(errcode(code),
-			 errmsg("%s", text_to_cstring(PG_GETARG_TEXT_PP(2))),
-			 errdetail("medallion contract check \"%s\" of column \"%s\".", type, field)));
+	raise_violation(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
+					text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	PG_RETURN_BOOL(false);
 }
 
