@@ -24,7 +24,11 @@ OBJS = \
 	src/schedule.o \
 	src/alerts.o
 
-DATA = sql/medallion--0.1.0.sql
+# 0.1.0 is released and frozen: changes go into the upgrade script.  The full
+# 0.2.0 script is built as 0.1.0 followed by the upgrade, so that a fresh
+# install and ALTER EXTENSION UPDATE run the very same statements.
+DATA = sql/medallion--0.1.0.sql sql/medallion--0.1.0--0.2.0.sql
+DATA_built = sql/medallion--0.2.0.sql
 PGFILEDESC = "medallion - data pipelines (bronze, silver, gold) inside PostgreSQL"
 
 # pg_regress suites (sql/NAME.sql, expected/NAME.out), in this order.
@@ -42,3 +46,7 @@ SHLIB_LINK += -lcurl
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sql/medallion--0.2.0.sql: sql/medallion--0.1.0.sql sql/medallion--0.1.0--0.2.0.sql
+	{ cat $<; echo; echo '-- ---- medallion--0.1.0--0.2.0.sql ----'; \
+	  sed '/^\\echo /d' sql/medallion--0.1.0--0.2.0.sql; } > $@

@@ -20,6 +20,7 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
 #include "access/genam.h"
 #include "access/table.h"
@@ -81,6 +82,82 @@ medallion_restore_user(MedallionUserContext *save)
 }
 
 /*
+ * The gateway: every statement medallion sends through SPI as a role other
+ * than the caller's goes between medallion_gateway_enter and _leave.  Inside,
+ * the current user is "role" (security-restricted), search_path is pinned to
+ * "pg_catalog, pg_temp" in a GUC nest level of its own (pg_temp last, or the
+ * caller's temporary schema would be searched first), and SPI is connected.
+ * The SQL itself must still qualify every type, operator and function.
+ *
+ * An error inside is recovered only by the (sub)transaction abort, which pops
+ * the nest level and restores the user: never catch one and carry on.
+ */
+void
+medallion_gateway_enter(Oid role, MedallionGateway *gw)
+{
+	medallion_become_user(role, &gw->user);
+	gw->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * Leaves the gateway: SPI's memory is freed, so copy results out first.
+ */
+void
+medallion_gateway_leave(MedallionGateway *gw)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, gw->nestlevel);
+	medallion_restore_user(&gw->user);
+}
+
+/*
+ * Enters the gateway as the catalog owner.
+ */
+void
+medallion_catalog_enter(MedallionGateway *gw)
+{
+	medallion_gateway_enter(medallion_catalog_owner(), gw);
+}
+
+/*
+ * Runs one statement inside the gateway; fails unless SPI returns "expect"
+ * (any success when expect is 0).  Returns SPI_processed; the rows are in
+ * SPI_tuptable until medallion_gateway_leave.
+ */
+uint64
+medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
+					   const char *nulls, long count, int expect)
+{
+	int			ret;
+
+	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, count);
+	if (ret < 0 || (expect != 0 && ret != expect))
+		elog(ERROR, "catalog statement failed: SPI error %d", ret);
+	return SPI_processed;
+}
+
+/*
+ * One statement as the catalog owner, through the gateway, with no rows
+ * returned to the caller.  Returns the number of rows processed.
+ */
+uint64
+medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+					   const char *nulls, int expect)
+{
+	MedallionGateway gw;
+	uint64		n;
+
+	medallion_catalog_enter(&gw);
+	n = medallion_gateway_exec(sql, nargs, types, values, nulls, 0, expect);
+	medallion_gateway_leave(&gw);
+	return n;
+}
+
+/*
  * The pipeline name of a layer table: 'layer.relname', exactly as given.
  */
 char *
@@ -99,12 +176,10 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 							   Datum retention, bool retention_null,
 							   Jsonb *options, const char *description)
 {
-	MedallionUserContext save;
 	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID,
 	INTERVALOID, JSONBOID, TEXTOID};
 	Datum		values[8];
 	char		nulls[8] = "        ";
-	int			ret;
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(layer);
@@ -123,22 +198,15 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 	else
 		nulls[7] = 'n';
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	ret = SPI_execute_with_args(
+	if (medallion_catalog_exec(
 		"INSERT INTO medallion.pipelines "
 		"(name, layer, relname, owner, source_system, retention, options, description) "
 		"VALUES ($1, $2, $3, $4::pg_catalog.regrole, $5, $6, $7, $8) "
 		"ON CONFLICT DO NOTHING",
-		8, argtypes, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not record pipeline \"%s\": SPI error %d", name, ret);
-	if (SPI_processed != 1)
+		8, argtypes, values, nulls, SPI_OK_INSERT) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("pipeline \"%s\" already exists", name)));
-	SPI_finish();
-	medallion_restore_user(&save);
 }
 
 /*
@@ -151,12 +219,9 @@ bool
 medallion_catalog_claim_batch(const char *pipeline, const char *batch_id,
 							  const char *file_name)
 {
-	MedallionUserContext save;
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = "   ";
-	int			ret;
-	bool		claimed;
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = CStringGetTextDatum(batch_id);
@@ -165,18 +230,10 @@ medallion_catalog_claim_batch(const char *pipeline, const char *batch_id,
 	else
 		nulls[2] = 'n';
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	ret = SPI_execute_with_args(
+	return medallion_catalog_exec(
 		"INSERT INTO medallion.batches (pipeline, batch_id, file_name) "
 		"VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-		3, argtypes, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not claim batch \"%s\": SPI error %d", batch_id, ret);
-	claimed = (SPI_processed == 1);
-	SPI_finish();
-	medallion_restore_user(&save);
-	return claimed;
+		3, argtypes, values, nulls, SPI_OK_INSERT) == 1;
 }
 
 /*
@@ -186,27 +243,19 @@ void
 medallion_catalog_finish_batch(const char *pipeline, const char *batch_id,
 							   int64 rows_landed, int64 rows_dlq)
 {
-	MedallionUserContext save;
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, INT8OID, INT8OID};
 	Datum		values[4];
-	int			ret;
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = CStringGetTextDatum(batch_id);
 	values[2] = Int64GetDatum(rows_landed);
 	values[3] = Int64GetDatum(rows_dlq);
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	ret = SPI_execute_with_args(
+	(void) medallion_catalog_exec(
 		"UPDATE medallion.batches SET rows_landed = $3, rows_dlq = $4 "
 		"WHERE pipeline OPERATOR(pg_catalog.=) $1 "
 		"AND batch_id OPERATOR(pg_catalog.=) $2",
-		4, argtypes, values, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "could not record batch \"%s\": SPI error %d", batch_id, ret);
-	SPI_finish();
-	medallion_restore_user(&save);
+		4, argtypes, values, NULL, SPI_OK_UPDATE);
 }
 
 /*
@@ -215,19 +264,13 @@ medallion_catalog_finish_batch(const char *pipeline, const char *batch_id,
 void
 medallion_catalog_set_definition(const char *pipeline, const char *source, Jsonb *definition)
 {
-	MedallionUserContext save;
 	Oid			argtypes[3] = {TEXTOID, TEXTOID, JSONBOID};
 	Datum		values[3];
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = CStringGetTextDatum(source);
 	values[2] = JsonbPGetDatum(definition);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args("UPDATE medallion.pipelines SET source = $2, definition = $3 "
-							  "WHERE name OPERATOR(pg_catalog.=) $1",
-							  3, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the definition of pipeline \"%s\"", pipeline);
-	SPI_finish();
-	medallion_restore_user(&save);
+	(void) medallion_catalog_exec("UPDATE medallion.pipelines SET source = $2, definition = $3 "
+								  "WHERE name OPERATOR(pg_catalog.=) $1",
+								  3, argtypes, values, NULL, SPI_OK_UPDATE);
 }

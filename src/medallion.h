@@ -32,6 +32,21 @@ typedef struct MedallionUserContext
 extern Oid	medallion_catalog_owner(void);
 extern void medallion_become_user(Oid role, MedallionUserContext *save);
 extern void medallion_restore_user(MedallionUserContext *save);
+
+/* the gateway: role switch + pinned search_path + SPI (see catalog.c) */
+typedef struct MedallionGateway
+{
+	MedallionUserContext user;
+	int			nestlevel;
+} MedallionGateway;
+
+extern void medallion_gateway_enter(Oid role, MedallionGateway *gw);
+extern void medallion_gateway_leave(MedallionGateway *gw);
+extern void medallion_catalog_enter(MedallionGateway *gw);
+extern uint64 medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
+									 const char *nulls, long count, int expect);
+extern uint64 medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+									 const char *nulls, int expect);
 extern void medallion_catalog_add_pipeline(const char *name, const char *layer,
 										   const char *relname, Oid owner,
 										   const char *source_system,

@@ -15,9 +15,11 @@
 # Everything that touches the server runs as `postgres` through as_pg (the checkout may
 # sit where postgres cannot read), from the copy in WORK.
 
-PGBIN=/usr/lib/postgresql/15/bin
+# MEDALLION_PGBIN: another PostgreSQL 15 installation's bin directory (e.g. a
+# relocated copy, so that several checkouts can build, install and test at once).
+PGBIN=${MEDALLION_PGBIN:-/usr/lib/postgresql/15/bin}
 PG_CONFIG=$PGBIN/pg_config
-PGXS_DIR=/usr/lib/postgresql/15/lib/pgxs
+PGXS_DIR=$(cd "$PGBIN/../lib/pgxs" 2>/dev/null && pwd || echo /usr/lib/postgresql/15/lib/pgxs)
 WARN_CFLAGS='-Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers'
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap pgtap
           libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libipc-run-perl
