@@ -1,0 +1,190 @@
+# Versions: 0.1.0 is released and frozen; 0.2.0 is reached by ALTER EXTENSION UPDATE.
+# A database that installed 0.1.0 and built pipelines with data (bronze with redaction,
+# capture of a local table, silver with a DLQ row, a schedule) is updated, and must end up
+# with exactly the objects of a fresh 0.2.0 install (functions with their definitions,
+# settings and grants, tables with columns, defaults, constraints, indexes, policies, views,
+# triggers, config-dump registrations) — and its pipelines must keep working: ingest, capture,
+# manual and scheduled runs, hashes unchanged for data redacted under 0.1.0.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = PostgreSQL::Test::Cluster->new('upgrade');
+$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'medallion'
+max_worker_processes = 32
+});
+$node->start;
+
+$node->safe_psql('postgres', 'CREATE DATABASE old');
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+$node->safe_psql('postgres', 'CREATE ROLE alice LOGIN');
+
+# ---- 0.1.0 with pipelines and data ------------------------------------------------------
+$node->safe_psql('old', q{
+	CREATE EXTENSION medallion VERSION '0.1.0';
+	GRANT CREATE ON SCHEMA bronze, silver TO alice;
+	CREATE TABLE public.accounts (id int PRIMARY KEY, name text);
+	ALTER TABLE public.accounts OWNER TO alice;
+});
+is($node->safe_psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'medallion'}),
+	'0.1.0', '0.1.0 installs with the 0.2.0 library');
+
+$node->safe_psql('old', q{
+	SET ROLE alice;
+	SELECT medallion.create_bronze('orders', 'shop', redact_keys => '{card}',
+		options => '{"redact_mode": "hash"}');
+	SELECT medallion.create_silver('orders', 'bronze.orders',
+		'{"order_id": {"path": "id", "type": "int", "required": true},
+		  "amount": {"type": "numeric", "required": true}}',
+		'{order_id}');
+	SELECT medallion.ingest('bronze.orders',
+		'[{"id": 1, "amount": 10, "card": "4111"}, {"id": 2, "amount": "oops", "card": "4222"}]', 'b1');
+	SELECT medallion.run('silver.orders');
+	SELECT medallion.capture('public.accounts');
+	INSERT INTO public.accounts VALUES (1, 'one');
+});
+my $hash_before = $node->safe_psql('old',
+	q{SELECT _raw->>'card' FROM bronze.orders WHERE _raw->>'id' = '1'});
+isnt($hash_before, '4111', 'redaction hashed the card under 0.1.0');
+
+# ---- the update ---------------------------------------------------------------------------
+$node->safe_psql('old', q{ALTER EXTENSION medallion UPDATE});
+is($node->safe_psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'medallion'}),
+	'0.2.0', 'ALTER EXTENSION UPDATE reaches 0.2.0');
+$node->safe_psql('fresh', q{CREATE EXTENSION medallion; GRANT CREATE ON SCHEMA bronze, silver TO alice;});
+is($node->safe_psql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'medallion'}),
+	'0.2.0', 'a fresh install is 0.2.0');
+
+# ---- same objects -------------------------------------------------------------------------
+# Every member of the extension, described by name, with what defines its behaviour.
+my $describe = q{
+WITH ext AS (SELECT oid, extconfig, extcondition FROM pg_catalog.pg_extension
+             WHERE extname = 'medallion'),
+members AS (
+  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, ext
+  WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+    AND d.refobjid = ext.oid AND d.deptype = 'e'),
+rels AS (
+  SELECT c.oid FROM members m JOIN pg_catalog.pg_class c ON c.oid = m.objid
+  WHERE m.classid = 'pg_catalog.pg_class'::pg_catalog.regclass)
+SELECT line FROM (
+  SELECT 'member ' || pg_catalog.pg_describe_object(classid, objid, 0) AS line FROM members
+  UNION ALL
+  SELECT 'function ' || p.oid::pg_catalog.regprocedure::text || ' acl=' ||
+         coalesce(p.proacl::text, '') || E'\n' || pg_catalog.pg_get_functiondef(p.oid)
+  FROM members m JOIN pg_catalog.pg_proc p ON p.oid = m.objid
+  WHERE m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND p.prokind <> 'a'
+  UNION ALL
+  SELECT 'relation ' || c.oid::pg_catalog.regclass::text || ' kind=' || c.relkind::text ||
+         ' acl=' || coalesce(c.relacl::text, '') || ' rls=' || c.relrowsecurity ||
+         ' owner_is_ext_owner=' || (c.relowner = (SELECT extowner FROM pg_catalog.pg_extension
+                                               WHERE extname = 'medallion'))
+  FROM rels r JOIN pg_catalog.pg_class c ON c.oid = r.oid
+  UNION ALL
+  SELECT 'column ' || a.attrelid::pg_catalog.regclass::text || '.' || a.attname || ' ' ||
+         pg_catalog.format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull ||
+         ' default=' || coalesce(pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), '') ||
+         ' identity=' || a.attidentity::text || ' acl=' || coalesce(a.attacl::text, '')
+  FROM rels r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid
+  LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+  WHERE a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL
+  SELECT 'index ' || pg_catalog.pg_get_indexdef(i.indexrelid)
+  FROM rels r JOIN pg_catalog.pg_index i ON i.indrelid = r.oid
+  UNION ALL
+  SELECT 'constraint ' || co.conrelid::pg_catalog.regclass::text || ' ' ||
+         pg_catalog.pg_get_constraintdef(co.oid)
+  FROM rels r JOIN pg_catalog.pg_constraint co ON co.conrelid = r.oid
+  UNION ALL
+  SELECT 'policy ' || pol.polrelid::pg_catalog.regclass::text || ' ' || pol.polname || ' ' ||
+         pol.polcmd::text || ' ' || coalesce(pg_catalog.pg_get_expr(pol.polqual, pol.polrelid), '') ||
+         ' check ' || coalesce(pg_catalog.pg_get_expr(pol.polwithcheck, pol.polrelid), '')
+  FROM rels r JOIN pg_catalog.pg_policy pol ON pol.polrelid = r.oid
+  UNION ALL
+  SELECT 'view ' || c.oid::pg_catalog.regclass::text || E'\n' || pg_catalog.pg_get_viewdef(c.oid)
+  FROM rels r JOIN pg_catalog.pg_class c ON c.oid = r.oid WHERE c.relkind IN ('v', 'm')
+  UNION ALL
+  SELECT 'trigger ' || pg_catalog.pg_get_triggerdef(t.oid)
+  FROM rels r JOIN pg_catalog.pg_trigger t ON t.tgrelid = r.oid WHERE NOT t.tgisinternal
+  UNION ALL
+  SELECT 'config ' || cfg::pg_catalog.regclass::text || ' ' || coalesce(cond, '')
+  FROM ext, LATERAL unnest(ext.extconfig, ext.extcondition) AS u(cfg, cond)
+  UNION ALL
+  SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, '')
+  FROM pg_catalog.pg_namespace n WHERE n.nspname IN ('medallion', 'bronze', 'silver', 'gold')
+  UNION ALL
+  SELECT 'event trigger ' || e.evtname || ' ' || e.evtevent || ' ' || e.evtfoid::pg_catalog.regproc::text ||
+         ' ' || coalesce(e.evttags::text, '')
+  FROM members m JOIN pg_catalog.pg_event_trigger e ON e.oid = m.objid
+  WHERE m.classid = 'pg_catalog.pg_event_trigger'::pg_catalog.regclass
+) x ORDER BY line COLLATE "C"
+};
+my $old_objects = $node->safe_psql('old', $describe);
+my $fresh_objects = $node->safe_psql('fresh', $describe);
+ok(length($fresh_objects) > 1000, 'the description of a fresh install is not empty');
+if ($old_objects eq $fresh_objects)
+{
+	pass('an updated 0.1.0 has exactly the objects of a fresh 0.2.0 install');
+}
+else
+{
+	my %old = map { $_ => 1 } split /\n(?=member |function |relation |column |index |constraint |policy |view |trigger |config |schema |event trigger )/, $old_objects;
+	my %fresh = map { $_ => 1 } split /\n(?=member |function |relation |column |index |constraint |policy |view |trigger |config |schema |event trigger )/, $fresh_objects;
+	diag("only after the update:\n" . join("\n", grep { !$fresh{$_} } sort keys %old));
+	diag("only in a fresh install:\n" . join("\n", grep { !$old{$_} } sort keys %fresh));
+	fail('an updated 0.1.0 has exactly the objects of a fresh 0.2.0 install');
+}
+
+# ---- the pipelines keep working ----------------------------------------------------------
+is($node->safe_psql('old',
+		q{SELECT _raw->>'card' FROM bronze.orders WHERE _raw->>'id' = '1'}),
+	$hash_before, 'data redacted under 0.1.0 is unchanged');
+$node->safe_psql('old', q{
+	SET ROLE alice;
+	SELECT medallion.ingest('bronze.orders', '{"id": 3, "amount": 30, "card": "4111"}', 'b2');
+	INSERT INTO public.accounts VALUES (2, 'two');
+	UPDATE public.accounts SET name = 'uno' WHERE id = 1;
+});
+is($node->safe_psql('old', q{SELECT count(*) FROM bronze.accounts}),
+	'3', 'capture of a table captured under 0.1.0 goes on after the update');
+is($node->safe_psql('old',
+		q{SELECT (SELECT _raw->>'card' FROM bronze.orders WHERE _raw->>'id' = '3')
+		       = (SELECT _raw->>'card' FROM bronze.orders WHERE _raw->>'id' = '1')}),
+	't', 'a pipeline made under 0.1.0 keeps its hash, so redacted values still join');
+
+my $run_id = $node->safe_psql('old', q{SET ROLE alice; SELECT medallion.run('silver.orders')});
+is($node->safe_psql('old', "SELECT status FROM medallion.runs WHERE run_id = $run_id"),
+	'succeeded', 'a manual run of a 0.1.0 pipeline succeeds after the update');
+is($node->safe_psql('old', q{SELECT string_agg(order_id || '=' || amount, ',' ORDER BY order_id) FROM silver.orders}),
+	'1=10,3=30', 'silver has the old and the new rows');
+is($node->safe_psql('old', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders'}),
+	'1', 'the DLQ row from 0.1.0 is kept, not duplicated');
+
+# A scheduled run, in a worker, on the updated catalog.
+$node->safe_psql('old', q{
+	SET ROLE alice;
+	SELECT medallion.ingest('bronze.orders', '{"id": 4, "amount": 40, "card": "4444"}', 'b3');
+	SELECT medallion.schedule('silver.orders', '1 second');
+});
+ok( $node->poll_query_until('old',
+		q{SELECT count(*) = 1 FROM silver.orders WHERE order_id = 4}),
+	'a scheduled run processes new rows after the update');
+
+# A fresh install works the same way.
+$node->safe_psql('fresh', q{
+	SET ROLE alice;
+	SELECT medallion.create_bronze('orders', 'shop');
+	SELECT medallion.create_silver('orders', 'bronze.orders',
+		'{"order_id": {"path": "id", "type": "int", "required": true}}', '{order_id}');
+	SELECT medallion.ingest('bronze.orders', '{"id": 1}', 'b1');
+	SELECT medallion.run('silver.orders');
+});
+is($node->safe_psql('fresh', q{SELECT count(*) FROM silver.orders}), '1',
+	'a pipeline on a fresh 0.2.0 install runs');
+
+$node->stop;
+done_testing();
