@@ -9,6 +9,7 @@ OBJS = \
 	src/dlq.o \
 	src/bronze.o \
 	src/ingest.o \
+	src/ingest_reader.o \
 	src/jsonscan.o \
 	src/capture.o \
 	src/errors.o \
