@@ -99,7 +99,7 @@ medallion_reader_open_file(Reader *r, const char *path, size_t limit, FileIdenti
 	if (resolved == NULL)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not open file \"%s\" for reading: %m", path)));
+				 errmsg("could not stat file \"%s\": %m", path)));
 	id->realpath = pstrdup(resolved);
 	free(resolved);
 
