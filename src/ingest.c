@@ -662,6 +662,14 @@ produce_rows(IngestState *st, int wanted)
 	Record		rec;
 	MemoryContext old = MemoryContextSwitchTo(st->record_cxt);
 
+	/* Keep only what COPY has not taken yet: the buffer stays one read long. */
+	if (st->copypos > 0)
+	{
+		memmove(st->copybuf.data, st->copybuf.data + st->copypos, st->copybuf.len - st->copypos);
+		st->copybuf.len -= st->copypos;
+		st->copybuf.data[st->copybuf.len] = '\0';
+		st->copypos = 0;
+	}
 	while (st->copybuf.len - st->copypos < wanted && !st->input_done)
 	{
 		const char *sqlstate = NULL;
@@ -693,11 +701,6 @@ produce_rows(IngestState *st, int wanted)
 		{
 			keep_bad(st, &rec, reason, sqlstate);
 			continue;
-		}
-		if (st->copypos > 0 && st->copypos == st->copybuf.len)
-		{
-			resetStringInfo(&st->copybuf);
-			st->copypos = 0;
 		}
 		MemoryContextSwitchTo(st->cxt);
 		append_copy_field(&st->copybuf, rec.data, rec.len);

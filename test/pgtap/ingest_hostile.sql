@@ -5,7 +5,7 @@
 -- Files are written by the server (COPY TO) into its data directory.
 -- (SELECT FROM f() runs f and prints nothing.)
 BEGIN;
-SELECT plan(35);
+SELECT plan(37);
 
 SELECT FROM medallion.create_bronze('h1_events', 'app');
 CREATE TEMP TABLE h1_dir AS SELECT current_setting('data_directory') AS d;
@@ -67,6 +67,18 @@ SELECT is(medallion.ingest_file('bronze.h1_events',
 SELECT is((SELECT count(*)::int FROM bronze.h1_events WHERE _raw ? 'k'), 2, 'the file landed once');
 SELECT is((SELECT DISTINCT _file_name FROM bronze.h1_events WHERE _raw ? 'k'),
           (SELECT d FROM h1_dir) || '/h1_two.ndjson', 'the file name stored is the resolved path');
+
+-- A file landed by 0.1.0 is named by its path as given, its size and mtime: still landed
+DO $$BEGIN
+    EXECUTE format('COPY (VALUES (%L)) TO %L', '{"legacy": 1}', (SELECT d FROM h1_dir) || '/h1_legacy.ndjson');
+END$$;
+INSERT INTO medallion.batches (pipeline, batch_id, file_name)
+SELECT 'bronze.h1_events', format('file:%s:%s:%s', f, (pg_stat_file(f)).size,
+                                  extract(epoch FROM (pg_stat_file(f)).modification)::bigint), f
+FROM (SELECT d || '/h1_legacy.ndjson' AS f FROM h1_dir) x;
+SELECT is(medallion.ingest_file('bronze.h1_events', (SELECT d FROM h1_dir) || '/h1_legacy.ndjson'),
+          0::bigint, 'a file whose 0.1.0 batch id is recorded is already landed');
+SELECT ok(NOT EXISTS (SELECT FROM bronze.h1_events WHERE _raw ? 'legacy'), 'nothing of it lands again');
 
 -- json, read as a stream: the document must still be one ---------------------------------
 

@@ -33,6 +33,35 @@ sub peak_around
 	return ($lines[0], $lines[-1]);
 }
 
+# The private memory (RssAnon, kB) of a backend before "sql" and its peak while "sql"
+# runs, sampled every 2 ms: shared buffers count in VmHWM once touched, and the ingests
+# measured this way write far more than the backend's own memory.
+sub private_peak
+{
+	my ($sql) = @_;
+	my $rss = sub {
+		open(my $st, '<', "/proc/$_[0]/status") or return 0;
+		my ($kb) = join('', <$st>) =~ /RssAnon:\s+(\d+)/;
+		close $st;
+		return $kb // 0;
+	};
+	my $session = $node->background_psql($db);
+	my $pid = $session->query_safe('SELECT pg_backend_pid()');
+	my $before = $rss->($pid);
+	my $peak = $before;
+	$session->query_until(qr/started/, "\\echo started\n$sql;\n\\echo done\n");
+	my $deadline = time + 300;
+	while ($session->{stdout} !~ /done/ && time < $deadline)
+	{
+		my $now = $rss->($pid);
+		$peak = $now if $now > $peak;
+		usleep(2_000);
+		$session->{run}->pump_nb;
+	}
+	$session->quit;
+	return ($before, $peak);
+}
+
 # Devices and FIFOs ---------------------------------------------------------------------
 
 my ($rc, $stdout, $stderr) =
@@ -78,33 +107,7 @@ for my $i (1 .. 60000)
 	print $fh '{"broken": "', 'y' x 1000, '"', "\n", '{"ok": ', $i, '}', "\n";
 }
 close $fh;
-# Shared buffers count in VmHWM once touched, and this ingest writes 120 MB: sample the
-# backend's private memory (RssAnon) while it runs instead.
-my $rss = sub
-{
-	my ($pid) = @_;
-	open(my $st, '<', "/proc/$pid/status") or return 0;
-	my ($kb) = join('', <$st>) =~ /RssAnon:\s+(\d+)/;
-	close $st;
-	return $kb // 0;
-};
-my $session = $node->background_psql($db);
-my $bpid = $session->query_safe('SELECT pg_backend_pid()');
-$before = $rss->($bpid);
-$after = $before;
-$session->query_until(qr/started/, qq{\\echo started
-SELECT medallion.ingest_file('bronze.ev', '$dir/bad.ndjson');
-\\echo done
-});
-my $deadline = time + 300;
-while ($session->{stdout} !~ /done/ && time < $deadline)
-{
-	my $now = $rss->($bpid);
-	$after = $now if $now > $after;
-	usleep(2_000);
-	$session->{run}->pump_nb;
-}
-$session->quit;
+($before, $after) = private_peak(qq{SELECT medallion.ingest_file('bronze.ev', '$dir/bad.ndjson')});
 note "RssAnon before $before kB, peak $after kB";
 cmp_ok($after - $before, '<', 30 * 1024,
 	'60,000 bad lines of 1 kB (60 MB) grow the backend by less than 30 MB');
@@ -112,6 +115,21 @@ is(sq(q{SELECT rows_landed || '/' || rows_dlq FROM medallion.batches WHERE file_
 	'60000/60000', 'every good line landed, every bad one is counted');
 is(sq(q{SELECT count(*) FROM medallion.dlq WHERE file_name LIKE '%bad.ndjson'}),
 	'60000', 'and is a DLQ row');
+
+# The json format is read as a stream, not whole ---------------------------------------
+
+open($fh, '>', "$dir/many.json") or die $!;
+print $fh "[\n";
+print $fh join(",\n", map { '{"j": ' . $_ . ', "pad": "' . ('z' x 200) . '"}' } 1 .. 200000);
+print $fh "\n]\n";
+close $fh;
+($before, $after) =
+  private_peak(qq{SELECT medallion.ingest_file('bronze.ev', '$dir/many.json', 'json')});
+note "RssAnon before $before kB, peak $after kB";
+cmp_ok($after - $before, '<', 20 * 1024,
+	'a 44 MB json file of 200,000 objects grows the backend by less than 20 MB');
+is(sq(q{SELECT count(*) || '/' || max((_raw->>'j')::int) FROM bronze.ev WHERE _raw ? 'j'}),
+	'200000/200000', 'and every object landed');
 
 # A cancel during a long read -----------------------------------------------------------
 
