@@ -10,6 +10,7 @@ OBJS = \
 	src/bronze.o \
 	src/ingest.o \
 	src/ingest_reader.o \
+	src/ingest_records.o \
 	src/jsonscan.o \
 	src/capture.o \
 	src/errors.o \

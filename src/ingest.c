@@ -3,10 +3,10 @@
  * ingest.c
  *	  Landing data in bronze tables: ingest(), ingest_text(), ingest_file().
  *
- * Text input (ndjson, a json array, csv) is cut into records by the readers
- * of ingest_reader.c, with bounded memory whatever the input: a record
- * longer than medallion.max_record_size goes to the DLQ cut to its first
- * 64 kB, with its length.  Each record is checked (jsonscan.c's one-pass
+ * Text input (ndjson, a json array, csv) is cut into records by
+ * ingest_records.c over the readers of ingest_reader.c, with bounded memory
+ * whatever the input: a record longer than medallion.max_record_size goes to
+ * the DLQ cut to its first 64 kB, with its length.  Each record is checked (jsonscan.c's one-pass
  * scan, and the non-throwing JSON parser when that scan has doubts), and the
  * good ones are streamed into the bronze table through COPY's own machinery
  * (BeginCopyFrom with a data-source callback): no per-row SPI, no
@@ -65,514 +65,16 @@
 #define COPY_QUOTE '\x01'
 #define COPY_DELIM '\x02'
 
-typedef enum IngestFormat
-{
-	FORMAT_NDJSON,
-	FORMAT_JSON,
-	FORMAT_CSV
-} IngestFormat;
-
 static const char *const format_names[] = {"ndjson", "json", "csv"};
-
-/* Where the json format's reader is in the document. */
-typedef enum JsonPhase
-{
-	JSON_START,					/* nothing read yet */
-	JSON_ARRAY,					/* inside the top-level array */
-	JSON_TAIL,					/* after the array: only whitespace may follow */
-	JSON_END
-} JsonPhase;
-
-/* One record cut from the input. */
-typedef struct Record
-{
-	char	   *data;			/* JSON text to land (CSV: built from fields) */
-	int			len;
-	char	   *raw;			/* the input as it came (its head when oversized) */
-	int			raw_len;
-	int64		total_len;		/* the record's length in the input */
-	bool		oversized;		/* longer than medallion.max_record_size */
-	int64		line;			/* line (or array position) it starts at */
-	int64		ordinal;		/* 1-based position among records */
-	bool		bad;			/* already known bad: message says why */
-	const char *message;
-	const char *sqlstate;
-} Record;
-
-typedef struct IngestState
-{
-	BronzeTarget target;
-	IngestFormat format;
-	const char *batch_id;
-	const char *file_name;
-	Reader		reader;
-	size_t		limit;			/* medallion.max_record_size, in bytes */
-	bool		redact;			/* the table redacts: keep no payload in the DLQ */
-
-	int64		lines;			/* ndjson: lines read */
-	CsvEndState csv_end;		/* csv: where a record ends, lines read */
-	List	   *header;			/* csv: of char *, the keys */
-	StringInfoData scratch;		/* csv: record text being built */
-	StringInfoData unix_lines;	/* csv: a record with CRLF line ends made LF */
-	JsonPhase	json_phase;		/* json */
-	JsonEndState json_end;
-	int64		json_pos;
-	const char *doc_broken;		/* json: why the document is not one */
-
-	/* records known bad before COPY (precise pass), sorted */
-	int64	   *skip;
-	int			nskip;
-	int			skip_pos;
-
-	int64		ordinal;
-	MedallionDlqWriter *dlq;
-	int64		nbad;			/* records sent to the DLQ */
-	StringInfoData copybuf;		/* encoded rows not yet handed to COPY */
-	int			copypos;
-	bool		input_done;
-	MemoryContext cxt;			/* lives as long as the ingest */
-	MemoryContext record_cxt;	/* reset for every record */
-	char	   *prefix;			/* encoded end of every row after _raw */
-	int			prefix_len;
-} IngestState;
 
 /* The ingest in progress: COPY's data-source callback takes no argument. */
 static IngestState *current_ingest = NULL;
-
-static const char *const not_an_object = "record is not a JSON object";
 
 PG_FUNCTION_INFO_V1(medallion_ingest);
 PG_FUNCTION_INFO_V1(medallion_ingest_text);
 PG_FUNCTION_INFO_V1(medallion_ingest_file);
 
 static void append_copy_field(StringInfo buf, const char *s, int len);
-
-/* ---------------------------------------------------------------------------
- * Checking records
- * ---------------------------------------------------------------------------
- */
-
-/*
- * Checks that a record is one valid JSON object, without throwing.  Returns
- * NULL when it is, else the reason.  The parser's own wording quotes the
- * input, so a table that redacts gets a plain one instead.
- */
-static const char *
-check_json_object(IngestState *st, char *data, int len, const char **sqlstate)
-{
-	JsonLexContext *lex;
-	JsonParseErrorType err;
-	int			i = 0;
-	bool		need_escapes;
-
-	*sqlstate = "22032";		/* invalid_json_text */
-	if (pg_verifymbstr(data, len, true) == false)
-	{
-		*sqlstate = "22021";	/* character_not_in_repertoire */
-		return "invalid byte sequence for the database encoding";
-	}
-	if (medallion_jsonscan_object(data, len))
-		return NULL;			/* the common case, settled in one pass */
-	if (medallion_jsonscan_too_deep(data, len, MEDALLION_MAX_JSON_DEPTH))
-	{
-		*sqlstate = "54000";	/* program_limit_exceeded */
-		return psprintf("record is nested more than %d levels deep", MEDALLION_MAX_JSON_DEPTH);
-	}
-	while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
-		i++;
-
-	/*
-	 * De-escaping strings costs; only \u escapes can be refused by jsonb
-	 * (\u0000, or non-ASCII code points in a non-UTF8 database).  A
-	 * non-object is still told apart from malformed JSON.
-	 */
-	need_escapes = (i < len && data[i] == '{' && memchr(data, '\\', len) != NULL);
-	lex = makeJsonLexContextCstringLen(data, len, GetDatabaseEncoding(), need_escapes);
-	err = pg_parse_json(lex, &nullSemAction);
-	if (err != JSON_SUCCESS)
-		return st->redact ? "record is not valid JSON" : pstrdup(json_errdetail(err, lex));
-	if (i == len || data[i] != '{')
-		return not_an_object;
-	return NULL;
-}
-
-/*
- * Why a record cannot land as it is, or NULL.
- */
-static const char *
-check_record(IngestState *st, Record *rec, const char **sqlstate)
-{
-	const char *reason;
-
-	if (rec->oversized || (st->format == FORMAT_CSV && (size_t) rec->len > st->limit))
-	{
-		*sqlstate = "54000";	/* program_limit_exceeded */
-		return psprintf("record of %lld bytes exceeds medallion.max_record_size",
-						(long long) (rec->oversized ? rec->total_len : rec->len));
-	}
-	if (st->format == FORMAT_CSV)
-		return NULL;			/* built from fields: valid JSON */
-	reason = check_json_object(st, rec->data, rec->len, sqlstate);
-	if (reason == not_an_object && st->format == FORMAT_JSON)
-		reason = (st->json_phase == JSON_END && rec->line == 1 && st->json_pos == 0) ?
-			"document is neither a JSON object nor an array of objects" :
-			"array element is not a JSON object";
-	return reason;
-}
-
-/* ---------------------------------------------------------------------------
- * Cutting records: ndjson, json, csv
- * ---------------------------------------------------------------------------
- */
-
-/*
- * Splits one CSV record (RFC 4180) into fields.  Unquoted empty fields are
- * NULL.  Returns NIL and sets *error when the quoting is broken.
- */
-static List *
-csv_fields(const char *s, int len, char **error)
-{
-	List	   *fields = NIL;
-	StringInfoData f;
-	int			i = 0;
-
-	*error = NULL;
-	for (;;)
-	{
-		bool		quoted = false;
-
-		initStringInfo(&f);
-		if (i < len && s[i] == '"')
-		{
-			quoted = true;
-			i++;
-			for (;;)
-			{
-				if (i >= len)
-				{
-					*error = "unterminated quoted field";
-					return NIL;
-				}
-				if (s[i] == '"')
-				{
-					if (i + 1 < len && s[i + 1] == '"')
-					{
-						appendStringInfoChar(&f, '"');
-						i += 2;
-						continue;
-					}
-					i++;
-					break;
-				}
-				appendStringInfoChar(&f, s[i++]);
-			}
-			if (i < len && s[i] != ',')
-			{
-				*error = "unexpected character after a quoted field";
-				return NIL;
-			}
-		}
-		else
-		{
-			while (i < len && s[i] != ',')
-			{
-				if (s[i] == '"')
-				{
-					*error = "quote inside an unquoted field";
-					return NIL;
-				}
-				appendStringInfoChar(&f, s[i++]);
-			}
-		}
-		fields = lappend(fields, (!quoted && f.len == 0) ? NULL : f.data);
-		if (i >= len)
-			break;
-		i++;					/* the comma */
-	}
-	return fields;
-}
-
-static void
-record_from_raw(Record *rec, RawRecord *raw)
-{
-	rec->data = rec->raw = raw->data;
-	rec->len = rec->raw_len = raw->len;
-	rec->total_len = raw->total_len;
-	rec->oversized = raw->oversized;
-}
-
-/* Drops trailing JSON whitespace of a record that is whole. */
-static void
-trim_trailing_space(RawRecord *raw)
-{
-	if (raw->oversized)
-		return;
-	while (raw->len > 0 && (raw->data[raw->len - 1] == ' ' || raw->data[raw->len - 1] == '\t' ||
-							raw->data[raw->len - 1] == '\n' || raw->data[raw->len - 1] == '\r'))
-	{
-		raw->len--;
-		raw->total_len--;
-	}
-}
-
-/*
- * The next element of a json document; false at its end, or when it turns
- * out not to be a document (then doc_broken says why).
- */
-static bool
-next_json_record(IngestState *st, Record *rec)
-{
-	Reader	   *r = &st->reader;
-	RawRecord	raw;
-
-	switch (st->json_phase)
-	{
-		case JSON_END:
-			return false;
-		case JSON_TAIL:
-			st->json_phase = JSON_END;
-			if (medallion_reader_skip_space(r))
-				st->doc_broken = "text follows the JSON array";
-			return false;
-		case JSON_START:
-			if (!medallion_reader_skip_space(r))
-			{
-				st->json_phase = JSON_END;
-				return false;	/* empty input */
-			}
-			if (medallion_reader_peek(r) != '[')
-			{
-				/* One document: an object, or one bad record. */
-				(void) medallion_reader_next(r, medallion_end_of_input, NULL, &raw);
-				trim_trailing_space(&raw);
-				st->json_phase = JSON_END;
-				record_from_raw(rec, &raw);
-				rec->line = 1;
-				return true;
-			}
-			medallion_reader_consume(r, 1);
-			st->json_phase = JSON_ARRAY;
-			break;
-		case JSON_ARRAY:
-			break;
-	}
-
-	memset(&st->json_end, 0, sizeof(JsonEndState));
-	if (!medallion_reader_skip_space(r) ||
-		!medallion_reader_next(r, medallion_end_of_json_element, &st->json_end, &raw) ||
-		raw.at_eof)
-	{
-		st->doc_broken = "the JSON array is not terminated";
-		st->json_phase = JSON_END;
-		return false;
-	}
-	trim_trailing_space(&raw);
-	if (raw.total_len == 0)
-	{
-		st->json_phase = JSON_END;
-		if (!st->json_end.closed || st->json_pos > 0)
-			st->doc_broken = "the JSON array has an empty element";
-		else if (medallion_reader_skip_space(r))
-			st->doc_broken = "text follows the JSON array";
-		return false;
-	}
-	if (st->json_end.closed)
-		st->json_phase = JSON_TAIL;
-	record_from_raw(rec, &raw);
-	rec->line = ++st->json_pos;
-	return true;
-}
-
-/*
- * The next CSV record, its CRLF line ends made LF; false at the end.
- */
-static bool
-next_csv_raw(IngestState *st, RawRecord *raw, int64 *first_line)
-{
-	for (;;)
-	{
-		int			i;
-
-		*first_line = st->csv_end.newlines + 1;
-		st->csv_end.in_quotes = false;
-		if (!medallion_reader_next(&st->reader, medallion_end_of_csv_record, &st->csv_end, raw))
-			return false;
-		if (raw->oversized)
-			return true;
-		if (raw->at_eof && raw->len > 0 && raw->data[raw->len - 1] == '\n')
-			raw->len--;			/* an unterminated quote ran to the end */
-		if (raw->len > 0 && raw->data[raw->len - 1] == '\r')
-			raw->len--;
-		if (raw->len == 0)
-			continue;			/* blank line between records */
-		if (memchr(raw->data, '\r', raw->len) == NULL)
-			return true;
-		resetStringInfo(&st->unix_lines);
-		for (i = 0; i < raw->len; i++)
-			if (raw->data[i] != '\r' || i + 1 == raw->len || raw->data[i + 1] != '\n')
-				appendStringInfoChar(&st->unix_lines, raw->data[i]);
-		raw->data = st->unix_lines.data;
-		raw->len = st->unix_lines.len;
-		return true;
-	}
-}
-
-/*
- * Reads the CSV header: its fields are the keys of every record.
- */
-static bool
-read_csv_header(IngestState *st)
-{
-	RawRecord	raw;
-	int64		line;
-	char	   *error;
-	MemoryContext old;
-	ListCell   *lc;
-
-	if (!next_csv_raw(st, &raw, &line))
-		return false;
-	if (raw.oversized)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("CSV header of %lld bytes exceeds medallion.max_record_size",
-						(long long) raw.total_len)));
-	old = MemoryContextSwitchTo(st->cxt);
-	st->header = csv_fields(raw.data, raw.len, &error);
-	MemoryContextSwitchTo(old);
-	if (error)
-		ereport(ERROR,
-				(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
-				 errmsg("could not read the CSV header: %s", error)));
-	foreach(lc, st->header)
-	{
-		ListCell   *other;
-
-		if (lfirst(lc) == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
-					 errmsg("CSV header has an empty column name")));
-		for_each_cell(other, st->header, lnext(st->header, lc))
-			if (lfirst(other) != NULL && strcmp(lfirst(lc), lfirst(other)) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
-						 errmsg("CSV header has duplicate column name \"%s\"",
-								(char *) lfirst(lc)),
-						 errdetail("Each column name becomes a key of the record's JSON object.")));
-	}
-	return true;
-}
-
-/*
- * The next CSV record, as a JSON object of its fields; false at the end.
- */
-static bool
-next_csv_record(IngestState *st, Record *rec)
-{
-	RawRecord	raw;
-	int64		line;
-	const char *error = NULL;
-	char	   *field_error;
-	List	   *fields = NIL;
-	ListCell   *h,
-			   *v;
-
-	if (st->header == NIL && !read_csv_header(st))
-		return false;
-	if (!next_csv_raw(st, &raw, &line))
-		return false;
-	record_from_raw(rec, &raw);
-	rec->line = line;
-	if (raw.oversized)
-		return true;			/* check_record says why */
-
-	fields = csv_fields(raw.data, raw.len, &field_error);
-	error = field_error;
-	if (error == NULL && list_length(fields) != list_length(st->header))
-		error = psprintf("record has %d fields, the header has %d",
-						 list_length(fields), list_length(st->header));
-	if (error == NULL && !pg_verifymbstr(raw.data, raw.len, true))
-		error = "invalid byte sequence for the database encoding";
-	if (error)
-	{
-		rec->bad = true;
-		rec->message = error;
-		rec->sqlstate = "22P04";	/* bad_copy_file_format */
-		return true;
-	}
-
-	resetStringInfo(&st->scratch);
-	appendStringInfoChar(&st->scratch, '{');
-	forboth(h, st->header, v, fields)
-	{
-		if (h != list_head(st->header))
-			appendStringInfoChar(&st->scratch, ',');
-		escape_json(&st->scratch, (char *) lfirst(h));
-		appendStringInfoChar(&st->scratch, ':');
-		if (lfirst(v) == NULL)
-			appendStringInfoString(&st->scratch, "null");
-		else
-			escape_json(&st->scratch, (char *) lfirst(v));
-	}
-	appendStringInfoChar(&st->scratch, '}');
-	rec->data = st->scratch.data;
-	rec->len = st->scratch.len;
-	return true;
-}
-
-/*
- * The next ndjson line that is not blank; false at the end.
- */
-static bool
-next_ndjson_record(IngestState *st, Record *rec)
-{
-	RawRecord	raw;
-
-	for (;;)
-	{
-		int			i = 0;
-
-		if (!medallion_reader_next(&st->reader, medallion_end_of_line, NULL, &raw))
-			return false;
-		st->lines++;
-		if (raw.oversized)
-			break;
-		if (raw.len > 0 && raw.data[raw.len - 1] == '\r')
-			raw.len--;
-		while (i < raw.len && isspace((unsigned char) raw.data[i]))
-			i++;
-		if (i < raw.len)
-			break;				/* blank lines are not records */
-	}
-	record_from_raw(rec, &raw);
-	rec->line = st->lines;
-	return true;
-}
-
-/*
- * Fills "rec" with the next record of the input; false at the end.
- */
-static bool
-next_record(IngestState *st, Record *rec)
-{
-	bool		found = false;
-
-	memset(rec, 0, sizeof(Record));
-	switch (st->format)
-	{
-		case FORMAT_NDJSON:
-			found = next_ndjson_record(st, rec);
-			break;
-		case FORMAT_JSON:
-			found = next_json_record(st, rec);
-			break;
-		case FORMAT_CSV:
-			found = next_csv_record(st, rec);
-			break;
-	}
-	if (found)
-		rec->ordinal = ++st->ordinal;
-	return found;
-}
 
 /* ---------------------------------------------------------------------------
  * Feeding COPY
@@ -677,7 +179,7 @@ produce_rows(IngestState *st, int wanted)
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(st->record_cxt);
-		if (!next_record(st, &rec))
+		if (!medallion_ingest_next_record(st, &rec))
 		{
 			if (st->doc_broken)
 				ereport(ERROR,
@@ -696,7 +198,7 @@ produce_rows(IngestState *st, int wanted)
 			keep_bad(st, &rec, rec.message, rec.sqlstate);
 			continue;
 		}
-		reason = check_record(st, &rec, &sqlstate);
+		reason = medallion_ingest_check_record(st, &rec, &sqlstate);
 		if (reason)
 		{
 			keep_bad(st, &rec, reason, sqlstate);
@@ -732,14 +234,7 @@ copy_source(void *outbuf, int minread, int maxread)
 static void
 rewind_input(IngestState *st)
 {
-	medallion_reader_rewind(&st->reader);
-	st->lines = 0;
-	memset(&st->csv_end, 0, sizeof(CsvEndState));
-	st->header = NIL;
-	st->json_phase = JSON_START;
-	st->json_pos = 0;
-	st->doc_broken = NULL;
-	st->ordinal = 0;
+	medallion_ingest_rewind_records(st);
 	st->skip_pos = 0;
 	resetStringInfo(&st->copybuf);
 	st->copypos = 0;
@@ -881,9 +376,9 @@ find_bad_records(IngestState *st)
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(st->record_cxt);
-		if (!next_record(st, &rec))
+		if (!medallion_ingest_next_record(st, &rec))
 			break;
-		if (rec.bad || check_record(st, &rec, &sqlstate) != NULL)
+		if (rec.bad || medallion_ingest_check_record(st, &rec, &sqlstate) != NULL)
 			continue;			/* the load pass keeps it */
 		reason = jsonb_rejects(rec.data, rec.len, &sqlstate);
 		if (reason == NULL)
@@ -924,14 +419,10 @@ static void
 keep_broken_document(IngestState *st)
 {
 	const char *reason = st->doc_broken;
-	RawRecord	raw;
-	Record		rec = {0};
+	Record		rec;
 
-	rewind_input(st);
-	if (!medallion_reader_next(&st->reader, medallion_end_of_input, NULL, &raw))
+	if (!medallion_ingest_whole_input(st, &rec))
 		return;
-	record_from_raw(&rec, &raw);
-	rec.line = 1;
 	keep_bad(st, &rec, reason, "22032");
 }
 
@@ -963,7 +454,7 @@ load_input(IngestState *st)
 		Record		rec;
 
 		rewind_input(st);
-		while (next_record(st, &rec))
+		while (medallion_ingest_next_record(st, &rec))
 			CHECK_FOR_INTERRUPTS();
 	}
 	if (st->doc_broken)

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * ingest.h
- *	  The input readers of ingestion, shared by ingest.c and ingest_reader.c
- *	  only.
+ *	  Private to ingestion: ingest.c (entry points, COPY, DLQ),
+ *	  ingest_records.c (records and their checks), ingest_reader.c (input).
  *
  *-------------------------------------------------------------------------
  */
@@ -12,6 +12,9 @@
 #include <sys/types.h>
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+
+#include "medallion.h"
 
 /* Bytes of an over-long record kept for the DLQ. */
 #define MEDALLION_DLQ_HEAD (64 * 1024)
@@ -98,5 +101,82 @@ extern bool medallion_end_of_json_element(void *state, const char *p, size_t n, 
 										  size_t *delim);
 extern bool medallion_end_of_input(void *state, const char *p, size_t n, size_t *used,
 								   size_t *delim);
+
+/* ingest_records.c: the records of an ingest */
+typedef enum IngestFormat
+{
+	FORMAT_NDJSON,
+	FORMAT_JSON,
+	FORMAT_CSV
+} IngestFormat;
+
+/* Where the json format's reader is in the document. */
+typedef enum JsonPhase
+{
+	JSON_START,					/* nothing read yet */
+	JSON_ARRAY,					/* inside the top-level array */
+	JSON_TAIL,					/* after the array: only whitespace may follow */
+	JSON_END
+} JsonPhase;
+
+/* One record cut from the input. */
+typedef struct Record
+{
+	char	   *data;			/* JSON text to land (CSV: built from fields) */
+	int			len;
+	char	   *raw;			/* the input as it came (its head when oversized) */
+	int			raw_len;
+	int64		total_len;		/* the record's length in the input */
+	bool		oversized;		/* longer than medallion.max_record_size */
+	int64		line;			/* line (or array position) it starts at */
+	int64		ordinal;		/* 1-based position among records */
+	bool		bad;			/* already known bad: message says why */
+	const char *message;
+	const char *sqlstate;
+} Record;
+
+/* One ingest: ingest_records.c cuts its records, ingest.c lands them. */
+typedef struct IngestState
+{
+	BronzeTarget target;
+	IngestFormat format;
+	const char *batch_id;
+	const char *file_name;
+	Reader		reader;
+	size_t		limit;			/* medallion.max_record_size, in bytes */
+	bool		redact;			/* the table redacts: keep no payload in the DLQ */
+
+	int64		lines;			/* ndjson: lines read */
+	CsvEndState csv_end;		/* csv: where a record ends, lines read */
+	List	   *header;			/* csv: of char *, the keys */
+	StringInfoData scratch;		/* csv: record text being built */
+	StringInfoData unix_lines;	/* csv: a record with CRLF line ends made LF */
+	JsonPhase	json_phase;		/* json */
+	JsonEndState json_end;
+	int64		json_pos;
+	const char *doc_broken;		/* json: why the document is not one */
+
+	/* records known bad before COPY (precise pass), sorted */
+	int64	   *skip;
+	int			nskip;
+	int			skip_pos;
+
+	int64		ordinal;
+	MedallionDlqWriter *dlq;
+	int64		nbad;			/* records sent to the DLQ */
+	StringInfoData copybuf;		/* encoded rows not yet handed to COPY */
+	int			copypos;
+	bool		input_done;
+	MemoryContext cxt;			/* lives as long as the ingest */
+	MemoryContext record_cxt;	/* reset for every record */
+	char	   *prefix;			/* encoded end of every row after _raw */
+	int			prefix_len;
+} IngestState;
+
+extern bool medallion_ingest_next_record(IngestState *st, Record *rec);
+extern const char *medallion_ingest_check_record(IngestState *st, Record *rec,
+												 const char **sqlstate);
+extern bool medallion_ingest_whole_input(IngestState *st, Record *rec);
+extern void medallion_ingest_rewind_records(IngestState *st);
 
 #endif							/* MEDALLION_INGEST_H */
