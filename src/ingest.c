@@ -184,7 +184,7 @@ produce_rows(IngestState *st, int wanted)
 			if (st->doc_broken)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_JSON_TEXT),
-						 errmsg("json document is not an object nor an array of objects")));
+						 errmsg("json document is neither an object nor an array of objects")));
 			st->input_done = true;
 			break;
 		}
