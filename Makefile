@@ -9,6 +9,8 @@ OBJS = \
 	src/dlq.o \
 	src/bronze.o \
 	src/ingest.o \
+	src/ingest_reader.o \
+	src/ingest_records.o \
 	src/jsonscan.o \
 	src/capture.o \
 	src/errors.o \

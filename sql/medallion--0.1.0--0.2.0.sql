@@ -31,6 +31,13 @@
 -- Ingestion of hostile input (trust §6)
 ------------------------------------------------------------------------------
 
+-- Ingestion's DLQ rows tell the record's length in bytes: a record longer
+-- than medallion.max_record_size keeps only its first 64 kB, and a record of
+-- a bronze table with redact_keys keeps no payload at all.
+ALTER TABLE medallion.dlq ADD COLUMN original_length bigint;
+COMMENT ON COLUMN medallion.dlq.original_length IS
+'length in bytes of the record as it came (ingestion); original_payload may hold only its first 64 kB, or nothing when the bronze table redacts';
+
 
 
 ------------------------------------------------------------------------------

@@ -23,11 +23,15 @@
 #include "postgres.h"
 
 #include "mb/pg_wchar.h"
+#include "miscadmin.h"
 
 #include "medallion.h"
 
 /* Deeper objects are left to the exact check (which has no such limit). */
 #define FAST_MAX_DEPTH 256
+
+/* Bytes scanned between two checks for interrupts: a record may be 1 GB. */
+#define SCAN_CHUNK (1024 * 1024)
 
 #define IS_JSON_SPACE(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
 
@@ -186,6 +190,7 @@ medallion_jsonscan_object(const char *data, int len)
 	unsigned char stack[FAST_MAX_DEPTH];	/* '{' or '[' of each open level */
 	int			depth = 0;
 	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
+	const unsigned char *next_check = p + SCAN_CHUNK;
 
 	while (p < end && IS_JSON_SPACE(*p))
 		p++;
@@ -197,6 +202,11 @@ medallion_jsonscan_object(const char *data, int len)
 	 * ended, a key is expected.
 	 */
 value:
+	if (p >= next_check)
+	{
+		CHECK_FOR_INTERRUPTS();
+		next_check = p + SCAN_CHUNK;
+	}
 	while (p < end && IS_JSON_SPACE(*p))
 		p++;
 	if (p >= end)
@@ -295,9 +305,15 @@ medallion_jsonscan_too_deep(const char *data, int len, int limit)
 {
 	int			depth = 0;
 	int			i = 0;
+	int			next_check = SCAN_CHUNK;
 
 	while (i < len)
 	{
+		if (i >= next_check)
+		{
+			CHECK_FOR_INTERRUPTS();
+			next_check = i + SCAN_CHUNK;
+		}
 		switch (data[i++])
 		{
 			case '{':

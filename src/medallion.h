@@ -76,9 +76,17 @@ typedef struct MedallionDlqEntry
 	const char *batch_id;
 	const char *file_name;
 	int64		line_number;	/* 0 when unknown */
+	int64		original_length;	/* the record's bytes; 0 when not told */
 } MedallionDlqEntry;
 
 extern void medallion_dlq_add(const MedallionDlqEntry *entry);
+
+/* a batched writer: rows are written as batches fill, and by _flush */
+typedef struct MedallionDlqWriter MedallionDlqWriter;
+extern MedallionDlqWriter *medallion_dlq_writer_create(void);
+extern void medallion_dlq_writer_add(MedallionDlqWriter *w, const MedallionDlqEntry *entry);
+extern void medallion_dlq_writer_flush(MedallionDlqWriter *w);
+extern void medallion_dlq_writer_discard(MedallionDlqWriter *w);
 
 /* bronze.c */
 typedef struct BronzeTarget

@@ -169,12 +169,12 @@ SELECT results_eq(
     'ndjson: the batch counts the deep records as DLQ rows');
 SELECT is(medallion.ingest_text('bronze.events',
     '[{"n": 1}, ' || repeat('[', 200000) || repeat(']', 200000) || ']', 'json', 'deep2'),
-    0::bigint, 'json: an array holding an element nested too deep lands nothing');
+    1::bigint, 'json: an element nested too deep does not keep the other elements out');
 SELECT results_eq(
     $$SELECT line_number, sqlstate, error_message, length(original_payload) FROM medallion.dlq
       WHERE batch_id = 'deep2'$$,
-    $$VALUES (1::bigint, '54000', 'array holds an element nested more than 10000 levels deep', 400012)$$,
-    'json: and is kept whole in the DLQ');
+    $$VALUES (2::bigint, '54000', 'record is nested more than 10000 levels deep', 400000)$$,
+    'json: it is a DLQ row of its own, with its position');
 
 -- medallion.max_record_size ------------------------------------------------------------
 
@@ -189,10 +189,11 @@ SELECT is(medallion.ingest_text('bronze.events',
               format(E'big,small\n%s,1\n,2', repeat('x', 1100000)), 'csv', 'big3'),
           1::bigint, 'csv: likewise');
 SELECT results_eq(
-    $$SELECT batch_id, line_number, sqlstate, length(original_payload) > 1100000 FROM medallion.dlq
+    $$SELECT batch_id, line_number, sqlstate, length(original_payload), original_length FROM medallion.dlq
       WHERE batch_id LIKE 'big_' ORDER BY batch_id$$,
-    $$VALUES ('big1', 1::bigint, '54000', true), ('big2', 1, '54000', true), ('big3', 2, '54000', true)$$,
-    'oversized records are kept whole in the DLQ');
+    $$VALUES ('big1', 1::bigint, '54000', 65536, 1100011::bigint), ('big2', 1, '54000', 65536, 1100011),
+             ('big3', 2, '54000', 65536, 1100002)$$,
+    'oversized records go to the DLQ cut to their first 64 kB, with their length');
 RESET medallion.max_record_size;
 
 -- Arguments ------------------------------------------------------------------------------
