@@ -129,7 +129,7 @@ typedef struct ColumnSpec
 	List	   *accepted;		/* of char *: accepted values, text form */
 	char	   *ref_table;		/* 'layer.name' */
 	char	   *ref_column;
-	char	   *pii;			/* "hash", "mask", "drop" or NULL */
+	char	   *pii;			/* "hash", "hash_v1", "mask", "drop" or NULL */
 	bool		is_key;
 } ColumnSpec;
 
