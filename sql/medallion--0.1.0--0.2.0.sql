@@ -99,18 +99,18 @@ BEGIN
         WHERE t.tgfoid OPERATOR(pg_catalog.=) 'medallion.bronze_redact()'::pg_catalog.regprocedure
           AND t.tgname OPERATOR(pg_catalog.=) 'medallion_redact'::pg_catalog.name
           AND t.tgparentid OPERATOR(pg_catalog.=) 0::pg_catalog.oid
-          AND pg_catalog.substring(t.tgargs FROM 1 FOR 5) OPERATOR(pg_catalog.=) '\x6861736800'::pg_catalog.bytea
+          AND pg_catalog.substr(t.tgargs, 1, 5) OPERATOR(pg_catalog.=) '\x6861736800'::pg_catalog.bytea
     LOOP
         -- tgargs: each argument followed by a zero byte.
         args := '{}';
         rest := r.tgargs;
         LOOP
-            cut := pg_catalog.position('\x00'::pg_catalog.bytea IN rest);
+            cut := pg_catalog."position"(rest, '\x00'::pg_catalog.bytea);
             EXIT WHEN cut OPERATOR(pg_catalog.=) 0;
             args := args OPERATOR(pg_catalog.||)
-                    pg_catalog.convert_from(pg_catalog.substring(rest FROM 1 FOR cut OPERATOR(pg_catalog.-) 1),
+                    pg_catalog.convert_from(pg_catalog.substr(rest, 1, cut OPERATOR(pg_catalog.-) 1),
                                             pg_catalog.getdatabaseencoding()::pg_catalog.name);
-            rest := pg_catalog.substring(rest FROM cut OPERATOR(pg_catalog.+) 1);
+            rest := pg_catalog.substr(rest, cut OPERATOR(pg_catalog.+) 1);
         END LOOP;
         args[1] := 'hash_v1';
         SELECT pg_catalog.string_agg(pg_catalog.quote_literal(a), ', ' ORDER BY n)
@@ -155,7 +155,7 @@ JOIN pg_catalog.pg_class src ON src.oid OPERATOR(pg_catalog.=) t.tgrelid
 JOIN pg_catalog.pg_class b
   ON b.relnamespace OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.regnamespace
  AND b.relname OPERATOR(pg_catalog.=) pg_catalog.convert_from(
-         pg_catalog.substring(t.tgargs FROM 1 FOR pg_catalog.length(t.tgargs) OPERATOR(pg_catalog.-) 1),
+         pg_catalog.substr(t.tgargs, 1, pg_catalog.length(t.tgargs) OPERATOR(pg_catalog.-) 1),
          pg_catalog.getdatabaseencoding()::pg_catalog.name)::pg_catalog.name
 JOIN medallion.pipelines p
   ON p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text

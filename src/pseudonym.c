@@ -33,9 +33,14 @@
 PG_FUNCTION_INFO_V1(medallion_pseudonym_new_key);
 PG_FUNCTION_INFO_V1(medallion_pseudonymize);
 
-/* The key, read once per transaction (a restore or a rotation changes it). */
+/*
+ * The key, read once per transaction and command (so that a statement sees
+ * one key throughout, and a key inserted earlier in the transaction, as a
+ * restore does, is seen by the next statement).
+ */
 static uint8 cached_key[PSEUDONYM_KEY_LEN];
 static LocalTransactionId cached_key_lxid = InvalidLocalTransactionId;
+static CommandId cached_key_cid = InvalidCommandId;
 
 /* The last role allowed to call pseudonymize(), in that transaction. */
 static Oid	allowed_role = InvalidOid;
@@ -71,7 +76,8 @@ pseudonym_key(void)
 	Datum		d;
 	bytea	   *key;
 
-	if (cached_key_lxid == MyProc->lxid && cached_key_lxid != InvalidLocalTransactionId)
+	if (cached_key_lxid == MyProc->lxid && cached_key_lxid != InvalidLocalTransactionId &&
+		cached_key_cid == GetCurrentCommandId(false))
 		return cached_key;
 
 	medallion_catalog_enter(&gw);
@@ -93,6 +99,7 @@ pseudonym_key(void)
 	memcpy(cached_key, VARDATA_ANY(key), PSEUDONYM_KEY_LEN);
 	medallion_gateway_leave(&gw);
 	cached_key_lxid = MyProc->lxid;
+	cached_key_cid = GetCurrentCommandId(false);
 	return cached_key;
 }
 
