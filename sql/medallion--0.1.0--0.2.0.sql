@@ -62,7 +62,7 @@ BEGIN
     LOOP
         -- The day from the name "<table>_pYYYYMMDD", as create_bronze made it.
         IF pg_catalog.length(r.partname::pg_catalog.text) OPERATOR(pg_catalog.<>)
-               pg_catalog.length(r.parentname::pg_catalog.text) OPERATOR(pg_catalog.+) 10
+               (pg_catalog.length(r.parentname::pg_catalog.text) OPERATOR(pg_catalog.+) 10)
            OR pg_catalog.right(r.partname::pg_catalog.text, 8) OPERATOR(pg_catalog.!~) '^[0-9]{8}$'::pg_catalog.text THEN
             -- Not one of ours: drop the CHECK (the partition bound still holds).
             EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT medallion_bound', r.qpart);
@@ -146,8 +146,8 @@ GRANT SELECT ON medallion.captures TO PUBLIC;
 
 -- Captures made by 0.1.0: their triggers name the bronze table.  Without a
 -- row here every write to a captured table would fail after the update.
--- (capture_change() also checks, at each first use, that the source's owner
--- may write that bronze table.)
+-- A trigger whose table's owner may not write that bronze table was not
+-- made by capture(): it is left out (and capture_change() checks this too).
 INSERT INTO medallion.captures (source, bronze)
 SELECT t.tgrelid, b.oid
 FROM pg_catalog.pg_trigger t
@@ -166,6 +166,7 @@ WHERE t.tgfoid OPERATOR(pg_catalog.=) 'medallion.capture_change()'::pg_catalog.r
   AND t.tgnargs OPERATOR(pg_catalog.=) 1::pg_catalog.int2
   AND NOT src.relispartition
   AND src.relpersistence OPERATOR(pg_catalog.<>) 't'::pg_catalog."char"
+  AND pg_catalog.has_table_privilege(src.relowner, b.oid, 'INSERT'::pg_catalog.text)
 ON CONFLICT (source) DO NOTHING;
 
 ------------------------------------------------------------------------------
