@@ -350,7 +350,8 @@ medallion_capture_change(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot truncate captured table \"%s\"", RelationGetRelationName(rel)),
-				 errdetail("Its changes are captured into a bronze table; a TRUNCATE would lose the deletes."),
+				 errdetail("Its changes are captured into bronze.%s; a TRUNCATE would lose the deletes.",
+						   trigdata->tg_trigger->tgargs[0]),
 				 errhint("DELETE the rows instead, or drop the trigger medallion_capture_truncate to stop refusing.")));
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
 		ereport(ERROR,
