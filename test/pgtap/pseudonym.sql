@@ -4,7 +4,7 @@
 -- pg_dump.  Only roles that may define hashing pipelines may compute one.
 -- (SELECT FROM f() runs f and prints nothing.)
 BEGIN;
-SELECT plan(14);
+SELECT plan(17);
 
 -- HMAC-SHA256 written out in SQL (RFC 2104), to check the C one against.
 CREATE FUNCTION pg_temp.hmac_sha256(msg bytea, key bytea) RETURNS text LANGUAGE plpgsql AS $$
@@ -74,6 +74,23 @@ SELECT throws_ok($$INSERT INTO medallion.pseudonym_keys (key) VALUES ('\x00'::by
 SELECT is(medallion.pseudonymize('ann@example.com'),
           pg_temp.hmac_sha256(convert_to('ann@example.com', 'UTF8'), (SELECT key FROM medallion.pseudonym_keys)),
           'a text value''s pseudonym is the HMAC of its UTF-8 bytes');
+
+-- Silver pii "hash" (keyed) and "hash_v1" (0.1.0's SHA-256); bronze and silver pseudonyms join.
+SELECT FROM medallion.create_bronze('pseud_people', 'hr', redact_keys => '{ssn}',
+                                    options => '{"redact_mode": "hash"}');
+SELECT FROM medallion.create_bronze('pseud_raw', 'hr');
+SELECT FROM medallion.ingest('bronze.pseud_people', '{"id": 1, "ssn": "123456789"}');
+SELECT FROM medallion.ingest('bronze.pseud_raw', '{"id": 1, "ssn": "123456789"}');
+SELECT FROM medallion.create_silver('pseud_raw', 'bronze.pseud_raw',
+    '{"id": "int", "ssn": {"type": "text", "pii": "hash"},
+      "ssn_v1": {"path": "ssn", "type": "text", "pii": "hash_v1"}}', '{id}');
+SELECT ok(medallion.run('silver.pseud_raw') IS NOT NULL, 'a silver pipeline with pii hash and hash_v1 runs');
+SELECT results_eq(
+    $$SELECT ssn, ssn_v1 FROM silver.pseud_raw$$,
+    $$VALUES (medallion.pseudonymize('123456789'), encode(sha256(convert_to('123456789', 'UTF8')), 'hex'))$$,
+    'pii hash stores the keyed pseudonym, pii hash_v1 the unkeyed SHA-256');
+SELECT is((SELECT count(*)::int FROM silver.pseud_raw s JOIN bronze.pseud_people b ON b._raw->>'ssn' = s.ssn), 1,
+          'a value pseudonymised in bronze and in silver joins');
 
 SELECT * FROM finish();
 ROLLBACK;
