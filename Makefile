@@ -24,7 +24,8 @@ OBJS = \
 	src/scheduler.o \
 	src/worker.o \
 	src/schedule.o \
-	src/alerts.o
+	src/alerts.o \
+	src/pseudonym.o
 
 # 0.1.0 is released and frozen: changes go into the upgrade script.  The full
 # 0.2.0 script is built as 0.1.0 followed by the upgrade, so that a fresh

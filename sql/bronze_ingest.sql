@@ -67,14 +67,14 @@ FROM medallion.batches ORDER BY batch_id;
 UPDATE bronze.crm_contacts SET _raw = '{}';
 DELETE FROM bronze.crm_contacts;
 
--- Redaction before anything is stored: removed, or hashed (hex SHA-256).
+-- Redaction before anything is stored: removed, or hashed (keyed: HMAC-SHA256).
 SELECT medallion.create_bronze('hr_people', 'hr', '30 days', '{email,address.phone}',
                                '{"redact_mode": "hash"}');
 SELECT medallion.ingest('bronze.hr_people',
     '{"id": 1, "email": "ann@example.com", "address": {"city": "Oslo", "phone": "555"}}', 'hr-1');
-SELECT _raw->>'email' = encode(sha256('ann@example.com'), 'hex') AS email_hashed,
+SELECT _raw->>'email' = medallion.pseudonymize('ann@example.com') AS email_hashed,
        _raw->'address'->>'city' AS city,
-       _raw->'address'->>'phone' = encode(sha256('555'), 'hex') AS phone_hashed
+       _raw->'address'->>'phone' = medallion.pseudonymize('555') AS phone_hashed
 FROM bronze.hr_people;
 
 -- Change capture of a local table.

@@ -22,6 +22,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "common/cryptohash.h"
@@ -35,6 +36,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -51,6 +53,9 @@
 
 /* Advisory-lock class serialising partition creation per bronze table. */
 #define MEDALLION_LOCK_PARTITIONS 0x4d45
+
+/* Most days a writer other than the table's owner makes ahead. */
+#define MEDALLION_PREMAKE_CAP 31
 
 PG_FUNCTION_INFO_V1(medallion_create_bronze);
 PG_FUNCTION_INFO_V1(medallion_apply_retention);
@@ -73,18 +78,6 @@ medallion_check_name(const char *what, const char *name, int max_len)
 				(errcode(ERRCODE_NAME_TOO_LONG),
 				 errmsg("%s name \"%s\" is too long", what, name),
 				 errdetail("The name may have at most %d bytes.", max_len)));
-}
-
-/*
- * Executes one utility statement through SPI, failing loudly.
- */
-static void
-spi_exec_utility(const char *sql)
-{
-	int			ret = SPI_execute(sql, false, 0);
-
-	if (ret < 0)
-		elog(ERROR, "SPI_execute failed (%d) for: %s", ret, sql);
 }
 
 /*
@@ -117,15 +110,31 @@ format_day(int day, bool literal)
 }
 
 /*
- * Creates and attaches the partition of one day.  Runs as the table's owner
- * under SPI; the caller holds the table's partition lock.
+ * The qualified, quoted name of a relation, from its OID.
+ */
+char *
+medallion_qualified_relname(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
+
+	if (relname == NULL || nspname == NULL)
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/*
+ * Creates and attaches the partition of one day.  The caller is inside the
+ * gateway as the table's owner and holds the table's partition lock.  The
+ * CHECK (which lets ATTACH skip its scan) qualifies its operators and casts:
+ * it is evaluated for every later writer, whoever that is.
  */
 static void
 create_day_partition(const BronzeTarget *target, int day)
 {
 	StringInfoData sql;
 	char	   *partname = psprintf("%s_p%s", target->relname, format_day(day, false));
-	const char *qparent = quote_qualified_identifier("bronze", target->relname);
+	const char *qparent = medallion_qualified_relname(target->relid);
 	const char *qpart = quote_qualified_identifier("bronze", partname);
 	char	   *lo = format_day(day, true);
 	char	   *hi = format_day(day + 1, true);
@@ -134,36 +143,56 @@ create_day_partition(const BronzeTarget *target, int day)
 	appendStringInfo(&sql,
 					 "CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS);"
 					 "ALTER TABLE %s ADD CONSTRAINT medallion_bound CHECK "
-					 "(_ingested_at >= %s AND _ingested_at < %s);"
+					 "(_ingested_at OPERATOR(pg_catalog.>=) %s::pg_catalog.timestamptz "
+					 "AND _ingested_at OPERATOR(pg_catalog.<) %s::pg_catalog.timestamptz);"
 					 "ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%s) TO (%s);"
 					 "CREATE TRIGGER medallion_append_only_truncate BEFORE TRUNCATE ON %s "
 					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_append_only();"
 					 "CREATE TRIGGER medallion_landed AFTER INSERT ON %s "
 					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_landed();",
 					 qpart, qparent, qpart, lo, hi, qparent, qpart, lo, hi, qpart, qpart);
-	spi_exec_utility(sql.data);
+	(void) medallion_gateway_exec(sql.data, 0, NULL, NULL, NULL, 0, 0);
+}
+
+/*
+ * Whether the day's partition of the table exists: a partition of that name
+ * in bronze.  (Checking its parent would cost an index scan per day, per
+ * captured row; a name another role took only makes the creation fail.)
+ */
+static bool
+day_partition_exists(const BronzeTarget *target, const char *partname, Oid nsp)
+{
+	Oid			relid = get_relname_relid(partname, nsp);
+
+	return OidIsValid(relid) && get_rel_relispartition(relid);
 }
 
 /*
  * Makes sure the partitions of today and the next medallion.premake_days days
  * exist.  "Today" is the UTC day of the transaction start, the value the
- * _ingested_at default (now()) takes.
+ * _ingested_at default (now()) takes.  The partitions are created as the
+ * table's owner, so a writer that is not the owner (the setting is the
+ * session's) premakes at most MEDALLION_PREMAKE_CAP days.
  */
 void
 medallion_bronze_ensure_partitions(const BronzeTarget *target)
 {
 	Oid			nsp = get_namespace_oid("bronze", false);
 	int			today = utc_day(GetCurrentTransactionStartTimestamp());
+	int			ahead = medallion_premake_days;
 	int			day;
 	bool		locked = false;
-	MedallionUserContext save;
+	MedallionGateway gw;
 	LOCKTAG		tag;
 
-	for (day = today; day <= today + medallion_premake_days; day++)
+	if (ahead > MEDALLION_PREMAKE_CAP && !has_privs_of_role(GetUserId(), target->owner))
+		ahead = MEDALLION_PREMAKE_CAP;
+
+	for (day = today; day <= today + ahead; day++)
 	{
 		char	   *partname = psprintf("%s_p%s", target->relname, format_day(day, false));
 
-		if (OidIsValid(get_relname_relid(partname, nsp)))
+		if (day_partition_exists(target, partname, nsp))
 			continue;
 
 		if (!locked)
@@ -183,18 +212,30 @@ medallion_bronze_ensure_partitions(const BronzeTarget *target)
 				break;
 			AcceptInvalidationMessages();
 			locked = true;
-			medallion_become_user(target->owner, &save);
-			SPI_connect();
-			if (OidIsValid(get_relname_relid(partname, nsp)))
+			medallion_gateway_enter(target->owner, &gw);
+			if (day_partition_exists(target, partname, nsp))
 				continue;
 		}
 		create_day_partition(target, day);
 	}
 	if (locked)
-	{
-		SPI_finish();
-		medallion_restore_user(&save);
-	}
+		medallion_gateway_leave(&gw);
+}
+
+/*
+ * The owner of a relation.
+ */
+Oid
+medallion_rel_owner(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
 }
 
 /*
@@ -206,7 +247,6 @@ medallion_bronze_open(Oid relid, BronzeTarget *target)
 	char	   *relname = get_rel_name(relid);
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	int			ret;
 	bool		found;
 
 	if (relname == NULL)
@@ -225,15 +265,10 @@ medallion_bronze_open(Oid relid, BronzeTarget *target)
 	target->pipeline = medallion_pipeline_name("bronze", relname);
 
 	values[0] = CStringGetTextDatum(target->pipeline);
-	SPI_connect();
-	ret = SPI_execute_with_args("SELECT owner FROM medallion.pipelines "
-								"WHERE name OPERATOR(pg_catalog.=) $1 "
-								"AND layer OPERATOR(pg_catalog.=) 'bronze'",
-								1, argtypes, values, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read medallion.pipelines: SPI error %d", ret);
-	found = (SPI_processed == 1);
-	SPI_finish();
+	found = medallion_catalog_exec("SELECT FROM medallion.pipelines "
+								   "WHERE name OPERATOR(pg_catalog.=) $1 "
+								   "AND layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text",
+								   1, argtypes, values, NULL, SPI_OK_SELECT) == 1;
 	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -277,13 +312,15 @@ redact_mode_option(Jsonb *options)
 		{
 			if (strcmp(key, "redact_mode") == 0)
 			{
+				if (v.type == jbvString)
+					mode = pnstrdup(v.val.string.val, v.val.string.len);
 				if (v.type != jbvString ||
-					!((v.val.string.len == 6 && strncmp(v.val.string.val, "remove", 6) == 0) ||
-					  (v.val.string.len == 4 && strncmp(v.val.string.val, "hash", 4) == 0)))
+					(strcmp(mode, "remove") != 0 && strcmp(mode, "hash") != 0 &&
+					 strcmp(mode, "hash_v1") != 0))
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("option \"redact_mode\" must be \"remove\" or \"hash\"")));
-				mode = pnstrdup(v.val.string.val, v.val.string.len);
+							 errmsg("option \"redact_mode\" must be \"remove\", \"hash\" or \"hash_v1\""),
+							 errdetail("\"hash\" keeps a keyed hash (HMAC-SHA256) of each value; \"hash_v1\" is the unkeyed SHA-256 of version 0.1.0.")));
 			}
 			else if (strcmp(key, "description") == 0)
 			{
@@ -321,6 +358,7 @@ medallion_bronze_create(const char *name, const char *source_system,
 	bool	   *keynulls;
 	int			nkeys = 0;
 	BronzeTarget target;
+	MedallionGateway gw;
 	Oid			relid;
 	int			i;
 
@@ -404,9 +442,10 @@ medallion_bronze_create(const char *name, const char *source_system,
 					 quote_literal_cstr(psprintf("medallion bronze table: raw data from %s, append-only",
 												 source_system)));
 
-	SPI_connect();
-	spi_exec_utility(sql.data);
-	SPI_finish();
+	/* As the caller (who will own the table), under the pinned path. */
+	medallion_gateway_enter(GetUserId(), &gw);
+	(void) medallion_gateway_exec(sql.data, 0, NULL, NULL, NULL, 0, 0);
+	medallion_gateway_leave(&gw);
 	CommandCounterIncrement();
 
 	relid = get_relname_relid(name, nsp);
@@ -514,29 +553,33 @@ medallion_bronze_append_only(PG_FUNCTION_ARGS)
 }
 
 /*
- * Replaces a JSON value with the hex SHA-256 of its text.
+ * A JSON string of a value's pseudonym: the hex HMAC-SHA256 of its text
+ * under the database's key, or for "hash_v1" (0.1.0's mode, kept so that
+ * existing tables go on producing the same values) its plain SHA-256.
  */
 static Datum
-hashed_value(Datum value_text)
+hashed_value(Datum value_text, bool keyed)
 {
 	text	   *t = DatumGetTextPP(value_text);
-	uint8		digest[PG_SHA256_DIGEST_LENGTH];
-	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 3];
-	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
-	int			i;
+	char	   *hex;
 
-	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (uint8 *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) < 0 ||
-		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
-		elog(ERROR, "could not compute SHA-256");
-	pg_cryptohash_free(ctx);
+	if (keyed)
+		hex = medallion_pseudonymize_hex(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+	else
+	{
+		uint8		digest[PG_SHA256_DIGEST_LENGTH];
+		pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 
-	hex[0] = '"';
-	for (i = 0; i < PG_SHA256_DIGEST_LENGTH; i++)
-		sprintf(hex + 1 + 2 * i, "%02x", digest[i]);
-	hex[PG_SHA256_DIGEST_LENGTH * 2 + 1] = '"';
-	hex[PG_SHA256_DIGEST_LENGTH * 2 + 2] = '\0';
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(hex));
+		if (pg_cryptohash_init(ctx) < 0 ||
+			pg_cryptohash_update(ctx, (uint8 *) VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t)) < 0 ||
+			pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+			elog(ERROR, "could not compute SHA-256");
+		pg_cryptohash_free(ctx);
+		hex = palloc(PG_SHA256_DIGEST_LENGTH * 2 + 1);
+		hex_encode((char *) digest, PG_SHA256_DIGEST_LENGTH, hex);
+		hex[PG_SHA256_DIGEST_LENGTH * 2] = '\0';
+	}
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(psprintf("\"%s\"", hex)));
 }
 
 /*
@@ -564,7 +607,7 @@ split_path(const char *dotted, Datum **elems, int *nelems)
 /*
  * Trigger on bronze tables with redact_keys: removes or hashes those keys
  * (dotted paths for nested keys) before the row is stored.  Arguments: the
- * mode ('remove' or 'hash'), then the paths.
+ * mode ('remove', 'hash' or 'hash_v1'), then the paths.
  */
 Datum
 medallion_bronze_redact(PG_FUNCTION_ARGS)
@@ -577,6 +620,7 @@ medallion_bronze_redact(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		raw;
 	bool		hash;
+	bool		hash_v1;
 	int			i;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) ||
@@ -598,6 +642,7 @@ medallion_bronze_redact(PG_FUNCTION_ARGS)
 		return PointerGetDatum(tuple);
 
 	hash = strcmp(trigger->tgargs[0], "hash") == 0;
+	hash_v1 = strcmp(trigger->tgargs[0], "hash_v1") == 0;
 	for (i = 1; i < trigger->tgnargs; i++)
 	{
 		Datum	   *elems;
@@ -611,9 +656,9 @@ medallion_bronze_redact(PG_FUNCTION_ARGS)
 		found = jsonb_get_element(DatumGetJsonbP(raw), elems, nelems, &absent, true);
 		if (absent)
 			continue;
-		if (hash)
+		if (hash || hash_v1)
 			raw = DirectFunctionCall4(jsonb_set, raw, PointerGetDatum(path),
-									  hashed_value(found), BoolGetDatum(false));
+									  hashed_value(found, hash), BoolGetDatum(false));
 		else
 			raw = DirectFunctionCall2(jsonb_delete_path, raw, PointerGetDatum(path));
 	}
@@ -627,114 +672,242 @@ medallion_bronze_redact(PG_FUNCTION_ARGS)
 	}
 }
 
+/* The watermark of one pipeline reading a bronze table. */
+typedef struct Reader
+{
+	char	   *name;
+	Datum		values[4];		/* done, target snapshots, resume xid, seq */
+	char		nulls[4];
+} Reader;
+
+/*
+ * The pipelines that read a bronze pipeline, with their watermarks, in name
+ * order (read from the catalog as its owner).
+ */
+static List *
+readers_of(const char *bronze_pipeline)
+{
+	MedallionGateway gw;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	List	   *readers = NIL;
+	uint64		n,
+				i;
+	MemoryContext caller = CurrentMemoryContext;
+
+	values[0] = CStringGetTextDatum(bronze_pipeline);
+	medallion_catalog_enter(&gw);
+	n = medallion_gateway_exec("SELECT p.name, w.done_snapshot, w.target_snapshot, w.resume_xid, w.resume_seq "
+							   "FROM medallion.pipelines p "
+							   "LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name "
+							   "WHERE p.source OPERATOR(pg_catalog.=) $1 ORDER BY p.name",
+							   1, argtypes, values, NULL, 0, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(caller);
+		Reader	   *r = palloc0(sizeof(Reader));
+		int			col;
+
+		r->name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		for (col = 0; col < 4; col++)
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+										  col + 2, &isnull);
+			Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, col + 1);
+
+			r->nulls[col] = isnull ? 'n' : ' ';
+			r->values[col] = isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+		}
+		readers = lappend(readers, r);
+		MemoryContextSwitchTo(old);
+	}
+	medallion_gateway_leave(&gw);
+	return readers;
+}
+
 /*
  * The first pipeline reading a bronze table that has not processed every
  * row of one of its partitions, or NULL.  A row is processed once its
  * transaction is visible in the pipeline's done snapshot (conservative for
- * a backlog being drained in bounded runs).
+ * a backlog being drained in bounded runs).  The partition is user data: it
+ * is read as the table's owner, the watermarks passed as parameters.
  */
 static char *
-unprocessed_by(const char *bronze_pipeline, const char *qpartition)
+unprocessed_by(List *readers, Oid partition, Oid owner)
 {
-	MedallionUserContext save;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			argtypes[4] = {PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID};
+	char	   *sql;
 	char	   *reader = NULL;
-	int			ret;
+	ListCell   *lc;
+	MedallionGateway gw;
 
-	values[0] = CStringGetTextDatum(bronze_pipeline);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	ret = SPI_execute_with_args(psprintf(
-										 "SELECT p.name FROM medallion.pipelines p "
-										 "LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name "
-										 "WHERE p.source OPERATOR(pg_catalog.=) $1 AND EXISTS (SELECT 1 FROM %s b "
-										 "WHERE NOT COALESCE(pg_catalog.pg_visible_in_snapshot(b._xid, w.done_snapshot), false) "
-										 "AND NOT COALESCE(w.target_snapshot IS NULL AND b._xid OPERATOR(pg_catalog.=) w.resume_xid "
-										 "  AND b._seq OPERATOR(pg_catalog.<=) w.resume_seq, false) "
-										 "AND NOT COALESCE(pg_catalog.pg_visible_in_snapshot(b._xid, w.target_snapshot) "
-										 "  AND b._seq OPERATOR(pg_catalog.<=) w.resume_seq, false)) "
-										 "ORDER BY p.name LIMIT 1", qpartition),
-								1, argtypes, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not check partition %s: SPI error %d", qpartition, ret);
-	if (SPI_processed == 1)
-		reader = MemoryContextStrdup(CurTransactionContext,
-									 SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	medallion_restore_user(&save);
+	if (readers == NIL)
+		return NULL;
+	sql = psprintf("SELECT FROM %s b "
+				   "WHERE NOT COALESCE(pg_catalog.pg_visible_in_snapshot(b._xid, $1), false) "
+				   "AND NOT COALESCE($2 IS NULL AND b._xid OPERATOR(pg_catalog.=) $3 "
+				   "  AND b._seq OPERATOR(pg_catalog.<=) $4, false) "
+				   "AND NOT COALESCE(pg_catalog.pg_visible_in_snapshot(b._xid, $2) "
+				   "  AND b._seq OPERATOR(pg_catalog.<=) $4, false) "
+				   "LIMIT 1",
+				   medallion_qualified_relname(partition));
+	medallion_gateway_enter(owner, &gw);
+	foreach(lc, readers)
+	{
+		Reader	   *r = lfirst(lc);
+
+		if (medallion_gateway_exec(sql, 4, argtypes, r->values, r->nulls, 1, SPI_OK_SELECT) > 0)
+		{
+			reader = r->name;
+			break;
+		}
+	}
+	medallion_gateway_leave(&gw);
 	return reader;
+}
+
+/*
+ * The UTC day a partition of bronze.<parent> holds, from its name
+ * "<parent>_pYYYYMMDD"; false for any other name.
+ */
+static bool
+partition_day(const char *parent, const char *partname, int *day)
+{
+	size_t		plen = strlen(parent);
+	int			y,
+				m,
+				d,
+				i;
+	const char *digits;
+
+	if (strlen(partname) != plen + PARTITION_SUFFIX_LEN ||
+		strncmp(partname, parent, plen) != 0 ||
+		strncmp(partname + plen, "_p", 2) != 0)
+		return false;
+	digits = partname + plen + 2;
+	for (i = 0; i < 8; i++)
+		if (digits[i] < '0' || digits[i] > '9')
+			return false;
+	y = (digits[0] - '0') * 1000 + (digits[1] - '0') * 100 + (digits[2] - '0') * 10 + (digits[3] - '0');
+	m = (digits[4] - '0') * 10 + (digits[5] - '0');
+	d = (digits[6] - '0') * 10 + (digits[7] - '0');
+	if (m < 1 || m > 12 || d < 1 || d > 31)
+		return false;
+	*day = date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
+	return true;
 }
 
 /*
  * medallion.apply_retention(): drops the bronze partitions whose whole day is
  * older than their table's retention, for the tables the caller may manage.
  * Returns how many were dropped.
+ *
+ * Partitions are found from the bronze table's OID (pg_inherits), never by
+ * a name: only plain tables in schema bronze owned by the table's owner and
+ * named after it count.  Each table's data is read, and its partitions
+ * dropped, as that table's owner.
  */
 Datum
 medallion_apply_retention(PG_FUNCTION_ARGS)
 {
 	int64		dropped = 0;
-	int			ret;
-	uint64		i;
-	List	   *victims = NIL;
-	List	   *owners = NIL;
-	List	   *pipelines = NIL;
+	uint64		n,
+				i;
+	Oid			nsp = get_namespace_oid("bronze", false);
+	List	   *names = NIL;
+	List	   *relnames = NIL;
+	List	   *cutoffs = NIL;
 	ListCell   *lc,
-			   *lo,
-			   *lp;
+			   *lr,
+			   *lt;
+	MedallionGateway gw;
+	MemoryContext caller = CurrentMemoryContext;
 
 	/*
-	 * A partition "<table>_pYYYYMMDD" holds one UTC day.  The cutoff is
-	 * computed in UTC as well, so that the session's TimeZone (and its
-	 * daylight-saving shifts) cannot move it.
+	 * The cutoff is computed in UTC, as a partition holds one UTC day, so
+	 * that the session's TimeZone (and its daylight-saving shifts) cannot
+	 * move it.
 	 */
-	SPI_connect();
-	ret = SPI_execute(
-		"SELECT pg_catalog.format('%I.%I', 'bronze', c.relname), p.owner::pg_catalog.oid, p.name "
-		"FROM medallion.pipelines p "
-		"JOIN pg_catalog.pg_class parent ON parent.relname OPERATOR(pg_catalog.=) p.relname "
-		" AND parent.relnamespace OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.regnamespace "
-		"JOIN pg_catalog.pg_inherits i ON i.inhparent OPERATOR(pg_catalog.=) parent.oid "
-		"JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid "
-		"WHERE p.layer OPERATOR(pg_catalog.=) 'bronze' AND p.retention IS NOT NULL "
-		" AND pg_catalog.left(c.relname::pg_catalog.text, -8) OPERATOR(pg_catalog.=) (p.relname OPERATOR(pg_catalog.||) '_p') "
-		" AND pg_catalog.right(c.relname::pg_catalog.text, 8) OPERATOR(pg_catalog.~) '^[0-9]{8}$' "
-		" AND pg_catalog.to_date(pg_catalog.right(c.relname::pg_catalog.text, 8), 'YYYYMMDD') OPERATOR(pg_catalog.+) 1 "
-		"     OPERATOR(pg_catalog.<=) ((pg_catalog.now() AT TIME ZONE 'UTC') OPERATOR(pg_catalog.-) p.retention) "
-		"ORDER BY 1",
-		true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not list bronze partitions: SPI error %d", ret);
-	for (i = 0; i < SPI_processed; i++)
+	medallion_catalog_enter(&gw);
+	n = medallion_gateway_exec("SELECT p.name, p.relname, "
+							   "(pg_catalog.now() AT TIME ZONE 'UTC'::pg_catalog.text) "
+							   "  OPERATOR(pg_catalog.-) p.retention "
+							   "FROM medallion.pipelines p "
+							   "WHERE p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text "
+							   "AND p.retention IS NOT NULL ORDER BY p.name",
+							   0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
 	{
-		bool		isnull;
-		Oid			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc, 2, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(caller);
 
+		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+		relnames = lappend(relnames, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
+		{
+			bool		isnull;
+			Timestamp  *cutoff = palloc(sizeof(Timestamp));
+
+			*cutoff = DatumGetTimestamp(SPI_getbinval(SPI_tuptable->vals[i],
+													  SPI_tuptable->tupdesc, 3, &isnull));
+			cutoffs = lappend(cutoffs, cutoff);
+		}
+		MemoryContextSwitchTo(old);
+	}
+	medallion_gateway_leave(&gw);
+
+	forthree(lc, names, lr, relnames, lt, cutoffs)
+	{
+		Oid			parent = get_relname_relid((char *) lfirst(lr), nsp);
+		Oid			owner;
+		Timestamp	cutoff;
+		List	   *children;
+		List	   *readers = NIL;
+		bool		readers_loaded = false;
+		ListCell   *lch;
+
+		if (!OidIsValid(parent) || get_rel_relkind(parent) != RELKIND_PARTITIONED_TABLE)
+			continue;
+		owner = medallion_rel_owner(parent);
 		if (!has_privs_of_role(GetUserId(), owner))
 			continue;
-		victims = lappend(victims, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		owners = lappend_oid(owners, owner);
-		pipelines = lappend(pipelines, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3));
-	}
+		cutoff = *(Timestamp *) lfirst(lt);
 
-	forthree(lc, victims, lo, owners, lp, pipelines)
-	{
-		MedallionUserContext save;
-		char	   *reader = unprocessed_by(lfirst(lp), lfirst(lc));
-
-		if (reader)
+		children = find_inheritance_children(parent, NoLock);
+		foreach(lch, children)
 		{
-			ereport(WARNING,
-					(errmsg("bronze partition %s kept: pipeline \"%s\" has not processed all its rows",
-							(char *) lfirst(lc), reader),
-					 errhint("Run the pipeline, then apply retention again.")));
-			continue;
+			Oid			child = lfirst_oid(lch);
+			char	   *childname = get_rel_name(child);
+			int			day;
+			char	   *reader;
+
+			if (childname == NULL ||
+				get_rel_relkind(child) != RELKIND_RELATION ||
+				get_rel_namespace(child) != nsp ||
+				medallion_rel_owner(child) != owner ||
+				!partition_day((char *) lfirst(lr), childname, &day) ||
+				(int64) (day + 1) * USECS_PER_DAY > cutoff)
+				continue;
+
+			if (!readers_loaded)
+			{
+				readers = readers_of((char *) lfirst(lc));
+				readers_loaded = true;
+			}
+			reader = unprocessed_by(readers, child, owner);
+			if (reader)
+			{
+				ereport(WARNING,
+						(errmsg("bronze partition %s kept: pipeline \"%s\" has not processed all its rows",
+								medallion_qualified_relname(child), reader),
+						 errhint("Run the pipeline, then apply retention again.")));
+				continue;
+			}
+			medallion_gateway_enter(owner, &gw);
+			(void) medallion_gateway_exec(psprintf("DROP TABLE %s", medallion_qualified_relname(child)),
+										  0, NULL, NULL, NULL, 0, SPI_OK_UTILITY);
+			medallion_gateway_leave(&gw);
+			dropped++;
 		}
-		medallion_become_user(lfirst_oid(lo), &save);
-		spi_exec_utility(psprintf("DROP TABLE %s", (char *) lfirst(lc)));
-		medallion_restore_user(&save);
-		dropped++;
 	}
-	SPI_finish();
 	PG_RETURN_INT64(dropped);
 }

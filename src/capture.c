@@ -9,19 +9,34 @@
  * "xid": the source transaction}.  TRUNCATE would lose the deletes it
  * implies, so it is refused while the table is captured.
  *
+ * The trigger function trusts nothing about where it was put: any role may
+ * attach it to a table of its own.  It captures only for a trigger named
+ * medallion_capture on a table that medallion.capture() registered in
+ * medallion.captures (or on a partition of one, where the trigger is a
+ * clone), into the bronze table registered there, and only while the
+ * source's owner may write that bronze table.  The row is converted to JSON
+ * as the role that changed it, before the switch to the bronze table's
+ * owner.  The verdict is kept per trigger, until the next relcache
+ * invalidation (renames, attaches, owner and privilege changes send one).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -32,19 +47,75 @@
 PG_FUNCTION_INFO_V1(medallion_capture);
 PG_FUNCTION_INFO_V1(medallion_capture_change);
 
-/* One prepared INSERT per captured table, for the life of the backend. */
-typedef struct CapturePlan
+/* What one medallion_capture trigger may do, once checked. */
+typedef struct CaptureVerdict
 {
-	Oid			source_relid;
-	Oid			bronze_relid;
-	SPIPlanPtr	plan;
-} CapturePlan;
+	Oid			tgoid;
+	MemoryContext cxt;			/* holds this struct and what it points to */
+	BronzeTarget target;		/* the bronze table fed */
+	char	   *source_name;	/* the captured (root) table, qualified */
+	FmgrInfo	to_jsonb;		/* to_jsonb() of the row type */
+	SPIPlanPtr	plan;			/* the INSERT into the bronze table */
+} CaptureVerdict;
 
-static List *capture_plans = NIL;
+static List *verdicts = NIL;
+static bool verdicts_stale = false;
+static bool callbacks_registered = false;
+
+/*
+ * Verdicts set aside after an invalidation.  One may still be in use up the
+ * stack (user code that runs inside a capture can change another captured
+ * table), so they are freed only at the end of the transaction.
+ */
+static List *stale_verdicts = NIL;
+
+/*
+ * Any relcache invalidation may change a verdict (renames, attaches, owner
+ * and privilege changes all send one): check again at the next capture.
+ */
+static void
+capture_relcache_inval(Datum arg, Oid relid)
+{
+	verdicts_stale = true;
+}
+
+static void
+capture_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE && event != XACT_EVENT_PARALLEL_COMMIT &&
+		event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	foreach(lc, stale_verdicts)
+	{
+		CaptureVerdict *v = lfirst(lc);
+
+		if (v->plan)
+			SPI_freeplan(v->plan);
+		MemoryContextDelete(v->cxt);
+	}
+	list_free(stale_verdicts);
+	stale_verdicts = NIL;
+}
+
+static void
+set_verdicts_aside(void)
+{
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	stale_verdicts = list_concat(stale_verdicts, verdicts);
+	MemoryContextSwitchTo(old);
+	list_free(verdicts);
+	verdicts = NIL;
+	verdicts_stale = false;
+}
 
 /*
  * medallion.capture(source, name): creates bronze.<name> (default: the
- * source's name) and the triggers that feed it.
+ * source's name), registers the capture and creates the triggers that feed
+ * it.
  */
 Datum
 medallion_capture(PG_FUNCTION_ARGS)
@@ -57,6 +128,9 @@ medallion_capture(PG_FUNCTION_ARGS)
 	Oid			bronze_relid;
 	Datum		retention;
 	char		relkind;
+	MedallionGateway gw;
+	Oid			argtypes[2] = {OIDOID, OIDOID};
+	Datum		values[2];
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -74,6 +148,11 @@ medallion_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a table", relname),
 				 errdetail("Only tables can be captured.")));
+	if (get_rel_relispartition(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot capture partition \"%s\"", relname),
+				 errhint("Capture its partitioned table.")));
 	if (get_rel_namespace(relid) == get_namespace_oid("bronze", false))
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
@@ -90,7 +169,7 @@ medallion_capture(PG_FUNCTION_ARGS)
 				 errhint("Its trigger medallion_capture names the bronze table it feeds.")));
 
 	name = PG_ARGISNULL(1) ? relname : text_to_cstring(PG_GETARG_TEXT_PP(1));
-	qsource = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), relname);
+	qsource = medallion_qualified_relname(relid);
 	source_system = psprintf("capture:%s", qsource);
 	retention = DirectFunctionCall3(interval_in, CStringGetDatum("90 days"),
 									ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1));
@@ -99,67 +178,152 @@ medallion_capture(PG_FUNCTION_ARGS)
 										   DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
 										   psprintf("changes of %s", qsource));
 
-	SPI_connect();
-	if (SPI_execute(psprintf("CREATE TRIGGER medallion_capture "
-							 "AFTER INSERT OR UPDATE OR DELETE ON %s "
-							 "FOR EACH ROW EXECUTE FUNCTION medallion.capture_change(%s);"
-							 "CREATE TRIGGER medallion_capture_truncate BEFORE TRUNCATE ON %s "
-							 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.capture_change(%s);",
-							 qsource, quote_literal_cstr(name),
-							 qsource, quote_literal_cstr(name)),
-					false, 0) < 0)
-		elog(ERROR, "could not create the capture triggers on %s", qsource);
-	SPI_finish();
+	/* A table captured before and dropped may have left its row. */
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = ObjectIdGetDatum(bronze_relid);
+	(void) medallion_catalog_exec("INSERT INTO medallion.captures (source, bronze) "
+								  "VALUES ($1::pg_catalog.regclass, $2::pg_catalog.regclass) "
+								  "ON CONFLICT (source) DO UPDATE SET bronze = excluded.bronze, "
+								  "created_at = pg_catalog.now()",
+								  2, argtypes, values, NULL, SPI_OK_INSERT);
+
+	/* As the source's owner (the caller), under the pinned path. */
+	medallion_gateway_enter(GetUserId(), &gw);
+	(void) medallion_gateway_exec(psprintf("CREATE TRIGGER medallion_capture "
+										   "AFTER INSERT OR UPDATE OR DELETE ON %s "
+										   "FOR EACH ROW EXECUTE FUNCTION medallion.capture_change(%s);"
+										   "CREATE TRIGGER medallion_capture_truncate BEFORE TRUNCATE ON %s "
+										   "FOR EACH STATEMENT EXECUTE FUNCTION medallion.capture_change(%s);",
+										   qsource, quote_literal_cstr(name),
+										   qsource, quote_literal_cstr(name)),
+								  0, NULL, NULL, NULL, 0, 0);
+	medallion_gateway_leave(&gw);
 
 	PG_RETURN_OID(bronze_relid);
 }
 
 /*
- * The prepared INSERT of a captured table's changes into its bronze table.
+ * Refuses a capture trigger that medallion.capture() did not make.
  */
-static SPIPlanPtr
-capture_plan(Relation source, Oid bronze_relid, const char *bronze_name)
+static void
+refuse_capture(Relation rel, const char *detail)
 {
-	ListCell   *lc;
-	CapturePlan *cp;
-	Oid			argtypes[4];
-	MemoryContext old;
-	SPIPlanPtr	plan;
-
-	foreach(lc, capture_plans)
-	{
-		cp = lfirst(lc);
-		if (cp->source_relid == RelationGetRelid(source) && cp->bronze_relid == bronze_relid)
-			return cp->plan;
-	}
-
-	argtypes[0] = TEXTOID;
-	argtypes[1] = TEXTOID;
-	argtypes[2] = source->rd_rel->reltype;
-	argtypes[3] = source->rd_rel->reltype;
-	plan = SPI_prepare(psprintf("INSERT INTO %s (_raw) VALUES (pg_catalog.jsonb_build_object("
-								"'op', $1, 'table', $2, "
-								"'data', pg_catalog.to_jsonb($3), 'old', pg_catalog.to_jsonb($4), "
-								"'xid', pg_catalog.pg_current_xact_id()))",
-								quote_qualified_identifier("bronze", bronze_name)),
-					   4, argtypes);
-	if (plan == NULL)
-		elog(ERROR, "could not prepare the capture of \"%s\": %s",
-			 RelationGetRelationName(source), SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	cp = palloc(sizeof(CapturePlan));
-	cp->source_relid = RelationGetRelid(source);
-	cp->bronze_relid = bronze_relid;
-	cp->plan = plan;
-	capture_plans = lappend(capture_plans, cp);
-	MemoryContextSwitchTo(old);
-	return plan;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("medallion.capture_change() refuses to capture changes of \"%s\"",
+					RelationGetRelationName(rel)),
+			 errdetail_internal("%s", detail),
+			 errhint("Capture a table with medallion.capture().")));
 }
 
 /*
- * Trigger on captured tables.  Argument: the bronze table's name.
+ * Checks a capture trigger and returns its verdict (kept for the backend).
+ */
+static CaptureVerdict *
+capture_verdict(Relation rel, Trigger *trigger)
+{
+	ListCell   *lc;
+	CaptureVerdict *v;
+	Oid			root;
+	Oid			bronze;
+	MedallionGateway gw;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID};
+	Oid			qargtypes[1] = {OIDOID};
+	Datum		qvalues[1];
+	BronzeTarget target;
+	MemoryContext old;
+	MemoryContext cxt;
+	FuncExpr   *expr;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(capture_relcache_inval, (Datum) 0);
+		RegisterXactCallback(capture_xact_callback, NULL);
+		callbacks_registered = true;
+	}
+	if (verdicts_stale)
+		set_verdicts_aside();
+	foreach(lc, verdicts)
+	{
+		v = lfirst(lc);
+		if (v->tgoid == trigger->tgoid)
+			return v;
+	}
+
+	if (strcmp(trigger->tgname, "medallion_capture") != 0)
+		refuse_capture(rel, "Only a trigger named medallion_capture captures.");
+
+	/* From a partition (a cloned trigger) up to the captured table. */
+	root = RelationGetRelid(rel);
+	if (rel->rd_rel->relispartition)
+	{
+		if (!trigger->tgisclone)
+			refuse_capture(rel, "The trigger on a partition must be the clone of its partitioned table's.");
+		while (get_rel_relispartition(root))
+			root = get_partition_parent(root, false);
+	}
+
+	qvalues[0] = ObjectIdGetDatum(root);
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT bronze::pg_catalog.oid FROM medallion.captures "
+							   "WHERE source::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+							   1, qargtypes, qvalues, NULL, 1, SPI_OK_SELECT) == 1)
+	{
+		bool		isnull;
+
+		bronze = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												1, &isnull));
+	}
+	else
+		bronze = InvalidOid;
+	medallion_gateway_leave(&gw);
+	if (!OidIsValid(bronze) || get_rel_name(bronze) == NULL)
+		refuse_capture(rel, "The table is not registered in medallion.captures.");
+
+	medallion_bronze_open(bronze, &target);
+	if (pg_class_aclcheck(bronze, medallion_rel_owner(root), ACL_INSERT) != ACLCHECK_OK)
+		refuse_capture(rel, "The owner of the captured table may not write its bronze table.");
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "medallion capture verdict",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	v = palloc0(sizeof(CaptureVerdict));
+	v->cxt = cxt;
+	v->tgoid = trigger->tgoid;
+	v->target.relid = target.relid;
+	v->target.owner = target.owner;
+	v->target.relname = pstrdup(target.relname);
+	v->target.pipeline = pstrdup(target.pipeline);
+	v->source_name = medallion_qualified_relname(root);
+	fmgr_info_cxt(F_TO_JSONB, &v->to_jsonb, cxt);
+	expr = makeFuncExpr(F_TO_JSONB, JSONBOID,
+						list_make1(makeNullConst(rel->rd_rel->reltype, -1, InvalidOid)),
+						InvalidOid, InvalidOid, COERCE_EXPLICIT_CALL);
+	fmgr_info_set_expr((Node *) expr, &v->to_jsonb);
+	MemoryContextSwitchTo(old);
+
+	medallion_gateway_enter(target.owner, &gw);
+	v->plan = SPI_prepare(psprintf("INSERT INTO %s (_raw) VALUES (pg_catalog.jsonb_build_object("
+								   "'op'::pg_catalog.text, $1, 'table'::pg_catalog.text, $2, "
+								   "'data'::pg_catalog.text, $3, 'old'::pg_catalog.text, $4, "
+								   "'xid'::pg_catalog.text, pg_catalog.pg_current_xact_id()))",
+								   medallion_qualified_relname(target.relid)),
+						  4, argtypes);
+	if (v->plan == NULL)
+		elog(ERROR, "could not prepare the capture of \"%s\": %s",
+			 RelationGetRelationName(rel), SPI_result_code_string(SPI_result));
+	SPI_keepplan(v->plan);
+	medallion_gateway_leave(&gw);
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	verdicts = lappend(verdicts, v);
+	MemoryContextSwitchTo(old);
+	return v;
+}
+
+/*
+ * Trigger on captured tables.  Its argument (the bronze table's name) is
+ * informational: the registry says where changes go.
  */
 Datum
 medallion_capture_change(PG_FUNCTION_ARGS)
@@ -167,15 +331,13 @@ medallion_capture_change(PG_FUNCTION_ARGS)
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	Relation	rel;
 	TupleDesc	tupdesc;
-	BronzeTarget target;
-	MedallionUserContext save;
+	CaptureVerdict *v;
+	MedallionGateway gw;
 	Datum		values[4];
 	char		nulls[4] = "    ";
 	const char *op;
 	HeapTuple	data;
 	HeapTuple	old = NULL;
-	HeapTuple	tup;
-	Oid			nsp;
 	int			ret;
 
 	if (!CALLED_AS_TRIGGER(fcinfo) || trigdata->tg_trigger->tgnargs != 1)
@@ -191,6 +353,10 @@ medallion_capture_change(PG_FUNCTION_ARGS)
 				 errdetail("Its changes are captured into bronze.%s; a TRUNCATE would lose the deletes.",
 						   trigdata->tg_trigger->tgargs[0]),
 				 errhint("DELETE the rows instead, or drop the trigger medallion_capture_truncate to stop refusing.")));
+	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("medallion.capture_change() must be called as an AFTER row trigger")));
 
 	if (TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
 	{
@@ -209,43 +375,26 @@ medallion_capture_change(PG_FUNCTION_ARGS)
 		data = trigdata->tg_trigtuple;
 	}
 
-	nsp = get_namespace_oid("bronze", false);
-	target.relname = trigdata->tg_trigger->tgargs[0];
-	target.relid = get_relname_relid(target.relname, nsp);
-	if (!OidIsValid(target.relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("bronze table \"%s\" capturing \"%s\" does not exist",
-						target.relname, RelationGetRelationName(rel)),
-				 errhint("Drop the medallion_capture triggers of the table to stop capturing.")));
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(target.relid));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", target.relid);
-	target.owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
-	target.pipeline = medallion_pipeline_name("bronze", target.relname);
+	v = capture_verdict(rel, trigdata->tg_trigger);
 
+	/* The row's JSON is made as the role that changed it (its types' casts run). */
 	tupdesc = RelationGetDescr(rel);
 	values[0] = CStringGetTextDatum(op);
-	values[1] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-															   RelationGetRelationName(rel)));
-	values[2] = heap_copy_tuple_as_datum(data, tupdesc);
+	values[1] = CStringGetTextDatum(v->source_name);
+	values[2] = FunctionCall1(&v->to_jsonb, heap_copy_tuple_as_datum(data, tupdesc));
 	if (old)
-		values[3] = heap_copy_tuple_as_datum(old, tupdesc);
+		values[3] = FunctionCall1(&v->to_jsonb, heap_copy_tuple_as_datum(old, tupdesc));
 	else
 		nulls[3] = 'n';
 
-	/* The capture writes with its owner's rights, whoever changed the table. */
-	medallion_become_user(target.owner, &save);
-	medallion_bronze_ensure_partitions(&target);
-	SPI_connect();
-	ret = SPI_execute_plan(capture_plan(rel, target.relid, target.relname),
-						   values, nulls, false, 0);
+	/* The capture writes with the bronze owner's rights, whoever changed the table. */
+	medallion_bronze_ensure_partitions(&v->target);
+	medallion_gateway_enter(v->target.owner, &gw);
+	ret = SPI_execute_plan(v->plan, values, nulls, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "could not capture a change of \"%s\": SPI error %d",
 			 RelationGetRelationName(rel), ret);
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 
 	return PointerGetDatum(NULL);
 }

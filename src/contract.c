@@ -260,9 +260,9 @@ parse_column(const char *name, JsonbValue *v, bool validate)
 			if (f->type != jbvString)
 				contract_error("\"pii\" must be a string", name);
 			col->pii = jb_cstring(f);
-			if (strcmp(col->pii, "hash") != 0 && strcmp(col->pii, "mask") != 0 &&
-				strcmp(col->pii, "drop") != 0)
-				contract_error("\"pii\" must be \"hash\", \"mask\" or \"drop\"", name);
+			if (strcmp(col->pii, "hash") != 0 && strcmp(col->pii, "hash_v1") != 0 &&
+				strcmp(col->pii, "mask") != 0 && strcmp(col->pii, "drop") != 0)
+				contract_error("\"pii\" must be \"hash\", \"hash_v1\", \"mask\" or \"drop\"", name);
 		}
 	}
 	else

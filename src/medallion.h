@@ -104,6 +104,11 @@ extern Oid	medallion_bronze_create(const char *name, const char *source_system,
 									ArrayType *redact_keys, Jsonb *options,
 									const char *description);
 extern void medallion_check_name(const char *what, const char *name, int max_len);
+extern char *medallion_qualified_relname(Oid relid);
+extern Oid	medallion_rel_owner(Oid relid);
+
+/* pseudonym.c: keyed pseudonyms (HMAC-SHA256 under the database's key) */
+extern char *medallion_pseudonymize_hex(const char *data, int len);
 
 /* A row failed an expectation whose action is 'fail'. */
 #define MEDALLION_ERRCODE_EXPECTATION_FAILED MAKE_SQLSTATE('M','D','0','0','1')
@@ -132,7 +137,7 @@ typedef struct ColumnSpec
 	List	   *accepted;		/* of char *: accepted values, text form */
 	char	   *ref_table;		/* 'layer.name' */
 	char	   *ref_column;
-	char	   *pii;			/* "hash", "mask", "drop" or NULL */
+	char	   *pii;			/* "hash", "hash_v1", "mask", "drop" or NULL */
 	bool		is_key;
 } ColumnSpec;
 

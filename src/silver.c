@@ -350,6 +350,8 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 			continue;
 		}
 		if (col->pii && strcmp(col->pii, "hash") == 0)
+			v = psprintf("medallion.pseudonymize((%s)::pg_catalog.text)", v);
+		else if (col->pii && strcmp(col->pii, "hash_v1") == 0)
 			v = psprintf("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to((%s)::pg_catalog.text, 'UTF8')), 'hex')", v);
 		else if (col->pii && strcmp(col->pii, "mask") == 0)
 			v = psprintf("(SELECT CASE WHEN m IS NULL THEN NULL ELSE pg_catalog.left(m, 1) OPERATOR(pg_catalog.||) '***' "
@@ -368,7 +370,8 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 static char *
 stored_type(ColumnSpec *col)
 {
-	if (col->pii && (strcmp(col->pii, "hash") == 0 || strcmp(col->pii, "mask") == 0))
+	if (col->pii && (strcmp(col->pii, "hash") == 0 || strcmp(col->pii, "hash_v1") == 0 ||
+					 strcmp(col->pii, "mask") == 0))
 		return "pg_catalog.text";
 	return format_type_with_typemod(col->typid, col->typmod);
 }

@@ -74,7 +74,7 @@ SELECT results_eq(
              (2, 1, 'ok', 'US', NULL, 0.00, NULL, '2025-01-11 10:00:00+00')$$,
     'paths (dotted, nested) are read, values typed, defaults applied, expressions computed');
 SELECT is((SELECT email FROM silver.orders WHERE order_id = 1),
-          encode(sha256(convert_to('ann@example.com', 'UTF8')), 'hex'), 'pii hash stores the SHA-256 of the value');
+          medallion.pseudonymize('ann@example.com'), 'pii hash stores the keyed pseudonym (HMAC-SHA256) of the value');
 SELECT is((SELECT phone FROM silver.orders WHERE order_id = 1), 'a***@example.com', 'pii mask keeps the first letter and the domain');
 SELECT is((SELECT email FROM silver.orders WHERE order_id = 2), NULL, 'a missing pii value stays NULL');
 SELECT results_eq(
