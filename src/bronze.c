@@ -689,7 +689,8 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 	 */
 	SPI_connect();
 	ret = SPI_execute(
-		"SELECT pg_catalog.format('%I.%I', 'bronze', c.relname), p.owner::pg_catalog.oid, p.name "
+		"SELECT pg_catalog.format('%I.%I', 'bronze', c.relname), "
+		"(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) p.owner), p.name "
 		"FROM medallion.pipelines p "
 		"JOIN pg_catalog.pg_class parent ON parent.relname OPERATOR(pg_catalog.=) p.relname "
 		" AND parent.relnamespace OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.regnamespace "
@@ -710,7 +711,7 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 		Oid			owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 														   SPI_tuptable->tupdesc, 2, &isnull));
 
-		if (!has_privs_of_role(GetUserId(), owner))
+		if (isnull || !has_privs_of_role(GetUserId(), owner))
 			continue;
 		victims = lappend(victims, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		owners = lappend_oid(owners, owner);

@@ -176,7 +176,7 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 							   Datum retention, bool retention_null,
 							   Jsonb *options, const char *description)
 {
-	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID,
+	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 	INTERVALOID, JSONBOID, TEXTOID};
 	Datum		values[8];
 	char		nulls[8] = "        ";
@@ -184,7 +184,8 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(layer);
 	values[2] = CStringGetTextDatum(relname);
-	values[3] = ObjectIdGetDatum(owner);
+	/* by name: a dump restores into a cluster whatever roles it has */
+	values[3] = CStringGetTextDatum(GetUserNameFromId(owner, false));
 	if (source_system)
 		values[4] = CStringGetTextDatum(source_system);
 	else
@@ -201,7 +202,7 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 	if (medallion_catalog_exec(
 		"INSERT INTO medallion.pipelines "
 		"(name, layer, relname, owner, source_system, retention, options, description) "
-		"VALUES ($1, $2, $3, $4::pg_catalog.regrole, $5, $6, $7, $8) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
 		"ON CONFLICT DO NOTHING",
 		8, argtypes, values, nulls, SPI_OK_INSERT) != 1)
 		ereport(ERROR,
