@@ -48,11 +48,13 @@
 -- role fails the whole table).  Each run resolves the name; a missing role
 -- refuses the run and halts the pipeline.  The RLS policies name the column,
 -- so they are recreated around the change, and they look the role up in
--- pg_roles: pg_has_role(name) would fail for a missing role.
+-- pg_roles: pg_has_role(name) would fail for a missing role.  (The default
+-- collation, not name's "C": owner::text compares like any other text.)
 DROP POLICY IF EXISTS dlq_pipeline_owner ON medallion.dlq;
 DROP POLICY IF EXISTS quarantine_pipeline_owner ON medallion.quarantine;
 ALTER TABLE medallion.pipelines
-    ALTER COLUMN owner TYPE pg_catalog.name USING owner::pg_catalog.text::pg_catalog.name;
+    ALTER COLUMN owner TYPE pg_catalog.name COLLATE pg_catalog."default"
+    USING owner::pg_catalog.text::pg_catalog.name;
 COMMENT ON COLUMN medallion.pipelines.owner IS
 'the role that owns the pipeline, by name; its runs execute as that role';
 
