@@ -75,8 +75,8 @@ medallion_alert_resolve(const char *pipeline, const char *kind)
 	(void) medallion_catalog_exec("DELETE FROM medallion.alerts a "
 								  "WHERE a.pipeline OPERATOR(pg_catalog.=) $1 AND a.kind OPERATOR(pg_catalog.=) $2 "
 								  "AND a.resolved_at IS NOT NULL "
-								  "AND (a.resolved_at OPERATOR(pg_catalog.<) pg_catalog.now() OPERATOR(pg_catalog.-) "
-								  "       pg_catalog.make_interval(days => $3) "
+								  "AND (a.resolved_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) "
+								  "       pg_catalog.make_interval(days => $3)) "
 								  "  OR a.id OPERATOR(pg_catalog.<=) (SELECT k.id FROM medallion.alerts k "
 								  "     WHERE k.pipeline OPERATOR(pg_catalog.=) $1 AND k.kind OPERATOR(pg_catalog.=) $2 "
 								  "     AND k.resolved_at IS NOT NULL ORDER BY k.id DESC OFFSET $4 LIMIT 1))",
