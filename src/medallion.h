@@ -188,6 +188,7 @@ typedef struct Pipeline
 	char	   *state;
 	Oid			owner;			/* InvalidOid: no role is named owner_name */
 	char	   *owner_name;		/* as stored in medallion.pipelines */
+	bool		pause_requested;	/* state reads 'paused' because of it */
 	char	   *source;
 	Jsonb	   *definition;
 } Pipeline;

@@ -89,7 +89,6 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	bool		found = false;
-	bool		fold = false;
 	const char *sql;
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext spicxt;
@@ -132,19 +131,8 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		p->source = SPI_getvalue(tup, desc, 6);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
-		fold = lock && !(busy && *busy) &&
-			DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+		p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 		MemoryContextSwitchTo(spicxt);
-	}
-	/* holding the row: a pause asked for while a run held it takes effect */
-	if (fold)
-	{
-		(void) medallion_gateway_exec("UPDATE medallion.pipelines SET state = 'paused' "
-									  "WHERE name OPERATOR(pg_catalog.=) $1",
-									  1, argtypes, values, NULL, 0, SPI_OK_UPDATE);
-		(void) medallion_gateway_exec("DELETE FROM medallion.pause_requests "
-									  "WHERE pipeline OPERATOR(pg_catalog.=) $1",
-									  1, argtypes, values, NULL, 0, SPI_OK_DELETE);
 	}
 	medallion_gateway_leave(&gw);
 	if (found)
@@ -623,7 +611,11 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
 		strcmp(p.layer, "silver") != 0 ||
 		strcmp(p.state, "paused") == 0 || strcmp(p.state, "halted") == 0)
+	{
+		if (p.pause_requested)
+			medallion_pause_fold(pipeline);
 		return 0;
+	}
 
 	/* no role to check as: the run itself is refused, recorded and halts */
 	pending = !OidIsValid(p.owner) || medallion_run_pending(&p);
@@ -722,9 +714,9 @@ medallion_run_all(PG_FUNCTION_ARGS)
 }
 
 /*
- * Folds a pause asked for while a run held the pipeline into its state.
- * The caller holds the pipeline's row (a run, at its end) or may wait for
- * it.
+ * Folds a pause asked for while a run held the pipeline into its state,
+ * unless another transaction holds the row (never waits; this one's own
+ * lock is no obstacle: a run folds it at its end).
  */
 void
 medallion_pause_fold(const char *pipeline)
@@ -735,7 +727,13 @@ medallion_pause_fold(const char *pipeline)
 
 	values[0] = CStringGetTextDatum(pipeline);
 	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("DELETE FROM medallion.pause_requests "
+	if (medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1 &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pipelines "
+							   "WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE SKIP LOCKED",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1 &&
+		medallion_gateway_exec("DELETE FROM medallion.pause_requests "
 							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
 							   1, argtypes, values, NULL, 0, SPI_OK_DELETE) > 0)
 		(void) medallion_gateway_exec("UPDATE medallion.pipelines SET state = 'paused' "
@@ -751,8 +749,9 @@ medallion_pause_fold(const char *pipeline)
  * transaction ends, so when the row is locked the pause is left as a
  * request in medallion.pause_requests.  The running run goes on and
  * commits; every later run and scheduled check sees the pipeline as
- * paused, and the state column says so from the end of that run (or the
- * next one that takes the row).
+ * paused, and the state column says so once the request is folded in: at
+ * the end of a run that saw it, at the scheduler's next look, or by
+ * pause() when the row is free.  resume() withdraws a request.
  */
 static void
 set_state(FunctionCallInfo fcinfo, const char *state)
@@ -793,9 +792,18 @@ set_state(FunctionCallInfo fcinfo, const char *state)
 		medallion_gateway_leave(&gw);
 		return;
 	}
-	(void) medallion_gateway_exec("DELETE FROM medallion.pause_requests "
-								  "WHERE pipeline OPERATOR(pg_catalog.=) $1",
-								  1, argtypes, values, NULL, 0, SPI_OK_DELETE);
+	if (medallion_gateway_exec("DELETE FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 0, SPI_OK_DELETE) > 0 &&
+		!pause &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pipelines "
+							   "WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE SKIP LOCKED",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0)
+	{
+		/* a pending pause withdrawn while a run holds the row: nothing else to undo */
+		medallion_gateway_leave(&gw);
+		return;
+	}
 	/* resume() starts afresh: failures, retries and the breaker forgotten */
 	(void) medallion_gateway_exec("UPDATE medallion.pipelines SET state = $2, "
 								  "consecutive_failures = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE consecutive_failures END, "
