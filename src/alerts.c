@@ -47,9 +47,8 @@ medallion_alert_raise(const char *pipeline, const char *kind, const char *messag
 		"  SET occurrences = o.occurrences OPERATOR(pg_catalog.+) 1, "
 		"      last_raised_at = pg_catalog.now(), message = excluded.message "
 		"  RETURNING o.id, o.pipeline, o.kind, o.occurrences) "
-		"SELECT pg_catalog.pg_notify('medallion_alerts', "
-		"  pg_catalog.jsonb_build_object('id', a.id, 'pipeline', a.pipeline, 'kind', a.kind)::pg_catalog.text) "
-		"FROM a WHERE a.occurrences OPERATOR(pg_catalog.=) 1",
+		"SELECT pg_catalog.pg_notify('medallion_alerts', pg_catalog.row_to_json(n)::pg_catalog.text) "
+		"FROM (SELECT a.id, a.pipeline, a.kind FROM a WHERE a.occurrences OPERATOR(pg_catalog.=) 1) n",
 		3, types, values, NULL, SPI_OK_SELECT);
 }
 

@@ -241,6 +241,14 @@ medallion_schedule(PG_FUNCTION_ARGS)
 		const char *cron_args[4];
 
 		require_pg_cron_here(name, schedule, p.owner_name);
+		if (!role_can_login(p.owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("role \"%s\" cannot log in, so pg_cron cannot run the job of pipeline \"%s\"",
+							p.owner_name, name),
+					 errdetail("A pg_cron job runs as the pipeline's owner, who must have the LOGIN attribute."),
+					 errhint("Grant LOGIN to role \"%s\", or use an interval schedule such as '5 minutes'.",
+							 p.owner_name)));
 
 		/*
 		 * The job runs as the pipeline's owner, never as the catalog owner
@@ -252,13 +260,6 @@ medallion_schedule(PG_FUNCTION_ARGS)
 		cron_args[3] = p.owner_name;
 		catalog_exec_text("SELECT cron.schedule_in_database($1, $2, $3, "
 						  "pg_catalog.current_database()::pg_catalog.text, $4)", 4, cron_args);
-		if (!role_can_login(p.owner))
-			ereport(WARNING,
-					(errmsg("role \"%s\" cannot log in, so pg_cron cannot run the job of pipeline \"%s\"",
-							p.owner_name, name),
-					 errdetail("pg_cron runs a job as its user, who must have the LOGIN attribute."),
-					 errhint("Grant LOGIN to role \"%s\", or use an interval schedule such as '5 minutes'.",
-							 p.owner_name)));
 	}
 	args[0] = name;
 	args[1] = schedule;
