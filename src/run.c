@@ -584,8 +584,12 @@ bool
 medallion_run_pending(Pipeline *p)
 {
 	PendingAttempt attempt = {p, true};
-	ErrorData  *edata = medallion_try(attempt_pending, &attempt, true);
+	ErrorData  *edata;
 
+	/* no role to look as: the run is refused, recorded, and halts */
+	if (!OidIsValid(p->owner))
+		return true;
+	edata = medallion_try(attempt_pending, &attempt, true);
 	if (edata == NULL)
 		return attempt.pending;
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
@@ -617,8 +621,7 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 		return 0;
 	}
 
-	/* no role to check as: the run itself is refused, recorded and halts */
-	pending = !OidIsValid(p.owner) || medallion_run_pending(&p);
+	pending = medallion_run_pending(&p);
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = BoolGetDatum(pending);
 	/* the request is served; a retry with nothing left to do is void */

@@ -74,6 +74,27 @@ ok( $node->poll_query_until($db,
 ok($node->poll_query_until($db, q{SELECT count(*) = 1 FROM silver.cr}), 'and the pipeline ran');
 sq(q{SELECT medallion.unschedule('silver.cr')});
 
+# ---- a scheduled pipeline whose owner role is gone: refused (42704) and halted ---------------
+sq(q{
+CREATE ROLE ops_gone NOLOGIN;
+GRANT CREATE ON SCHEMA bronze, silver TO ops_gone;
+SET ROLE ops_gone;
+SELECT medallion.create_bronze('gone', 'app');
+SELECT medallion.create_silver('gone', 'bronze.gone', '{"id": "int"}', '{id}');
+SELECT medallion.schedule('silver.gone', '1 second');
+SELECT medallion.ingest('bronze.gone', '{"id": 1}');
+});
+ok($node->poll_query_until($db, q{SELECT count(*) = 1 FROM silver.gone}), 'a scheduled pipeline runs');
+sq(q{ALTER ROLE ops_gone RENAME TO ops_renamed; SELECT medallion.ingest('bronze.gone', '{"id": 2}')});
+ok($node->poll_query_until($db, q{SELECT state = 'halted' FROM medallion.pipelines WHERE name = 'silver.gone'}),
+	'once its owner role is renamed away, the pipeline halts');
+is( sq(q{SELECT status || '/' || sqlstate || '/' || (worker_pid IS NOT NULL) FROM medallion.runs
+	     WHERE pipeline = 'silver.gone' ORDER BY run_id DESC LIMIT 1}),
+	'failed/42704/true', 'its scheduled run is refused with 42704, recorded by the worker');
+is(sq(q{SELECT count(*) FROM silver.gone}), '1', 'and ran nothing (not as the table\'s owner either)');
+is( sq(q{SELECT count(*) FROM medallion.alerts WHERE pipeline = 'silver.gone' AND kind = 'halted' AND resolved_at IS NULL}),
+	'1', 'with a halted alert');
+
 # ---- a scheduled run's failure policy, with look-alikes on the database's path ----------------
 $node->safe_psql('postgres', 'CREATE DATABASE hostile');
 $node->safe_psql('hostile', q{
