@@ -49,12 +49,14 @@
 -- refuses the run and halts the pipeline.  The RLS policies name the column,
 -- so they are recreated around the change, and they look the role up in
 -- pg_roles: pg_has_role(name) would fail for a missing role.  (The default
--- collation, not name's "C": owner::text compares like any other text.)
+-- collation, not name's "C": owner::text compares like any other text.  The
+-- name is unquoted, unlike regrole's output; a role already gone becomes
+-- "unknown (OID=n)", which no role is named: its runs are refused.)
 DROP POLICY IF EXISTS dlq_pipeline_owner ON medallion.dlq;
 DROP POLICY IF EXISTS quarantine_pipeline_owner ON medallion.quarantine;
 ALTER TABLE medallion.pipelines
     ALTER COLUMN owner TYPE pg_catalog.name COLLATE pg_catalog."default"
-    USING owner::pg_catalog.text::pg_catalog.name;
+    USING pg_catalog.pg_get_userbyid(owner::pg_catalog.oid);
 COMMENT ON COLUMN medallion.pipelines.owner IS
 'the role that owns the pipeline, by name; its runs execute as that role';
 

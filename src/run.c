@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -23,6 +24,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -73,6 +75,23 @@ static bool run_over_budget = false;
 	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) " \
 	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
 
+/* The same on a 0.1.0 catalog (before ALTER EXTENSION UPDATE): no pause requests. */
+#define LOOKUP_COLUMNS_0_1 \
+	"SELECT p.name, p.layer, p.relname, p.state, " \
+	"pg_catalog.pg_get_userbyid(p.owner::pg_catalog.oid), p.source, p.definition, false " \
+	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Whether the catalog has medallion.pause_requests (0.2.0 and later).
+ */
+static bool
+have_pause_requests(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("pause_requests", nsp));
+}
+
 /*
  * Reads a pipeline; with lock, takes its row lock first (waiting, or not
  * with nowait: then *busy tells that a run holds it).  Returns false when
@@ -90,15 +109,18 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	Datum		values[1];
 	bool		found = false;
 	const char *sql;
+	const char *plain;
+	bool		pauses = have_pause_requests();
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext spicxt;
 
+	plain = pauses ? LOOKUP_COLUMNS : LOOKUP_COLUMNS_0_1;
 	if (lock && nowait)
-		sql = LOOKUP_COLUMNS " FOR NO KEY UPDATE OF p SKIP LOCKED";
+		sql = psprintf("%s FOR NO KEY UPDATE OF p SKIP LOCKED", plain);
 	else if (lock)
-		sql = LOOKUP_COLUMNS " FOR NO KEY UPDATE OF p";
+		sql = psprintf("%s FOR NO KEY UPDATE OF p", plain);
 	else
-		sql = LOOKUP_COLUMNS;
+		sql = plain;
 
 	if (busy)
 		*busy = false;
@@ -109,7 +131,7 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		lock && nowait)
 	{
 		/* skipped: a run holds it, or there is no such pipeline */
-		if (medallion_gateway_exec(LOOKUP_COLUMNS, 1, argtypes, values, NULL, 1,
+		if (medallion_gateway_exec(plain, 1, argtypes, values, NULL, 1,
 								   SPI_OK_SELECT) == 1 && busy)
 			*busy = true;
 	}
@@ -133,6 +155,19 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
 		p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 		MemoryContextSwitchTo(spicxt);
+	}
+
+	/*
+	 * After waiting for the row, a pause asked for meanwhile is newer than
+	 * that statement's snapshot: look again.
+	 */
+	if (found && lock && !nowait && pauses && !p->pause_requested &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
+	{
+		p->pause_requested = true;
+		p->state = MemoryContextStrdup(callercxt, "paused");
 	}
 	medallion_gateway_leave(&gw);
 	if (found)
