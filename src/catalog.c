@@ -218,7 +218,7 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 		owner_is_regrole() ?
 		"INSERT INTO medallion.pipelines "
 		"(name, layer, relname, owner, source_system, retention, options, description) "
-		"VALUES ($1, $2, $3, $4::pg_catalog.regrole, $5, $6, $7, $8) "
+		"VALUES ($1, $2, $3, pg_catalog.quote_ident($4)::pg_catalog.regrole, $5, $6, $7, $8) "
 		"ON CONFLICT DO NOTHING" :
 		"INSERT INTO medallion.pipelines "
 		"(name, layer, relname, owner, source_system, retention, options, description) "
