@@ -394,6 +394,31 @@ medallion_capped_message(const char *message)
 	return psprintf("%.*s...", len, message);
 }
 
+/* 'skipped' runs kept per pipeline: a loop of run(wait => false) stays bounded. */
+#define MEDALLION_SKIPPED_KEPT 100
+
+/*
+ * Deletes a pipeline's 'skipped' runs but the latest MEDALLION_SKIPPED_KEPT.
+ */
+static void
+trim_skipped(const char *pipeline)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = Int32GetDatum(MEDALLION_SKIPPED_KEPT);
+	(void) medallion_catalog_exec("DELETE FROM medallion.runs r "
+								  "WHERE r.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "AND r.status OPERATOR(pg_catalog.=) 'skipped' "
+								  "AND r.run_id OPERATOR(pg_catalog.<=) "
+								  "  (SELECT k.run_id FROM medallion.runs k "
+								  "   WHERE k.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "   AND k.status OPERATOR(pg_catalog.=) 'skipped' "
+								  "   ORDER BY k.run_id DESC OFFSET $2 LIMIT 1)",
+								  2, argtypes, values, NULL, SPI_OK_DELETE);
+}
+
 /*
  * The layer's work for one run.
  */
@@ -512,6 +537,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				(errmsg("a run of pipeline \"%s\" is in progress, skipped", name)));
 		run_id = run_record_start(name, kind, "skipped", 0);
 		run_record_finish(run_id, "skipped", NULL, NULL, NULL);
+		trim_skipped(name);
 		return run_id;
 	}
 	if (strcmp(p.layer, "silver") != 0)

@@ -74,6 +74,16 @@ ok( $node->poll_query_until($db,
 ok($node->poll_query_until($db, q{SELECT count(*) = 1 FROM silver.cr}), 'and the pipeline ran');
 sq(q{SELECT medallion.unschedule('silver.cr')});
 
+# ---- run(wait => false) in a loop while a run holds the pipeline: bounded 'skipped' rows ----
+my $holder = $node->background_psql($db);
+$holder->query_safe(q{BEGIN; SELECT medallion.run('silver.cr')});
+is( sq(q{SET ROLE ops_owner; SELECT count(medallion.run('silver.cr', wait => false)) FROM generate_series(1, 130)}),
+	'130', 'a loop of run(wait => false) while a run is in progress: each one skipped');
+is(sq(q{SELECT count(*) FROM medallion.runs WHERE pipeline = 'silver.cr' AND status = 'skipped'}), '100',
+	'only the latest 100 skipped runs are kept');
+$holder->query_safe('COMMIT');
+$holder->quit;
+
 # ---- a scheduled pipeline whose owner role is gone: refused (42704) and halted ---------------
 sq(q{
 CREATE ROLE ops_gone NOLOGIN;
