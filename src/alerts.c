@@ -93,7 +93,6 @@ medallion_check_freshness(void)
 	List	   *breached = NIL;
 	List	   *fresh = NIL;
 	ListCell   *lc;
-
 	MedallionGateway gw;
 
 	medallion_catalog_enter(&gw);

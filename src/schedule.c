@@ -240,7 +240,6 @@ medallion_schedule(PG_FUNCTION_ARGS)
 	{
 		const char *cron_args[4];
 
-		require_pg_cron_here(name, schedule, p.owner_name);
 		if (!role_can_login(p.owner))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -249,6 +248,7 @@ medallion_schedule(PG_FUNCTION_ARGS)
 					 errdetail("A pg_cron job runs as the pipeline's owner, who must have the LOGIN attribute."),
 					 errhint("Grant LOGIN to role \"%s\", or use an interval schedule such as '5 minutes'.",
 							 p.owner_name)));
+		require_pg_cron_here(name, schedule, p.owner_name);
 
 		/*
 		 * The job runs as the pipeline's owner, never as the catalog owner
