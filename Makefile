@@ -41,7 +41,8 @@ REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=medallion
 # Isolation specs: test/isolation/specs/NAME.spec, test/isolation/expected/NAME.out.
 ISOLATION = bronze_batch_race bronze_partition_create bronze_partition_premake capture_concurrent \
 	silver_out_of_order silver_concurrent_runs silver_ingest_during_run \
-	silver_replay_during_run silver_repeatable_read silver_run_same_xact
+	silver_replay_during_run silver_repeatable_read silver_run_same_xact \
+	ops_pause_during_run
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 
 SHLIB_LINK += -lcurl

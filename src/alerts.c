@@ -5,7 +5,7 @@
  *	  freshness-SLA checks that raise and clear them.
  *
  * One open alert per (pipeline, kind): raising it again while it is open
- * does nothing, so a breach alerts once; resolving it closes it.
+ * counts it in place, so a breach alerts once; resolving it closes it.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,54 +20,66 @@
 
 #include "medallion.h"
 
+/* Resolved alerts kept per pipeline and kind (and none older than medallion.history_days). */
+#define MEDALLION_ALERT_HISTORY 100
+
 /*
- * Raises an alert unless the same one is open; notifies listeners of
- * channel medallion_alerts with a JSON payload.  Runs as the catalog owner.
+ * Raises an alert, or, when the same one is open, raises it again in place
+ * (occurrences, last_raised_at and message updated): a failure loop keeps
+ * one row.  A new alert is announced on channel medallion_alerts with
+ * {id, pipeline, kind} only: anyone may LISTEN, and the message may quote
+ * data values (read it from medallion.alert_details as the owner).  Runs as
+ * the catalog owner.
  */
 void
 medallion_alert_raise(const char *pipeline, const char *kind, const char *message)
 {
-	MedallionUserContext save;
 	Oid			types[3] = {TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[3];
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = CStringGetTextDatum(kind);
-	values[2] = CStringGetTextDatum(message);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args("WITH a AS (INSERT INTO medallion.alerts (pipeline, kind, message) "
-							  "SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM medallion.alerts "
-							  "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) $2 "
-							  "AND resolved_at IS NULL) RETURNING *) "
-							  "SELECT pg_catalog.pg_notify('medallion_alerts', pg_catalog.row_to_json(a)::pg_catalog.text) FROM a",
-							  3, types, values, NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not raise an alert");
-	SPI_finish();
-	medallion_restore_user(&save);
+	values[2] = CStringGetTextDatum(medallion_capped_message(message));
+	(void) medallion_catalog_exec(
+		"WITH a AS (INSERT INTO medallion.alerts AS o (pipeline, kind, message) "
+		"  VALUES ($1, $2, $3) "
+		"  ON CONFLICT (pipeline, kind) WHERE resolved_at IS NULL DO UPDATE "
+		"  SET occurrences = o.occurrences OPERATOR(pg_catalog.+) 1, "
+		"      last_raised_at = pg_catalog.now(), message = excluded.message "
+		"  RETURNING o.id, o.pipeline, o.kind, o.occurrences) "
+		"SELECT pg_catalog.pg_notify('medallion_alerts', pg_catalog.row_to_json(n)::pg_catalog.text) "
+		"FROM (SELECT a.id, a.pipeline, a.kind FROM a WHERE a.occurrences OPERATOR(pg_catalog.=) 1) n",
+		3, types, values, NULL, SPI_OK_SELECT);
 }
 
 /*
- * Closes the open alert of that kind, if any.
+ * Closes the open alert of that kind, if any, and trims that kind's
+ * history.
  */
 void
 medallion_alert_resolve(const char *pipeline, const char *kind)
 {
-	MedallionUserContext save;
-	Oid			types[2] = {TEXTOID, TEXTOID};
-	Datum		values[2];
+	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
+	Datum		values[4];
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = CStringGetTextDatum(kind);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args("UPDATE medallion.alerts SET resolved_at = pg_catalog.now() "
-							  "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) $2 "
-							  "AND resolved_at IS NULL",
-							  2, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not resolve an alert");
-	SPI_finish();
-	medallion_restore_user(&save);
+	values[2] = Int32GetDatum(medallion_history_days);
+	values[3] = Int32GetDatum(MEDALLION_ALERT_HISTORY);
+	if (medallion_catalog_exec("UPDATE medallion.alerts SET resolved_at = pg_catalog.now() "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) $2 "
+							   "AND resolved_at IS NULL",
+							   2, types, values, NULL, SPI_OK_UPDATE) == 0)
+		return;
+	(void) medallion_catalog_exec("DELETE FROM medallion.alerts a "
+								  "WHERE a.pipeline OPERATOR(pg_catalog.=) $1 AND a.kind OPERATOR(pg_catalog.=) $2 "
+								  "AND a.resolved_at IS NOT NULL "
+								  "AND (a.resolved_at OPERATOR(pg_catalog.<) (pg_catalog.now() OPERATOR(pg_catalog.-) "
+								  "       pg_catalog.make_interval(days => $3)) "
+								  "  OR a.id OPERATOR(pg_catalog.<=) (SELECT k.id FROM medallion.alerts k "
+								  "     WHERE k.pipeline OPERATOR(pg_catalog.=) $1 AND k.kind OPERATOR(pg_catalog.=) $2 "
+								  "     AND k.resolved_at IS NOT NULL ORDER BY k.id DESC OFFSET $4 LIMIT 1))",
+								  4, types, values, NULL, SPI_OK_DELETE);
 }
 
 /*
@@ -81,12 +93,13 @@ medallion_check_freshness(void)
 	List	   *breached = NIL;
 	List	   *fresh = NIL;
 	ListCell   *lc;
+	MedallionGateway gw;
 
-	SPI_connect();
-	if (SPI_execute("SELECT f.pipeline, f.status, pg_catalog.format('lag %s exceeds the freshness SLA of %s', f.lag, f.sla) "
-					"FROM medallion.freshness f WHERE f.sla IS NOT NULL",
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read medallion.freshness");
+	medallion_catalog_enter(&gw);
+	(void) medallion_gateway_exec("SELECT f.pipeline, f.status, "
+								  "pg_catalog.format('lag %s exceeds the freshness SLA of %s', f.lag, f.sla) "
+								  "FROM medallion.freshness f WHERE f.sla IS NOT NULL",
+								  0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -101,7 +114,7 @@ medallion_check_freshness(void)
 			fresh = lappend(fresh, pstrdup(name));
 		MemoryContextSwitchTo(old);
 	}
-	SPI_finish();
+	medallion_gateway_leave(&gw);
 	foreach(lc, breached)
 		medallion_alert_raise(linitial(lfirst(lc)), "freshness", lsecond(lfirst(lc)));
 	foreach(lc, fresh)
@@ -122,8 +135,9 @@ medallion_pipeline_lag(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
+	/* no role to look as: unknown (the pipeline's runs are refused) */
 	if (!medallion_pipeline_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), &p, false, false, NULL) ||
-		strcmp(p.layer, "silver") != 0)
+		strcmp(p.layer, "silver") != 0 || !OidIsValid(p.owner))
 		PG_RETURN_NULL();
 	oldest = medallion_silver_oldest_pending(&p);
 	if (oldest == 0)

@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
@@ -21,6 +22,7 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "access/genam.h"
 #include "access/table.h"
@@ -167,6 +169,18 @@ medallion_pipeline_name(const char *layer, const char *relname)
 }
 
 /*
+ * Whether medallion.pipelines.owner is still 0.1.0's regrole.
+ */
+static bool
+owner_is_regrole(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", false);
+	Oid			relid = get_relname_relid("pipelines", nsp);
+
+	return OidIsValid(relid) && get_atttype(relid, get_attnum(relid, "owner")) == REGROLEOID;
+}
+
+/*
  * Records a new pipeline.  A name already taken is a duplicate_object error.
  */
 void
@@ -176,7 +190,7 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 							   Datum retention, bool retention_null,
 							   Jsonb *options, const char *description)
 {
-	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, OIDOID, TEXTOID,
+	Oid			argtypes[8] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 	INTERVALOID, JSONBOID, TEXTOID};
 	Datum		values[8];
 	char		nulls[8] = "        ";
@@ -184,7 +198,8 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(layer);
 	values[2] = CStringGetTextDatum(relname);
-	values[3] = ObjectIdGetDatum(owner);
+	/* by name: a dump restores into a cluster whatever roles it has */
+	values[3] = CStringGetTextDatum(GetUserNameFromId(owner, false));
 	if (source_system)
 		values[4] = CStringGetTextDatum(source_system);
 	else
@@ -198,10 +213,16 @@ medallion_catalog_add_pipeline(const char *name, const char *layer,
 	else
 		nulls[7] = 'n';
 
+	/* a 0.1.0 catalog (not updated yet) keeps the owner as regrole */
 	if (medallion_catalog_exec(
+		owner_is_regrole() ?
 		"INSERT INTO medallion.pipelines "
 		"(name, layer, relname, owner, source_system, retention, options, description) "
-		"VALUES ($1, $2, $3, $4::pg_catalog.regrole, $5, $6, $7, $8) "
+		"VALUES ($1, $2, $3, pg_catalog.quote_ident($4)::pg_catalog.regrole, $5, $6, $7, $8) "
+		"ON CONFLICT DO NOTHING" :
+		"INSERT INTO medallion.pipelines "
+		"(name, layer, relname, owner, source_system, retention, options, description) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
 		"ON CONFLICT DO NOTHING",
 		8, argtypes, values, nulls, SPI_OK_INSERT) != 1)
 		ereport(ERROR,

@@ -93,11 +93,11 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const cha
 	bool		halt = scheduled &&
 		(strcmp(class, "schema") == 0 || strcmp(class, "infrastructure") == 0);
 	bool		retry = scheduled && strcmp(class, "transient") == 0;
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			types[4] = {TEXTOID, BOOLOID, BOOLOID, FLOAT8OID};
 	Datum		values[4];
 	char	   *state = NULL;
-	char	   *message = edata->message ? edata->message : "";
+	char	   *message = medallion_capped_message(edata->message);
 
 	if (strcmp(class, "cancelled") == 0)
 		return;
@@ -107,32 +107,45 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const cha
 	values[2] = BoolGetDatum(retry);
 	values[3] = Float8GetDatum(pg_prng_double(&pg_global_prng_state));
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args(
-							  "UPDATE medallion.pipelines p SET "
-							  " consecutive_failures = p.consecutive_failures + 1, "
-							  " retry_attempt = CASE WHEN $3 THEN p.retry_attempt + 1 ELSE 0 END, "
-							  " retry_at = CASE WHEN $3 AND p.retry_attempt < COALESCE((p.options->>'max_retries')::int, 3) "
-							  "   THEN pg_catalog.now() + LEAST(COALESCE((p.options->>'retry_cap')::interval, '5 minutes'), "
-							  "     COALESCE((p.options->>'retry_base')::interval, '1 second') "
-							  "     * pg_catalog.power(2, p.retry_attempt)) * (0.75 + 0.5 * $4) END, "
-							  " state = CASE WHEN $2 THEN 'halted' "
-							  "   WHEN p.state = 'circuit_open' "
-							  "     OR p.consecutive_failures + 1 >= COALESCE((p.options->>'breaker_threshold')::int, 5) "
-							  "     OR ($3 AND p.retry_attempt >= COALESCE((p.options->>'max_retries')::int, 3)) "
-							  "   THEN 'circuit_open' ELSE p.state END, "
-							  " circuit_opened_at = CASE WHEN NOT $2 AND (p.state = 'circuit_open' "
-							  "     OR p.consecutive_failures + 1 >= COALESCE((p.options->>'breaker_threshold')::int, 5) "
-							  "     OR ($3 AND p.retry_attempt >= COALESCE((p.options->>'max_retries')::int, 3))) "
-							  "   THEN pg_catalog.now() ELSE p.circuit_opened_at END "
-							  "WHERE p.name OPERATOR(pg_catalog.=) $1 AND p.state <> 'paused' RETURNING p.state",
-							  4, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not update pipeline \"%s\" after a failure", pipeline);
-	if (SPI_processed == 1)
+	/*
+	 * Every operator, cast and function qualified: this runs as the catalog
+	 * owner.  (OPERATOR() binds like any other operator, left to right: the
+	 * parentheses are needed.)  "opens" says whether the breaker opens.
+	 */
+#define OPT_INT(key, dflt) \
+	"COALESCE((p.options OPERATOR(pg_catalog.->>) '" key "')::pg_catalog.int4, " dflt ")"
+#define OPT_INTERVAL(key, dflt) \
+	"COALESCE((p.options OPERATOR(pg_catalog.->>) '" key "')::pg_catalog.interval, '" dflt "'::pg_catalog.interval)"
+#define OPENS \
+	"(p.state OPERATOR(pg_catalog.=) 'circuit_open' " \
+	" OR (p.consecutive_failures OPERATOR(pg_catalog.+) 1) OPERATOR(pg_catalog.>=) " OPT_INT("breaker_threshold", "5") \
+	" OR ($3 AND p.retry_attempt OPERATOR(pg_catalog.>=) " OPT_INT("max_retries", "3") "))"
+
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec(
+							   "UPDATE medallion.pipelines p SET "
+							   " consecutive_failures = p.consecutive_failures OPERATOR(pg_catalog.+) 1, "
+							   " retry_attempt = CASE WHEN $3 THEN p.retry_attempt OPERATOR(pg_catalog.+) 1 ELSE 0 END, "
+							   " retry_at = CASE WHEN $3 AND p.retry_attempt OPERATOR(pg_catalog.<) " OPT_INT("max_retries", "3")
+							   "   THEN pg_catalog.now() OPERATOR(pg_catalog.+) "
+							   "     (LEAST(" OPT_INTERVAL("retry_cap", "5 minutes") ", "
+							   "            " OPT_INTERVAL("retry_base", "1 second")
+							   "            OPERATOR(pg_catalog.*) pg_catalog.power(2::pg_catalog.float8, "
+							   "                                   p.retry_attempt::pg_catalog.float8)) "
+							   "      OPERATOR(pg_catalog.*) (0.75::pg_catalog.float8 OPERATOR(pg_catalog.+) "
+							   "                              (0.5::pg_catalog.float8 OPERATOR(pg_catalog.*) $4))) END, "
+							   " state = CASE WHEN $2 THEN 'halted' WHEN " OPENS " THEN 'circuit_open' ELSE p.state END, "
+							   " circuit_opened_at = CASE WHEN NOT $2 AND " OPENS
+							   "   THEN pg_catalog.now() ELSE p.circuit_opened_at END "
+							   "WHERE p.name OPERATOR(pg_catalog.=) $1 AND p.state OPERATOR(pg_catalog.<>) 'paused' "
+							   "RETURNING p.state",
+							   4, types, values, NULL, 0, SPI_OK_UPDATE_RETURNING) == 1)
 		state = pstrdup(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
+#undef OPT_INT
+#undef OPT_INTERVAL
+#undef OPENS
+	medallion_pause_fold(pipeline);
 
 	if (budget)
 		medallion_alert_raise(pipeline, "over_budget", message);
@@ -145,31 +158,32 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const cha
 }
 
 /*
- * After a successful run: failures forgotten, a trial closes the breaker.
+ * After a successful run: failures forgotten, a trial closes the breaker,
+ * and the alerts the failures raised are resolved (a run that fits its
+ * budget again resolves over_budget).
  */
 void
 medallion_policy_after_success(const char *pipeline)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1];
 	bool		closed = false;
 
 	values[0] = CStringGetTextDatum(pipeline);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args("UPDATE medallion.pipelines p SET consecutive_failures = 0, retry_attempt = 0, "
-							  "retry_at = NULL, last_success_at = pg_catalog.now(), "
-							  "state = CASE WHEN p.state = 'circuit_open' THEN 'active' ELSE p.state END "
-							  "FROM (SELECT state AS old_state FROM medallion.pipelines "
-							  "      WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE) o "
-							  "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING o.old_state",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
-		elog(ERROR, "could not update pipeline \"%s\" after a success", pipeline);
-	if (SPI_processed == 1)
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("UPDATE medallion.pipelines p SET consecutive_failures = 0, retry_attempt = 0, "
+							   "retry_at = NULL, last_success_at = pg_catalog.now(), "
+							   "state = CASE WHEN p.state OPERATOR(pg_catalog.=) 'circuit_open' "
+							   "  THEN 'active' ELSE p.state END "
+							   "FROM (SELECT state AS old_state FROM medallion.pipelines "
+							   "      WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE) o "
+							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING o.old_state",
+							   1, types, values, NULL, 0, SPI_OK_UPDATE_RETURNING) == 1)
 		closed = strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "circuit_open") == 0;
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 	if (closed)
 		medallion_alert_resolve(pipeline, "circuit_open");
+	medallion_alert_resolve(pipeline, "over_budget");
+	medallion_pause_fold(pipeline);
 }

@@ -199,13 +199,20 @@ typedef struct Pipeline
 	char	   *layer;
 	char	   *relname;
 	char	   *state;
-	Oid			owner;
+	Oid			owner;			/* InvalidOid: no role is named owner_name */
+	char	   *owner_name;		/* as stored in medallion.pipelines */
+	bool		pause_requested;	/* state reads 'paused' because of it */
 	char	   *source;
 	Jsonb	   *definition;
 } Pipeline;
 
 extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 									  bool *busy);
+extern void medallion_pause_fold(const char *pipeline);
+
+/* run.c: messages stored in medallion.runs and medallion.alerts are capped */
+#define MEDALLION_MAX_MESSAGE 1024
+extern char *medallion_capped_message(const char *message);
 extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
 
 /* silver.c */

@@ -15,13 +15,16 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -58,79 +61,80 @@ typedef struct RunBudget
 /* The last run stopped by its own time budget (worker.c's record of it). */
 static bool run_over_budget = false;
 
-/* The row-lock attempt of a lookup that must not wait. */
-typedef struct LookupAttempt
-{
-	const char *sql;
-	Oid		   *argtypes;
-	Datum	   *values;
-	int			ret;
-} LookupAttempt;
+/*
+ * The lookup's columns.  The state a run sees is 'paused' while a pause
+ * request waits to be folded in (see set_state).
+ */
+#define LOOKUP_COLUMNS \
+	"SELECT p.name, p.layer, p.relname, " \
+	"CASE WHEN EXISTS (SELECT 1 FROM medallion.pause_requests r " \
+	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) THEN 'paused'::pg_catalog.text " \
+	"  ELSE p.state END, " \
+	"p.owner, p.source, p.definition, " \
+	"EXISTS (SELECT 1 FROM medallion.pause_requests r " \
+	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) " \
+	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
 
-static void
-attempt_lookup(void *arg)
-{
-	LookupAttempt *a = arg;
+/* The same on a 0.1.0 catalog (before ALTER EXTENSION UPDATE): no pause requests. */
+#define LOOKUP_COLUMNS_0_1 \
+	"SELECT p.name, p.layer, p.relname, p.state, " \
+	"pg_catalog.pg_get_userbyid(p.owner::pg_catalog.oid), p.source, p.definition, false " \
+	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
 
-	a->ret = SPI_execute_with_args(a->sql, 1, a->argtypes, a->values, NULL, false, 1);
+/*
+ * Whether the catalog has medallion.pause_requests (0.2.0 and later).
+ */
+static bool
+have_pause_requests(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("pause_requests", nsp));
 }
 
 /*
  * Reads a pipeline; with lock, takes its row lock first (waiting, or not
  * with nowait: then *busy tells that a run holds it).  Returns false when
  * there is no such pipeline.
+ *
+ * The owner is stored by name and resolved here: p->owner is InvalidOid and
+ * p->owner_name set when no role has that name (renamed or dropped, or a
+ * restore into a cluster without it); callers refuse to act for it.
  */
 bool
 medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait, bool *busy)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	int			ret = 0;
 	bool		found = false;
-	bool		locked_out = false;
 	const char *sql;
+	const char *plain;
+	bool		pauses = have_pause_requests();
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext spicxt;
 
+	plain = pauses ? LOOKUP_COLUMNS : LOOKUP_COLUMNS_0_1;
 	if (lock && nowait)
-		sql = "SELECT name, layer, relname, state, owner::pg_catalog.oid, source, definition "
-			"FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE NOWAIT";
+		sql = psprintf("%s FOR NO KEY UPDATE OF p SKIP LOCKED", plain);
 	else if (lock)
-		sql = "SELECT name, layer, relname, state, owner::pg_catalog.oid, source, definition "
-			"FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE";
+		sql = psprintf("%s FOR NO KEY UPDATE OF p", plain);
 	else
-		sql = "SELECT name, layer, relname, state, owner::pg_catalog.oid, source, definition "
-			"FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1";
+		sql = plain;
 
 	if (busy)
 		*busy = false;
 	values[0] = CStringGetTextDatum(name);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
+	medallion_catalog_enter(&gw);
 	spicxt = CurrentMemoryContext;
-	if (lock && nowait)
+	if (medallion_gateway_exec(sql, 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0 &&
+		lock && nowait)
 	{
-		LookupAttempt attempt = {sql, argtypes, values, 0};
-		ErrorData  *edata = medallion_try(attempt_lookup, &attempt, true);
-
-		if (edata && edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
-			ReThrowError(edata);
-		locked_out = (edata != NULL);
-		ret = attempt.ret;
-		if (locked_out)
-		{
-			SPI_finish();
-			medallion_restore_user(&save);
-			if (busy)
-				*busy = true;
-			return true;
-		}
+		/* skipped: a run holds it, or there is no such pipeline */
+		if (medallion_gateway_exec(plain, 1, argtypes, values, NULL, 1,
+								   SPI_OK_SELECT) == 1 && busy)
+			*busy = true;
 	}
-	else
-		ret = SPI_execute_with_args(sql, 1, argtypes, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read medallion.pipelines: SPI error %d", ret);
 	if (SPI_processed == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
@@ -145,14 +149,29 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		p->layer = SPI_getvalue(tup, desc, 2);
 		p->relname = SPI_getvalue(tup, desc, 3);
 		p->state = SPI_getvalue(tup, desc, 4);
-		p->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		p->owner_name = SPI_getvalue(tup, desc, 5);
 		p->source = SPI_getvalue(tup, desc, 6);
 		d = SPI_getbinval(tup, desc, 7, &isnull);
 		p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
+		p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 		MemoryContextSwitchTo(spicxt);
 	}
-	SPI_finish();
-	medallion_restore_user(&save);
+
+	/*
+	 * After waiting for the row, a pause asked for meanwhile is newer than
+	 * that statement's snapshot: look again.
+	 */
+	if (found && lock && !nowait && pauses && !p->pause_requested &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
+	{
+		p->pause_requested = true;
+		p->state = MemoryContextStrdup(callercxt, "paused");
+	}
+	medallion_gateway_leave(&gw);
+	if (found)
+		p->owner = get_role_oid(p->owner_name, true);
 	return found;
 }
 
@@ -202,7 +221,7 @@ medallion_run_settings_push(Contract *contract, int *nestlevel)
 static void
 budget_arm(RunBudget *b, const char *pipeline)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	int64		ms = 0;
@@ -210,15 +229,14 @@ budget_arm(RunBudget *b, const char *pipeline)
 
 	memset(b, 0, sizeof(*b));
 	values[0] = CStringGetTextDatum(pipeline);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args("SELECT (EXTRACT(epoch FROM (options->>'time_budget')::pg_catalog.interval) "
-							  "  OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8, options->>'time_budget' "
-							  "FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 "
-							  "AND options ? 'time_budget'",
-							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the time budget of pipeline \"%s\"", pipeline);
-	if (SPI_processed == 1)
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT (pg_catalog.date_part('epoch'::pg_catalog.text, "
+							   "  (options OPERATOR(pg_catalog.->>) 'time_budget')::pg_catalog.interval) "
+							   "  OPERATOR(pg_catalog.*) 1000::pg_catalog.float8)::pg_catalog.int8, "
+							   "options OPERATOR(pg_catalog.->>) 'time_budget' "
+							   "FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 "
+							   "AND options OPERATOR(pg_catalog.?) 'time_budget'",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
 	{
 		bool		isnull;
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
@@ -230,8 +248,7 @@ budget_arm(RunBudget *b, const char *pipeline)
 			b->text = MemoryContextStrdup(TopTransactionContext, text);
 		}
 	}
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 	if (ms == 0)
 		return;
 
@@ -290,7 +307,7 @@ budget_stopped(RunBudget *b, ErrorData *edata, const char *pipeline)
 static int64
 run_record_start(const char *pipeline, const char *kind, const char *status, int worker_pid)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
 	Datum		values[4];
 	char		nulls[4] = "   ";
@@ -302,17 +319,15 @@ run_record_start(const char *pipeline, const char *kind, const char *status, int
 	values[2] = CStringGetTextDatum(status);
 	values[3] = Int32GetDatum(worker_pid);
 	nulls[3] = worker_pid ? ' ' : 'n';
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
-							  "SELECT $1, $2, $3, $4, p.retry_attempt + 1 FROM medallion.pipelines p "
-							  "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
-							  4, argtypes, values, nulls, false, 1) != SPI_OK_INSERT_RETURNING ||
-		SPI_processed != 1)
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
+							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1 "
+							   "FROM medallion.pipelines p "
+							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
+							   4, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
 		elog(ERROR, "could not record a run of \"%s\"", pipeline);
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 	return run_id;
 }
 
@@ -323,7 +338,6 @@ static void
 run_record_finish(int64 run_id, const char *status, const RunCounts *c,
 				  ErrorData *edata, const char *class)
 {
-	MedallionUserContext save;
 	Oid			argtypes[13] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
 		INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[13];
@@ -346,23 +360,63 @@ run_record_finish(int64 run_id, const char *status, const RunCounts *c,
 	if (edata)
 	{
 		values[10] = CStringGetTextDatum(class ? class : medallion_error_class(edata->sqlerrcode));
-		values[11] = CStringGetTextDatum(edata->message ? edata->message : "");
+		values[11] = CStringGetTextDatum(medallion_capped_message(edata->message));
 		values[12] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 	}
 	else
 		nulls[10] = nulls[11] = nulls[12] = 'n';
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args("UPDATE medallion.runs SET status = $2, finished_at = pg_catalog.clock_timestamp(), "
-							  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
-							  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
-							  "error_class = $11, error_message = $12, sqlstate = $13 "
-							  "WHERE run_id OPERATOR(pg_catalog.=) $1",
-							  13, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not record the end of run " INT64_FORMAT, run_id);
-	SPI_finish();
-	medallion_restore_user(&save);
+	(void) medallion_catalog_exec("UPDATE medallion.runs SET status = $2, "
+								  "finished_at = pg_catalog.clock_timestamp(), "
+								  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
+								  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
+								  "error_class = $11, error_message = $12, sqlstate = $13 "
+								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
+								  13, argtypes, values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * A message as stored in medallion.runs and medallion.alerts: at most
+ * MEDALLION_MAX_MESSAGE bytes, cut at a character boundary.  Messages quote
+ * data values; an error raised by a pipeline's own code can be any length.
+ */
+char *
+medallion_capped_message(const char *message)
+{
+	int			len;
+
+	if (message == NULL)
+		return pstrdup("");
+	len = strlen(message);
+	if (len <= MEDALLION_MAX_MESSAGE)
+		return pstrdup(message);
+	len = pg_mbcliplen(message, len, MEDALLION_MAX_MESSAGE - 3);
+	return psprintf("%.*s...", len, message);
+}
+
+/* 'skipped' runs kept per pipeline: a loop of run(wait => false) stays bounded. */
+#define MEDALLION_SKIPPED_KEPT 100
+
+/*
+ * Deletes a pipeline's 'skipped' runs but the latest MEDALLION_SKIPPED_KEPT.
+ */
+static void
+trim_skipped(const char *pipeline)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = Int32GetDatum(MEDALLION_SKIPPED_KEPT);
+	(void) medallion_catalog_exec("DELETE FROM medallion.runs r "
+								  "WHERE r.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "AND r.status OPERATOR(pg_catalog.=) 'skipped' "
+								  "AND r.run_id OPERATOR(pg_catalog.<=) "
+								  "  (SELECT k.run_id FROM medallion.runs k "
+								  "   WHERE k.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "   AND k.status OPERATOR(pg_catalog.=) 'skipped' "
+								  "   ORDER BY k.run_id DESC OFFSET $2 LIMIT 1)",
+								  2, argtypes, values, NULL, SPI_OK_DELETE);
 }
 
 /*
@@ -401,6 +455,45 @@ attempt_run(void *arg)
 }
 
 /*
+ * A pipeline whose owner role is gone (renamed, dropped, or not restored
+ * with a dump): its code cannot run as anyone else, so the run is refused
+ * (42704), recorded as failed, and the pipeline halted until the role
+ * exists again (or the owner is changed) and resume() is called.  strict
+ * raises the error; a scheduled run's worker records it in a new
+ * transaction and the failure policy halts the pipeline.
+ */
+static int64
+refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run_id)
+{
+	ErrorData  *edata;
+	int64		run_id;
+
+	if (strict)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", p->owner_name),
+				 errdetail("Pipeline \"%s\" is owned by role \"%s\"; its runs execute as that role.",
+						   p->name, p->owner_name),
+				 errhint("Create the role, or change medallion.pipelines.owner, then run medallion.resume('%s').",
+						 p->name)));
+
+	/* the same error, as data: recorded and halting, without aborting the caller */
+	edata = palloc0(sizeof(ErrorData));
+	edata->elevel = ERROR;
+	edata->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
+	edata->message = psprintf("role \"%s\" does not exist", p->owner_name);
+	run_id = scheduled_run_id ? scheduled_run_id : run_record_start(p->name, kind, "running", 0);
+	run_record_finish(run_id, "failed", NULL, edata, "schema");
+	medallion_policy_after_failure(p->name, edata, "schema", true);
+	ereport(WARNING,
+			(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, p->name, edata->message),
+			 errdetail("Error class schema, SQLSTATE 42704; the pipeline is halted."),
+			 errhint("Create the role, or change medallion.pipelines.owner, then run medallion.resume('%s').",
+					 p->name)));
+	return run_id;
+}
+
+/*
  * One run of a pipeline; returns its run id.  Shared by run(), run_all()
  * and replay_dlq().
  */
@@ -430,19 +523,23 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name),
 				 errhint("Pipelines are listed in medallion.pipelines.")));
+	if (!OidIsValid(p.owner))
+		return refuse_ownerless(&p, kind, strict, scheduled_run_id);
+	/* before anything is recorded: a 'skipped' row is a write too */
+	if (!has_privs_of_role(GetUserId(), p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to run pipeline \"%s\"", name),
+				 errdetail("Only the pipeline's owner (or a member of that role) may run it.")));
 	if (busy)
 	{
 		ereport(NOTICE,
 				(errmsg("a run of pipeline \"%s\" is in progress, skipped", name)));
 		run_id = run_record_start(name, kind, "skipped", 0);
 		run_record_finish(run_id, "skipped", NULL, NULL, NULL);
+		trim_skipped(name);
 		return run_id;
 	}
-	if (!has_privs_of_role(GetUserId(), p.owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to run pipeline \"%s\"", name),
-				 errdetail("Only the pipeline's owner (or a member of that role) may run it.")));
 	if (strcmp(p.layer, "silver") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -548,8 +645,12 @@ bool
 medallion_run_pending(Pipeline *p)
 {
 	PendingAttempt attempt = {p, true};
-	ErrorData  *edata = medallion_try(attempt_pending, &attempt, true);
+	ErrorData  *edata;
 
+	/* no role to look as: the run is refused, recorded, and halts */
+	if (!OidIsValid(p->owner))
+		return true;
+	edata = medallion_try(attempt_pending, &attempt, true);
 	if (edata == NULL)
 		return attempt.pending;
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
@@ -568,7 +669,6 @@ int64
 medallion_run_begin_scheduled(const char *pipeline, int pid)
 {
 	Pipeline	p = {0};
-	MedallionUserContext save;
 	Oid			argtypes[2] = {TEXTOID, BOOLOID};
 	Datum		values[2];
 	bool		pending;
@@ -576,22 +676,21 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
 		strcmp(p.layer, "silver") != 0 ||
 		strcmp(p.state, "paused") == 0 || strcmp(p.state, "halted") == 0)
+	{
+		if (p.pause_requested)
+			medallion_pause_fold(pipeline);
 		return 0;
+	}
 
 	pending = medallion_run_pending(&p);
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = BoolGetDatum(pending);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
 	/* the request is served; a retry with nothing left to do is void */
-	if (SPI_execute_with_args("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now(), "
-							  "trigger_requested = false, "
-							  "retry_at = CASE WHEN $2 THEN retry_at END "
-							  "WHERE name OPERATOR(pg_catalog.=) $1",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update pipeline \"%s\"", pipeline);
-	SPI_finish();
-	medallion_restore_user(&save);
+	(void) medallion_catalog_exec("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now(), "
+								  "trigger_requested = false, "
+								  "retry_at = CASE WHEN $2 THEN retry_at END "
+								  "WHERE name OPERATOR(pg_catalog.=) $1",
+								  2, argtypes, values, NULL, SPI_OK_UPDATE);
 	if (!pending)
 		return 0;
 	return run_record_start(pipeline, "incremental", "running", pid);
@@ -645,17 +744,20 @@ medallion_run_all(PG_FUNCTION_ARGS)
 	List	   *names = NIL;
 	ListCell   *lc;
 	uint64		i;
+	MedallionGateway gw;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 
-	SPI_connect();
+	/* as the caller, whose pipelines these are; the path pinned all the same */
+	medallion_gateway_enter(GetUserId(), &gw);
 	/* silver reads bronze only, so layer order is dependency order */
-	if (SPI_execute("SELECT name FROM medallion.pipelines "
-					"WHERE layer OPERATOR(pg_catalog.=) 'silver' "
-					"AND state OPERATOR(pg_catalog.=) 'active' "
-					"AND pg_catalog.pg_has_role(owner, 'USAGE') ORDER BY name",
-					true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not list pipelines");
+	(void) medallion_gateway_exec("SELECT p.name FROM medallion.pipelines p "
+								  "JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) p.owner "
+								  "WHERE p.layer OPERATOR(pg_catalog.=) 'silver' "
+								  "AND p.state OPERATOR(pg_catalog.=) 'active' "
+								  "AND pg_catalog.pg_has_role(r.oid, 'USAGE') "
+								  "ORDER BY p.name",
+								  0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
@@ -663,7 +765,7 @@ medallion_run_all(PG_FUNCTION_ARGS)
 		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 		MemoryContextSwitchTo(old);
 	}
-	SPI_finish();
+	medallion_gateway_leave(&gw);
 
 	foreach(lc, names)
 	{
@@ -676,16 +778,54 @@ medallion_run_all(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Folds a pause asked for while a run held the pipeline into its state,
+ * unless another transaction holds the row (never waits; this one's own
+ * lock is no obstacle: a run folds it at its end).
+ */
+void
+medallion_pause_fold(const char *pipeline)
+{
+	MedallionGateway gw;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(pipeline);
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1 &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pipelines "
+							   "WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE SKIP LOCKED",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1 &&
+		medallion_gateway_exec("DELETE FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 0, SPI_OK_DELETE) > 0)
+		(void) medallion_gateway_exec("UPDATE medallion.pipelines SET state = 'paused' "
+									  "WHERE name OPERATOR(pg_catalog.=) $1",
+									  1, argtypes, values, NULL, 0, SPI_OK_UPDATE);
+	medallion_gateway_leave(&gw);
+}
+
+/*
  * Sets a pipeline's state, for its owner.
+ *
+ * pause() never waits: a run in progress holds the pipeline's row until its
+ * transaction ends, so when the row is locked the pause is left as a
+ * request in medallion.pause_requests.  The running run goes on and
+ * commits; every later run and scheduled check sees the pipeline as
+ * paused, and the state column says so once the request is folded in: at
+ * the end of a run that saw it, at the scheduler's next look, or by
+ * pause() when the row is free.  resume() withdraws a request.
  */
 static void
 set_state(FunctionCallInfo fcinfo, const char *state)
 {
 	char	   *name;
 	Pipeline	p = {0};
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
+	bool		pause = strcmp(state, "paused") == 0;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -703,20 +843,41 @@ set_state(FunctionCallInfo fcinfo, const char *state)
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = CStringGetTextDatum(state);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
+	medallion_catalog_enter(&gw);
+	if (pause &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pipelines "
+							   "WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE SKIP LOCKED",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0)
+	{
+		/* a run holds it: do not wait for it */
+		(void) medallion_gateway_exec("INSERT INTO medallion.pause_requests (pipeline) VALUES ($1) "
+									  "ON CONFLICT DO NOTHING",
+									  1, argtypes, values, NULL, 0, SPI_OK_INSERT);
+		medallion_gateway_leave(&gw);
+		return;
+	}
+	if (medallion_gateway_exec("DELETE FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 0, SPI_OK_DELETE) > 0 &&
+		!pause &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pipelines "
+							   "WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE SKIP LOCKED",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0)
+	{
+		/* a pending pause withdrawn while a run holds the row: nothing else to undo */
+		medallion_gateway_leave(&gw);
+		return;
+	}
 	/* resume() starts afresh: failures, retries and the breaker forgotten */
-	if (SPI_execute_with_args("UPDATE medallion.pipelines SET state = $2, "
-							  "consecutive_failures = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE consecutive_failures END, "
-							  "retry_attempt = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE retry_attempt END, "
-							  "retry_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE retry_at END, "
-							  "circuit_opened_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE circuit_opened_at END "
-							  "WHERE name OPERATOR(pg_catalog.=) $1",
-							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not update pipeline \"%s\"", name);
-	SPI_finish();
-	medallion_restore_user(&save);
-	if (strcmp(state, "active") == 0)
+	(void) medallion_gateway_exec("UPDATE medallion.pipelines SET state = $2, "
+								  "consecutive_failures = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE consecutive_failures END, "
+								  "retry_attempt = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE retry_attempt END, "
+								  "retry_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE retry_at END, "
+								  "circuit_opened_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE circuit_opened_at END "
+								  "WHERE name OPERATOR(pg_catalog.=) $1",
+								  2, argtypes, values, NULL, 0, SPI_OK_UPDATE);
+	medallion_gateway_leave(&gw);
+	if (!pause)
 	{
 		/* the operator dealt with it; and the scheduler looks again */
 		medallion_alert_resolve(name, "halted");

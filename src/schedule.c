@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -25,6 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "medallion.h"
@@ -62,29 +64,25 @@ owned_pipeline(FunctionCallInfo fcinfo, Pipeline *p)
 }
 
 /*
- * Runs one catalog statement as the catalog owner with text parameters.
+ * Runs one catalog statement through the gateway, as the catalog owner,
+ * with text parameters (NULL for a null).
  */
 static void
-catalog_exec(const char *sql, int nargs, const char **args)
+catalog_exec_text(const char *sql, int nargs, const char **args)
 {
-	MedallionUserContext save;
 	Oid			types[4];
 	Datum		values[4];
 	char		nulls[4];
 	int			i;
 
+	Assert(nargs <= 4);
 	for (i = 0; i < nargs; i++)
 	{
 		types[i] = TEXTOID;
 		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
 		nulls[i] = args[i] ? ' ' : 'n';
 	}
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	if (SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0) < 0)
-		elog(ERROR, "could not execute: %s", sql);
-	SPI_finish();
-	medallion_restore_user(&save);
+	(void) medallion_catalog_exec(sql, nargs, types, values, nulls, 0);
 }
 
 /*
@@ -93,7 +91,7 @@ catalog_exec(const char *sql, int nargs, const char **args)
  * made there for this database's pipeline names the database too.
  */
 static void
-require_pg_cron_here(const char *pipeline, const char *cron)
+require_pg_cron_here(const char *pipeline, const char *cron, const char *owner)
 {
 	const char *cron_db;
 	char	   *dbname = get_database_name(MyDatabaseId);
@@ -106,16 +104,33 @@ require_pg_cron_here(const char *pipeline, const char *cron)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pg_cron runs in database \"%s\", not in this one", cron_db),
 				 errdetail("medallion creates pg_cron jobs only where pg_cron is installed (cron.database_name)."),
-				 errhint("Connected to \"%s\", run: SELECT cron.schedule_in_database(%s, %s, %s, %s);",
+				 errhint("Connected to \"%s\", run: SELECT cron.schedule_in_database(%s, %s, %s, %s, %s);",
 						 cron_db,
 						 quote_literal_cstr(psprintf("medallion:%s@%s", pipeline, dbname)),
 						 quote_literal_cstr(cron),
 						 quote_literal_cstr(psprintf("SELECT medallion.trigger(%s)", quote_literal_cstr(pipeline))),
-						 quote_literal_cstr(dbname))));
+						 quote_literal_cstr(dbname),
+						 quote_literal_cstr(owner))));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cron schedules need the pg_cron extension"),
 			 errhint("Add pg_cron to shared_preload_libraries and run CREATE EXTENSION pg_cron, or use an interval such as '5 minutes'.")));
+}
+
+/*
+ * Whether a role has the LOGIN attribute.
+ */
+static bool
+role_can_login(Oid role)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+	bool		login;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	login = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	return login;
 }
 
 /*
@@ -129,7 +144,7 @@ drop_cron_job(const char *pipeline)
 	if (!OidIsValid(get_extension_oid("pg_cron", true)))
 		return;
 	args[0] = psprintf("medallion:%s", pipeline);
-	catalog_exec("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname OPERATOR(pg_catalog.=) $1 "
+	catalog_exec_text("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname OPERATOR(pg_catalog.=) $1 "
 				 "AND database OPERATOR(pg_catalog.=) pg_catalog.current_database()",
 				 1, args);
 }
@@ -214,19 +229,42 @@ medallion_schedule(PG_FUNCTION_ARGS)
 		schedule = DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(iv)));
 	}
 
+	if (strcmp(kind, "cron") == 0 && !OidIsValid(p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", p.owner_name),
+				 errdetail("Pipeline \"%s\" is owned by role \"%s\"; its pg_cron job would run as that role.",
+						   name, p.owner_name)));
 	drop_cron_job(name);
 	if (strcmp(kind, "cron") == 0)
 	{
-		require_pg_cron_here(name, schedule);
-		args[0] = psprintf("medallion:%s", name);
-		args[1] = schedule;
-		args[2] = psprintf("SELECT medallion.trigger(%s)", quote_literal_cstr(name));
-		catalog_exec("SELECT cron.schedule($1, $2, $3)", 3, args);
+		const char *cron_args[4];
+
+		if (!role_can_login(p.owner))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("role \"%s\" cannot log in, so pg_cron cannot run the job of pipeline \"%s\"",
+							p.owner_name, name),
+					 errdetail("A pg_cron job runs as the pipeline's owner, who must have the LOGIN attribute."),
+					 errhint("Grant LOGIN to role \"%s\", or use an interval schedule such as '5 minutes'.",
+							 p.owner_name)));
+		require_pg_cron_here(name, schedule, p.owner_name);
+
+		/*
+		 * The job runs as the pipeline's owner, never as the catalog owner
+		 * (who makes it: pg_cron lets only a superuser name another user).
+		 */
+		cron_args[0] = psprintf("medallion:%s", name);
+		cron_args[1] = schedule;
+		cron_args[2] = psprintf("SELECT medallion.trigger(%s)", quote_literal_cstr(name));
+		cron_args[3] = p.owner_name;
+		catalog_exec_text("SELECT cron.schedule_in_database($1, $2, $3, "
+						  "pg_catalog.current_database()::pg_catalog.text, $4)", 4, cron_args);
 	}
 	args[0] = name;
 	args[1] = schedule;
 	args[2] = kind;
-	catalog_exec("UPDATE medallion.pipelines SET schedule = $2, schedule_kind = $3 "
+	catalog_exec_text("UPDATE medallion.pipelines SET schedule = $2, schedule_kind = $3 "
 				 "WHERE name OPERATOR(pg_catalog.=) $1", 3, args);
 
 	if (strcmp(kind, "cron") != 0 && !medallion_scheduler_running(MyDatabaseId))
@@ -251,7 +289,7 @@ medallion_unschedule(PG_FUNCTION_ARGS)
 
 	drop_cron_job(name);
 	args[0] = name;
-	catalog_exec("UPDATE medallion.pipelines SET schedule = NULL, schedule_kind = NULL "
+	catalog_exec_text("UPDATE medallion.pipelines SET schedule = NULL, schedule_kind = NULL "
 				 "WHERE name OPERATOR(pg_catalog.=) $1", 1, args);
 	PG_RETURN_VOID();
 }
@@ -274,7 +312,7 @@ medallion_trigger(PG_FUNCTION_ARGS)
 		PG_RETURN_VOID();
 	}
 	args[0] = name;
-	catalog_exec("UPDATE medallion.pipelines SET trigger_requested = true "
+	catalog_exec_text("UPDATE medallion.pipelines SET trigger_requested = true "
 				 "WHERE name OPERATOR(pg_catalog.=) $1", 1, args);
 	medallion_wake_scheduler_at_commit();
 	PG_RETURN_VOID();
@@ -331,15 +369,24 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	args[0] = name;
 	args[1] = JsonbToCString(NULL, &opts->root, VARSIZE(opts));
 	/* typed checks of the values, in SQL: a bad one is a clear cast error */
-	catalog_exec("SELECT (o->>'freshness_sla')::interval, (o->>'time_budget')::interval, "
-				 "(o->>'max_retries')::int, (o->>'retry_base')::interval, (o->>'retry_cap')::interval, "
-				 "(o->>'breaker_threshold')::int, (o->>'breaker_cooldown')::interval "
-				 "FROM (SELECT $2::jsonb AS o, $1) x", 2, args);
-	catalog_exec("UPDATE medallion.pipelines SET "
-				 "options = pg_catalog.jsonb_strip_nulls(options OPERATOR(pg_catalog.||) "
-				 "  ($2::jsonb OPERATOR(pg_catalog.-) ARRAY['steward', 'description'])), "
-				 "steward = CASE WHEN $2::jsonb ? 'steward' THEN $2::jsonb->>'steward' ELSE steward END, "
-				 "description = CASE WHEN $2::jsonb ? 'description' THEN $2::jsonb->>'description' ELSE description END "
-				 "WHERE name OPERATOR(pg_catalog.=) $1", 2, args);
+#define OPT(key) "(o OPERATOR(pg_catalog.->>) '" key "')"
+	catalog_exec_text("SELECT " OPT("freshness_sla") "::pg_catalog.interval, "
+					  OPT("time_budget") "::pg_catalog.interval, "
+					  OPT("max_retries") "::pg_catalog.int4, "
+					  OPT("retry_base") "::pg_catalog.interval, "
+					  OPT("retry_cap") "::pg_catalog.interval, "
+					  OPT("breaker_threshold") "::pg_catalog.int4, "
+					  OPT("breaker_cooldown") "::pg_catalog.interval "
+					  "FROM (SELECT $2::pg_catalog.jsonb AS o, $1) x", 2, args);
+#undef OPT
+	catalog_exec_text("UPDATE medallion.pipelines SET "
+					  "options = pg_catalog.jsonb_strip_nulls(options OPERATOR(pg_catalog.||) "
+					  "  ($2::pg_catalog.jsonb OPERATOR(pg_catalog.-) "
+					  "   ARRAY['steward', 'description']::pg_catalog.text[])), "
+					  "steward = CASE WHEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.?) 'steward' "
+					  "  THEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'steward' ELSE steward END, "
+					  "description = CASE WHEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.?) 'description' "
+					  "  THEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'description' ELSE description END "
+					  "WHERE name OPERATOR(pg_catalog.=) $1", 2, args);
 	PG_RETURN_VOID();
 }

@@ -50,7 +50,9 @@ cq(q{SELECT medallion.schedule('silver.ev', '* * * * *')});
 # name says which database: pg_cron's job names are unique across its databases).
 my ($rc, $out, $err) = $node->psql('other', q{SELECT medallion.schedule('silver.ev', '* * * * *')});
 like($err, qr/ERROR:  pg_cron runs in database "crondb", not in this one/, 'pg_cron elsewhere: a clear error');
-my $call = q{SELECT cron.schedule_in_database('medallion:silver.ev@other', '* * * * *', 'SELECT medallion.trigger(''silver.ev'')', 'other');};
+# (the job runs as the pipeline's owner: here the superuser that made it)
+my $owner = $node->safe_psql('other', q{SELECT owner FROM medallion.pipelines WHERE name = 'silver.ev'});
+my $call = qq{SELECT cron.schedule_in_database('medallion:silver.ev\@other', '* * * * *', 'SELECT medallion.trigger(''silver.ev'')', 'other', '$owner');};
 like($err, qr/HINT:  Connected to "crondb", run: \Q$call\E/, 'whose hint gives the exact cron.schedule_in_database() call');
 is($node->safe_psql('other', q{SELECT schedule IS NULL FROM medallion.pipelines WHERE name = 'silver.ev'}),
 	't', 'and nothing changed');
