@@ -789,6 +789,8 @@ medallion_pause_fold(const char *pipeline)
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 
+	if (!have_pause_requests())
+		return;					/* a 0.1.0 catalog, not yet updated */
 	values[0] = CStringGetTextDatum(pipeline);
 	medallion_catalog_enter(&gw);
 	if (medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
