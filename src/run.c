@@ -776,6 +776,7 @@ medallion_replay_dlq(PG_FUNCTION_ARGS)
 Datum
 medallion_count_insert(PG_FUNCTION_ARGS)
 {
-	medallion_inserted_rows++;
+	/* only inside a run of the current user's pipeline (silver.c) */
+	medallion_active_run_count_insert();
 	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }

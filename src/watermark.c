@@ -42,23 +42,18 @@
 void
 medallion_watermark_load(const char *pipeline, Watermark *wm)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	int			ret;
 
 	memset(wm, 0, sizeof(Watermark));
 	values[0] = CStringGetTextDatum(pipeline);
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	ret = SPI_execute_with_args("SELECT system_identifier, done_snapshot, target_snapshot, "
-								"resume_xid, resume_seq FROM medallion.watermarks "
-								"WHERE pipeline OPERATOR(pg_catalog.=) $1",
-								1, argtypes, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read medallion.watermarks: SPI error %d", ret);
-	if (SPI_processed == 1)
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT system_identifier, done_snapshot, target_snapshot, "
+							   "resume_xid, resume_seq FROM medallion.watermarks "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -92,8 +87,7 @@ medallion_watermark_load(const char *pipeline, Watermark *wm)
 			}
 		}
 	}
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 }
 
 /*
@@ -102,11 +96,9 @@ medallion_watermark_load(const char *pipeline, Watermark *wm)
 void
 medallion_watermark_save(const char *pipeline, const Watermark *wm)
 {
-	MedallionUserContext save;
 	Oid			argtypes[6] = {TEXTOID, INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID};
 	Datum		values[6];
 	char		nulls[6] = "      ";
-	int			ret;
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = Int64GetDatum((int64) GetSystemIdentifier());
@@ -119,9 +111,7 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 	values[5] = Int64GetDatum(wm->resume_seq);
 	nulls[5] = wm->has_resume ? ' ' : 'n';
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	ret = SPI_execute_with_args("INSERT INTO medallion.watermarks AS w "
+	(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w "
 								"(pipeline, system_identifier, done_snapshot, target_snapshot, "
 								" resume_xid, resume_seq, updated_at) "
 								"VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now()) "
@@ -132,11 +122,7 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 								"resume_xid = EXCLUDED.resume_xid, "
 								"resume_seq = EXCLUDED.resume_seq, "
 								"updated_at = EXCLUDED.updated_at",
-								6, argtypes, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not write medallion.watermarks: SPI error %d", ret);
-	SPI_finish();
-	medallion_restore_user(&save);
+								6, argtypes, values, nulls, SPI_OK_INSERT);
 }
 
 /*
