@@ -146,7 +146,7 @@ SELECT FROM medallion.create_silver('h2_req', 'bronze.h2_src',
       {"name": "a", "type": "text"}]', ARRAY['z']);
 SELECT results_eq($$SELECT attname, attnotnull FROM pg_attribute
                     WHERE attrelid = 'silver.h2_req'::regclass AND attnum > 0 AND attnum < 4 ORDER BY attnum$$,
-                  $$VALUES ('z', true), ('b', true), ('a', false)$$,
+                  $$VALUES ('z'::name, true), ('b'::name, true), ('a'::name, false)$$,
                   'columns in the written order; required ones NOT NULL');
 SELECT is((SELECT jsonb_typeof(definition -> 'columns') FROM medallion.pipelines WHERE name = 'silver.h2_req'),
           'array', 'the definition keeps the array, so the order');
