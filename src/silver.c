@@ -749,8 +749,9 @@ medallion_count_read(PG_FUNCTION_ARGS)
 
 static int64 insert_dlq_rows(SilverRun *r, List *rows);
 
-/* silver_keep writes the rows it leaves out by batches of this many */
+/* silver_keep writes the rows it leaves out by batches of this many, or bytes */
 #define KEEP_BATCH 1000
+#define KEEP_BATCH_BYTES (1024 * 1024)
 
 /*
  * Writes the rows silver_keep recorded and frees them: memory stays flat
@@ -817,7 +818,8 @@ medallion_silver_keep(PG_FUNCTION_ARGS)
 	b->message = TextDatumGetCString(elems[3]);
 	ar->keep_bad = lappend(ar->keep_bad, b);
 	MemoryContextSwitchTo(old);
-	if (list_length(ar->keep_bad) >= KEEP_BATCH)
+	if (list_length(ar->keep_bad) >= KEEP_BATCH ||
+		MemoryContextMemAllocated(ar->keep_cxt, false) >= KEEP_BATCH_BYTES)
 		flush_kept(ar);
 	PG_RETURN_BOOL(false);
 }
