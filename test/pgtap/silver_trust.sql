@@ -6,7 +6,7 @@
 -- date/time words naming the current time are refused); required columns are NOT NULL; the
 -- columns array keeps its order; a bounded run of exactly its cap drains its window.
 BEGIN;
-SELECT plan(44);
+SELECT plan(48);
 
 CREATE ROLE medallion_h2_owner NOLOGIN;
 CREATE ROLE medallion_h2_stranger NOLOGIN;
@@ -187,6 +187,23 @@ SELECT results_eq($$SELECT rows_read FROM tap.run_row('silver.h2_cap')$$, $$VALU
 SELECT results_eq($$SELECT rows_read FROM tap.run_row('silver.h2_cap')$$, $$VALUES (1::bigint)$$,
                   'then one of the last row');
 SELECT is((SELECT count(*)::int FROM silver.h2_cap), 35, 'every row loaded');
+
+-- §7: after a restore into another cluster the re-based run reads every row again: the
+-- quarantine, like the DLQ, takes a source row once ------------------------------------------
+SELECT FROM medallion.create_bronze('h2_q', 'app');
+SELECT FROM medallion.create_silver('h2_q', 'bronze.h2_q', '{"id": "int", "n": "int"}', ARRAY['id']);
+SELECT FROM medallion.expect('silver.h2_q', 'small', 'n < 10', 'quarantine');
+SELECT FROM medallion.ingest('bronze.h2_q', '[{"id": 1, "n": 1}, {"id": 2, "n": 20}, {"id": 3, "n": "x"}]');
+SELECT results_eq($$SELECT rows_quarantined, rows_dlq FROM tap.run_row('silver.h2_q')$$,
+                  $$VALUES (1::bigint, 1::bigint)$$, 'one row quarantined, one in the DLQ');
+UPDATE medallion.watermarks SET system_identifier = system_identifier + 1 WHERE pipeline = 'silver.h2_q';
+SELECT FROM tap.run_row('silver.h2_q');
+SELECT is((SELECT count(*)::int FROM medallion.quarantine WHERE pipeline = 'silver.h2_q'), 1,
+          'a watermark from another cluster: the re-based run adds no second quarantine row');
+SELECT is((SELECT count(*)::int FROM medallion.dlq WHERE pipeline = 'silver.h2_q'), 1, 'nor a second DLQ row');
+SELECT ok(EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = 'medallion' AND tablename = 'quarantine'
+                  AND indexdef LIKE '%(pipeline, source_seq) WHERE (NOT reprocessed)%'),
+          'the quarantine guard has its index');
 
 SELECT * FROM finish();
 ROLLBACK;
