@@ -77,6 +77,7 @@ typedef struct BadRow
 	char	   *sqlstate;
 	char	   *message;
 	int64		dlq_id;			/* replay: the DLQ row it came from */
+	bool		written;		/* in the DLQ already: only seq is kept */
 } BadRow;
 
 typedef struct SilverRun
@@ -950,38 +951,82 @@ merge_keeping(SilverRun *r, int64 *merged)
 static void
 find_untyped_rows(SilverRun *r)
 {
-	uint64		i;
-	MemoryContext old;
 	char	   *sql = psprintf("SELECT _source_seq, _raw::pg_catalog.text, _batch_id, err FROM "
 							   "(SELECT l0._source_seq, l0._raw, l0._batch_id, "
 							   "medallion.silver_check(l0._raw, $%d, l0._is_delete) AS err "
 							   "FROM (%s) l0 OFFSET 0) x WHERE err IS NOT NULL ORDER BY _source_seq",
 							   P_DEF, source_sql(r, true, false));
+	Portal		portal;
+	MemoryContext batch_cxt = AllocSetContextCreate(r->cxt, "medallion bad rows", ALLOCSET_DEFAULT_SIZES);
 
-	exec(r, sql, true, 0);
-	old = MemoryContextSwitchTo(r->cxt);
-	for (i = 0; i < SPI_processed; i++)
+	/*
+	 * By batches: each goes to the DLQ at once and only its _seq stays (a
+	 * replay keeps its rows: their DLQ rows are updated at its end).
+	 */
+	portal = SPI_cursor_open_with_args(NULL, sql, NPARAMS, r->types, r->values, r->nulls, false, 0);
+	for (;;)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		BadRow	   *b = palloc0(sizeof(BadRow));
-		bool		isnull;
-		Datum	   *elems;
-		bool	   *enulls;
-		int			n;
+		uint64		i;
+		uint64		n;
+		List	   *batch = NIL;
+		MemoryContext old;
 
-		b->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		b->raw = SPI_getvalue(tup, desc, 2);
-		b->batch = SPI_getvalue(tup, desc, 3);
-		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull)),
-						  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
-		b->type = TextDatumGetCString(elems[0]);
-		b->field = enulls[1] ? NULL : TextDatumGetCString(elems[1]);
-		b->sqlstate = TextDatumGetCString(elems[2]);
-		b->message = TextDatumGetCString(elems[3]);
-		r->bad = lappend(r->bad, b);
+		SPI_cursor_fetch(portal, true, 256);
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		old = MemoryContextSwitchTo(r->replay ? r->cxt : batch_cxt);
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			BadRow	   *b = palloc0(sizeof(BadRow));
+			bool		isnull;
+			Datum	   *elems;
+			bool	   *enulls;
+			int			ne;
+
+			b->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			b->raw = SPI_getvalue(tup, desc, 2);
+			b->batch = SPI_getvalue(tup, desc, 3);
+			deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull)),
+							  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &ne);
+			b->type = TextDatumGetCString(elems[0]);
+			b->field = enulls[1] ? NULL : TextDatumGetCString(elems[1]);
+			b->sqlstate = TextDatumGetCString(elems[2]);
+			b->message = TextDatumGetCString(elems[3]);
+			batch = lappend(batch, b);
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+		if (r->replay)
+		{
+			MemoryContext o = MemoryContextSwitchTo(r->cxt);
+
+			r->bad = list_concat(r->bad, batch);
+			MemoryContextSwitchTo(o);
+			continue;
+		}
+		r->ndlq_written += insert_dlq_rows(r, batch);
+		{
+			MemoryContext o = MemoryContextSwitchTo(r->cxt);
+			ListCell   *lc;
+
+			foreach(lc, batch)
+			{
+				BadRow	   *slim = palloc0(sizeof(BadRow));
+
+				slim->seq = ((BadRow *) lfirst(lc))->seq;
+				slim->type = "written";
+				slim->written = true;
+				r->bad = lappend(r->bad, slim);
+			}
+			MemoryContextSwitchTo(o);
+		}
+		MemoryContextReset(batch_cxt);
 	}
-	MemoryContextSwitchTo(old);
+	SPI_cursor_close(portal);
+	MemoryContextDelete(batch_cxt);
 	set_exclusions(r);
 }
 
@@ -1350,7 +1395,7 @@ write_bad_rows(SilverRun *r, RunCounts *counts)
 	{
 		BadRow	   *b = lfirst(lc);
 
-		if (strcmp(b->type, "drop") == 0)
+		if (b->written || strcmp(b->type, "drop") == 0)
 			continue;
 		if (strcmp(b->type, "quarantine") == 0)
 			bad_arrays_add(&quarantine, b);
