@@ -1357,12 +1357,17 @@ insert_dlq_rows(SilverRun *r, List *rows)
 {
 	BadArrays	a;
 	ListCell   *lc;
+	MemoryContext cxt;
+	MemoryContext old;
 
+	if (rows == NIL)
+		return 0;
+	/* a batch's copies go when it is written: a run writes many */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion DLQ batch", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
 	bad_arrays_init(&a);
 	foreach(lc, rows)
 		bad_arrays_add(&a, lfirst(lc));
-	if (a.n == 0)
-		return 0;
 	(void) bad_rows_exec(r, &a,
 						 "INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
 						 "error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
@@ -1371,7 +1376,9 @@ insert_dlq_rows(SilverRun *r, List *rows)
 						 "WHERE NOT EXISTS (SELECT 1 FROM medallion.dlq d WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
 						 "AND d.source_seq OPERATOR(pg_catalog.=) u.seq AND NOT d.reprocessed) ORDER BY u.n",
 						 SPI_OK_INSERT);
-	return a.n;
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return list_length(rows);
 }
 
 /*

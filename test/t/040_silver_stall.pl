@@ -102,10 +102,12 @@ is(sq(q{SELECT max(rows_read) FROM medallion.runs WHERE pipeline = 'silver.chg'}
 # it runs.
 sub peak_anon_kb
 {
-	my ($rows, $every) = @_;
-	my $name = "mem$every";
+	my ($rows, $every, $expect) = @_;
+	my $name = "mem$every" . ($expect ? 'x' : '');
 	sq(qq{SELECT medallion.create_bronze('$name', 'app');
 	      SELECT medallion.create_silver('$name', 'bronze.$name', '{"id": "int", "n": "int"}', '{id}')});
+	# an expectation takes the other slow path (bad rows found first, then the MERGE)
+	sq(qq{SELECT medallion.expect('silver.$name', 'positive', 'n > 0', 'warn')}) if $expect;
 	# one row in $every bad, each with a 2 kB payload
 	for (my $from = 1; $from <= $rows; $from += 10000)
 	{
@@ -144,6 +146,10 @@ is(sq(q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.mem5'}), '60
 	'20 % of 30000 rows in the DLQ');
 note("peak private memory of a run of 30000 rows: $small kB with 600 bad rows, $large kB with 6000");
 ok($small > 0 && $large - $small < 6000, 'it hardly grows with the number of bad rows');
+$small = peak_anon_kb(30000, 50, 1);
+$large = peak_anon_kb(30000, 5, 1);
+note("with an expectation: $small kB with 600 bad rows, $large kB with 6000");
+ok($small > 0 && $large - $small < 6000, 'nor with an expectation (bad rows found before the MERGE)');
 
 ok(!$node->log_contains('TRAP:|terminated by signal|server process .* was terminated'),
 	'no crash in the server log');
