@@ -112,17 +112,17 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 	nulls[5] = wm->has_resume ? ' ' : 'n';
 
 	(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w "
-								"(pipeline, system_identifier, done_snapshot, target_snapshot, "
-								" resume_xid, resume_seq, updated_at) "
-								"VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now()) "
-								"ON CONFLICT (pipeline) DO UPDATE SET "
-								"system_identifier = EXCLUDED.system_identifier, "
-								"done_snapshot = EXCLUDED.done_snapshot, "
-								"target_snapshot = EXCLUDED.target_snapshot, "
-								"resume_xid = EXCLUDED.resume_xid, "
-								"resume_seq = EXCLUDED.resume_seq, "
-								"updated_at = EXCLUDED.updated_at",
-								6, argtypes, values, nulls, SPI_OK_INSERT);
+								  "(pipeline, system_identifier, done_snapshot, target_snapshot, "
+								  " resume_xid, resume_seq, updated_at) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now()) "
+								  "ON CONFLICT (pipeline) DO UPDATE SET "
+								  "system_identifier = EXCLUDED.system_identifier, "
+								  "done_snapshot = EXCLUDED.done_snapshot, "
+								  "target_snapshot = EXCLUDED.target_snapshot, "
+								  "resume_xid = EXCLUDED.resume_xid, "
+								  "resume_seq = EXCLUDED.resume_seq, "
+								  "updated_at = EXCLUDED.updated_at",
+								  6, argtypes, values, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -146,24 +146,24 @@ medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible)
 	SPI_connect();
 	if (visible)
 		ret = SPI_execute_with_args("SELECT CASE WHEN pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
-									"(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text OPERATOR(pg_catalog.||) ':' "
+									"(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text OPERATOR(pg_catalog.||) ':'::pg_catalog.text "
 									"OPERATOR(pg_catalog.||) GREATEST(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
 									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.+) 1)::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) "
-									"COALESCE((SELECT pg_catalog.string_agg(x::pg_catalog.text, ',' ORDER BY x) "
+									"OPERATOR(pg_catalog.||) ':'::pg_catalog.text OPERATOR(pg_catalog.||) "
+									"COALESCE((SELECT pg_catalog.string_agg(x::pg_catalog.text, ','::pg_catalog.text ORDER BY x) "
 									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
 									"UNION SELECT pg_catalog.generate_series(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
 									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.-) 1)) AS i(x) "
-									"WHERE x OPERATOR(pg_catalog.<>) $2::pg_catalog.text::pg_catalog.numeric), ''))"
+									"WHERE x OPERATOR(pg_catalog.<>) $2::pg_catalog.text::pg_catalog.numeric), ''::pg_catalog.text))"
 									"::pg_catalog.pg_snapshot END",
 									2, argtypes, values, NULL, true, 1);
 	else
 		ret = SPI_execute_with_args("SELECT CASE WHEN NOT pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
 									"(LEAST(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text::pg_catalog.numeric, "
-									"$2::pg_catalog.text::pg_catalog.numeric)::pg_catalog.text OPERATOR(pg_catalog.||) ':' "
+									"$2::pg_catalog.text::pg_catalog.numeric)::pg_catalog.text OPERATOR(pg_catalog.||) ':'::pg_catalog.text "
 									"OPERATOR(pg_catalog.||) pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) "
-									"(SELECT pg_catalog.string_agg(x::pg_catalog.text, ',' ORDER BY x) "
+									"OPERATOR(pg_catalog.||) ':'::pg_catalog.text OPERATOR(pg_catalog.||) "
+									"(SELECT pg_catalog.string_agg(x::pg_catalog.text, ','::pg_catalog.text ORDER BY x) "
 									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
 									"UNION SELECT $2::pg_catalog.text::pg_catalog.numeric) AS i(x)))"
 									"::pg_catalog.pg_snapshot END",
