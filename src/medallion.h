@@ -162,9 +162,6 @@ extern Datum medallion_current_snapshot(void);
 extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);
 extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
 
-/* run.c, contract.c: state shared with the SQL a run generates */
-extern int64 medallion_inserted_rows;
-
 /* silver.c: the run this backend executes (functions its SQL calls) */
 extern void medallion_active_run_check(const char *function);
 extern void medallion_active_run_count_insert(void);
