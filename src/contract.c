@@ -152,26 +152,27 @@ is_datetime_type(Oid typid)
  * 'epoch' and 'infinity' are deterministic and stay.
  */
 static bool
-relative_datetime(const char *s)
+relative_datetime(const char *s, int len)
 {
 	static const char *const words[] = {"now", "today", "tomorrow", "yesterday", NULL};
+	const char *end = s + len;
 
-	while (*s)
+#define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+	while (s < end)
 	{
 		const char *start;
-		int			len;
 		int			i;
 
-		while (*s && !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+		while (s < end && !IS_ALPHA(*s))
 			s++;
 		start = s;
-		while ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))
+		while (s < end && IS_ALPHA(*s))
 			s++;
-		len = s - start;
-		for (i = 0; len > 0 && words[i]; i++)
-			if ((int) strlen(words[i]) == len && pg_strncasecmp(start, words[i], len) == 0)
+		for (i = 0; s > start && words[i]; i++)
+			if ((int) strlen(words[i]) == s - start && pg_strncasecmp(start, words[i], s - start) == 0)
 				return true;
 	}
+#undef IS_ALPHA
 	return false;
 }
 
@@ -179,7 +180,7 @@ relative_datetime(const char *s)
 static void
 reject_relative_datetime(const char *s, const char *column)
 {
-	if (relative_datetime(s))
+	if (relative_datetime(s, strlen(s)))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
 				 errmsg("date/time value \"%s\" of \"%s\" depends on the current time", s, column),
@@ -199,7 +200,9 @@ medallion_check_datetime(PG_FUNCTION_ARGS)
 {
 	text	   *value = PG_GETARG_TEXT_PP(0);
 
-	reject_relative_datetime(text_to_cstring(value), text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	/* the common case (digits) without a copy */
+	if (relative_datetime(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)))
+		reject_relative_datetime(text_to_cstring(value), text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	PG_RETURN_TEXT_P(value);
 }
 
