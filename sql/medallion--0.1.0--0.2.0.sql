@@ -54,6 +54,48 @@ CREATE INDEX IF NOT EXISTS quarantine_pipeline_source_seq_idx
 COMMENT ON FUNCTION medallion.create_silver(text, regclass, jsonb, text[], text, jsonb) IS
 'creates a silver table and its pipeline from a column contract (columns: an object of column contracts, in jsonb''s key order, or an array of them with "name", in the written order)';
 
+-- options.settings takes an allow-list (TimeZone, DateStyle, IntervalStyle,
+-- extra_float_digits, lc_*, work_mem, jit): a setting outside it (search_path)
+-- is removed from existing pipelines, with a WARNING; a run refuses one.
+DO $medallion$
+DECLARE
+    p record;
+    bad text;
+BEGIN
+    FOR p IN
+        SELECT pl.name, pl.definition
+          FROM medallion.pipelines pl
+         WHERE pl.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
+           AND pg_catalog.jsonb_typeof(pl.definition OPERATOR(pg_catalog.#>) '{options,settings}'::pg_catalog.text[])
+               OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+    LOOP
+        SELECT pg_catalog.string_agg(s.key, ', '::pg_catalog.text ORDER BY s.key) INTO bad
+          FROM pg_catalog.jsonb_object_keys(p.definition OPERATOR(pg_catalog.#>) '{options,settings}'::pg_catalog.text[]) s(key)
+         WHERE NOT (pg_catalog.lower(s.key) OPERATOR(pg_catalog.=) ANY (ARRAY['timezone', 'datestyle', 'intervalstyle',
+                        'extra_float_digits', 'work_mem', 'jit']::pg_catalog.text[])
+                    OR pg_catalog.lower(s.key) OPERATOR(pg_catalog.~~) 'lc\_%'::pg_catalog.text);
+        CONTINUE WHEN bad IS NULL;
+        RAISE WARNING 'settings % of pipeline "%" are no longer allowed and are removed', bad, p.name
+            USING DETAIL = 'Option settings may set TimeZone, DateStyle, IntervalStyle, extra_float_digits, lc_*, work_mem and jit.';
+        UPDATE medallion.pipelines pl
+           SET definition = pg_catalog.jsonb_set(pl.definition, '{options,settings}'::pg_catalog.text[],
+                   COALESCE((SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
+                               FROM pg_catalog.jsonb_each(pl.definition OPERATOR(pg_catalog.#>) '{options,settings}'::pg_catalog.text[]) e
+                              WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(bad, ', '::pg_catalog.text))),
+                            '{}'::pg_catalog.jsonb)),
+               options = CASE WHEN pg_catalog.jsonb_typeof(pl.options OPERATOR(pg_catalog.->) 'settings'::pg_catalog.text)
+                                   OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+                         THEN pg_catalog.jsonb_set(pl.options, '{settings}'::pg_catalog.text[],
+                                  COALESCE((SELECT pg_catalog.jsonb_object_agg(e.key, e.value)
+                                              FROM pg_catalog.jsonb_each(pl.options OPERATOR(pg_catalog.->) 'settings'::pg_catalog.text) e
+                                             WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (pg_catalog.string_to_array(bad, ', '::pg_catalog.text))),
+                                           '{}'::pg_catalog.jsonb))
+                         ELSE pl.options END
+         WHERE pl.name OPERATOR(pg_catalog.=) p.name;
+    END LOOP;
+END
+$medallion$;
+
 -- Required columns (required: true, the unique key, order_by) are NOT NULL in
 -- silver tables; tables made by 0.1.0 get it here, unless they hold NULLs.
 DO $medallion$

@@ -6,7 +6,7 @@
 -- date/time words naming the current time are refused); required columns are NOT NULL; the
 -- columns array keeps its order; a bounded run of exactly its cap drains its window.
 BEGIN;
-SELECT plan(48);
+SELECT plan(49);
 
 CREATE ROLE medallion_h2_owner NOLOGIN;
 CREATE ROLE medallion_h2_stranger NOLOGIN;
@@ -89,6 +89,11 @@ SELECT throws_ok($$SELECT medallion.create_silver('h2_sp', 'bronze.h2_src', '{"i
 SELECT lives_ok($$SELECT medallion.create_silver('h2_sp', 'bronze.h2_src', '{"id": "int"}', ARRAY['id'], NULL,
                    '{"settings": {"work_mem": "8MB", "lc_numeric": "C", "timezone": "UTC", "JIT": "off"}}')$$,
                 'and takes work_mem, lc_*, TimeZone and jit, in any case');
+
+UPDATE medallion.pipelines SET definition = jsonb_set(definition, '{options,settings}', '{"search_path": "public"}')
+ WHERE name = 'silver.h2_sp';
+SELECT results_eq($$SELECT status, sqlstate FROM tap.run_row('silver.h2_sp')$$, $$VALUES ('failed', '22023')$$,
+                  'a run refuses a definition whose settings name search_path');
 
 -- §6: lengths are checked, not cut, on both paths --------------------------------------------
 SELECT FROM medallion.create_bronze('h2_len', 'app');
