@@ -136,6 +136,77 @@ jb_string_list(JsonbValue *v, const char *column, const char *what)
 }
 
 /*
+ * Whether a column type reads date/time words: its input must not depend on
+ * when the row is read.
+ */
+static bool
+is_datetime_type(Oid typid)
+{
+	return typid == DATEOID || typid == TIMESTAMPOID || typid == TIMESTAMPTZOID ||
+		typid == TIMEOID || typid == TIMETZOID;
+}
+
+/*
+ * Whether a date/time input names the current time (now, today, tomorrow,
+ * yesterday, in any case): a rerun or a replay would give another row.
+ * 'epoch' and 'infinity' are deterministic and stay.
+ */
+static bool
+relative_datetime(const char *s, int len)
+{
+	static const char *const words[] = {"now", "today", "tomorrow", "yesterday", NULL};
+	const char *end = s + len;
+
+#define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+	while (s < end)
+	{
+		const char *start;
+		int			i;
+
+		while (s < end && !IS_ALPHA(*s))
+			s++;
+		start = s;
+		while (s < end && IS_ALPHA(*s))
+			s++;
+		for (i = 0; s > start && words[i]; i++)
+			if ((int) strlen(words[i]) == s - start && pg_strncasecmp(start, words[i], s - start) == 0)
+				return true;
+	}
+#undef IS_ALPHA
+	return false;
+}
+
+/* Raises the data error of a date/time input that names the current time. */
+static void
+reject_relative_datetime(const char *s, const char *column)
+{
+	if (relative_datetime(s, strlen(s)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_DATETIME_FORMAT),
+				 errmsg("date/time value \"%s\" of \"%s\" depends on the current time", s, column),
+				 errdetail("Values such as now, today, tomorrow and yesterday would give another row at every run."),
+				 err_generic_string(PG_DIAG_COLUMN_NAME, column)));
+}
+
+PG_FUNCTION_INFO_V1(medallion_check_datetime);
+
+/*
+ * medallion.check_datetime(value, field) → value, or the data error of a
+ * date/time input that names the current time.  A run's SQL reads date/time
+ * columns through it, so the fast path refuses what silver_check refuses.
+ */
+Datum
+medallion_check_datetime(PG_FUNCTION_ARGS)
+{
+	text	   *value = PG_GETARG_TEXT_PP(0);
+
+	/* the common case (digits) without a copy */
+	if (relative_datetime(VARDATA_ANY(value), VARSIZE_ANY_EXHDR(value)))
+		reject_relative_datetime(text_to_cstring(value), text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	PG_RETURN_TEXT_P(value);
+}
+
+/*
  * Calls a type's input function: validates defaults and accepted values.
  */
 static void
@@ -147,6 +218,8 @@ check_input(ColumnSpec *col, const char *value, const char *what)
 	getTypeInputInfo(col->typid, &typinput, &typioparam);
 	PG_TRY();
 	{
+		if (is_datetime_type(col->typid))
+			reject_relative_datetime(value, col->name);
 		(void) OidInputFunctionCall(typinput, (char *) value, typioparam, col->typmod);
 	}
 	PG_CATCH();
@@ -161,7 +234,7 @@ check_input(ColumnSpec *col, const char *value, const char *what)
  * Parses one column of the contract.
  */
 static ColumnSpec *
-parse_column(const char *name, JsonbValue *v, bool validate)
+parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 {
 	ColumnSpec *col = palloc0(sizeof(ColumnSpec));
 	JsonbValue *f;
@@ -201,14 +274,14 @@ parse_column(const char *name, JsonbValue *v, bool validate)
 				if (tok != WJB_KEY)
 					continue;
 				key = jb_cstring(&kv);
-				if (strcmp(key, "path") != 0 && strcmp(key, "type") != 0 &&
+				if (strcmp(key, "path") != 0 && strcmp(key, "type") != 0 && (strcmp(key, "name") != 0 || !in_array) &&
 					strcmp(key, "required") != 0 && strcmp(key, "default") != 0 &&
 					strcmp(key, "expr") != 0 && strcmp(key, "accepted") != 0 &&
 					strcmp(key, "references") != 0 && strcmp(key, "pii") != 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("invalid contract for column \"%s\": unrecognized key \"%s\"", name, key),
-							 errhint("Valid keys are path, type, required, default, expr, accepted, references and pii.")));
+							 errhint("Valid keys are path, type, required, default, expr, accepted, references and pii (and name, in the array form of columns).")));
 			}
 		}
 		if ((f = jb_get(obj, "type")) == NULL || f->type != jbvString)
@@ -281,7 +354,7 @@ parse_column(const char *name, JsonbValue *v, bool validate)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("type \"%s\" of column \"%s\" does not exist", col->type_name, name),
-				 errhint("Type names are resolved with a run's search_path (pg_catalog, public, unless the option settings says otherwise); qualify the name with its schema.")));
+				 errhint("Type names are resolved with a run's search_path (pg_catalog, public); qualify the name with its schema.")));
 	col->is_json = (col->typid == JSONBOID || col->typid == JSONOID);
 	if (col->pii && col->is_json && strcmp(col->pii, "drop") != 0)
 		contract_error("\"pii\" hash and mask apply to scalar columns", name);
@@ -296,6 +369,27 @@ parse_column(const char *name, JsonbValue *v, bool validate)
 			check_input(col, lfirst(lc), "accepted value");
 	}
 	return col;
+}
+
+/*
+ * Whether options.settings may set a setting: those that change how values
+ * read and print, and costs.  Not search_path: a run's SQL names its own
+ * objects qualified, and user snippets resolve on the pinned path.
+ */
+static bool
+setting_allowed(const char *name)
+{
+	static const char *const allowed[] = {
+		"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "work_mem", "jit", NULL
+	};
+	int			i;
+
+	if (pg_strncasecmp(name, "lc_", 3) == 0)
+		return true;
+	for (i = 0; allowed[i]; i++)
+		if (pg_strcasecmp(name, allowed[i]) == 0)
+			return true;
+	return false;
 }
 
 /*
@@ -359,7 +453,14 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 				while ((tok = JsonbIteratorNext(&sit, &sv, true)) != WJB_DONE)
 				{
 					if (tok == WJB_KEY)
+					{
 						skey = jb_cstring(&sv);
+						if (!setting_allowed(skey))
+							ereport(ERROR,
+									(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+									 errmsg("setting \"%s\" cannot be set by option settings", skey),
+									 errhint("Option settings may set TimeZone, DateStyle, IntervalStyle, extra_float_digits, lc_*, work_mem and jit.")));
+					}
 					else if (tok == WJB_VALUE)
 					{
 						c->setting_names = lappend(c->setting_names, skey);
@@ -387,15 +488,37 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 	 */
 	medallion_run_settings_push(c, &nestlevel);
 	v = jb_get(&definition->root, "columns");
-	if (v == NULL || !is_object(v))
-		contract_error("columns must be a JSON object of column contracts", NULL);
+	if (v == NULL || !(is_object(v) || is_array(v)))
+		contract_error("columns must be a JSON object of column contracts, or an array of them with \"name\"", NULL);
 	it = JsonbIteratorInit(v->val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+	if (is_object(v))
 	{
-		if (tok == WJB_KEY)
-			key = jb_cstring(&kv);
-		else if (tok == WJB_VALUE)
-			c->columns = lappend(c->columns, parse_column(key, &kv, validate));
+		/* jsonb's order of keys, not the written one */
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				key = jb_cstring(&kv);
+			else if (tok == WJB_VALUE)
+				c->columns = lappend(c->columns, parse_column(key, &kv, validate, false));
+		}
+	}
+	else
+	{
+		/* an array keeps the written order */
+		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
+		{
+			JsonbValue *name;
+
+			if (tok != WJB_ELEM)
+				continue;
+			if (!is_object(&kv) || (name = jb_get(kv.val.binary.data, "name")) == NULL ||
+				name->type != jbvString)
+				contract_error("each element of a columns array must be an object with a string \"name\"", NULL);
+			key = jb_cstring(name);
+			if (validate && medallion_contract_column(c, key) != NULL)
+				contract_error("the column is named twice", key);
+			c->columns = lappend(c->columns, parse_column(key, &kv, validate, true));
+		}
 	}
 	if (c->columns == NIL)
 		contract_error("columns must not be empty", NULL);
@@ -612,6 +735,8 @@ type_columns(void *arg)
 			s = JsonbToCString(NULL, &DatumGetJsonbP(text_value)->root, VARSIZE_ANY(DatumGetPointer(text_value)));
 		else
 			s = TextDatumGetCString(text_value);
+		if (is_datetime_type(col->typid))
+			reject_relative_datetime(s, col->name);
 		typed = InputFunctionCall(&cc->input[i], s, cc->ioparam[i], col->typmod);
 		if (cc->naccepted[i] == 0)
 			continue;
@@ -904,6 +1029,7 @@ medallion_silver_check(PG_FUNCTION_ARGS)
 	ErrorData  *edata;
 	ListCell   *lc;
 
+	medallion_active_run_check("medallion.silver_check()");
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	ts.payload = PG_GETARG_JSONB_P(0);
@@ -947,11 +1073,6 @@ medallion_silver_check(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(ts.result);
 }
 
-static void raise_violation(const char *type, const char *field, const char *message);
-
-/* The field of the last contract violation raised: errors carry no field. */
-char	   *medallion_violation_field = NULL;
-
 /*
  * medallion.contract_violation(error_type, field, message): raises the data
  * error of a row that breaks the contract.  Never returns.
@@ -959,34 +1080,35 @@ char	   *medallion_violation_field = NULL;
 Datum
 medallion_contract_violation(PG_FUNCTION_ARGS)
 {
-	raise_violation(text_to_cstring(PG_GETARG_TEXT_PP(0)), text_to_cstring(PG_GETARG_TEXT_PP(1)),
-					text_to_cstring(PG_GETARG_TEXT_PP(2)));
+	char	   *type;
+	char	   *field;
+
+	medallion_active_run_check("medallion.contract_violation()");
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("error_type, field and message must not be NULL")));
+	type = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	field = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	ereport(ERROR,
+			(errcode(strcmp(type, "required") == 0 ? ERRCODE_NOT_NULL_VIOLATION :
+					 strcmp(type, "references") == 0 ? ERRCODE_FOREIGN_KEY_VIOLATION :
+					 ERRCODE_CHECK_VIOLATION),
+			 errmsg("contract check \"%s\" of column \"%s\" failed", type, field),
+			 errdetail_internal("%s", text_to_cstring(PG_GETARG_TEXT_PP(2))),
+			 err_generic_string(PG_DIAG_COLUMN_NAME, field),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, type)));
 	PG_RETURN_BOOL(false);
 }
 
 /* ---------------------------------------------------------------------------
  * The checks of a run's SQL (not volatile: they return their value)
+ *
+ * Each raises a data error whose column and constraint fields (never its
+ * text) say which check of which column failed: the run reads them back,
+ * keeping them only for a contract column and a known check.
  * ---------------------------------------------------------------------------
  */
-
-/* Raises the data error of a contract check, as contract_violation() does. */
-static void
-raise_violation(const char *type, const char *field, const char *message)
-{
-	int			code = ERRCODE_CHECK_VIOLATION;
-
-	if (strcmp(type, "required") == 0)
-		code = ERRCODE_NOT_NULL_VIOLATION;
-	else if (strcmp(type, "references") == 0)
-		code = ERRCODE_FOREIGN_KEY_VIOLATION;
-	if (medallion_violation_field)
-		pfree(medallion_violation_field);
-	medallion_violation_field = MemoryContextStrdup(TopMemoryContext, field);
-	ereport(ERROR,
-			(errcode(code),
-			 errmsg("%s", message),
-			 errdetail("medallion contract check \"%s\" of column \"%s\".", type, field)));
-}
 
 static char *
 value_text(FunctionCallInfo fcinfo, Datum value)
@@ -1005,11 +1127,20 @@ value_text(FunctionCallInfo fcinfo, Datum value)
 Datum
 medallion_check_required(PG_FUNCTION_ARGS)
 {
+	char	   *field;
+
+	medallion_active_run_check("medallion.check_required()");
 	if (!PG_ARGISNULL(0))
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
 		PG_RETURN_NULL();
-	raise_violation("required", text_to_cstring(PG_GETARG_TEXT_PP(2)), text_to_cstring(PG_GETARG_TEXT_PP(3)));
+	field = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	/* the fourth argument is the column's path */
+	ereport(ERROR,
+			(errcode(ERRCODE_NOT_NULL_VIOLATION),
+			 errmsg("required field \"%s\" is missing or null", text_to_cstring(PG_GETARG_TEXT_PP(3))),
+			 err_generic_string(PG_DIAG_COLUMN_NAME, field),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "required")));
 	PG_RETURN_NULL();
 }
 
@@ -1032,6 +1163,7 @@ medallion_check_accepted(PG_FUNCTION_ARGS)
 	char		typalign;
 	char	   *field;
 
+	medallion_active_run_check("medallion.check_accepted()");
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	value = PG_GETARG_DATUM(0);
@@ -1043,8 +1175,11 @@ medallion_check_accepted(PG_FUNCTION_ARGS)
 		if (!enulls[i] && DatumGetBool(FunctionCall2Coll(&tc->eq_opr_finfo, PG_GET_COLLATION(), value, elems[i])))
 			PG_RETURN_DATUM(value);
 	field = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	raise_violation("accepted", field,
-					psprintf("value \"%s\" of \"%s\" is not an accepted value", value_text(fcinfo, value), field));
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("value \"%s\" of \"%s\" is not an accepted value", value_text(fcinfo, value), field),
+			 err_generic_string(PG_DIAG_COLUMN_NAME, field),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "accepted")));
 	PG_RETURN_NULL();
 }
 
@@ -1057,13 +1192,17 @@ medallion_check_reference(PG_FUNCTION_ARGS)
 {
 	char	   *field;
 
+	medallion_active_run_check("medallion.check_reference()");
 	if (PG_ARGISNULL(0))
 		PG_RETURN_NULL();
 	if (!PG_ARGISNULL(1) && PG_GETARG_BOOL(1))
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	field = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	raise_violation("references", field,
-					psprintf("value \"%s\" of \"%s\" has no match in %s", value_text(fcinfo, PG_GETARG_DATUM(0)),
-							 field, text_to_cstring(PG_GETARG_TEXT_PP(3))));
+	ereport(ERROR,
+			(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+			 errmsg("value \"%s\" of \"%s\" has no match in %s", value_text(fcinfo, PG_GETARG_DATUM(0)),
+					field, text_to_cstring(PG_GETARG_TEXT_PP(3))),
+			 err_generic_string(PG_DIAG_COLUMN_NAME, field),
+			 err_generic_string(PG_DIAG_CONSTRAINT_NAME, "references")));
 	PG_RETURN_NULL();
 }

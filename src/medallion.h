@@ -175,9 +175,9 @@ extern Datum medallion_current_snapshot(void);
 extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);
 extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
 
-/* run.c, contract.c: state shared with the SQL a run generates */
-extern int64 medallion_inserted_rows;
-extern char *medallion_violation_field;
+/* silver.c: the run this backend executes (functions its SQL calls) */
+extern void medallion_active_run_check(const char *function);
+extern void medallion_active_run_count_insert(void);
 
 /* run.c: runs and their records */
 typedef struct RunCounts

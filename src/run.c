@@ -40,9 +40,6 @@ PG_FUNCTION_INFO_V1(medallion_resume);
 PG_FUNCTION_INFO_V1(medallion_replay_dlq);
 PG_FUNCTION_INFO_V1(medallion_count_insert);
 
-/* Rows a silver MERGE inserted (medallion.count_insert). */
-int64		medallion_inserted_rows = 0;
-
 /*
  * A run's time budget (options.time_budget): the statement timeout armed
  * for the run's duration.  SPI does not arm statement_timeout (only a
@@ -939,6 +936,7 @@ medallion_replay_dlq(PG_FUNCTION_ARGS)
 Datum
 medallion_count_insert(PG_FUNCTION_ARGS)
 {
-	medallion_inserted_rows++;
+	/* only inside a run of the current user's pipeline (silver.c) */
+	medallion_active_run_count_insert();
 	PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 }

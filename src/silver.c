@@ -77,6 +77,7 @@ typedef struct BadRow
 	char	   *sqlstate;
 	char	   *message;
 	int64		dlq_id;			/* replay: the DLQ row it came from */
+	bool		written;		/* in the DLQ already: only seq is kept */
 } BadRow;
 
 typedef struct SilverRun
@@ -104,8 +105,112 @@ typedef struct SilverRun
 	bool		prev_has_xip;	/* P_PREV_XIP set: done had transactions in progress */
 	bool		counting;		/* source_sql counts its rows (medallion.count_read) */
 	bool		keeping;		/* source_sql leaves out, and records, the rows that do not type */
+	int64		nbad_written;	/* bad rows already in the DLQ (not in bad) */
+	int64		ndlq_written;	/* of which new DLQ rows */
 	MemoryContext cxt;			/* lives as long as the run */
 } SilverRun;
+
+/*
+ * The run this backend is executing, if any: what the functions its SQL
+ * calls (count_read, count_insert, silver_keep, silver_check, the check_*)
+ * share with it.  Those raise unless the current user is the run's owner,
+ * as while the run's SQL executes.  Registered by medallion_silver_run,
+ * unregistered when it ends, or when its (sub)transaction aborts.
+ */
+typedef struct ActiveRun
+{
+	struct ActiveRun *prev;		/* an enclosing run, if any */
+	SubTransactionId subid;		/* registered in */
+	Oid			owner;
+	SilverRun  *r;
+	int64		read;			/* rows the last MERGE read */
+	int64		inserted;		/* rows the last MERGE inserted */
+	bool		keeping;		/* silver_keep may record rows */
+	MemoryContext keep_cxt;		/* silver_keep's rows not yet written */
+	List	   *keep_bad;
+	int64		kept;			/* rows silver_keep left out */
+	int64		kept_new;		/* of which new DLQ rows */
+} ActiveRun;
+
+static ActiveRun *active_run = NULL;
+static bool active_run_callbacks = false;
+
+static void
+active_run_pop_to(SubTransactionId subid)
+{
+	while (active_run && active_run->subid >= subid)
+	{
+		ActiveRun  *prev = active_run->prev;
+
+		pfree(active_run);
+		active_run = prev;
+	}
+}
+
+static void
+active_run_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_PREPARE)
+		active_run_pop_to(InvalidSubTransactionId);
+}
+
+static void
+active_run_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		active_run_pop_to(mySubid);
+}
+
+static ActiveRun *
+active_run_register(SilverRun *r)
+{
+	ActiveRun  *ar = MemoryContextAllocZero(TopMemoryContext, sizeof(ActiveRun));
+
+	if (!active_run_callbacks)
+	{
+		RegisterXactCallback(active_run_xact_callback, NULL);
+		RegisterSubXactCallback(active_run_subxact_callback, NULL);
+		active_run_callbacks = true;
+	}
+	ar->prev = active_run;
+	ar->subid = GetCurrentSubTransactionId();
+	ar->owner = r->p->owner;
+	ar->r = r;
+	active_run = ar;
+	return ar;
+}
+
+static void
+active_run_unregister(ActiveRun *ar)
+{
+	Assert(active_run == ar);
+	active_run = ar->prev;
+	pfree(ar);
+}
+
+/*
+ * Raises unless this backend is executing a run owned by the current user.
+ */
+void
+medallion_active_run_check(const char *function)
+{
+	if (active_run == NULL || active_run->owner != GetUserId())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is called by silver runs only", function),
+				 errdetail("It works only inside a run of a pipeline owned by the current user.")));
+}
+
+/* medallion.count_insert(): a row the run's MERGE inserted */
+void
+medallion_active_run_count_insert(void)
+{
+	medallion_active_run_check("medallion.count_insert()");
+	active_run->inserted++;
+}
 
 /* ---------------------------------------------------------------------------
  * SQL generation
@@ -116,6 +221,36 @@ static const char *
 qcol(const char *name)
 {
 	return quote_identifier(name);
+}
+
+/* A type's name as SQL, qualified unless it is an SQL keyword. */
+static char *
+qtype_name(Oid typid, int32 typmod)
+{
+	return format_type_extended(typid, typmod, FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+}
+
+/*
+ * An SQL value converted to a column's type.  Lengths are checked, not cut:
+ * an explicit cast to varchar(n) or char(n) truncates, where the input
+ * function (what silver_check uses) raises 22001; date/time inputs that name
+ * the current time are refused, as silver_check refuses them.
+ */
+static char *
+typed_sql(ColumnSpec *col, const char *val)
+{
+	if (col->typmod >= 0 && col->typid == VARCHAROID)
+		return psprintf("pg_catalog.\"varchar\"(CAST(%s AS pg_catalog.\"varchar\"), %d, false)", val, col->typmod);
+	if (col->typmod >= 0 && col->typid == BPCHAROID)
+		return psprintf("pg_catalog.bpchar(CAST(%s AS pg_catalog.bpchar), %d, false)", val, col->typmod);
+	return psprintf("CAST(%s AS %s)", val, qtype_name(col->typid, col->typmod));
+}
+
+static bool
+is_datetime_type(Oid typid)
+{
+	return typid == DATEOID || typid == TIMESTAMPOID || typid == TIMESTAMPTZOID ||
+		typid == TIMEOID || typid == TIMETZOID;
 }
 
 /*
@@ -210,7 +345,8 @@ source_sql(SilverRun *r, bool with_exclusions, bool range)
 			appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.<=) $%d", P_HSEQ);
 	}
 	if (range)
-		appendStringInfo(&buf, " AND (b._xid, b._seq) >= ($%d, $%d) AND (b._xid, b._seq) <= ($%d, $%d)",
+		appendStringInfo(&buf, " AND (b._xid, b._seq) OPERATOR(pg_catalog.>=) ($%d, $%d) "
+						 "AND (b._xid, b._seq) OPERATOR(pg_catalog.<=) ($%d, $%d)",
 						 P_LO_XID, P_LO_SEQ, P_HI_XID, P_HI_SEQ);
 	if (with_exclusions)
 		appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.<>) ALL ($%d)", P_EXCL);
@@ -286,15 +422,17 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 		char	   *val;
 		char	   *typed;
 		char	   *v;
-		char	   *qtype = format_type_with_typemod(col->typid, col->typmod);
+		char	   *qtype = qtype_name(col->typid, col->typmod);
 
 		/* L1: extract and cast */
 		val = extract_sql(col);
 		if (col->default_value)
 			val = psprintf("COALESCE(%s, %s)", val,
 						   col->is_json ? psprintf("%s::pg_catalog.jsonb", quote_literal_cstr(col->default_value))
-						   : quote_literal_cstr(col->default_value));
-		typed = psprintf("CAST(%s AS %s)", val, qtype);
+						   : psprintf("%s::pg_catalog.text", quote_literal_cstr(col->default_value)));
+		if (is_datetime_type(col->typid))
+			val = psprintf("medallion.check_datetime(%s, %s::pg_catalog.text)", val, quote_literal_cstr(col->name));
+		typed = typed_sql(col, val);
 		if (!is_version_column(c, col))
 			typed = psprintf("CASE WHEN l0._is_delete THEN NULL ELSE %s END", typed);
 		appendStringInfo(&l1, ",\n %s AS %s", typed, qcol(col->name));
@@ -303,8 +441,8 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 
 		/* L2: the expression, over the typed columns */
 		if (col->expr)
-			appendStringInfo(&l2, ",\n CASE WHEN l1._is_delete THEN NULL ELSE CAST((%s\n) AS %s) END AS %s",
-							 col->expr, qtype, qcol(col->name));
+			appendStringInfo(&l2, ",\n CASE WHEN l1._is_delete THEN NULL ELSE %s END AS %s",
+							 typed_sql(col, psprintf("(%s\n)", col->expr)), qcol(col->name));
 		else
 			appendStringInfo(&l2, ", l1.%s", qcol(col->name));
 
@@ -318,10 +456,9 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 		 */
 		v = psprintf("l2.%s", qcol(col->name));
 		if (col->required)
-			v = psprintf("medallion.check_required(%s, %s, %s, %s)",
+			v = psprintf("medallion.check_required(%s, %s, %s::pg_catalog.text, %s::pg_catalog.text)",
 						 v, is_version_column(c, col) ? "false" : "l2._is_delete",
-						 quote_literal_cstr(col->name),
-						 quote_literal_cstr(psprintf("required field \"%s\" is missing or null", col->path)));
+						 quote_literal_cstr(col->name), quote_literal_cstr(col->path));
 		if (col->accepted)
 		{
 			StringInfoData arr;
@@ -331,7 +468,7 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 			foreach(a, col->accepted)
 				appendStringInfo(&arr, "%s%s", a == list_head(col->accepted) ? "" : ",",
 								 quote_literal_cstr(lfirst(a)));
-			v = psprintf("medallion.check_accepted(%s, ARRAY[%s]::%s[], %s)",
+			v = psprintf("medallion.check_accepted(%s, ARRAY[%s]::%s[], %s::pg_catalog.text)",
 						 v, arr.data, qtype, quote_literal_cstr(col->name));
 		}
 		if (col->ref_table)
@@ -339,7 +476,8 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 			char	   *dot = strchr(col->ref_table, '.');
 			char	   *qref = quote_qualified_identifier(pnstrdup(col->ref_table, dot - col->ref_table), dot + 1);
 
-			v = psprintf("medallion.check_reference(%s, EXISTS (SELECT 1 FROM %s r WHERE r.%s = %s), %s, %s)",
+			v = psprintf("medallion.check_reference(%s, EXISTS (SELECT 1 FROM %s r WHERE r.%s OPERATOR(pg_catalog.=) %s), "
+						 "%s::pg_catalog.text, %s::pg_catalog.text)",
 						 v, qref, qcol(col->ref_column), v, quote_literal_cstr(col->name),
 						 quote_literal_cstr(psprintf("%s.%s", col->ref_table, col->ref_column)));
 		}
@@ -352,10 +490,11 @@ checked_sql(SilverRun *r, bool with_exclusions, bool range)
 		if (col->pii && strcmp(col->pii, "hash") == 0)
 			v = psprintf("medallion.pseudonymize((%s)::pg_catalog.text)", v);
 		else if (col->pii && strcmp(col->pii, "hash_v1") == 0)
-			v = psprintf("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to((%s)::pg_catalog.text, 'UTF8')), 'hex')", v);
+			v = psprintf("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to((%s)::pg_catalog.text, 'UTF8'::pg_catalog.name)), 'hex'::pg_catalog.text)", v);
 		else if (col->pii && strcmp(col->pii, "mask") == 0)
-			v = psprintf("(SELECT CASE WHEN m IS NULL THEN NULL ELSE pg_catalog.left(m, 1) OPERATOR(pg_catalog.||) '***' "
-						 "OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.strpos(m, '@') > 0 THEN pg_catalog.substr(m, pg_catalog.strpos(m, '@')) ELSE '' END END "
+			v = psprintf("(SELECT CASE WHEN m IS NULL THEN NULL ELSE pg_catalog.\"left\"(m, 1) OPERATOR(pg_catalog.||) '***'::pg_catalog.text "
+						 "OPERATOR(pg_catalog.||) CASE WHEN pg_catalog.strpos(m, '@'::pg_catalog.text) OPERATOR(pg_catalog.>) 0 "
+						 "THEN pg_catalog.substr(m, pg_catalog.strpos(m, '@'::pg_catalog.text)) ELSE ''::pg_catalog.text END END "
 						 "FROM (SELECT (%s)::pg_catalog.text AS m) mm)", v);
 		appendStringInfo(&l3, ",\n %s AS %s", v, qcol(col->name));
 	}
@@ -373,7 +512,7 @@ stored_type(ColumnSpec *col)
 	if (col->pii && (strcmp(col->pii, "hash") == 0 || strcmp(col->pii, "hash_v1") == 0 ||
 					 strcmp(col->pii, "mask") == 0))
 		return "pg_catalog.text";
-	return format_type_with_typemod(col->typid, col->typmod);
+	return qtype_name(col->typid, col->typmod);
 }
 
 static bool
@@ -401,10 +540,12 @@ tombstone_table(const char *relname)
 static char *
 newer_than(Contract *c, const char *a, const char *b, bool or_equal)
 {
+	const char *op = or_equal ? "OPERATOR(pg_catalog.>=)" : "OPERATOR(pg_catalog.>)";
+
 	if (c->order_by)
 		return psprintf("(%s.%s, %s._source_seq) %s (%s.%s, %s._source_seq)",
-						a, qcol(c->order_by), a, or_equal ? ">=" : ">", b, qcol(c->order_by), b);
-	return psprintf("%s._source_seq %s %s._source_seq", a, or_equal ? ">=" : ">", b);
+						a, qcol(c->order_by), a, op, b, qcol(c->order_by), b);
+	return psprintf("%s._source_seq %s %s._source_seq", a, op, b);
 }
 
 /*
@@ -503,7 +644,7 @@ merge_sql(SilverRun *r)
 		const char *k = qcol(lfirst(lc));
 
 		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", k);
-		appendStringInfo(&on, "%stgt.%s = src.%s", on.len ? " AND " : "", k, k);
+		appendStringInfo(&on, "%stgt.%s OPERATOR(pg_catalog.=) src.%s", on.len ? " AND " : "", k, k);
 	}
 	foreach(lc, c->columns)
 	{
@@ -523,7 +664,7 @@ merge_sql(SilverRun *r)
 
 		initStringInfo(&tk);
 		foreach(lc, c->unique_key)
-			appendStringInfo(&tk, " AND d.%s = src.%s", qcol(lfirst(lc)), qcol(lfirst(lc)));
+			appendStringInfo(&tk, " AND d.%s OPERATOR(pg_catalog.=) src.%s", qcol(lfirst(lc)), qcol(lfirst(lc)));
 		not_deleted = psprintf(" AND NOT EXISTS (SELECT 1 FROM %s d WHERE true%s AND %s)",
 							   r->qtomb, tk.data, newer_than(c, "d", "src", true));
 	}
@@ -595,9 +736,6 @@ exec(SilverRun *r, const char *sql, bool read_only, long limit)
 
 typedef void (*TryFn) (SilverRun *r, void *arg);
 
-/* Rows the last MERGE read (medallion.count_read, medallion.silver_keep). */
-static int64 medallion_read_rows = 0;
-
 PG_FUNCTION_INFO_V1(medallion_count_read);
 PG_FUNCTION_INFO_V1(medallion_silver_keep);
 
@@ -608,13 +746,32 @@ PG_FUNCTION_INFO_V1(medallion_silver_keep);
 Datum
 medallion_count_read(PG_FUNCTION_ARGS)
 {
-	medallion_read_rows++;
+	medallion_active_run_check("medallion.count_read()");
+	active_run->read++;
 	PG_RETURN_BOOL(true);
 }
 
-/* Where medallion.silver_keep() records the rows it leaves out: the run's. */
-static MemoryContext keep_cxt = NULL;
-static List *keep_bad = NIL;
+static int64 insert_dlq_rows(SilverRun *r, List *rows);
+
+/* silver_keep writes the rows it leaves out by batches of this many, or bytes */
+#define KEEP_BATCH 1000
+#define KEEP_BATCH_BYTES (1024 * 1024)
+
+/*
+ * Writes the rows silver_keep recorded and frees them: memory stays flat
+ * in the number of bad rows.  (A replay keeps them: their DLQ rows are
+ * updated at its end.)
+ */
+static void
+flush_kept(ActiveRun *ar)
+{
+	if (ar->keep_bad == NIL || ar->r->replay)
+		return;
+	ar->kept_new += insert_dlq_rows(ar->r, ar->keep_bad);
+	ar->kept += list_length(ar->keep_bad);
+	ar->keep_bad = NIL;
+	MemoryContextReset(ar->keep_cxt);
+}
 
 /*
  * medallion.silver_keep(seq, payload, batch_id, silver_check's result): in
@@ -625,6 +782,7 @@ static List *keep_bad = NIL;
 Datum
 medallion_silver_keep(PG_FUNCTION_ARGS)
 {
+	ActiveRun  *ar;
 	MemoryContext old;
 	BadRow	   *b;
 	Datum	   *elems;
@@ -632,28 +790,41 @@ medallion_silver_keep(PG_FUNCTION_ARGS)
 	int			n;
 	Jsonb	   *raw;
 
-	if (keep_cxt == NULL)
+	medallion_active_run_check("medallion.silver_keep()");
+	ar = active_run;
+	if (!ar->keeping)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("medallion.silver_keep() is called by silver runs only")));
 	if (PG_ARGISNULL(3))
 	{
-		medallion_read_rows++;
+		ar->read++;
 		PG_RETURN_BOOL(true);
 	}
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("seq and payload must not be NULL")));
 	raw = PG_GETARG_JSONB_P(1);
-	old = MemoryContextSwitchTo(keep_cxt);
+	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
+	if (n != 4 || enulls[0] || enulls[2] || enulls[3])
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("error must be silver_check's result")));
+	old = MemoryContextSwitchTo(ar->keep_cxt);
 	b = palloc0(sizeof(BadRow));
 	b->seq = PG_GETARG_INT64(0);
 	b->raw = JsonbToCString(NULL, &raw->root, VARSIZE(raw));
 	b->batch = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
-	deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
 	b->type = TextDatumGetCString(elems[0]);
 	b->field = enulls[1] ? NULL : TextDatumGetCString(elems[1]);
 	b->sqlstate = TextDatumGetCString(elems[2]);
 	b->message = TextDatumGetCString(elems[3]);
-	keep_bad = lappend(keep_bad, b);
+	ar->keep_bad = lappend(ar->keep_bad, b);
 	MemoryContextSwitchTo(old);
+	if (list_length(ar->keep_bad) >= KEEP_BATCH ||
+		MemoryContextMemAllocated(ar->keep_cxt, false) >= KEEP_BATCH_BYTES)
+		flush_kept(ar);
 	PG_RETURN_BOOL(false);
 }
 
@@ -699,8 +870,8 @@ do_merge(SilverRun *r, void *arg)
 {
 	int64	   *merged = arg;
 
-	medallion_inserted_rows = 0;
-	medallion_read_rows = 0;
+	active_run->inserted = 0;
+	active_run->read = 0;
 	exec(r, merge_sql(r), false, 0);
 	*merged = SPI_processed;
 	if (r->qtomb)
@@ -709,41 +880,69 @@ do_merge(SilverRun *r, void *arg)
 
 /*
  * The slow path of a run without expectations, in one MERGE that leaves
- * out (and records) the rows silver_check() refuses.  False, with nothing
- * changed, if that MERGE failed all the same: an expression or a reference
- * fails on a row that types (find_failing_rows' business).
+ * out (and records) the rows silver_check() refuses; they go to the DLQ by
+ * batches as they are found.  False, with nothing changed, if that MERGE
+ * failed all the same: an expression or a reference fails on a row that
+ * types (find_failing_rows' business).
  */
 static bool
 merge_keeping(SilverRun *r, int64 *merged)
 {
 	ErrorData  *volatile edata = NULL;
+	ActiveRun  *ar = active_run;
 
-	keep_cxt = r->cxt;
-	keep_bad = NIL;
+	ar->keep_cxt = AllocSetContextCreate(r->cxt, "medallion silver_keep", ALLOCSET_DEFAULT_SIZES);
+	ar->keep_bad = NIL;
+	ar->kept = ar->kept_new = 0;
+	ar->keeping = true;
 	r->keeping = true;
 	PG_TRY();
 	{
 		edata = try_data(r, do_merge, merged);
+		/* the last batch, in the MERGE's subtransaction's place */
+		if (edata == NULL)
+			flush_kept(ar);
 	}
 	PG_FINALLY();
 	{
 		r->keeping = false;
-		keep_cxt = NULL;
+		ar->keeping = false;
 	}
 	PG_END_TRY();
 	if (edata != NULL)
 	{
-		keep_bad = NIL;
+		/* what was written went with the subtransaction */
+		MemoryContextDelete(ar->keep_cxt);
+		ar->keep_bad = NIL;
 		return false;
 	}
-	list_sort(keep_bad, bad_row_cmp);
+	r->nbad_written += ar->kept;
+	r->ndlq_written += ar->kept_new;
+	if (ar->keep_bad != NIL)
 	{
+		/* a replay's rows */
 		MemoryContext old = MemoryContextSwitchTo(r->cxt);
+		ListCell   *lc;
 
-		r->bad = list_concat(r->bad, keep_bad);
+		list_sort(ar->keep_bad, bad_row_cmp);
+		foreach(lc, ar->keep_bad)
+		{
+			BadRow	   *b = lfirst(lc);
+			BadRow	   *copy = palloc(sizeof(BadRow));
+
+			*copy = *b;
+			copy->raw = b->raw ? pstrdup(b->raw) : NULL;
+			copy->batch = b->batch ? pstrdup(b->batch) : NULL;
+			copy->type = pstrdup(b->type);
+			copy->field = b->field ? pstrdup(b->field) : NULL;
+			copy->sqlstate = pstrdup(b->sqlstate);
+			copy->message = pstrdup(b->message);
+			r->bad = lappend(r->bad, copy);
+		}
 		MemoryContextSwitchTo(old);
 	}
-	keep_bad = NIL;
+	ar->keep_bad = NIL;
+	MemoryContextDelete(ar->keep_cxt);
 	set_exclusions(r);
 	return true;
 }
@@ -755,38 +954,82 @@ merge_keeping(SilverRun *r, int64 *merged)
 static void
 find_untyped_rows(SilverRun *r)
 {
-	uint64		i;
-	MemoryContext old;
 	char	   *sql = psprintf("SELECT _source_seq, _raw::pg_catalog.text, _batch_id, err FROM "
 							   "(SELECT l0._source_seq, l0._raw, l0._batch_id, "
 							   "medallion.silver_check(l0._raw, $%d, l0._is_delete) AS err "
 							   "FROM (%s) l0 OFFSET 0) x WHERE err IS NOT NULL ORDER BY _source_seq",
 							   P_DEF, source_sql(r, true, false));
+	Portal		portal;
+	MemoryContext batch_cxt = AllocSetContextCreate(r->cxt, "medallion bad rows", ALLOCSET_DEFAULT_SIZES);
 
-	exec(r, sql, true, 0);
-	old = MemoryContextSwitchTo(r->cxt);
-	for (i = 0; i < SPI_processed; i++)
+	/*
+	 * By batches: each goes to the DLQ at once and only its _seq stays (a
+	 * replay keeps its rows: their DLQ rows are updated at its end).
+	 */
+	portal = SPI_cursor_open_with_args(NULL, sql, NPARAMS, r->types, r->values, r->nulls, false, 0);
+	for (;;)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		BadRow	   *b = palloc0(sizeof(BadRow));
-		bool		isnull;
-		Datum	   *elems;
-		bool	   *enulls;
-		int			n;
+		uint64		i;
+		uint64		n;
+		List	   *batch = NIL;
+		MemoryContext old;
 
-		b->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		b->raw = SPI_getvalue(tup, desc, 2);
-		b->batch = SPI_getvalue(tup, desc, 3);
-		deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull)),
-						  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &n);
-		b->type = TextDatumGetCString(elems[0]);
-		b->field = enulls[1] ? NULL : TextDatumGetCString(elems[1]);
-		b->sqlstate = TextDatumGetCString(elems[2]);
-		b->message = TextDatumGetCString(elems[3]);
-		r->bad = lappend(r->bad, b);
+		SPI_cursor_fetch(portal, true, 256);
+		n = SPI_processed;
+		if (n == 0)
+			break;
+		old = MemoryContextSwitchTo(r->replay ? r->cxt : batch_cxt);
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			BadRow	   *b = palloc0(sizeof(BadRow));
+			bool		isnull;
+			Datum	   *elems;
+			bool	   *enulls;
+			int			ne;
+
+			b->seq = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			b->raw = SPI_getvalue(tup, desc, 2);
+			b->batch = SPI_getvalue(tup, desc, 3);
+			deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 4, &isnull)),
+							  TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &ne);
+			b->type = TextDatumGetCString(elems[0]);
+			b->field = enulls[1] ? NULL : TextDatumGetCString(elems[1]);
+			b->sqlstate = TextDatumGetCString(elems[2]);
+			b->message = TextDatumGetCString(elems[3]);
+			batch = lappend(batch, b);
+		}
+		MemoryContextSwitchTo(old);
+		SPI_freetuptable(SPI_tuptable);
+		if (r->replay)
+		{
+			MemoryContext o = MemoryContextSwitchTo(r->cxt);
+
+			r->bad = list_concat(r->bad, batch);
+			MemoryContextSwitchTo(o);
+			continue;
+		}
+		r->ndlq_written += insert_dlq_rows(r, batch);
+		{
+			MemoryContext o = MemoryContextSwitchTo(r->cxt);
+			ListCell   *lc;
+
+			foreach(lc, batch)
+			{
+				BadRow	   *slim = palloc0(sizeof(BadRow));
+
+				slim->seq = ((BadRow *) lfirst(lc))->seq;
+				slim->type = "written";
+				slim->written = true;
+				r->bad = lappend(r->bad, slim);
+			}
+			MemoryContextSwitchTo(o);
+		}
+		MemoryContextReset(batch_cxt);
 	}
-	MemoryContextSwitchTo(old);
+	SPI_cursor_close(portal);
+	MemoryContextDelete(batch_cxt);
 	set_exclusions(r);
 }
 
@@ -836,6 +1079,19 @@ failing_column(SilverRun *r, RowPos *range)
 	return found;
 }
 
+/* The name of a contract check the run's SQL raises, or NULL. */
+static const char *
+known_check(const char *name)
+{
+	static const char *const checks[] = {"required", "accepted", "references", NULL};
+	int			i;
+
+	for (i = 0; name && checks[i]; i++)
+		if (strcmp(name, checks[i]) == 0)
+			return checks[i];
+	return NULL;
+}
+
 /*
  * Finds the bad rows of positions [lo, hi) by bisection.
  */
@@ -862,17 +1118,22 @@ bisect(SilverRun *r, RowPos *pos, int lo, int hi)
 	{
 		MemoryContext old = MemoryContextSwitchTo(r->cxt);
 		BadRow	   *b = palloc0(sizeof(BadRow));
-		bool		violation = (edata->detail && strncmp(edata->detail, "medallion contract check", 24) == 0);
+		const char *type = known_check(edata->constraint_name);
+		bool		violation = (type != NULL && edata->column_name != NULL &&
+								 medallion_contract_column(r->c, edata->column_name) != NULL);
 
+		/*
+		 * The check and column of a contract violation come from the error's
+		 * fields, never from its text; user code can set those too, so they
+		 * count only when they name a known check and a contract column.
+		 */
 		b->seq = pos[lo].seq;
-		b->type = violation ? pstrdup(strchr(edata->detail, '"') + 1) : "expr";
-		if (violation)
-			*strchr(b->type, '"') = '\0';
-		b->field = violation && medallion_violation_field ? pstrdup(medallion_violation_field) : NULL;
+		b->type = violation ? pstrdup(type) : "expr";
+		b->field = violation ? pstrdup(edata->column_name) : NULL;
 		if (b->field == NULL)
 			b->field = failing_column(r, range);
 		b->sqlstate = pstrdup(unpack_sql_state(edata->sqlerrcode));
-		b->message = pstrdup(edata->message);
+		b->message = pstrdup(edata->message ? edata->message : "");
 		r->bad = lappend(r->bad, b);
 		MemoryContextSwitchTo(old);
 	}
@@ -910,7 +1171,7 @@ find_failing_rows(SilverRun *r)
 	{
 		BadRow	   *b = lfirst(lc);
 
-		exec(r, psprintf("SELECT _raw::pg_catalog.text, _batch_id FROM (%s) b WHERE _source_seq = %lld",
+		exec(r, psprintf("SELECT _raw::pg_catalog.text, _batch_id FROM (%s) b WHERE _source_seq OPERATOR(pg_catalog.=) %lld",
 						 source_sql(r, false, false), (long long) b->seq), true, 1);
 		if (SPI_processed == 1)
 		{
@@ -1012,128 +1273,168 @@ apply_expectations(SilverRun *r, void *arg)
 }
 
 /*
+ * Arrays of some fields of bad rows, for one set-based statement.
+ */
+typedef struct BadArrays
+{
+	ArrayBuildState *raw,
+			   *msg,
+			   *type,
+			   *field,
+			   *seq,
+			   *batch,
+			   *state,
+			   *dlq_id;
+	int			n;
+} BadArrays;
+
+static void
+bad_arrays_init(BadArrays *a)
+{
+	a->raw = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	a->msg = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	a->type = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	a->field = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	a->seq = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	a->batch = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	a->state = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	a->dlq_id = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	a->n = 0;
+}
+
+static void
+bad_arrays_add(BadArrays *a, BadRow *b)
+{
+#define ACCUM_TEXT(st, v) accumArrayResult(st, (v) ? CStringGetTextDatum(v) : (Datum) 0, (v) == NULL, \
+										   TEXTOID, CurrentMemoryContext)
+	ACCUM_TEXT(a->raw, b->raw);
+	ACCUM_TEXT(a->msg, b->message);
+	ACCUM_TEXT(a->type, b->type);
+	ACCUM_TEXT(a->field, b->field);
+	ACCUM_TEXT(a->batch, b->batch);
+	ACCUM_TEXT(a->state, b->sqlstate);
+#undef ACCUM_TEXT
+	accumArrayResult(a->seq, Int64GetDatum(b->seq), false, INT8OID, CurrentMemoryContext);
+	accumArrayResult(a->dlq_id, Int64GetDatum(b->dlq_id), false, INT8OID, CurrentMemoryContext);
+	a->n++;
+}
+
+/*
+ * One set-based statement over bad rows, through the catalog gateway:
+ * $1 pipeline, $2 source table, $3 run id, then the arrays raw, message,
+ * type, field, seq, batch, sqlstate, dlq id.  Returns the rows processed.
+ */
+static int64
+bad_rows_exec(SilverRun *r, BadArrays *a, const char *sql, int expect)
+{
+	Oid			t[11] = {TEXTOID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+	TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+	Datum		v[11];
+
+	v[0] = CStringGetTextDatum(r->p->name);
+	v[1] = CStringGetTextDatum(r->source_table);
+	v[2] = Int64GetDatum(r->run_id);
+	v[3] = makeArrayResult(a->raw, CurrentMemoryContext);
+	v[4] = makeArrayResult(a->msg, CurrentMemoryContext);
+	v[5] = makeArrayResult(a->type, CurrentMemoryContext);
+	v[6] = makeArrayResult(a->field, CurrentMemoryContext);
+	v[7] = makeArrayResult(a->seq, CurrentMemoryContext);
+	v[8] = makeArrayResult(a->batch, CurrentMemoryContext);
+	v[9] = makeArrayResult(a->state, CurrentMemoryContext);
+	v[10] = makeArrayResult(a->dlq_id, CurrentMemoryContext);
+	return (int64) medallion_catalog_exec(sql, 11, t, v, NULL, expect);
+}
+
+#define BAD_ROWS_FROM \
+	"FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), " \
+	"pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10), " \
+	"pg_catalog.unnest($11)) WITH ORDINALITY AS u(raw, msg, type, field, seq, batch, state, dlq_id, n) "
+
+/*
+ * Inserts new DLQ rows, in one statement (not 10k statements for 1% of 1M
+ * rows); a row already waiting in the DLQ (a source read again) is not
+ * added twice.  Returns how many rows were given.
+ */
+static int64
+insert_dlq_rows(SilverRun *r, List *rows)
+{
+	BadArrays	a;
+	ListCell   *lc;
+	MemoryContext cxt;
+	MemoryContext old;
+
+	if (rows == NIL)
+		return 0;
+	/* a batch's copies go when it is written: a run writes many */
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion DLQ batch", ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	bad_arrays_init(&a);
+	foreach(lc, rows)
+		bad_arrays_add(&a, lfirst(lc));
+	(void) bad_rows_exec(r, &a,
+						 "INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
+						 "error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
+						 "SELECT $1, u.raw, u.msg, u.type, u.field, $2, u.seq, $3, u.batch, u.state "
+						 BAD_ROWS_FROM
+						 "WHERE NOT EXISTS (SELECT 1 FROM medallion.dlq d WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
+						 "AND d.source_seq OPERATOR(pg_catalog.=) u.seq AND NOT d.reprocessed) ORDER BY u.n",
+						 SPI_OK_INSERT);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return list_length(rows);
+}
+
+/*
  * Writes the DLQ and quarantine rows of a run, as the catalog owner.  A
- * replayed row still bad keeps its DLQ row, with the new error.
+ * replayed row still bad keeps its DLQ row, with the new error.  Like the
+ * DLQ, quarantine takes a source row once (a source read again, as after a
+ * restore into another cluster, adds nothing).
  */
 static void
 write_bad_rows(SilverRun *r, RunCounts *counts)
 {
-	static const Oid types[11] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID};
-	MedallionUserContext save;
+	List	   *new_dlq = NIL;
+	BadArrays	quarantine,
+				replayed;
 	ListCell   *lc;
 
-	ArrayBuildState *a_raw = initArrayResult(TEXTOID, CurrentMemoryContext, false);
-	ArrayBuildState *a_msg = initArrayResult(TEXTOID, CurrentMemoryContext, false);
-	ArrayBuildState *a_type = initArrayResult(TEXTOID, CurrentMemoryContext, false);
-	ArrayBuildState *a_field = initArrayResult(TEXTOID, CurrentMemoryContext, false);
-	ArrayBuildState *a_seq = initArrayResult(INT8OID, CurrentMemoryContext, false);
-	ArrayBuildState *a_batch = initArrayResult(TEXTOID, CurrentMemoryContext, false);
-	ArrayBuildState *a_state = initArrayResult(TEXTOID, CurrentMemoryContext, false);
-	int			nnew = 0;
-
-	counts->dlq = 0;
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-
-	/* new DLQ rows: all in one statement (not 10k statements for 1% of 1M rows) */
+	counts->dlq = r->ndlq_written;
+	bad_arrays_init(&quarantine);
+	bad_arrays_init(&replayed);
 	foreach(lc, r->bad)
 	{
 		BadRow	   *b = lfirst(lc);
 
-		if (strcmp(b->type, "drop") == 0 || strcmp(b->type, "quarantine") == 0 || b->dlq_id > 0)
+		if (b->written || strcmp(b->type, "drop") == 0)
 			continue;
-#define ACCUM_TEXT(st, v) accumArrayResult(st, (v) ? CStringGetTextDatum(v) : (Datum) 0, (v) == NULL, \
-										   TEXTOID, CurrentMemoryContext)
-		ACCUM_TEXT(a_raw, b->raw);
-		ACCUM_TEXT(a_msg, b->message);
-		ACCUM_TEXT(a_type, b->type);
-		ACCUM_TEXT(a_field, b->field);
-		ACCUM_TEXT(a_batch, b->batch);
-		ACCUM_TEXT(a_state, b->sqlstate);
-#undef ACCUM_TEXT
-		accumArrayResult(a_seq, Int64GetDatum(b->seq), false, INT8OID, CurrentMemoryContext);
-		nnew++;
-	}
-	if (nnew > 0)
-	{
-		Oid			t[10] = {TEXTOID, TEXTOID, INT8OID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-		TEXTARRAYOID, INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-		Datum		v[10];
-
-		v[0] = CStringGetTextDatum(r->p->name);
-		v[1] = CStringGetTextDatum(r->source_table);
-		v[2] = Int64GetDatum(r->run_id);
-		v[3] = makeArrayResult(a_raw, CurrentMemoryContext);
-		v[4] = makeArrayResult(a_msg, CurrentMemoryContext);
-		v[5] = makeArrayResult(a_type, CurrentMemoryContext);
-		v[6] = makeArrayResult(a_field, CurrentMemoryContext);
-		v[7] = makeArrayResult(a_seq, CurrentMemoryContext);
-		v[8] = makeArrayResult(a_batch, CurrentMemoryContext);
-		v[9] = makeArrayResult(a_state, CurrentMemoryContext);
-		/* a row already waiting in the DLQ (a source read again) is not added twice */
-		if (SPI_execute_with_args("INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
-								  "error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
-								  "SELECT $1, u.raw, u.msg, u.type, u.field, $2, u.seq, $3, u.batch, u.state "
-								  "FROM ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), "
-								  "pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), pg_catalog.unnest($10)) "
-								  "WITH ORDINALITY AS u(raw, msg, type, field, seq, batch, state, n) "
-								  "WHERE NOT EXISTS (SELECT 1 FROM medallion.dlq d WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
-								  "AND d.source_seq OPERATOR(pg_catalog.=) u.seq AND NOT d.reprocessed) ORDER BY u.n",
-								  10, t, v, NULL, false, 0) != SPI_OK_INSERT)
-			elog(ERROR, "could not write the DLQ rows of run " INT64_FORMAT, r->run_id);
-		counts->dlq += nnew;
-	}
-
-	foreach(lc, r->bad)
-	{
-		BadRow	   *b = lfirst(lc);
-		Datum		values[11];
-		char		nulls[11];
-		const char *sql;
-		const char *texts[10] = {r->p->name, b->raw, b->message, b->type, b->field,
-		r->source_table, NULL, NULL, b->batch, b->sqlstate};
-		int			i;
-		int			ret;
-
-		if (strcmp(b->type, "drop") == 0 ||
-			(strcmp(b->type, "quarantine") != 0 && b->dlq_id <= 0))
-			continue;			/* dropped, or inserted above */
-		for (i = 0; i < 10; i++)
-		{
-			nulls[i] = texts[i] ? ' ' : 'n';
-			values[i] = texts[i] ? CStringGetTextDatum(texts[i]) : (Datum) 0;
-		}
-		values[6] = Int64GetDatum(b->seq);
-		nulls[6] = ' ';
-		values[7] = Int64GetDatum(r->run_id);
-		nulls[7] = ' ';
-		values[10] = Int64GetDatum(b->dlq_id);
-		nulls[10] = ' ';
-
 		if (strcmp(b->type, "quarantine") == 0)
-			sql = "INSERT INTO medallion.quarantine (pipeline, original_payload, error_message, "
-				"rule, source_table, source_seq, pipeline_run_id) "
-				"VALUES ($1, $2, $3, $5, $6, $7, $8)";
+			bad_arrays_add(&quarantine, b);
 		else if (b->dlq_id > 0)
-			sql = "UPDATE medallion.dlq SET error_message = $3, error_type = $4, field = $5, "
-				"pipeline_run_id = $8, sqlstate = $10, failed_at = pg_catalog.now() "
-				"WHERE id OPERATOR(pg_catalog.=) $11";
+			bad_arrays_add(&replayed, b);
 		else
-			/* a row already waiting in the DLQ (a source read again) is not added twice */
-			sql = "INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
-				"error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
-				"SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE NOT EXISTS "
-				"(SELECT 1 FROM medallion.dlq WHERE pipeline OPERATOR(pg_catalog.=) $1 "
-				"AND source_seq OPERATOR(pg_catalog.=) $7 AND NOT reprocessed)";
-		ret = SPI_execute_with_args(sql, 11, (Oid *) types, values, nulls, false, 0);
-		if (ret != SPI_OK_INSERT && ret != SPI_OK_UPDATE)
-			elog(ERROR, "could not write a bad row of run " INT64_FORMAT, r->run_id);
-		if (strcmp(b->type, "quarantine") != 0)
-			counts->dlq++;
+			new_dlq = lappend(new_dlq, b);
 	}
-	SPI_finish();
-	medallion_restore_user(&save);
+	counts->dlq += insert_dlq_rows(r, new_dlq);
+	if (replayed.n > 0)
+	{
+		(void) bad_rows_exec(r, &replayed,
+							 "UPDATE medallion.dlq d SET error_message = u.msg, error_type = u.type, "
+							 "field = u.field, pipeline_run_id = $3, sqlstate = u.state, failed_at = pg_catalog.now() "
+							 BAD_ROWS_FROM
+							 "WHERE d.id OPERATOR(pg_catalog.=) u.dlq_id",
+							 SPI_OK_UPDATE);
+		counts->dlq += replayed.n;
+	}
+	if (quarantine.n > 0)
+		(void) bad_rows_exec(r, &quarantine,
+							 "INSERT INTO medallion.quarantine (pipeline, original_payload, error_message, "
+							 "rule, source_table, source_seq, pipeline_run_id) "
+							 "SELECT $1, u.raw, u.msg, u.field, $2, u.seq, $3 "
+							 BAD_ROWS_FROM
+							 "WHERE NOT EXISTS (SELECT 1 FROM medallion.quarantine q "
+							 "WHERE q.pipeline OPERATOR(pg_catalog.=) $1 "
+							 "AND q.source_seq OPERATOR(pg_catalog.=) u.seq AND NOT q.reprocessed) ORDER BY u.n",
+							 SPI_OK_INSERT);
 }
 
 /* A DLQ row being replayed. */
@@ -1150,7 +1451,7 @@ typedef struct ReplayRow
 static List *
 load_replay_rows(SilverRun *r, ArrayType *ids)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			types[2] = {TEXTOID, INT8ARRAYOID};
 	Datum		values[2];
 	char		nulls[2] = "  ";
@@ -1164,8 +1465,7 @@ load_replay_rows(SilverRun *r, ArrayType *ids)
 	values[1] = PointerGetDatum(ids);
 	nulls[1] = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) == 0 ? 'n' : ' ';
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
+	medallion_catalog_enter(&gw);
 	if (SPI_execute_with_args("SELECT id, original_payload, source_seq, batch_id FROM medallion.dlq "
 							  "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND NOT reprocessed "
 							  "AND ($2 IS NULL OR id OPERATOR(pg_catalog.=) ANY ($2)) "
@@ -1220,8 +1520,7 @@ load_replay_rows(SilverRun *r, ArrayType *ids)
 		r->nulls[P_RAWS - 1] = r->nulls[P_SEQS - 1] = r->nulls[P_BATCHES - 1] = ' ';
 		MemoryContextSwitchTo(old);
 	}
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 	return rows;
 }
 
@@ -1232,7 +1531,7 @@ load_replay_rows(SilverRun *r, ArrayType *ids)
 static int64
 finish_replay(SilverRun *r, List *rows)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	ArrayBuildState *done = initArrayResult(INT8OID, CurrentMemoryContext, false);
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1];
@@ -1262,14 +1561,12 @@ finish_replay(SilverRun *r, List *rows)
 		}
 	}
 	values[0] = makeArrayResult(done, CurrentMemoryContext);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
+	medallion_catalog_enter(&gw);
 	if (SPI_execute_with_args("UPDATE medallion.dlq SET reprocessed = true, reprocessed_at = pg_catalog.now() "
 							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
 							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not mark replayed DLQ rows");
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 	return passed;
 }
 
@@ -1463,10 +1760,32 @@ open_window(SilverRun *r, Watermark *wm)
 	set_xid_bounds(r);
 }
 
+/* The arrival time of the oldest row of a window, or 0 (as the owner). */
+static TimestampTz
+window_oldest(SilverRun *r)
+{
+	TimestampTz oldest = 0;
+	bool		isnull;
+	Datum		d;
+
+	exec(r, psprintf("SELECT pg_catalog.min(b._ingested_at) FROM (%s) b", source_sql(r, false, false)),
+		 true, 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		oldest = DatumGetTimestampTz(d);
+	return oldest;
+}
+
 /*
  * The arrival time of the oldest row in a pipeline's window (0 when it is
  * empty): the scheduler's cheap checks — whether to start a worker at all,
  * and freshness.  Runs as the pipeline's owner, without user SQL.
+ *
+ * Every row not done counts: those of a bounded window being drained, and
+ * those that arrived after it (the next run reads them once the window is
+ * drained: were they left out, an empty rest of the window would stop the
+ * pipeline for good).  A partly processed transaction's rows do not hide
+ * the others either.
  */
 TimestampTz
 medallion_silver_oldest_pending(Pipeline *p)
@@ -1475,27 +1794,61 @@ medallion_silver_oldest_pending(Pipeline *p)
 	Watermark	wm;
 	MedallionUserContext save;
 	int			nestlevel;
-	TimestampTz oldest = 0;
-	bool		isnull;
-	Datum		d;
+	TimestampTz oldest;
 
 	setup_run(&r, p, 0);
 	open_window(&r, &wm);
 	r.c->delete_when = NULL;	/* not needed to tell which rows are there */
+	r.leftover = false;
 	medallion_run_settings_push(r.c, &nestlevel);
 	medallion_become_user(p->owner, &save);
 	SPI_connect();
 	(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	exec(&r, psprintf("SELECT pg_catalog.min(b._ingested_at) FROM (%s) b", source_sql(&r, false, false)),
-		 true, 1);
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (!isnull)
-		oldest = DatumGetTimestampTz(d);
+	oldest = window_oldest(&r);
+	if (wm.has_target && !r.rebase)
+	{
+		SilverRun	beyond = {0};
+		TimestampTz later;
+
+		/* the rows after the window: done is the window's target */
+		beyond.p = p;
+		beyond.c = r.c;
+		beyond.cxt = r.cxt;
+		beyond.qsource = r.qsource;
+		init_params(&beyond);
+		set_exclusions(&beyond);
+		beyond.has_prev = true;
+		beyond.values[P_PREV - 1] = wm.target_snapshot;
+		beyond.nulls[P_PREV - 1] = ' ';
+		beyond.values[P_TARGET - 1] = medallion_current_snapshot();
+		beyond.nulls[P_TARGET - 1] = ' ';
+		set_xid_bounds(&beyond);
+		later = window_oldest(&beyond);
+		if (later != 0 && (oldest == 0 || later < oldest))
+			oldest = later;
+	}
 	SPI_finish();
 	medallion_restore_user(&save);
 	AtEOXact_GUC(true, nestlevel);
 	return oldest;
+}
+
+/*
+ * A run stopped at max_rows_per_run asks for the next one itself, whatever
+ * its pipeline's schedule (an on_change pipeline would otherwise wait for
+ * the next landing, a cron one for its next tick).
+ */
+static void
+request_next_run(Pipeline *p)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {CStringGetTextDatum(p->name)};
+
+	if (medallion_catalog_exec("UPDATE medallion.pipelines SET trigger_requested = true "
+							   "WHERE name OPERATOR(pg_catalog.=) $1 AND schedule_kind IS NOT NULL",
+							   1, t, v, NULL, SPI_OK_UPDATE) > 0)
+		medallion_wake_scheduler_at_commit();
 }
 
 /*
@@ -1514,24 +1867,25 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	ErrorData  *edata;
 	bool		drained = true;
 	List	   *replay_rows = NIL;
+	ActiveRun  *ar;
 
-	medallion_inserted_rows = 0;
 	r.replay = (replay_ids != NULL);
 	setup_run(&r, p, run_id);
+	ar = active_run_register(&r);
 
 	/* expectations, as the catalog owner */
 	{
 		Oid			t[1] = {TEXTOID};
 		Datum		v[1] = {CStringGetTextDatum(p->name)};
 		uint64		k;
+		uint64		n;
+		MedallionGateway gw;
 
-		medallion_become_user(medallion_catalog_owner(), &save);
-		SPI_connect();
-		if (SPI_execute_with_args("SELECT name, check_sql, on_fail FROM medallion.expectations "
-								  "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
-								  1, t, v, NULL, true, 0) != SPI_OK_SELECT)
-			elog(ERROR, "could not read medallion.expectations");
-		for (k = 0; k < SPI_processed; k++)
+		medallion_catalog_enter(&gw);
+		n = medallion_gateway_exec("SELECT name, check_sql, on_fail FROM medallion.expectations "
+								   "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
+								   1, t, v, NULL, 0, SPI_OK_SELECT);
+		for (k = 0; k < n; k++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(r.cxt);
 			char	  **e = palloc(sizeof(char *) * 3);
@@ -1542,8 +1896,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 			r.expectations = lappend(r.expectations, e);
 			MemoryContextSwitchTo(old);
 		}
-		SPI_finish();
-		medallion_restore_user(&save);
+		medallion_gateway_leave(&gw);
 	}
 
 	if (r.replay)
@@ -1559,10 +1912,14 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 
 	if (!r.replay && !r.rebase && r.c->max_rows_per_run > 0)
 	{
-		/* in arrival order: rows a transaction adds later come after the cursor */
-		exec(&r, psprintf("SELECT _source_seq FROM (%s) b ORDER BY _source_seq OFFSET %lld LIMIT 1",
-						  source_sql(&r, false, false), (long long) (r.c->max_rows_per_run - 1)), true, 1);
-		if (SPI_processed == 1)
+		/*
+		 * In arrival order: rows a transaction adds later come after the
+		 * cursor.  One row past the cap tells whether the window ends at it:
+		 * a window of exactly the cap is drained by this run.
+		 */
+		exec(&r, psprintf("SELECT _source_seq FROM (%s) b ORDER BY _source_seq OFFSET %lld LIMIT 2",
+						  source_sql(&r, false, false), (long long) (r.c->max_rows_per_run - 1)), true, 2);
+		if (SPI_processed == 2)
 		{
 			bool		isnull;
 
@@ -1574,7 +1931,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	}
 
 	/* an empty window: no MERGE (one probe of the index) */
-	medallion_read_rows = 0;
+	ar->read = 0;
+	ar->inserted = 0;
 	exec(&r, psprintf("SELECT 1 FROM (%s) b LIMIT 1", source_sql(&r, false, false)), true, 1);
 	if (SPI_processed > 0)
 	{
@@ -1607,9 +1965,9 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	 * Rows read: those the last MERGE read, and those it left out (bad rows,
 	 * and replayed payloads that are no longer JSON).
 	 */
-	counts->read = medallion_read_rows + list_length(r.bad);
-	counts->inserted = medallion_inserted_rows;
-	counts->updated = merged - medallion_inserted_rows;
+	counts->read = ar->read + list_length(r.bad) + r.nbad_written;
+	counts->inserted = ar->inserted;
+	counts->updated = merged - ar->inserted;
 
 	if (!r.replay)
 	{
@@ -1631,7 +1989,12 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		counts->quarantined - counts->dropped;
 
 	if (!r.replay)
+	{
 		medallion_watermark_save(p->name, &wm);
+		if (!drained)
+			request_next_run(p);
+	}
+	active_run_unregister(ar);
 	(void) kind;
 }
 
@@ -1751,13 +2114,15 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	{
 		ColumnSpec *col = lfirst(lc);
 
+		/* a required column is never NULL: say so to the planner and to readers */
 		if (is_stored(col))
-			appendStringInfo(&ddl, "%s %s, ", qcol(col->name), stored_type(col));
+			appendStringInfo(&ddl, "%s %s%s, ", qcol(col->name), stored_type(col),
+							 col->required ? " NOT NULL" : "");
 	}
 	appendStringInfoString(&ddl,
-						   "_source_seq bigint NOT NULL, _batch_id text, "
-						   "_loaded_at timestamptz NOT NULL DEFAULT pg_catalog.now(), "
-						   "_run_id bigint, _created_run_id bigint, PRIMARY KEY (");
+						   "_source_seq pg_catalog.int8 NOT NULL, _batch_id pg_catalog.text, "
+						   "_loaded_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(), "
+						   "_run_id pg_catalog.int8, _created_run_id pg_catalog.int8, PRIMARY KEY (");
 	foreach(lc, c->unique_key)
 		appendStringInfo(&ddl, "%s%s", lc == list_head(c->unique_key) ? "" : ", ", qcol(lfirst(lc)));
 	appendStringInfoString(&ddl, "));");
@@ -1771,7 +2136,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 		if (c->order_by)
 			appendStringInfo(&ddl, "%s %s, ", qcol(c->order_by),
 							 stored_type(medallion_contract_column(c, c->order_by)));
-		appendStringInfoString(&ddl, "_source_seq bigint NOT NULL, _run_id bigint, PRIMARY KEY (");
+		appendStringInfoString(&ddl, "_source_seq pg_catalog.int8 NOT NULL, _run_id pg_catalog.int8, PRIMARY KEY (");
 		foreach(lc, c->unique_key)
 			appendStringInfo(&ddl, "%s%s", lc == list_head(c->unique_key) ? "" : ", ", qcol(lfirst(lc)));
 		appendStringInfo(&ddl, "));COMMENT ON TABLE %s IS %s;", tombstone_table(name),
@@ -1841,6 +2206,7 @@ medallion_expect(PG_FUNCTION_ARGS)
 	char	   *on_fail;
 	Pipeline	p = {0};
 	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[4];
 
@@ -1863,6 +2229,11 @@ medallion_expect(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("expectations apply to silver pipelines, \"%s\" is a %s pipeline", pipeline, p.layer)));
+	if (!OidIsValid(p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", p.owner_name),
+				 errdetail("It owns pipeline \"%s\".", pipeline)));
 	if (!has_privs_of_role(GetUserId(), p.owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1893,14 +2264,12 @@ medallion_expect(PG_FUNCTION_ARGS)
 	values[1] = PG_GETARG_DATUM(1);
 	values[2] = PG_GETARG_DATUM(2);
 	values[3] = CStringGetTextDatum(on_fail);
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
+	medallion_catalog_enter(&gw);
 	if (SPI_execute_with_args("INSERT INTO medallion.expectations (pipeline, name, check_sql, on_fail) "
 							  "VALUES ($1, $2, $3, $4) ON CONFLICT (pipeline, name) DO UPDATE "
 							  "SET check_sql = EXCLUDED.check_sql, on_fail = EXCLUDED.on_fail",
 							  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not record the expectation");
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 	PG_RETURN_VOID();
 }

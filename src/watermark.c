@@ -42,23 +42,18 @@
 void
 medallion_watermark_load(const char *pipeline, Watermark *wm)
 {
-	MedallionUserContext save;
+	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	int			ret;
 
 	memset(wm, 0, sizeof(Watermark));
 	values[0] = CStringGetTextDatum(pipeline);
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	ret = SPI_execute_with_args("SELECT system_identifier, done_snapshot, target_snapshot, "
-								"resume_xid, resume_seq FROM medallion.watermarks "
-								"WHERE pipeline OPERATOR(pg_catalog.=) $1",
-								1, argtypes, values, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "could not read medallion.watermarks: SPI error %d", ret);
-	if (SPI_processed == 1)
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT system_identifier, done_snapshot, target_snapshot, "
+							   "resume_xid, resume_seq FROM medallion.watermarks "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[0];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
@@ -92,8 +87,7 @@ medallion_watermark_load(const char *pipeline, Watermark *wm)
 			}
 		}
 	}
-	SPI_finish();
-	medallion_restore_user(&save);
+	medallion_gateway_leave(&gw);
 }
 
 /*
@@ -102,11 +96,9 @@ medallion_watermark_load(const char *pipeline, Watermark *wm)
 void
 medallion_watermark_save(const char *pipeline, const Watermark *wm)
 {
-	MedallionUserContext save;
 	Oid			argtypes[6] = {TEXTOID, INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID};
 	Datum		values[6];
 	char		nulls[6] = "      ";
-	int			ret;
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = Int64GetDatum((int64) GetSystemIdentifier());
@@ -119,24 +111,18 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 	values[5] = Int64GetDatum(wm->resume_seq);
 	nulls[5] = wm->has_resume ? ' ' : 'n';
 
-	medallion_become_user(medallion_catalog_owner(), &save);
-	SPI_connect();
-	ret = SPI_execute_with_args("INSERT INTO medallion.watermarks AS w "
-								"(pipeline, system_identifier, done_snapshot, target_snapshot, "
-								" resume_xid, resume_seq, updated_at) "
-								"VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now()) "
-								"ON CONFLICT (pipeline) DO UPDATE SET "
-								"system_identifier = EXCLUDED.system_identifier, "
-								"done_snapshot = EXCLUDED.done_snapshot, "
-								"target_snapshot = EXCLUDED.target_snapshot, "
-								"resume_xid = EXCLUDED.resume_xid, "
-								"resume_seq = EXCLUDED.resume_seq, "
-								"updated_at = EXCLUDED.updated_at",
-								6, argtypes, values, nulls, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "could not write medallion.watermarks: SPI error %d", ret);
-	SPI_finish();
-	medallion_restore_user(&save);
+	(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w "
+								  "(pipeline, system_identifier, done_snapshot, target_snapshot, "
+								  " resume_xid, resume_seq, updated_at) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.now()) "
+								  "ON CONFLICT (pipeline) DO UPDATE SET "
+								  "system_identifier = EXCLUDED.system_identifier, "
+								  "done_snapshot = EXCLUDED.done_snapshot, "
+								  "target_snapshot = EXCLUDED.target_snapshot, "
+								  "resume_xid = EXCLUDED.resume_xid, "
+								  "resume_seq = EXCLUDED.resume_seq, "
+								  "updated_at = EXCLUDED.updated_at",
+								  6, argtypes, values, nulls, SPI_OK_INSERT);
 }
 
 /*
@@ -160,24 +146,24 @@ medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible)
 	SPI_connect();
 	if (visible)
 		ret = SPI_execute_with_args("SELECT CASE WHEN pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
-									"(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text OPERATOR(pg_catalog.||) ':' "
+									"(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text OPERATOR(pg_catalog.||) ':'::pg_catalog.text "
 									"OPERATOR(pg_catalog.||) GREATEST(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
 									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.+) 1)::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) "
-									"COALESCE((SELECT pg_catalog.string_agg(x::pg_catalog.text, ',' ORDER BY x) "
+									"OPERATOR(pg_catalog.||) ':'::pg_catalog.text OPERATOR(pg_catalog.||) "
+									"COALESCE((SELECT pg_catalog.string_agg(x::pg_catalog.text, ','::pg_catalog.text ORDER BY x) "
 									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
 									"UNION SELECT pg_catalog.generate_series(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
 									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.-) 1)) AS i(x) "
-									"WHERE x OPERATOR(pg_catalog.<>) $2::pg_catalog.text::pg_catalog.numeric), ''))"
+									"WHERE x OPERATOR(pg_catalog.<>) $2::pg_catalog.text::pg_catalog.numeric), ''::pg_catalog.text))"
 									"::pg_catalog.pg_snapshot END",
 									2, argtypes, values, NULL, true, 1);
 	else
 		ret = SPI_execute_with_args("SELECT CASE WHEN NOT pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
 									"(LEAST(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text::pg_catalog.numeric, "
-									"$2::pg_catalog.text::pg_catalog.numeric)::pg_catalog.text OPERATOR(pg_catalog.||) ':' "
+									"$2::pg_catalog.text::pg_catalog.numeric)::pg_catalog.text OPERATOR(pg_catalog.||) ':'::pg_catalog.text "
 									"OPERATOR(pg_catalog.||) pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) "
-									"(SELECT pg_catalog.string_agg(x::pg_catalog.text, ',' ORDER BY x) "
+									"OPERATOR(pg_catalog.||) ':'::pg_catalog.text OPERATOR(pg_catalog.||) "
+									"(SELECT pg_catalog.string_agg(x::pg_catalog.text, ','::pg_catalog.text ORDER BY x) "
 									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
 									"UNION SELECT $2::pg_catalog.text::pg_catalog.numeric) AS i(x)))"
 									"::pg_catalog.pg_snapshot END",
