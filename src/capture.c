@@ -47,6 +47,17 @@
 PG_FUNCTION_INFO_V1(medallion_capture);
 PG_FUNCTION_INFO_V1(medallion_capture_change);
 
+/*
+ * Whether the catalog has medallion.captures (0.2.0 and later).
+ */
+static bool
+have_registry(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("captures", nsp));
+}
+
 /* What one medallion_capture trigger may do, once checked. */
 typedef struct CaptureVerdict
 {
@@ -181,7 +192,8 @@ medallion_capture(PG_FUNCTION_ARGS)
 	/* A table captured before and dropped may have left its row. */
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = ObjectIdGetDatum(bronze_relid);
-	(void) medallion_catalog_exec("INSERT INTO medallion.captures (source, bronze) "
+	if (have_registry())		/* else 0.1.0's catalog: ALTER EXTENSION UPDATE fills it */
+		(void) medallion_catalog_exec("INSERT INTO medallion.captures (source, bronze) "
 								  "VALUES ($1::pg_catalog.regclass, $2::pg_catalog.regclass) "
 								  "ON CONFLICT (source) DO UPDATE SET bronze = excluded.bronze, "
 								  "created_at = pg_catalog.now()",
@@ -264,19 +276,34 @@ capture_verdict(Relation rel, Trigger *trigger)
 	}
 
 	qvalues[0] = ObjectIdGetDatum(root);
-	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("SELECT bronze::pg_catalog.oid FROM medallion.captures "
-							   "WHERE source::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
-							   1, qargtypes, qvalues, NULL, 1, SPI_OK_SELECT) == 1)
+	if (!have_registry())
 	{
-		bool		isnull;
-
-		bronze = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												1, &isnull));
+		/*
+		 * A 0.1.0 catalog, not yet updated: the trigger argument names the
+		 * bronze table, as 0.1.0 made it; the owner check below still holds.
+		 */
+		bronze = trigger->tgnargs == 1 ?
+			get_relname_relid(trigger->tgargs[0], get_namespace_oid("bronze", false)) :
+			InvalidOid;
+		if (!OidIsValid(bronze))
+			refuse_capture(rel, "The trigger does not name a bronze table.");
 	}
 	else
-		bronze = InvalidOid;
-	medallion_gateway_leave(&gw);
+	{
+		medallion_catalog_enter(&gw);
+		if (medallion_gateway_exec("SELECT bronze::pg_catalog.oid FROM medallion.captures "
+								   "WHERE source::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+								   1, qargtypes, qvalues, NULL, 1, SPI_OK_SELECT) == 1)
+		{
+			bool		isnull;
+
+			bronze = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													1, &isnull));
+		}
+		else
+			bronze = InvalidOid;
+		medallion_gateway_leave(&gw);
+	}
 	if (!OidIsValid(bronze) || get_rel_name(bronze) == NULL)
 		refuse_capture(rel, "The table is not registered in medallion.captures.");
 
