@@ -600,12 +600,12 @@ housekeeping(bool full)
 									  0, NULL, NULL, NULL, SPI_OK_SELECT);
 		(void) medallion_catalog_exec("DELETE FROM medallion.runs "
 									  "WHERE status OPERATOR(pg_catalog.<>) 'running'::pg_catalog.text "
-									  "AND finished_at OPERATOR(pg_catalog.<) pg_catalog.now() "
-									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)",
+									  "AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
+									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 									  1, types, values, NULL, SPI_OK_DELETE);
 		(void) medallion_catalog_exec("DELETE FROM medallion.dlq WHERE reprocessed "
-									  "AND reprocessed_at OPERATOR(pg_catalog.<) pg_catalog.now() "
-									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1)",
+									  "AND reprocessed_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
+									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 									  1, types, values, NULL, SPI_OK_DELETE);
 	}
 	PopActiveSnapshot();
