@@ -746,13 +746,6 @@ medallion_scheduler_main(Datum arg)
 		PassArgs	pass;
 		long		nap;
 
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
 		/* however often data lands, one pass per SCHEDULER_MIN_PASS_MS */
 		now = GetCurrentTimestamp();
 		if (!TimestampDifferenceExceeds(last_pass, now, SCHEDULER_MIN_PASS_MS))
@@ -761,6 +754,13 @@ medallion_scheduler_main(Datum arg)
 																	TimestampTzPlusMilliseconds(last_pass, SCHEDULER_MIN_PASS_MS))),
 							 PG_WAIT_EXTENSION);
 		last_pass = GetCurrentTimestamp();
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
 
 		/* the catalog must be the library's: after the update, go on */
 		version = NULL;
