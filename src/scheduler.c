@@ -700,16 +700,34 @@ medallion_scheduler_main(Datum arg)
 	 */
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 
-	/* No extension here: exit without a slot, the launcher remembers. */
+	/*
+	 * No extension here (any more): give back the slot a scheduler of ours
+	 * had, and exit; the launcher remembers.
+	 */
 	state = catalog_state(&version);
 	if (state == CATALOG_GONE)
+	{
+		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
+		my_slot = medallion_db_slot(dboid, false);
+		if (my_slot && my_slot->scheduler_pid == 0)
+		{
+			my_slot->has_extension = false;
+			if (my_slot->hold_until == 0)
+				memset(my_slot, 0, sizeof(MedallionDbSlot));
+		}
+		LWLockRelease(medallion_shared->lock);
 		proc_exit(0);
+	}
 
 	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 	my_slot = medallion_db_slot(dboid, true);
 	if (my_slot && my_slot->scheduler_pid != 0)
-		my_slot = NULL;			/* another one runs (cannot happen) */
-	else if (my_slot)
+	{
+		/* another one runs (the launcher prevents it): leave it be */
+		LWLockRelease(medallion_shared->lock);
+		proc_exit(0);
+	}
+	if (my_slot)
 	{
 		my_slot->has_extension = true;
 		my_slot->scheduler_pid = MyProcPid;
