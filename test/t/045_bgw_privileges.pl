@@ -2,7 +2,9 @@
 # Trying DROP DATABASE, ALTER DATABASE ... RENAME or SET TABLESPACE, CREATE DATABASE ...
 # TEMPLATE or DROP EXTENSION against a database with a scheduler fails with the command's
 # own permission error and leaves the scheduler running (same pid): it is stopped only for
-# a caller who may run the command.  extension_changed() is not for PUBLIC;
+# a caller who may run the command, and then with its run workers (an owner who is not a
+# superuser can DROP DATABASE ... WITH (FORCE) during a run).  extension_changed() is not
+# for PUBLIC;
 # bronze_landed() fires only on bronze tables; medallion.premake_days is a superuser's
 # setting.  The pipelines of one owner take at most medallion.max_workers_per_owner run
 # workers, so another owner's run starts while they wait.  The 0.2.0 library idles its
@@ -85,6 +87,22 @@ wait_for('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
 	WHERE backend_type = 'medallion scheduler' AND datname = 'victim2'}, 'and the scheduler is back');
 ($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE victim2');
 is($rc, 0, 'DROP DATABASE by the owner succeeds') or diag $err;
+
+# An owner who is not a superuser: DROP DATABASE ... WITH (FORCE) during a run succeeds (the
+# run worker, a superuser's process she could not terminate, is gone with the scheduler).
+sq('postgres', q{CREATE ROLE olga LOGIN CREATEDB; CREATE DATABASE od OWNER olga});
+sq('od', q{CREATE EXTENSION medallion;
+	CREATE FUNCTION public.nap(v text) RETURNS text LANGUAGE sql AS $$ SELECT v FROM pg_sleep(60) $$;
+	SELECT medallion.create_bronze('n', 'app');
+	SELECT medallion.create_silver('n', 'bronze.n', '{"id": "int", "v": {"type": "text", "expr": "public.nap(v)"}}', '{id}');
+	SELECT medallion.ingest('bronze.n', '{"id": 1, "v": "z"}')});
+wait_for('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'medallion scheduler' AND datname = 'od'}, 'od has a scheduler');
+sq('od', q{SELECT medallion.trigger('silver.n')});
+wait_for('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
+	WHERE backend_type = 'medallion run worker' AND datname = 'od'}, 'a run is in progress in od');
+($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE od WITH (FORCE)', extra_params => [ '-U', 'olga' ]);
+is($rc, 0, 'DROP DATABASE ... WITH (FORCE) by its owner, not a superuser, during a run succeeds') or diag $err;
 
 # ---- what PUBLIC may execute and set -----------------------------------------------------
 ($rc, $err) = as_eve('postgres', 'SELECT medallion.extension_changed()');
