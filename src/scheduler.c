@@ -63,7 +63,6 @@
 #define FRESHNESS_MS (10 * 1000)
 #define FRESHNESS_MIN_MS 1000	/* after a run: soon, but not more often */
 #define SCHEDULER_MIN_PASS_MS 200	/* wake-ups (landings) cannot drive it faster */
-#define WORKERS_GONE_MS 5000	/* how long an exiting scheduler waits for its workers */
 
 /* A run worker this scheduler started. */
 typedef struct RunningWorker
@@ -110,29 +109,10 @@ static void
 scheduler_detach(int code, Datum arg)
 {
 	ListCell   *lc;
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), WORKERS_GONE_MS);
 
-	/*
-	 * Our run workers go with us, before the slot says we are gone: DROP
-	 * DATABASE must not wait for them, and DROP DATABASE ... WITH (FORCE) by
-	 * an owner who is not a superuser must not meet them (they run as the
-	 * bootstrap superuser, whom only a superuser may terminate).
-	 */
+	/* our run workers go with us: DROP DATABASE must not wait for them */
 	foreach(lc, running)
 		TerminateBackgroundWorker(((RunningWorker *) lfirst(lc))->handle);
-	foreach(lc, running)
-	{
-		pid_t		pid;
-
-		while (GetBackgroundWorkerPid(((RunningWorker *) lfirst(lc))->handle, &pid) != BGWH_STOPPED &&
-			   GetCurrentTimestamp() < deadline)
-		{
-			if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_POSTMASTER_DEATH, 10,
-						  PG_WAIT_EXTENSION) & WL_POSTMASTER_DEATH)
-				break;
-			ResetLatch(MyLatch);
-		}
-	}
 	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 	medallion_shared->running_workers -= list_length(running);
 	if (medallion_shared->running_workers < 0)

@@ -2,9 +2,8 @@
 # Trying DROP DATABASE, ALTER DATABASE ... RENAME or SET TABLESPACE, CREATE DATABASE ...
 # TEMPLATE or DROP EXTENSION against a database with a scheduler fails with the command's
 # own permission error and leaves the scheduler running (same pid): it is stopped only for
-# a caller who may run the command, and then with its run workers (an owner who is not a
-# superuser can DROP DATABASE ... WITH (FORCE) during a run).  extension_changed() is not
-# for PUBLIC;
+# a caller who may run the command (an owner who is not a superuser can still DROP
+# DATABASE ... WITH (FORCE) during a run).  extension_changed() is not for PUBLIC;
 # bronze_landed() fires only on bronze tables; medallion.premake_days is a superuser's
 # setting.  The pipelines of one owner take at most medallion.max_workers_per_owner run
 # workers, so another owner's run starts while they wait.  The 0.2.0 library idles its
@@ -89,7 +88,7 @@ wait_for('postgres', q{SELECT count(*) = 1 FROM pg_stat_activity
 is($rc, 0, 'DROP DATABASE by the owner succeeds') or diag $err;
 
 # An owner who is not a superuser: DROP DATABASE ... WITH (FORCE) during a run succeeds (the
-# run worker, a superuser's process she could not terminate, is gone with the scheduler).
+# scheduler and its run worker, which connect with no role, do not stand in the way).
 sq('postgres', q{CREATE ROLE olga LOGIN CREATEDB; CREATE DATABASE od OWNER olga});
 sq('od', q{CREATE EXTENSION medallion;
 	CREATE FUNCTION public.nap(v text) RETURNS text LANGUAGE sql AS $$ SELECT v FROM pg_sleep(60) $$;
