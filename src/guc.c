@@ -20,6 +20,9 @@ bool		medallion_allow_bronze_changes = false;
 /* Run workers the cluster may run at once. */
 int			medallion_max_workers = 4;
 
+/* Run workers the pipelines of one owner may take at once, in a database. */
+int			medallion_max_workers_per_owner = 3;
+
 /* Days of run history and replayed DLQ rows kept by the scheduler. */
 int			medallion_history_days = 30;
 
@@ -33,12 +36,17 @@ int			medallion_max_payload_mb = 64;
 void
 medallion_guc_init(void)
 {
+	/*
+	 * Superuser only: ingestion makes the partitions as the table's owner, so
+	 * a session's value must not decide how many days someone else's table
+	 * gets.
+	 */
 	DefineCustomIntVariable("medallion.premake_days",
 							"Days of bronze partitions created ahead of today.",
 							"Plain INSERT and COPY into a bronze table need the day's partition to exist.",
 							&medallion_premake_days,
 							3, 0, 366,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("medallion.max_record_size",
@@ -62,6 +70,14 @@ medallion_guc_init(void)
 							"They share max_worker_processes with parallel query, replication, pg_cron and the schedulers.",
 							&medallion_max_workers,
 							4, 1, 256,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("medallion.max_workers_per_owner",
+							"Run workers the pipelines of one owner may take at once in a database.",
+							"Keeps one owner's slow pipelines from taking every run worker; the cluster-wide limit is medallion.max_workers.",
+							&medallion_max_workers_per_owner,
+							3, 1, 256,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -7,13 +7,18 @@
  * The launcher can read only shared catalogs, so it cannot see which
  * databases have the extension: it starts a scheduler in every database
  * that accepts connections; a scheduler that finds no extension exits at
- * once and is not started again until CREATE EXTENSION wakes the launcher
+ * once without taking a slot, and the launcher remembers the database (in
+ * its own memory) and leaves it alone until CREATE EXTENSION there wakes it
  * (or, as a safety net, a slow probe every few minutes).  No per-database
- * setting is needed.  On a standby everything idles until promotion.
+ * setting is needed.  The launcher makes at most one pass a second, however
+ * often it is woken; it stops a scheduler when a backend asks (DROP
+ * DATABASE and the like).  On a standby everything idles until promotion.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <signal.h>
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
@@ -40,6 +45,8 @@
 #define ABSENT_PROBE_MS (5 * 60 * 1000)
 #define LAUNCHER_NAP_MS (10 * 1000)
 #define RESTART_MS (10 * 1000)
+#define MIN_PASS_MS 1000		/* passes, however often woken */
+#define MIN_RESCAN_MS (10 * 1000)	/* looks at every database again */
 
 /*
  * Registers the launcher; called from _PG_init under shared_preload_libraries.
@@ -79,11 +86,71 @@ typedef struct StartedScheduler
 
 static List *started = NIL;		/* of StartedScheduler *, in TopMemoryContext */
 
+/* A database whose scheduler found no extension (or no free slot). */
+typedef struct AbsentDb
+{
+	Oid			dboid;
+	TimestampTz since;
+} AbsentDb;
+
+static List *absent = NIL;		/* of AbsentDb *, in TopMemoryContext */
+
+static AbsentDb *
+absent_find(Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, absent)
+		if (((AbsentDb *) lfirst(lc))->dboid == dboid)
+			return lfirst(lc);
+	return NULL;
+}
+
+static void
+absent_forget(Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, absent)
+		if (((AbsentDb *) lfirst(lc))->dboid == dboid)
+		{
+			pfree(lfirst(lc));
+			absent = foreach_delete_current(absent, lc);
+		}
+}
+
+static void
+absent_remember(Oid dboid, TimestampTz now)
+{
+	AbsentDb   *a = absent_find(dboid);
+	MemoryContext old;
+
+	if (a == NULL)
+	{
+		a = MemoryContextAlloc(TopMemoryContext, sizeof(AbsentDb));
+		a->dboid = dboid;
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		absent = lappend(absent, a);
+		MemoryContextSwitchTo(old);
+	}
+	a->since = now;
+}
+
+static StartedScheduler *
+started_for(Oid dboid)
+{
+	ListCell   *lc;
+
+	foreach(lc, started)
+		if (((StartedScheduler *) lfirst(lc))->dboid == dboid)
+			return lfirst(lc);
+	return NULL;
+}
+
 /*
  * Forgets the schedulers that ended.  A scheduler clears its slot when it
- * exits, but it may exit (no extension there) before the launcher has
- * recorded its pid: the launcher clears what it recorded, or the slot
- * would keep a dead pid and never get a scheduler again.
+ * exits; one that left no slot found no extension (or no free slot): its
+ * database is remembered as such.
  */
 static void
 reap_schedulers(void)
@@ -95,19 +162,32 @@ reap_schedulers(void)
 		StartedScheduler *s = lfirst(lc);
 		pid_t		pid;
 
+		MedallionDbSlot *slot;
+		bool		has_extension = false;
+		bool		cleared = false;
+
 		if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
 			continue;
 		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
+		slot = medallion_db_slot(s->dboid, false);
+		if (slot)
 		{
-			MedallionDbSlot *slot = medallion_db_slot(s->dboid, false);
-
-			if (slot && slot->scheduler_pid == s->pid)
+			has_extension = slot->has_extension;
+			if (slot->scheduler_pid == s->pid)
 			{
+				/* it died without clearing its slot */
 				slot->scheduler_pid = 0;
 				slot->scheduler_latch = NULL;
+				cleared = true;
 			}
 		}
 		LWLockRelease(medallion_shared->lock);
+		if (cleared)
+			ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
+		if (has_extension)
+			absent_forget(s->dboid);
+		else
+			absent_remember(s->dboid, GetCurrentTimestamp());
 		started = foreach_delete_current(started, lc);
 		pfree(s->handle);
 		pfree(s);
@@ -151,14 +231,6 @@ start_scheduler(Oid dboid, const char *dbname)
 	{
 		StartedScheduler *s;
 
-		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
-		{
-			MedallionDbSlot *slot = medallion_db_slot(dboid, true);
-
-			if (slot && slot->scheduler_pid == 0)
-				slot->scheduler_pid = pid;
-		}
-		LWLockRelease(medallion_shared->lock);
 		s = MemoryContextAlloc(TopMemoryContext, sizeof(StartedScheduler));
 		s->dboid = dboid;
 		s->pid = pid;
@@ -215,14 +287,51 @@ list_databases(void)
 }
 
 /*
+ * Stops the schedulers that backends asked to stop (DROP DATABASE and the
+ * like): this process started them.
+ */
+static void
+stop_requested_schedulers(void)
+{
+	int			i;
+
+	for (i = 0; i < MEDALLION_MAX_DATABASES; i++)
+	{
+		MedallionDbSlot *slot = &medallion_shared->dbs[i];
+		Oid			dboid = InvalidOid;
+		pid_t		pid = 0;
+		StartedScheduler *s;
+
+		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
+		if (slot->stop_requested)
+		{
+			slot->stop_requested = false;
+			dboid = slot->dboid;
+			pid = slot->scheduler_pid;
+		}
+		LWLockRelease(medallion_shared->lock);
+		if (pid == 0)
+			continue;
+		s = started_for(dboid);
+		if (s && s->pid == pid)
+			TerminateBackgroundWorker(s->handle);
+		else
+			kill(pid, SIGTERM); /* started by a launcher before this one */
+	}
+}
+
+/*
  * One pass: start the schedulers that should run and do not.
  */
 static void
 launcher_pass(MemoryContext cxt)
 {
+	static TimestampTz last_rescan = 0;
 	List	   *dbs;
 	ListCell   *lc;
 	bool		rescan;
+	Oid			probes[MEDALLION_MAX_PROBES];
+	int			nprobes;
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
@@ -232,8 +341,14 @@ launcher_pass(MemoryContext cxt)
 	dbs = list_databases();
 
 	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
-	rescan = medallion_shared->rescan;
-	medallion_shared->rescan = false;
+	/* looking at every database again is rate-limited: it forks a process each */
+	rescan = medallion_shared->rescan &&
+		TimestampDifferenceExceeds(last_rescan, now, MIN_RESCAN_MS);
+	if (rescan)
+		medallion_shared->rescan = false;
+	nprobes = medallion_shared->nprobes;
+	memcpy(probes, medallion_shared->probes, sizeof(Oid) * nprobes);
+	medallion_shared->nprobes = 0;
 	/* forget databases that are gone */
 	for (i = 0; i < MEDALLION_MAX_DATABASES; i++)
 	{
@@ -250,27 +365,44 @@ launcher_pass(MemoryContext cxt)
 	}
 	LWLockRelease(medallion_shared->lock);
 
+	if (rescan)
+	{
+		last_rescan = now;
+		list_free_deep(absent);
+		absent = NIL;
+	}
+	for (i = 0; i < nprobes; i++)
+		absent_forget(probes[i]);
+
 	foreach(lc, dbs)
 	{
 		DbEntry    *e = lfirst(lc);
 		MedallionDbSlot *slot;
 		bool		start = false;
 
+		if (started_for(e->oid))
+			continue;			/* starting, or running */
 		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
-		slot = medallion_db_slot(e->oid, true);
-		if (slot && slot->scheduler_pid == 0 && slot->hold_until <= now)
+		slot = medallion_db_slot(e->oid, false);
+		if (slot && slot->hold_until > now)
+			start = false;
+		else if (slot && slot->has_extension)
 		{
-			bool		was_absent = slot->extension_absent;
-
-			if (rescan)
-				slot->extension_absent = false;
-			start = !slot->extension_absent ||
-				TimestampDifferenceExceeds(slot->absent_since, now, ABSENT_PROBE_MS);
 			/* a scheduler that failed is restarted after a pause: no crash loops */
-			if (!was_absent && !TimestampDifferenceExceeds(slot->last_start, now, RESTART_MS))
-				start = false;
+			start = slot->scheduler_pid == 0 &&
+				(slot->last_start == 0 ||
+				 TimestampDifferenceExceeds(slot->last_start, now, RESTART_MS));
 			if (start)
 				slot->last_start = now;
+		}
+		else
+		{
+			AbsentDb   *a = absent_find(e->oid);
+
+			/* a slot left by a hold that timed out is given back */
+			if (slot && slot->scheduler_pid == 0)
+				memset(slot, 0, sizeof(MedallionDbSlot));
+			start = (a == NULL || TimestampDifferenceExceeds(a->since, now, ABSENT_PROBE_MS));
 		}
 		LWLockRelease(medallion_shared->lock);
 		if (start)
@@ -286,6 +418,7 @@ void
 medallion_launcher_main(Datum arg)
 {
 	MemoryContext cxt;
+	TimestampTz last_pass = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -303,6 +436,7 @@ medallion_launcher_main(Datum arg)
 	for (;;)
 	{
 		long		nap = LAUNCHER_NAP_MS;
+		TimestampTz now;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -313,7 +447,19 @@ medallion_launcher_main(Datum arg)
 		if (RecoveryInProgress())
 			nap = 5000;			/* a standby: wait for promotion */
 		else
-			launcher_pass(cxt);
+		{
+			/* a backend waits on this: at once, whatever the pass rate */
+			stop_requested_schedulers();
+			now = GetCurrentTimestamp();
+			if (TimestampDifferenceExceeds(last_pass, now, MIN_PASS_MS))
+			{
+				last_pass = now;
+				launcher_pass(cxt);
+			}
+			else
+				nap = Max(1, TimestampDifferenceMilliseconds(now,
+															 TimestampTzPlusMilliseconds(last_pass, MIN_PASS_MS)));
+		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 nap, PG_WAIT_EXTENSION);

@@ -12,6 +12,7 @@
 
 #include "datatype/timestamp.h"
 #include "nodes/pg_list.h"
+#include "storage/condition_variable.h"
 #include "storage/lwlock.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
@@ -221,16 +222,28 @@ extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
 
 /* shmem.c: shared state of the background processes */
 #define MEDALLION_MAX_DATABASES 64
+#define MEDALLION_MAX_PROBES 16
 
+/*
+ * The catalog version this library works with: its schedulers idle on any
+ * other until ALTER EXTENSION medallion UPDATE.
+ */
+#define MEDALLION_CATALOG_VERSION "0.2.0"
+
+/*
+ * A database's slot: taken by its scheduler once it has found the extension
+ * there (so only such databases use the MEDALLION_MAX_DATABASES slots), or
+ * for the length of a command that holds the scheduler off.
+ */
 typedef struct MedallionDbSlot
 {
 	Oid			dboid;
+	bool		has_extension;	/* a scheduler found the extension here */
 	pid_t		scheduler_pid;	/* 0: none */
 	struct Latch *scheduler_latch;
 	uint64		wake_count;		/* bumped when data lands or a run is triggered */
-	bool		extension_absent;	/* its scheduler found no extension */
-	TimestampTz absent_since;
 	TimestampTz hold_until;		/* do not start a scheduler before */
+	bool		stop_requested; /* a backend asked the launcher to stop it */
 	TimestampTz last_start;		/* when the launcher last started one */
 } MedallionDbSlot;
 
@@ -239,8 +252,11 @@ typedef struct MedallionShared
 	LWLock	   *lock;
 	pid_t		launcher_pid;
 	struct Latch *launcher_latch;
-	bool		rescan;			/* CREATE/DROP EXTENSION happened somewhere */
+	bool		rescan;			/* probe every database again */
+	int			nprobes;		/* databases where CREATE EXTENSION committed */
+	Oid			probes[MEDALLION_MAX_PROBES];
 	int			running_workers;	/* run workers in the cluster */
+	ConditionVariable scheduler_gone;	/* a scheduler left its slot */
 	MedallionDbSlot dbs[MEDALLION_MAX_DATABASES];
 } MedallionShared;
 
@@ -251,10 +267,13 @@ extern void medallion_wake_launcher(void);
 extern void medallion_wake_scheduler(Oid dboid);
 extern void medallion_wake_scheduler_at_commit(void);
 extern bool medallion_scheduler_running(Oid dboid);
+extern bool medallion_db_slot_available(Oid dboid);
 
 /* launcher.c, scheduler.c, worker.c: background processes */
 extern int	medallion_max_workers;
+extern int	medallion_max_workers_per_owner;
 extern void medallion_launcher_register(void);
+extern char *medallion_installed_version(void);
 extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
 extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
 extern PGDLLEXPORT void medallion_worker_main(Datum arg);

@@ -8,7 +8,16 @@
  * most medallion.max_workers run workers in the cluster, honours retry
  * times, circuit-breaker cooldowns and halts, checks freshness SLAs and
  * does the housekeeping (bronze retention, trimming history).  At start it
- * marks the runs left 'running' by a crashed process as failed.
+ * marks the runs left 'running' by a crashed process as failed.  It makes
+ * at most one pass every SCHEDULER_MIN_PASS_MS however often it is woken,
+ * and gives the pipelines of one owner at most
+ * medallion.max_workers_per_owner run workers at once.
+ *
+ * It connects as the bootstrap superuser: its search_path is pinned to
+ * pg_catalog, pg_temp before any SQL (whatever ALTER DATABASE ... SET says),
+ * and its statements on the catalog go through the catalog gateway.  On a
+ * catalog of another version than the library's (0.1.0 before ALTER
+ * EXTENSION medallion UPDATE) it idles: nothing runs, nothing is touched.
  *
  * State machine of a pipeline (medallion.pipelines.state): active →
  * (N consecutive failures) circuit_open → (cooldown) trial run → active on
@@ -21,8 +30,13 @@
 
 #include <signal.h>
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -34,7 +48,9 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/rel.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -46,13 +62,23 @@
 #define HOUSEKEEPING_MS (60 * 60 * 1000)
 #define FRESHNESS_MS (10 * 1000)
 #define FRESHNESS_MIN_MS 1000	/* after a run: soon, but not more often */
+#define SCHEDULER_MIN_PASS_MS 200	/* wake-ups (landings) cannot drive it faster */
 
 /* A run worker this scheduler started. */
 typedef struct RunningWorker
 {
 	char		pipeline[NAMEDATALEN * 2];
+	char		owner[NAMEDATALEN];
 	BackgroundWorkerHandle *handle;
 } RunningWorker;
+
+/* A pipeline due in this pass. */
+typedef struct DuePipeline
+{
+	char	   *name;
+	char	   *owner;
+	bool		routine;		/* a routine check: no trigger, no retry */
+} DuePipeline;
 
 /* What the scheduler remembers of a pipeline between passes. */
 typedef struct PipelineMemo
@@ -76,6 +102,8 @@ typedef struct PipelineMemo
 static List *running = NIL;		/* of RunningWorker *, in TopMemoryContext */
 static List *memos = NIL;		/* of PipelineMemo * */
 static MedallionDbSlot *my_slot = NULL;
+/* The extension is gone: the slot is given back at exit. */
+static bool release_slot = false;
 
 static void
 scheduler_detach(int code, Datum arg)
@@ -93,8 +121,93 @@ scheduler_detach(int code, Datum arg)
 	{
 		my_slot->scheduler_pid = 0;
 		my_slot->scheduler_latch = NULL;
+		if (release_slot)
+		{
+			my_slot->has_extension = false;
+			if (my_slot->hold_until == 0)
+				memset(my_slot, 0, sizeof(MedallionDbSlot));
+		}
 	}
 	LWLockRelease(medallion_shared->lock);
+	ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
+}
+
+/*
+ * The version of the extension installed in this database, or NULL.
+ */
+char *
+medallion_installed_version(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("medallion"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
+}
+
+/* What the scheduler finds in its database. */
+typedef enum CatalogState
+{
+	CATALOG_GONE,				/* no extension */
+	CATALOG_OTHER_VERSION,		/* idle until ALTER EXTENSION UPDATE */
+	CATALOG_OK
+} CatalogState;
+
+static char *my_dbname = NULL;
+
+static CatalogState
+catalog_state(char **version)
+{
+	CatalogState state;
+	char	   *v;
+
+	StartTransactionCommand();
+	if (my_dbname == NULL)
+		my_dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(MyDatabaseId));
+	v = medallion_installed_version();
+	if (v == NULL)
+		state = CATALOG_GONE;
+	else if (strcmp(v, MEDALLION_CATALOG_VERSION) != 0)
+		state = CATALOG_OTHER_VERSION;
+	else
+		state = CATALOG_OK;
+	if (version && v)
+		*version = MemoryContextStrdup(TopMemoryContext, v);
+	CommitTransactionCommand();
+	return state;
+}
+
+/*
+ * The run workers the pipelines of an owner have at the moment.
+ */
+static int
+owner_workers(const char *owner)
+{
+	ListCell   *lc;
+	int			n = 0;
+
+	foreach(lc, running)
+		if (strcmp(((RunningWorker *) lfirst(lc))->owner, owner) == 0)
+			n++;
+	return n;
 }
 
 static PipelineMemo *
@@ -163,7 +276,7 @@ reap_workers(void)
  * Starts a run worker for a pipeline, if the cluster has room.
  */
 static bool
-start_worker(const char *pipeline)
+start_worker(const char *pipeline, const char *owner)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -214,20 +327,11 @@ start_worker(const char *pipeline)
 	}
 	w = palloc0(sizeof(RunningWorker));
 	strlcpy(w->pipeline, pipeline, sizeof(w->pipeline));
+	strlcpy(w->owner, owner, sizeof(w->owner));
 	w->handle = handle;
 	running = lappend(running, w);
 	MemoryContextSwitchTo(old);
 	return true;
-}
-
-/*
- * Runs one SQL statement of the scheduler's own (catalog upkeep).
- */
-static void
-scheduler_sql(const char *sql)
-{
-	if (SPI_execute(sql, false, 0) < 0)
-		elog(ERROR, "medallion scheduler: could not execute: %s", sql);
 }
 
 /*
@@ -250,15 +354,12 @@ has_pending(const char *name)
 	if (medallion_run_pending(&p))
 		return true;
 	values[0] = CStringGetTextDatum(name);
-	SPI_connect();
-	if (SPI_execute_with_args("UPDATE medallion.pipelines p SET last_checked_at = pg_catalog.now() "
-							  "FROM (SELECT name FROM medallion.pipelines "
-							  "      WHERE name OPERATOR(pg_catalog.=) $1 "
-							  "      FOR NO KEY UPDATE SKIP LOCKED) l "
-							  "WHERE p.name OPERATOR(pg_catalog.=) l.name",
-							  1, types, values, NULL, false, 0) < 0)
-		elog(ERROR, "could not update pipeline \"%s\"", name);
-	SPI_finish();
+	(void) medallion_catalog_exec("UPDATE medallion.pipelines p SET last_checked_at = pg_catalog.now() "
+								  "FROM (SELECT name FROM medallion.pipelines "
+								  "      WHERE name OPERATOR(pg_catalog.=) $1 "
+								  "      FOR NO KEY UPDATE SKIP LOCKED) l "
+								  "WHERE p.name OPERATOR(pg_catalog.=) l.name",
+								  1, types, values, NULL, SPI_OK_UPDATE);
 	return false;
 }
 
@@ -267,45 +368,45 @@ has_pending(const char *name)
  * next due one.
  */
 static TimestampTz
-schedule_pass(uint64 wake_count, bool *extension_gone)
+schedule_pass(uint64 wake_count)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next = TimestampTzPlusMilliseconds(now, SCHEDULER_MAX_NAP_MS);
 	List	   *due = NIL;
 	ListCell   *lc;
 	uint64		i;
+	uint64		n;
 	ArrayBuildState *idle_names;
+	MedallionGateway gw;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!OidIsValid(get_extension_oid("medallion", true)))
-	{
-		*extension_gone = true;
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		return next;
-	}
-	SPI_connect();
-	if (SPI_execute("SELECT name, schedule, state, "
-					"COALESCE(circuit_opened_at, '-infinity') "
-					"  OPERATOR(pg_catalog.+) COALESCE((options->>'breaker_cooldown')::interval, '5 minutes'), "
-					"retry_at, trigger_requested, "
-					"CASE WHEN schedule_kind = 'interval' THEN EXTRACT(epoch FROM schedule::interval)::float8 END, "
-					"schedule_kind "
-					"FROM medallion.pipelines WHERE layer = 'silver' "
-					"AND (schedule_kind IN ('interval', 'on_change') OR trigger_requested OR retry_at IS NOT NULL "
-					"     OR state = 'circuit_open') ORDER BY name",
-					false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "medallion scheduler: could not read medallion.pipelines");
+	medallion_catalog_enter(&gw);
+	n = medallion_gateway_exec("SELECT name, schedule, state, "
+							   "COALESCE(circuit_opened_at, '-infinity'::pg_catalog.timestamptz) "
+							   "  OPERATOR(pg_catalog.+) COALESCE((options OPERATOR(pg_catalog.->>) "
+							   "    'breaker_cooldown'::pg_catalog.text)::pg_catalog.interval, "
+							   "    '5 minutes'::pg_catalog.interval), "
+							   "retry_at, trigger_requested, "
+							   "CASE WHEN schedule_kind OPERATOR(pg_catalog.=) 'interval'::pg_catalog.text "
+							   "  THEN pg_catalog.date_part('epoch'::pg_catalog.text, schedule::pg_catalog.interval) END, "
+							   "schedule_kind, owner::pg_catalog.text "
+							   "FROM medallion.pipelines WHERE layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text "
+							   "AND (schedule_kind OPERATOR(pg_catalog.=) ANY ('{interval,on_change}'::pg_catalog.text[]) "
+							   "     OR trigger_requested OR retry_at IS NOT NULL "
+							   "     OR state OPERATOR(pg_catalog.=) 'circuit_open'::pg_catalog.text) "
+							   "ORDER BY name",
+							   0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
 
-	for (i = 0; i < SPI_processed; i++)
+	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		char	   *name = SPI_getvalue(tup, desc, 1);
 		char	   *kind = SPI_getvalue(tup, desc, 8);
 		char	   *state = SPI_getvalue(tup, desc, 3);
+		char	   *owner = SPI_getvalue(tup, desc, 9);
 		bool		isnull;
 		Datum		trial_at = SPI_getbinval(tup, desc, 4, &isnull);
 		Datum		retry_at = SPI_getbinval(tup, desc, 5, &isnull);
@@ -333,6 +434,7 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 		if (when <= now)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+			DuePipeline *d = palloc(sizeof(DuePipeline));
 
 			/* the tick after this one, whether this one finds work or not */
 			if (has_interval && !triggered && !has_retry && strcmp(state, "circuit_open") != 0)
@@ -342,32 +444,39 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 			 * a routine check (no trigger, no retry) starts no idle worker; a
 			 * trial waits for rows to try on
 			 */
-			due = lappend(due, list_make2(pstrdup(name),
-										  (void *) (intptr_t) (!triggered && !has_retry)));
+			d->name = pstrdup(name);
+			d->owner = pstrdup(owner ? owner : "");
+			d->routine = !triggered && !has_retry;
+			due = lappend(due, d);
 			MemoryContextSwitchTo(old);
 		}
 		else if (when != DT_NOEND)
 			next = Min(next, when);
 	}
-	SPI_finish();
+	medallion_gateway_leave(&gw);
 
 	idle_names = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	foreach(lc, due)
 	{
-		char	   *name = linitial(lfirst(lc));
-		bool		routine = (bool) (intptr_t) lsecond(lfirst(lc));
-		PipelineMemo *m = memo_for(name);
+		DuePipeline *d = lfirst(lc);
+		PipelineMemo *m = memo_for(d->name);
 
-		if (routine && m->idle && m->idle_wake == wake_count &&
+		if (d->routine && m->idle && m->idle_wake == wake_count &&
 			!TimestampDifferenceExceeds(m->idle_checked, now, IDLE_RECHECK_MS))
 		{
 			/* nothing landed since its last check: checked, without SQL */
 			m->last_start = now;
-			accumArrayResult(idle_names, CStringGetTextDatum(name), false, TEXTOID,
+			accumArrayResult(idle_names, CStringGetTextDatum(d->name), false, TEXTOID,
 							 CurrentMemoryContext);
 			continue;
 		}
-		if (routine && !has_pending(name))
+		/* its owner has its share of the run workers: when one of them ends */
+		if (owner_workers(d->owner) >= medallion_max_workers_per_owner)
+		{
+			next = Min(next, TimestampTzPlusMilliseconds(now, 1000));
+			continue;
+		}
+		if (d->routine && !has_pending(d->name))
 		{
 			m->last_start = now;
 			m->wake_seen = wake_count;
@@ -377,7 +486,7 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 			continue;
 		}
 		m->idle = false;
-		if (start_worker(name))
+		if (start_worker(d->name, d->owner))
 		{
 			m->last_start = now;
 			m->wake_seen = wake_count;
@@ -390,12 +499,9 @@ schedule_pass(uint64 wake_count, bool *extension_gone)
 		Oid			types[1] = {TEXTARRAYOID};
 		Datum		values[1] = {makeArrayResult(idle_names, CurrentMemoryContext)};
 
-		SPI_connect();
-		if (SPI_execute_with_args("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now() "
-								  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
-								  1, types, values, NULL, false, 0) < 0)
-			elog(ERROR, "could not record the checks of idle pipelines");
-		SPI_finish();
+		(void) medallion_catalog_exec("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now() "
+									  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
+									  1, types, values, NULL, SPI_OK_UPDATE);
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -420,17 +526,21 @@ fail_orphaned_runs(void)
 	if (OidIsValid(get_extension_oid("medallion", true)))
 	{
 		ErrorData	edata = {0};
+		MedallionGateway gw;
+		uint64		n;
 
-		SPI_connect();
-		if (SPI_execute("UPDATE medallion.runs SET status = 'failed', finished_at = pg_catalog.clock_timestamp(), "
-						"error_class = 'crashed', error_message = 'the process running it ended abnormally', "
-						"sqlstate = '57P02' "
-						"WHERE status = 'running' AND worker_pid IS NOT NULL "
-						"AND worker_pid NOT IN (SELECT pid FROM pg_catalog.pg_stat_activity "
-						"                       WHERE pid IS NOT NULL) "
-						"RETURNING pipeline", false, 0) != SPI_OK_UPDATE_RETURNING)
-			elog(ERROR, "medallion scheduler: could not mark orphaned runs");
-		for (i = 0; i < SPI_processed; i++)
+		medallion_catalog_enter(&gw);
+		n = medallion_gateway_exec("UPDATE medallion.runs r SET status = 'failed', "
+								   "finished_at = pg_catalog.clock_timestamp(), "
+								   "error_class = 'crashed', error_message = 'the process running it ended abnormally', "
+								   "sqlstate = '57P02' "
+								   "WHERE r.status OPERATOR(pg_catalog.=) 'running'::pg_catalog.text "
+								   "AND r.worker_pid IS NOT NULL "
+								   "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+								   "                WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid) "
+								   "RETURNING r.pipeline",
+								   0, NULL, NULL, NULL, 0, SPI_OK_UPDATE_RETURNING);
+		for (i = 0; i < n; i++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 
@@ -438,7 +548,7 @@ fail_orphaned_runs(void)
 								SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
 			MemoryContextSwitchTo(old);
 		}
-		SPI_finish();
+		medallion_gateway_leave(&gw);
 
 		edata.elevel = ERROR;
 		edata.sqlerrcode = ERRCODE_CRASH_SHUTDOWN;
@@ -479,22 +589,88 @@ housekeeping(bool full)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	SPI_connect();
 	if (!full)
 		medallion_check_freshness();
 	else
 	{
-		scheduler_sql("SELECT medallion.apply_retention()");
-		scheduler_sql(psprintf("DELETE FROM medallion.runs WHERE status <> 'running' "
-							   "AND finished_at < pg_catalog.now() - interval '%d days'",
-							   medallion_history_days));
-		scheduler_sql(psprintf("DELETE FROM medallion.dlq WHERE reprocessed "
-							   "AND reprocessed_at < pg_catalog.now() - interval '%d days'",
-							   medallion_history_days));
+		Oid			types[1] = {INT4OID};
+		Datum		values[1] = {Int32GetDatum(medallion_history_days)};
+
+		(void) medallion_catalog_exec("SELECT medallion.apply_retention()",
+									  0, NULL, NULL, NULL, SPI_OK_SELECT);
+		(void) medallion_catalog_exec("DELETE FROM medallion.runs "
+									  "WHERE status OPERATOR(pg_catalog.<>) 'running'::pg_catalog.text "
+									  "AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
+									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+									  1, types, values, NULL, SPI_OK_DELETE);
+		(void) medallion_catalog_exec("DELETE FROM medallion.dlq WHERE reprocessed "
+									  "AND reprocessed_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
+									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
+									  1, types, values, NULL, SPI_OK_DELETE);
 	}
-	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+/*
+ * Runs fn, logging its error and aborting its transaction: a broken
+ * pipeline or a failed upkeep must not stop the scheduler.
+ */
+static bool
+scheduler_try(void (*fn) (void *), void *arg)
+{
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+static void
+try_fail_orphaned_runs(void *arg)
+{
+	*(bool *) arg = fail_orphaned_runs();
+}
+
+static void
+try_housekeeping(void *arg)
+{
+	housekeeping(*(bool *) arg);
+}
+
+typedef struct PassArgs
+{
+	uint64		wake_count;
+	TimestampTz next;
+} PassArgs;
+
+static void
+try_schedule_pass(void *arg)
+{
+	PassArgs   *a = arg;
+
+	a->next = schedule_pass(a->wake_count);
+}
+
+/*
+ * The extension is gone: give the slot back, and let the launcher leave
+ * this database alone until CREATE EXTENSION.
+ */
+static void
+leave_without_extension(void)
+{
+	release_slot = true;
+	proc_exit(0);
 }
 
 /*
@@ -504,39 +680,71 @@ void
 medallion_scheduler_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
-	volatile TimestampTz last_housekeeping = 0;
-	volatile TimestampTz last_freshness = 0;
-	volatile bool extension_gone = false;
+	TimestampTz last_housekeeping = 0;
+	TimestampTz last_freshness = 0;
+	TimestampTz last_pass = 0;
+	bool		orphans_checked = false;
+	bool		said_idle = false;
+	CatalogState state;
+	char	   *version = NULL;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
+	/*
+	 * As the bootstrap superuser: nothing a database's settings put on the
+	 * path (ALTER DATABASE ... SET search_path = public, ...) may be found
+	 * by its SQL, or by SQL run on its behalf.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+
+	/*
+	 * No extension here (any more): give back the slot a scheduler of ours
+	 * had, and exit; the launcher remembers.
+	 */
+	state = catalog_state(&version);
+	if (state == CATALOG_GONE)
+	{
+		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
+		my_slot = medallion_db_slot(dboid, false);
+		if (my_slot && my_slot->scheduler_pid == 0)
+		{
+			my_slot->has_extension = false;
+			if (my_slot->hold_until == 0)
+				memset(my_slot, 0, sizeof(MedallionDbSlot));
+		}
+		LWLockRelease(medallion_shared->lock);
+		proc_exit(0);
+	}
+
 	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 	my_slot = medallion_db_slot(dboid, true);
+	if (my_slot && my_slot->scheduler_pid != 0)
+	{
+		/* another one runs (the launcher prevents it): leave it be */
+		LWLockRelease(medallion_shared->lock);
+		proc_exit(0);
+	}
 	if (my_slot)
 	{
+		my_slot->has_extension = true;
 		my_slot->scheduler_pid = MyProcPid;
 		my_slot->scheduler_latch = MyLatch;
 	}
 	LWLockRelease(medallion_shared->lock);
 	if (my_slot == NULL)
-		proc_exit(0);
-	before_shmem_exit(scheduler_detach, (Datum) 0);
-
-	/* No extension here: say so, and let the launcher leave us alone. */
-	StartTransactionCommand();
-	extension_gone = !OidIsValid(get_extension_oid("medallion", true));
-	CommitTransactionCommand();
-	if (extension_gone)
 	{
-		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
-		my_slot->extension_absent = true;
-		my_slot->absent_since = GetCurrentTimestamp();
-		LWLockRelease(medallion_shared->lock);
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("medallion cannot schedule pipelines in database \"%s\": every scheduler slot is taken",
+						my_dbname),
+				 errdetail("Schedulers run in at most %d databases of a cluster.",
+						   MEDALLION_MAX_DATABASES)));
 		proc_exit(0);
 	}
+	before_shmem_exit(scheduler_detach, (Datum) 0);
 	pgstat_report_appname("medallion scheduler");
 
 	/*
@@ -548,14 +756,22 @@ medallion_scheduler_main(Datum arg)
 	SetConfigOption("deadlock_timeout", "100ms", PGC_SUSET, PGC_S_OVERRIDE);
 	/* its own bookkeeping (last_checked_at, alerts) need not wait for a flush */
 	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-	fail_orphaned_runs();
 
 	for (;;)
 	{
 		TimestampTz now;
-		volatile TimestampTz next;
-		uint64		wake_count;
+		TimestampTz next;
+		PassArgs	pass;
 		long		nap;
+
+		/* however often data lands, one pass per SCHEDULER_MIN_PASS_MS */
+		now = GetCurrentTimestamp();
+		if (!TimestampDifferenceExceeds(last_pass, now, SCHEDULER_MIN_PASS_MS))
+			(void) WaitLatch(MyLatch, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Max(1, TimestampDifferenceMilliseconds(now,
+																	TimestampTzPlusMilliseconds(last_pass, SCHEDULER_MIN_PASS_MS))),
+							 PG_WAIT_EXTENSION);
+		last_pass = GetCurrentTimestamp();
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -563,22 +779,39 @@ medallion_scheduler_main(Datum arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (reap_workers())
+
+		/* the catalog must be the library's: after the update, go on */
+		version = NULL;
+		state = catalog_state(&version);
+		if (state == CATALOG_GONE)
+			leave_without_extension();
+		if (state == CATALOG_OTHER_VERSION)
+		{
+			if (!said_idle)
+				ereport(LOG,
+						(errmsg("medallion scheduler of database \"%s\" idles: the extension is version %s, the library version %s",
+								my_dbname, version, MEDALLION_CATALOG_VERSION),
+						 errhint("Run ALTER EXTENSION medallion UPDATE.")));
+			said_idle = true;
+			pgstat_report_activity(STATE_IDLE, NULL);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 SCHEDULER_MAX_NAP_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		if (said_idle)
+			ereport(LOG,
+					(errmsg("medallion scheduler of database \"%s\" resumes: the extension is version %s",
+							my_dbname, MEDALLION_CATALOG_VERSION)));
+		said_idle = false;
+
+		if (reap_workers() || !orphans_checked)
 		{
 			/* a worker that died mid-run leaves its run 'running' */
-			volatile bool orphans = false;
+			bool		orphans = false;
 
-			PG_TRY();
-			{
-				orphans = fail_orphaned_runs();
-			}
-			PG_CATCH();
-			{
-				EmitErrorReport();
-				FlushErrorState();
-				AbortCurrentTransaction();
-			}
-			PG_END_TRY();
+			if (scheduler_try(try_fail_orphaned_runs, &orphans))
+				orphans_checked = true;
 			if (orphans)
 				forget_wakes();
 			/* a run changes freshness: check it soon (at most every second) */
@@ -589,65 +822,27 @@ medallion_scheduler_main(Datum arg)
 		}
 
 		LWLockAcquire(medallion_shared->lock, LW_SHARED);
-		wake_count = my_slot->wake_count;
+		pass.wake_count = my_slot->wake_count;
 		LWLockRelease(medallion_shared->lock);
 
-		next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
-		PG_TRY();
-		{
-			next = schedule_pass(wake_count, (bool *) &extension_gone);
-		}
-		PG_CATCH();
-		{
-			/* a broken pipeline must not stop the others: log, retry soon */
-			EmitErrorReport();
-			FlushErrorState();
-			AbortCurrentTransaction();
-		}
-		PG_END_TRY();
-		if (extension_gone)
-		{
-			LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
-			my_slot->extension_absent = true;
-			my_slot->absent_since = GetCurrentTimestamp();
-			LWLockRelease(medallion_shared->lock);
-			proc_exit(0);
-		}
+		/* a broken pipeline must not stop the others: log, retry soon */
+		pass.next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+		(void) scheduler_try(try_schedule_pass, &pass);
+		next = pass.next;
 
 		now = GetCurrentTimestamp();
 		if (TimestampDifferenceExceeds(last_freshness, now, FRESHNESS_MS))
 		{
 			bool		full = TimestampDifferenceExceeds(last_housekeeping, now, HOUSEKEEPING_MS);
+			bool		quick = false;
 
 			last_freshness = now;
 			if (full)
 				last_housekeeping = now;
 			/* each its own transaction: one failing does not stop the other */
-			PG_TRY();
-			{
-				housekeeping(false);
-			}
-			PG_CATCH();
-			{
-				EmitErrorReport();
-				FlushErrorState();
-				AbortCurrentTransaction();
-			}
-			PG_END_TRY();
+			(void) scheduler_try(try_housekeeping, &quick);
 			if (full)
-			{
-				PG_TRY();
-				{
-					housekeeping(true);
-				}
-				PG_CATCH();
-				{
-					EmitErrorReport();
-					FlushErrorState();
-					AbortCurrentTransaction();
-				}
-				PG_END_TRY();
-			}
+				(void) scheduler_try(try_housekeeping, &full);
 		}
 		next = Min(next, TimestampTzPlusMilliseconds(last_freshness, FRESHNESS_MS));
 

@@ -11,6 +11,10 @@
  * failed; then the run in its own transaction, in READ COMMITTED whatever
  * default_transaction_isolation says; then, on failure, the record and the
  * resilience policy (retry, circuit breaker, halt) in a new transaction.
+ * Its search_path is pinned to pg_catalog, pg_temp before any SQL: as the
+ * bootstrap superuser, nothing a database's settings put on the path may be
+ * found.  On a catalog of another version than the library's it does
+ * nothing.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,11 +57,13 @@ medallion_worker_main(Datum arg)
 	int64		run_id;
 	ErrorData  *volatile edata = NULL;
 	MemoryContext cxt;
+	char	   *version;
 
 	strlcpy(pipeline, MyBgworkerEntry->bgw_extra, sizeof(pipeline));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(arg), InvalidOid, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "medallion run worker", PGC_USERSET, PGC_S_OVERRIDE);
 	pgstat_report_appname("medallion run worker");
@@ -66,7 +72,11 @@ medallion_worker_main(Datum arg)
 	/* 1: is there anything to do?  An empty check records no run. */
 	begin_xact();
 	pgstat_report_activity(STATE_RUNNING, pipeline);
-	run_id = medallion_run_begin_scheduled(pipeline, MyProcPid);
+	version = medallion_installed_version();
+	if (version == NULL || strcmp(version, MEDALLION_CATALOG_VERSION) != 0)
+		run_id = 0;				/* dropped, or not updated yet */
+	else
+		run_id = medallion_run_begin_scheduled(pipeline, MyProcPid);
 	commit_xact();
 	if (run_id == 0)
 		proc_exit(0);
