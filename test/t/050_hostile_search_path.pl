@@ -34,6 +34,17 @@ my $db = 'hostile';
 # Our own statements as the superuser never see the look-alikes.
 my $PIN = 'SET search_path = pg_catalog, pg_temp; ';
 sub sq { return $node->safe_psql($db, $PIN . $_[0]); }
+# poll(SQL): true once SQL (run pinned) returns t, within 60 s
+sub poll
+{
+	my ($sql) = @_;
+	for (1 .. 300)
+	{
+		return 1 if sq($sql) eq 't';
+		select(undef, undef, undef, 0.2);
+	}
+	return 0;
+}
 
 # ---- what medallion's SQL names, from the source ----------------------------------------
 my $tools = dirname(__FILE__) . '/../../tools';
@@ -75,8 +86,7 @@ GRANT CREATE ON SCHEMA bronze, silver TO mallory;
 GRANT CREATE ON SCHEMA public TO PUBLIC;
 CREATE SCHEMA evil AUTHORIZATION mallory;
 });
-ok($node->poll_query_until($db,
-		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'medallion scheduler' AND datname = 'hostile'}),
+ok(poll(q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'medallion scheduler' AND datname = 'hostile'}),
 	'the scheduler runs (started under the hostile database search_path)');
 
 # as ROLE: run SQL in a session of that role; returns (ok, stdout, stderr)
@@ -321,7 +331,10 @@ step('mallory', 'run (strict)', q{SELECT medallion.run('silver.m_ev', strict => 
 step('mallory', 'replay_dlq', q{SELECT medallion.replay_dlq('silver.m_ev')}, 1);
 step('mallory', 'replay_dlq (ids)', q{SELECT medallion.replay_dlq('silver.m_ev', ARRAY(SELECT id FROM medallion.dlq LIMIT 1))});
 step('mallory', 'run (failing)', q{SELECT medallion.run('silver.m_bad')});
-ok(!$done{'mallory: run (failing)'}, 'the failing run fails');
+is(sq(q{SELECT status FROM medallion.runs WHERE pipeline = 'silver.m_bad' ORDER BY run_id DESC LIMIT 1}),
+	'failed', 'the failing run fails (recorded as failed)');
+step('mallory', 'run (failing, strict)', q{SELECT medallion.run('silver.m_bad', strict => true)});
+ok(!$done{'mallory: run (failing, strict)'}, 'the failing strict run raises');
 step('mallory', 'pipeline_lag', q{SELECT medallion.pipeline_lag('silver.m_ev')}, 1);
 step('mallory', 'alter_pipeline', q{SELECT medallion.alter_pipeline('silver.m_ev',
   '{"time_budget": "1 minute", "max_retries": 2, "retry_base": "1 second", "retry_cap": "2 seconds",
@@ -352,13 +365,13 @@ step('mallory', 'schedule the failing pipeline', q{SELECT medallion.schedule('si
 step('mallory', 'trigger', q{SELECT medallion.trigger('silver.m_bad')}, 1);
 step('mallory', 'schedule (on_change)', q{SELECT medallion.schedule('silver.m_ord', 'on_change')}, 1);
 step('mallory', 'ingest for on_change', q{SELECT medallion.ingest('bronze.m_ev', '{"id": 22, "v": "y"}')}, 1);
-ok($node->poll_query_until($db, $PIN . q{SELECT count(*) > 0 FROM medallion.runs
+ok(poll(q{SELECT count(*) > 0 FROM medallion.runs
 	WHERE pipeline = 'silver.m_ev' AND worker_pid IS NOT NULL AND status = 'succeeded'}),
 	'a scheduled run of mallory\'s pipeline succeeds in a worker');
-ok($node->poll_query_until($db, $PIN . q{SELECT count(*) >= 2 FROM medallion.runs
+ok(poll(q{SELECT count(*) >= 2 FROM medallion.runs
 	WHERE pipeline = 'silver.m_bad' AND worker_pid IS NOT NULL AND status = 'failed'}),
 	'scheduled runs of the failing pipeline fail in workers (and are retried)');
-ok($node->poll_query_until($db, $PIN . q{SELECT count(*) > 0 FROM medallion.runs
+ok(poll(q{SELECT count(*) > 0 FROM medallion.runs
 	WHERE pipeline = 'silver.m_ord' AND worker_pid IS NOT NULL}),
 	'an on_change run happens in a worker');
 step('mallory', 'unschedule', q{SELECT medallion.unschedule('silver.m_ev'); SELECT medallion.unschedule('silver.m_bad');
@@ -404,6 +417,7 @@ while ($log =~ /hostile look-alike called: what=<([^>]*)> current_user=<([^>]*)>
 {
 	$logged{"$2 (session $3, $4): $1"}++;
 }
+delete $logged{$_} for grep { /%/ } keys %logged;    # the function's own text
 my @bad = grep { !/^(mallory|eve) / && !/pg_cron launcher/ } sort keys %logged;
 my @cron = grep { /pg_cron launcher/ && !/^(mallory|eve) / } sort keys %logged;
 note("pg_cron's own launcher (not medallion's SQL) called:\n" . join("\n", @cron)) if @cron;
@@ -414,11 +428,30 @@ is( sq(q{SELECT count(*) FROM evil.calls WHERE cur NOT IN ('mallory', 'eve') AND
 my @eve_as_mallory = grep { /^mallory \(session eve/ } sort keys %logged;
 is(scalar(@eve_as_mallory), 0, 'eve never ran mallory\'s look-alikes as mallory')
   or diag(join("\n", @eve_as_mallory));
-is( sq(q{SELECT string_agg(rolname || ':' || rolsuper || rolcreaterole || rolcreatedb || rolbypassrls || rolreplication, ',' ORDER BY rolname)
+is( sq(q{SELECT string_agg(rolname || ':' || (rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication), ',' ORDER BY rolname)
 	FROM pg_roles WHERE rolname IN ('mallory', 'eve')}),
-	'eve:fffff,mallory:fffff', 'neither mallory nor eve gained a role attribute');
-is( sq(q{SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member WHERE r.rolname IN ('mallory', 'eve')}),
-	'0', 'neither mallory nor eve became a member of any role');
+	'eve:false,mallory:false', 'neither mallory nor eve gained a role attribute');
+is( sq(q{SELECT coalesce(string_agg(r.rolname || ' in ' || g.rolname, ', '), '') FROM pg_auth_members m
+	JOIN pg_roles r ON r.oid = m.member JOIN pg_roles g ON g.oid = m.roleid WHERE r.rolname IN ('mallory', 'eve')}),
+	'', 'neither mallory nor eve became a member of any role');
+
+# What medallion created (constraints, defaults, column types, indexes, triggers, views) never
+# depends on a look-alike: a bound look-alike would run as every later writer.
+is( sq(q{SELECT coalesce(string_agg(pg_describe_object(d.classid, d.objid, d.objsubid) || ' -> '
+	         || pg_describe_object(d.refclassid, d.refobjid, 0), E'\n' ORDER BY 1), '')
+	FROM pg_depend d
+	CROSS JOIN LATERAL pg_identify_object(d.classid, d.objid, d.objsubid) o
+	WHERE d.refclassid IN ('pg_operator'::regclass, 'pg_proc'::regclass, 'pg_type'::regclass)
+	  AND o.schema IN ('bronze', 'silver', 'gold', 'medallion')
+	  AND CASE d.refclassid
+	        WHEN 'pg_operator'::regclass THEN (SELECT oprnamespace FROM pg_operator WHERE oid = d.refobjid)
+	        WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = d.refobjid)
+	        ELSE (SELECT typnamespace FROM pg_type WHERE oid = d.refobjid) END
+	      NOT IN ('pg_catalog'::regnamespace, 'medallion'::regnamespace)}),
+	'', 'nothing medallion created depends on a look-alike operator, function or type');
+
+note("runs:\n" . sq(q{SELECT run_id || ' ' || pipeline || ' ' || kind || ' ' || status || ' worker=' || coalesce(worker_pid::text, '-')
+	|| ' ' || coalesce(error_message, '') FROM medallion.runs ORDER BY run_id}));
 
 $node->stop;
 done_testing();
