@@ -54,7 +54,7 @@ TEXT_CALLS = {
     'get_namespace_oid', 'get_extension_oid', 'medallion_check_name', 'pgstat_report_activity',
     'snprintf', 'strlcpy', 'sprintf', 'get_extension_schema', 'load_external_function',
     'BackgroundWorkerInitializeConnection', 'RegisterBackgroundWorker', 'error_json',
-    'CStringGetTextDatum', 'cstring_to_text', 'pstrdup', 'medallion_alert_raise',
+    'medallion_alert_raise',
     'medallion_alert_resolve', 'appendStringInfoChar', 'pg_strtoint32', 'defGetString',
     'jsonb_object_field', 'getenv', 'fopen', 'open', 'AllocateFile',
 }
@@ -233,8 +233,9 @@ class STok:
 
 
 def sql_tokens(text, is_format):
-    if is_format:
-        text = FORMAT_CONV.sub(lambda m: '%' if m.group(0) == '%%' else '\x00', text)
+    # a conversion is a value put in at run time, also in a literal kept for later use as a
+    # format; %% is a % only where the literal is known to be a format
+    text = FORMAT_CONV.sub(lambda m: ('%' if is_format else '%%') if m.group(0) == '%%' else '\x00', text)
     out = []
     pos = 0
     while pos < len(text):
