@@ -125,6 +125,25 @@ SQLISH = re.compile(
     r"|::|OPERATOR\(|\$[0-9]|\$%|ARRAY\[| (=|<>|!=|<=|>=|<|>|\|\||->>|->|#>>|#>|\?|@>|<@|~|\+|\*) ")
 
 
+def macro_end(toks, i):
+    """The index after a macro (with its arguments) at toks[i], or None."""
+    if toks[i].kind != 'ident':
+        return None     # (between literals any identifier is a macro, or a macro's parameter)
+    j = i + 1
+    if j < len(toks) and toks[j].text == '(':
+        depth = 0
+        while j < len(toks):
+            if toks[j].text == '(':
+                depth += 1
+            elif toks[j].text == ')':
+                depth -= 1
+                if depth == 0:
+                    return j + 1
+            j += 1
+        return None
+    return j
+
+
 def c_fragments(path, src):
     """Every SQL-looking joined string literal of a C file."""
     toks = c_tokens(src)
@@ -163,15 +182,19 @@ def c_fragments(path, src):
         parts = []
         lines = []
         text = ''
-        while i < n and (toks[i].kind == 'str' or
-                         (toks[i].kind == 'ident' and re.fullmatch(r'[A-Z0-9_]+', toks[i].text)
-                          and i + 1 < n and toks[i + 1].kind == 'str')):
+        while i < n:
             if toks[i].kind == 'str':
                 lines.append((len(text), toks[i].line))
                 text += c_unescape(toks[i].text[1:-1])
-            else:
-                text += '%s'    # INT64_FORMAT and the like
-            i += 1
+                i += 1
+                continue
+            # a macro between literals (INT64_FORMAT, or one with arguments) stands for text
+            # put in at compile time: a value, as far as the SQL around it goes
+            end = macro_end(toks, i)
+            if end is None or not (end < n and toks[end].kind == 'str'):
+                break
+            text += '%s'
+            i = end
         calls = [s[0] for s in stack if s[0]]
         if any(c in TEXT_CALLS for c in calls):
             continue
