@@ -592,6 +592,62 @@ def c_call_findings(path, src):
     return out
 
 
+def sql_statement_end(text, i):
+    """The index after the statement starting at text[i] (quotes and $tag$ bodies skipped)."""
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "'":
+            j = i + 1
+            while j < n:
+                if text[j] == "'" and (j + 1 >= n or text[j + 1] != "'"):
+                    break
+                j += 2 if text[j] == "'" else 1
+            i = j + 1
+            continue
+        if c == '-' and text.startswith('--', i):
+            j = text.find('\n', i)
+            i = n if j < 0 else j
+            continue
+        if c == '$':
+            m = re.match(r'\$[A-Za-z_]*\$', text[i:])
+            if m:
+                j = text.find(m.group(0), i + len(m.group(0)))
+                i = n if j < 0 else j + len(m.group(0))
+                continue
+        if c == ';':
+            return i + 1
+        i += 1
+    return n
+
+
+def sql_function_findings(root):
+    """Functions of the (not frozen) SQL scripts whose body is parsed when called -- plpgsql,
+    or SQL with a quoted body -- and that do not pin search_path: their SQL would use the
+    caller's objects.  (A SQL-standard body, RETURN or BEGIN ATOMIC, is bound when created.)"""
+    out = []
+    sqldir = os.path.join(root, 'sql')
+    if not os.path.isdir(sqldir):
+        return out
+    for f in sorted(os.listdir(sqldir)):
+        if not re.fullmatch(r'medallion--[0-9.]+--[0-9.]+\.sql', f):
+            continue        # the released scripts are frozen; upgrades are checked
+        text = open(os.path.join(sqldir, f), encoding='utf-8', errors='replace').read()
+        for m in re.finditer(r'\bCREATE\s+(?:OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE)\s+([^\s(]+)', text, re.I):
+            stmt = text[m.start():sql_statement_end(text, m.start())]
+            lang = re.search(r'\bLANGUAGE\s+(\w+)', stmt, re.I)
+            lang = lang.group(1).lower() if lang else 'sql'
+            if lang in ('c', 'internal'):
+                continue
+            if lang == 'sql' and not re.search(r'\bAS\s+(\$|\')', stmt, re.I):
+                continue    # SQL-standard body
+            if re.search(r'\bSET\s+search_path\b', stmt, re.I):
+                continue
+            line = text.count('\n', 0, m.start()) + 1
+            out.append((os.path.join('sql', f), line, m.group(2), lang))
+    return out
+
+
 def source_files(root):
     files = []
     for d, _, fs in os.walk(os.path.join(root, 'src')):
