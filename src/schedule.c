@@ -173,6 +173,21 @@ is_cron(const char *schedule)
 }
 
 /*
+ * Warns when every scheduler slot of the cluster is taken by other
+ * databases: schedules would then be accepted and never served.
+ */
+static void
+warn_without_slot(const char *name)
+{
+	if (!medallion_db_slot_available(MyDatabaseId))
+		ereport(WARNING,
+				(errmsg("no scheduler slot is free for this database"),
+				 errdetail("medallion runs schedulers in at most %d databases, and they are all taken; pipeline \"%s\" will not run on its schedule.",
+						   MEDALLION_MAX_DATABASES, name),
+				 errhint("Drop the extension from a database that does not use it.")));
+}
+
+/*
  * medallion.schedule(pipeline, schedule): an interval, a cron expression or
  * 'on_change'.
  */
@@ -267,6 +282,8 @@ medallion_schedule(PG_FUNCTION_ARGS)
 	catalog_exec_text("UPDATE medallion.pipelines SET schedule = $2, schedule_kind = $3 "
 				 "WHERE name OPERATOR(pg_catalog.=) $1", 3, args);
 
+	if (strcmp(kind, "cron") != 0)
+		warn_without_slot(name);
 	if (strcmp(kind, "cron") != 0 && !medallion_scheduler_running(MyDatabaseId))
 		ereport(WARNING,
 				(errmsg("medallion's scheduler is not running in this database"),
@@ -305,6 +322,7 @@ medallion_trigger(PG_FUNCTION_ARGS)
 	char	   *name = owned_pipeline(fcinfo, &p);
 	const char *args[1];
 
+	warn_without_slot(name);
 	if (!medallion_scheduler_running(MyDatabaseId))
 	{
 		(void) DirectFunctionCall3(medallion_run, CStringGetTextDatum(name),
