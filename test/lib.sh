@@ -23,7 +23,7 @@ PGXS_DIR=$(cd "$PGBIN/../lib/pgxs" 2>/dev/null && pwd || echo /usr/lib/postgresq
 WARN_CFLAGS='-Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers'
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-pgtap pgtap
           libtap-parser-sourcehandler-pgtap-perl libcurl4-openssl-dev libipc-run-perl
-          perl make gcc)
+          perl make gcc python3)
 # The caller's stdout/stderr: an interrupt trap runs inside whatever function it lands in,
 # with that function's redirections (a suite log); exit handlers report through these.
 exec 3>&1 4>&2
