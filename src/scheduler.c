@@ -110,9 +110,29 @@ scheduler_detach(int code, Datum arg)
 {
 	ListCell   *lc;
 
-	/* our run workers go with us: DROP DATABASE must not wait for them */
+	/*
+	 * Our run workers go with us, and are gone before the slot says so: the
+	 * backend that asked for the stop (DROP DATABASE ... WITH (FORCE) by a
+	 * non-superuser owner) may not terminate them itself.  In an exit
+	 * callback no interrupt is processed, so a bounded sleep is the way.
+	 */
 	foreach(lc, running)
 		TerminateBackgroundWorker(((RunningWorker *) lfirst(lc))->handle);
+	for (int waited = 0; waited < 5000; waited += 10)
+	{
+		bool		alive = false;
+
+		foreach(lc, running)
+		{
+			pid_t		pid;
+
+			if (GetBackgroundWorkerPid(((RunningWorker *) lfirst(lc))->handle, &pid) != BGWH_STOPPED)
+				alive = true;
+		}
+		if (!alive)
+			break;
+		pg_usleep(10 * 1000L);
+	}
 	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 	medallion_shared->running_workers -= list_length(running);
 	if (medallion_shared->running_workers < 0)
