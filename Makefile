@@ -2,30 +2,9 @@
 
 EXTENSION  = medallion
 MODULE_big = medallion
-OBJS = \
-	src/medallion.o \
-	src/guc.o \
-	src/catalog.o \
-	src/dlq.o \
-	src/bronze.o \
-	src/ingest.o \
-	src/ingest_reader.o \
-	src/ingest_records.o \
-	src/jsonscan.o \
-	src/capture.o \
-	src/errors.o \
-	src/subxact.o \
-	src/contract.o \
-	src/watermark.o \
-	src/run.o \
-	src/silver.o \
-	src/shmem.o \
-	src/launcher.o \
-	src/scheduler.o \
-	src/worker.o \
-	src/schedule.o \
-	src/alerts.o \
-	src/pseudonym.o
+# Rooms by layer (docs/architecture.md): every .c of src/ and of its room folders.
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard $(srcdir)/src/*.c $(srcdir)/src/*/*.c)))
+PG_CPPFLAGS = -I$(srcdir)/src
 
 # 0.1.0 is released and frozen: changes go into the upgrade script.  The full
 # 0.2.0 script is built as 0.1.0 followed by the upgrade, so that a fresh
