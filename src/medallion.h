@@ -23,7 +23,7 @@ extern int	medallion_max_payload_mb;
 extern bool medallion_allow_bronze_changes;
 extern void medallion_guc_init(void);
 
-/* catalog.c: everything that reads or writes medallion.* tables */
+/* catalog/gateway.c: the role switch and the gateway every catalog statement uses */
 typedef struct MedallionUserContext
 {
 	Oid			saved_userid;
@@ -34,7 +34,7 @@ extern Oid	medallion_catalog_owner(void);
 extern void medallion_become_user(Oid role, MedallionUserContext *save);
 extern void medallion_restore_user(MedallionUserContext *save);
 
-/* the gateway: role switch + pinned search_path + SPI (see catalog.c) */
+/* the gateway: role switch + pinned search_path + SPI */
 typedef struct MedallionGateway
 {
 	MedallionUserContext user;
@@ -48,6 +48,8 @@ extern uint64 medallion_gateway_exec(const char *sql, int nargs, Oid *types, Dat
 									 const char *nulls, long count, int expect);
 extern uint64 medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, int expect);
+
+/* catalog/pipelines.c: medallion.pipelines and medallion.batches */
 extern void medallion_catalog_add_pipeline(const char *name, const char *layer,
 										   const char *relname, Oid owner,
 										   const char *source_system,
@@ -180,7 +182,7 @@ extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
 extern void medallion_active_run_check(const char *function);
 extern void medallion_active_run_count_insert(void);
 
-/* run.c: runs and their records */
+/* catalog/pipelines.c, catalog/runs.c: pipelines and their runs */
 typedef struct RunCounts
 {
 	int64		read;
@@ -209,11 +211,18 @@ typedef struct Pipeline
 
 extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 									  bool *busy);
-extern void medallion_pause_fold(const char *pipeline);
+extern bool medallion_catalog_has_pause_requests(void);
 
-/* run.c: messages stored in medallion.runs and medallion.alerts are capped */
+/* messages stored in medallion.runs and medallion.alerts are capped */
 #define MEDALLION_MAX_MESSAGE 1024
 extern char *medallion_capped_message(const char *message);
+extern int64 medallion_run_record_start(const char *pipeline, const char *kind,
+										const char *status, int worker_pid);
+extern void medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c,
+										ErrorData *edata, const char *class);
+extern void medallion_run_trim_skipped(const char *pipeline);
+
+/* silver/settings.c: the settings a run's SQL executes under */
 extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
 
 /* silver.c */
@@ -278,12 +287,15 @@ extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
 extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
 extern PGDLLEXPORT void medallion_worker_main(Datum arg);
 
-/* alerts.c */
+/* ops/alerts.c */
 extern void medallion_alert_raise(const char *pipeline, const char *kind, const char *message);
 extern void medallion_alert_resolve(const char *pipeline, const char *kind);
+
+/* ops/freshness.c */
 extern void medallion_check_freshness(void);
 
-/* errors.c: the strategy of each error class */
+/* ops/policy.c: the pipeline state machine */
+extern void medallion_pause_fold(const char *pipeline);
 extern void medallion_policy_after_failure(const char *pipeline, ErrorData *edata,
 										   const char *class, bool scheduled);
 extern void medallion_policy_after_success(const char *pipeline);

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * alerts.c
- *	  Alerts: rows of medallion.alerts plus NOTIFY medallion_alerts, and the
- *	  freshness-SLA checks that raise and clear them.
+ *	  Alerts: rows of medallion.alerts plus NOTIFY medallion_alerts.
  *
  * One open alert per (pipeline, kind): raising it again while it is open
  * counts it in place, so a breach alerts once; resolving it closes it.
@@ -80,69 +79,4 @@ medallion_alert_resolve(const char *pipeline, const char *kind)
 								  "     WHERE k.pipeline OPERATOR(pg_catalog.=) $1 AND k.kind OPERATOR(pg_catalog.=) $2 "
 								  "     AND k.resolved_at IS NOT NULL ORDER BY k.id DESC OFFSET $4 LIMIT 1))",
 								  4, types, values, NULL, SPI_OK_DELETE);
-}
-
-/*
- * Raises a 'freshness' alert for every pipeline breaching its SLA and
- * resolves it for those fresh again.  Called by the scheduler.
- */
-void
-medallion_check_freshness(void)
-{
-	uint64		i;
-	List	   *breached = NIL;
-	List	   *fresh = NIL;
-	ListCell   *lc;
-	MedallionGateway gw;
-
-	medallion_catalog_enter(&gw);
-	(void) medallion_gateway_exec("SELECT f.pipeline, f.status, "
-								  "pg_catalog.format('lag %s exceeds the freshness SLA of %s', f.lag, f.sla) "
-								  "FROM medallion.freshness f WHERE f.sla IS NOT NULL",
-								  0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		char	   *name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 1);
-		char	   *status = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
-		MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
-
-		if (strcmp(status, "breached") == 0)
-			breached = lappend(breached, list_make2(pstrdup(name),
-													pstrdup(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3))));
-		else
-			fresh = lappend(fresh, pstrdup(name));
-		MemoryContextSwitchTo(old);
-	}
-	medallion_gateway_leave(&gw);
-	foreach(lc, breached)
-		medallion_alert_raise(linitial(lfirst(lc)), "freshness", lsecond(lfirst(lc)));
-	foreach(lc, fresh)
-		medallion_alert_resolve(lfirst(lc), "freshness");
-}
-
-PG_FUNCTION_INFO_V1(medallion_pipeline_lag);
-
-/*
- * medallion.pipeline_lag(pipeline) → interval: the age of the oldest source
- * row the pipeline has not processed yet; 0 when it is caught up.
- */
-Datum
-medallion_pipeline_lag(PG_FUNCTION_ARGS)
-{
-	Pipeline	p = {0};
-	TimestampTz oldest;
-
-	if (PG_ARGISNULL(0))
-		PG_RETURN_NULL();
-	/* no role to look as: unknown (the pipeline's runs are refused) */
-	if (!medallion_pipeline_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), &p, false, false, NULL) ||
-		strcmp(p.layer, "silver") != 0 || !OidIsValid(p.owner))
-		PG_RETURN_NULL();
-	oldest = medallion_silver_oldest_pending(&p);
-	if (oldest == 0)
-		PG_RETURN_DATUM(DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-											TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));
-	PG_RETURN_DATUM(DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-										TimestampTzGetDatum(oldest)));
 }

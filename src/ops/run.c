@@ -59,160 +59,6 @@ typedef struct RunBudget
 static bool run_over_budget = false;
 
 /*
- * The lookup's columns.  The state a run sees is 'paused' while a pause
- * request waits to be folded in (see set_state).
- */
-#define LOOKUP_COLUMNS \
-	"SELECT p.name, p.layer, p.relname, " \
-	"CASE WHEN EXISTS (SELECT 1 FROM medallion.pause_requests r " \
-	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) THEN 'paused'::pg_catalog.text " \
-	"  ELSE p.state END, " \
-	"p.owner, p.source, p.definition, " \
-	"EXISTS (SELECT 1 FROM medallion.pause_requests r " \
-	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) " \
-	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
-
-/* The same on a 0.1.0 catalog (before ALTER EXTENSION UPDATE): no pause requests. */
-#define LOOKUP_COLUMNS_0_1 \
-	"SELECT p.name, p.layer, p.relname, p.state, " \
-	"pg_catalog.pg_get_userbyid(p.owner::pg_catalog.oid), p.source, p.definition, false " \
-	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
-
-/*
- * Whether the catalog has medallion.pause_requests (0.2.0 and later).
- */
-static bool
-have_pause_requests(void)
-{
-	Oid			nsp = get_namespace_oid("medallion", true);
-
-	return OidIsValid(nsp) && OidIsValid(get_relname_relid("pause_requests", nsp));
-}
-
-/*
- * Reads a pipeline; with lock, takes its row lock first (waiting, or not
- * with nowait: then *busy tells that a run holds it).  Returns false when
- * there is no such pipeline.
- *
- * The owner is stored by name and resolved here: p->owner is InvalidOid and
- * p->owner_name set when no role has that name (renamed or dropped, or a
- * restore into a cluster without it); callers refuse to act for it.
- */
-bool
-medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait, bool *busy)
-{
-	MedallionGateway gw;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	bool		found = false;
-	const char *sql;
-	const char *plain;
-	bool		pauses = have_pause_requests();
-	MemoryContext callercxt = CurrentMemoryContext;
-	MemoryContext spicxt;
-
-	plain = pauses ? LOOKUP_COLUMNS : LOOKUP_COLUMNS_0_1;
-	if (lock && nowait)
-		sql = psprintf("%s FOR NO KEY UPDATE OF p SKIP LOCKED", plain);
-	else if (lock)
-		sql = psprintf("%s FOR NO KEY UPDATE OF p", plain);
-	else
-		sql = plain;
-
-	if (busy)
-		*busy = false;
-	values[0] = CStringGetTextDatum(name);
-	medallion_catalog_enter(&gw);
-	spicxt = CurrentMemoryContext;
-	if (medallion_gateway_exec(sql, 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0 &&
-		lock && nowait)
-	{
-		/* skipped: a run holds it, or there is no such pipeline */
-		if (medallion_gateway_exec(plain, 1, argtypes, values, NULL, 1,
-								   SPI_OK_SELECT) == 1 && busy)
-			*busy = true;
-	}
-	if (SPI_processed == 1)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		/* in the caller's context: SPI_finish frees SPI's */
-		MemoryContextSwitchTo(callercxt);
-		found = true;
-		p->name = SPI_getvalue(tup, desc, 1);
-		p->layer = SPI_getvalue(tup, desc, 2);
-		p->relname = SPI_getvalue(tup, desc, 3);
-		p->state = SPI_getvalue(tup, desc, 4);
-		p->owner_name = SPI_getvalue(tup, desc, 5);
-		p->source = SPI_getvalue(tup, desc, 6);
-		d = SPI_getbinval(tup, desc, 7, &isnull);
-		p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
-		p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
-		MemoryContextSwitchTo(spicxt);
-	}
-
-	/*
-	 * After waiting for the row, a pause asked for meanwhile is newer than
-	 * that statement's snapshot: look again.
-	 */
-	if (found && lock && !nowait && pauses && !p->pause_requested &&
-		medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
-							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
-							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
-	{
-		p->pause_requested = true;
-		p->state = MemoryContextStrdup(callercxt, "paused");
-	}
-	medallion_gateway_leave(&gw);
-	if (found)
-		p->owner = get_role_oid(p->owner_name, true);
-	return found;
-}
-
-/*
- * Pins the settings that change a run's results, then the pipeline's own
- * (options.settings), in a new GUC nest level the caller pops with
- * AtEOXact_GUC(true, nestlevel).
- */
-void
-medallion_run_settings_push(Contract *contract, int *nestlevel)
-{
-	static const char *const pinned[][2] = {
-		{"TimeZone", "UTC"},
-		{"DateStyle", "ISO, YMD"},
-		{"IntervalStyle", "postgres"},
-		{"extra_float_digits", "1"},
-		{"search_path", "pg_catalog, public"},
-		{"lc_monetary", "C"},
-		{"lc_numeric", "C"},
-		{"lc_time", "C"},
-
-		/*
-		 * Not a result but a cost: a run worker is a new backend, whose first
-		 * JIT compilation loads LLVM (~50 ms) and then compiles (~20 ms; ~0.5 s
-		 * once a plan's cost passes jit_optimize_above_cost), more than a
-		 * 10k-row incremental run costs.  options.settings can set it back.
-		 */
-		{"jit", "off"},
-	};
-	ListCell   *n,
-			   *v;
-	int			i;
-
-	*nestlevel = NewGUCNestLevel();
-	for (i = 0; i < (int) lengthof(pinned); i++)
-		(void) set_config_option(pinned[i][0], pinned[i][1], PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-	if (contract)
-		forboth(n, contract->setting_names, v, contract->setting_values)
-			(void) set_config_option(lfirst(n), lfirst(v), PGC_USERSET, PGC_S_SESSION,
-									 GUC_ACTION_SAVE, true, 0, false);
-}
-
-/*
  * Arms the time budget of a pipeline's run, if it has one.
  */
 static void
@@ -299,124 +145,6 @@ budget_stopped(RunBudget *b, ErrorData *edata, const char *pipeline)
 }
 
 /*
- * Records a new run (as the catalog owner) and returns its id.
- */
-static int64
-run_record_start(const char *pipeline, const char *kind, const char *status, int worker_pid)
-{
-	MedallionGateway gw;
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[4];
-	char		nulls[4] = "   ";
-	int64		run_id;
-	bool		isnull;
-
-	values[0] = CStringGetTextDatum(pipeline);
-	values[1] = CStringGetTextDatum(kind);
-	values[2] = CStringGetTextDatum(status);
-	values[3] = Int32GetDatum(worker_pid);
-	nulls[3] = worker_pid ? ' ' : 'n';
-	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
-							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1 "
-							   "FROM medallion.pipelines p "
-							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
-							   4, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
-		elog(ERROR, "could not record a run of \"%s\"", pipeline);
-	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	medallion_gateway_leave(&gw);
-	return run_id;
-}
-
-/*
- * Records how a run ended.
- */
-static void
-run_record_finish(int64 run_id, const char *status, const RunCounts *c,
-				  ErrorData *edata, const char *class)
-{
-	Oid			argtypes[13] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[13];
-	char		nulls[13];
-	RunCounts	zero = {0};
-
-	if (c == NULL)
-		c = &zero;
-	memset(nulls, ' ', sizeof(nulls));
-	values[0] = Int64GetDatum(run_id);
-	values[1] = CStringGetTextDatum(status);
-	values[2] = Int64GetDatum(c->read);
-	values[3] = Int64GetDatum(c->inserted);
-	values[4] = Int64GetDatum(c->updated);
-	values[5] = Int64GetDatum(c->unchanged);
-	values[6] = Int64GetDatum(c->dlq);
-	values[7] = Int64GetDatum(c->quarantined);
-	values[8] = Int64GetDatum(c->dropped);
-	values[9] = Int64GetDatum(c->warned);
-	if (edata)
-	{
-		values[10] = CStringGetTextDatum(class ? class : medallion_error_class(edata->sqlerrcode));
-		values[11] = CStringGetTextDatum(medallion_capped_message(edata->message));
-		values[12] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
-	}
-	else
-		nulls[10] = nulls[11] = nulls[12] = 'n';
-
-	(void) medallion_catalog_exec("UPDATE medallion.runs SET status = $2, "
-								  "finished_at = pg_catalog.clock_timestamp(), "
-								  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
-								  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
-								  "error_class = $11, error_message = $12, sqlstate = $13 "
-								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
-								  13, argtypes, values, nulls, SPI_OK_UPDATE);
-}
-
-/*
- * A message as stored in medallion.runs and medallion.alerts: at most
- * MEDALLION_MAX_MESSAGE bytes, cut at a character boundary.  Messages quote
- * data values; an error raised by a pipeline's own code can be any length.
- */
-char *
-medallion_capped_message(const char *message)
-{
-	int			len;
-
-	if (message == NULL)
-		return pstrdup("");
-	len = strlen(message);
-	if (len <= MEDALLION_MAX_MESSAGE)
-		return pstrdup(message);
-	len = pg_mbcliplen(message, len, MEDALLION_MAX_MESSAGE - 3);
-	return psprintf("%.*s...", len, message);
-}
-
-/* 'skipped' runs kept per pipeline: a loop of run(wait => false) stays bounded. */
-#define MEDALLION_SKIPPED_KEPT 100
-
-/*
- * Deletes a pipeline's 'skipped' runs but the latest MEDALLION_SKIPPED_KEPT.
- */
-static void
-trim_skipped(const char *pipeline)
-{
-	Oid			argtypes[2] = {TEXTOID, INT4OID};
-	Datum		values[2];
-
-	values[0] = CStringGetTextDatum(pipeline);
-	values[1] = Int32GetDatum(MEDALLION_SKIPPED_KEPT);
-	(void) medallion_catalog_exec("DELETE FROM medallion.runs r "
-								  "WHERE r.pipeline OPERATOR(pg_catalog.=) $1 "
-								  "AND r.status OPERATOR(pg_catalog.=) 'skipped' "
-								  "AND r.run_id OPERATOR(pg_catalog.<=) "
-								  "  (SELECT k.run_id FROM medallion.runs k "
-								  "   WHERE k.pipeline OPERATOR(pg_catalog.=) $1 "
-								  "   AND k.status OPERATOR(pg_catalog.=) 'skipped' "
-								  "   ORDER BY k.run_id DESC OFFSET $2 LIMIT 1)",
-								  2, argtypes, values, NULL, SPI_OK_DELETE);
-}
-
-/*
  * The layer's work for one run.
  */
 static void
@@ -479,8 +207,8 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 	edata->elevel = ERROR;
 	edata->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
 	edata->message = psprintf("role \"%s\" does not exist", p->owner_name);
-	run_id = scheduled_run_id ? scheduled_run_id : run_record_start(p->name, kind, "running", 0);
-	run_record_finish(run_id, "failed", NULL, edata, "schema");
+	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(p->name, kind, "running", 0);
+	medallion_run_record_finish(run_id, "failed", NULL, edata, "schema");
 	medallion_policy_after_failure(p->name, edata, "schema", true);
 	ereport(WARNING,
 			(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, p->name, edata->message),
@@ -532,9 +260,9 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		ereport(NOTICE,
 				(errmsg("a run of pipeline \"%s\" is in progress, skipped", name)));
-		run_id = run_record_start(name, kind, "skipped", 0);
-		run_record_finish(run_id, "skipped", NULL, NULL, NULL);
-		trim_skipped(name);
+		run_id = medallion_run_record_start(name, kind, "skipped", 0);
+		medallion_run_record_finish(run_id, "skipped", NULL, NULL, NULL);
+		medallion_run_trim_skipped(name);
 		return run_id;
 	}
 	if (strcmp(p.layer, "silver") != 0)
@@ -550,7 +278,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 						strcmp(p.state, "circuit_open") == 0 ? "circuit-open" : p.state),
 				 errhint("Run medallion.resume('%s') to let it run again.", name)));
 
-	run_id = scheduled_run_id ? scheduled_run_id : run_record_start(name, kind, "running", 0);
+	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(name, kind, "running", 0);
 	run_over_budget = false;
 	budget_arm(&budget, name);
 
@@ -574,7 +302,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		}
 		PG_END_TRY();
 		budget_disarm(&budget);
-		run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
+		medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
 		medallion_policy_after_success(name);
 		if (out)
 			*out = counts;
@@ -600,7 +328,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		const char *class = over_budget ? "over_budget" : medallion_error_class(edata->sqlerrcode);
 
 		memset(&counts, 0, sizeof(counts));
-		run_record_finish(run_id, "failed", &counts, edata, class);
+		medallion_run_record_finish(run_id, "failed", &counts, edata, class);
 		medallion_policy_after_failure(name, edata, class, false);
 		ereport(WARNING,
 				(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, name, edata->message),
@@ -609,7 +337,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	}
 	else
 	{
-		run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
+		medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
 		medallion_policy_after_success(name);
 	}
 	if (out)
@@ -690,7 +418,7 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 								  2, argtypes, values, NULL, SPI_OK_UPDATE);
 	if (!pending)
 		return 0;
-	return run_record_start(pipeline, "incremental", "running", pid);
+	return medallion_run_record_start(pipeline, "incremental", "running", pid);
 }
 
 /*
@@ -711,7 +439,7 @@ medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *ed
 {
 	const char *class = run_over_budget ? "over_budget" : medallion_error_class(edata->sqlerrcode);
 
-	run_record_finish(run_id, "failed", NULL, edata, class);
+	medallion_run_record_finish(run_id, "failed", NULL, edata, class);
 	medallion_policy_after_failure(pipeline, edata, class, true);
 }
 
@@ -772,37 +500,6 @@ medallion_run_all(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 	}
 	return (Datum) 0;
-}
-
-/*
- * Folds a pause asked for while a run held the pipeline into its state,
- * unless another transaction holds the row (never waits; this one's own
- * lock is no obstacle: a run folds it at its end).
- */
-void
-medallion_pause_fold(const char *pipeline)
-{
-	MedallionGateway gw;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-
-	if (!have_pause_requests())
-		return;					/* a 0.1.0 catalog, not yet updated */
-	values[0] = CStringGetTextDatum(pipeline);
-	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
-							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
-							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1 &&
-		medallion_gateway_exec("SELECT 1 FROM medallion.pipelines "
-							   "WHERE name OPERATOR(pg_catalog.=) $1 FOR NO KEY UPDATE SKIP LOCKED",
-							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1 &&
-		medallion_gateway_exec("DELETE FROM medallion.pause_requests "
-							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
-							   1, argtypes, values, NULL, 0, SPI_OK_DELETE) > 0)
-		(void) medallion_gateway_exec("UPDATE medallion.pipelines SET state = 'paused' "
-									  "WHERE name OPERATOR(pg_catalog.=) $1",
-									  1, argtypes, values, NULL, 0, SPI_OK_UPDATE);
-	medallion_gateway_leave(&gw);
 }
 
 /*

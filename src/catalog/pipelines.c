@@ -1,162 +1,138 @@
 /*-------------------------------------------------------------------------
  *
- * catalog.c
- *	  Reads and writes of the medallion.* catalog tables, and the switch to
- *	  the role that owns them.
+ * pipelines.c
+ *	  Rows of medallion.pipelines and medallion.batches: pipeline lookup,
+ *	  new pipelines, their definitions, and bronze batches.
  *
- * Catalog writes run as the extension's owner: a role allowed to ingest into
- * a bronze table must be able to record its batch and its dead letters
- * without being able to read or change other pipelines' rows.
+ * Every statement goes through the gateway (gateway.c) as the catalog owner.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
-#include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/rel.h"
-#include "access/genam.h"
-#include "access/table.h"
+#include "utils/memutils.h"
 
 #include "medallion.h"
 
 /*
- * The role that owns the extension, and so its catalog tables.
+ * The lookup's columns.  The state a run sees is 'paused' while a pause
+ * request waits to be folded in (see set_state).
  */
-Oid
-medallion_catalog_owner(void)
+#define LOOKUP_COLUMNS \
+	"SELECT p.name, p.layer, p.relname, " \
+	"CASE WHEN EXISTS (SELECT 1 FROM medallion.pause_requests r " \
+	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) THEN 'paused'::pg_catalog.text " \
+	"  ELSE p.state END, " \
+	"p.owner, p.source, p.definition, " \
+	"EXISTS (SELECT 1 FROM medallion.pause_requests r " \
+	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) " \
+	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
+
+/* The same on a 0.1.0 catalog (before ALTER EXTENSION UPDATE): no pause requests. */
+#define LOOKUP_COLUMNS_0_1 \
+	"SELECT p.name, p.layer, p.relname, p.state, " \
+	"pg_catalog.pg_get_userbyid(p.owner::pg_catalog.oid), p.source, p.definition, false " \
+	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
+
+/*
+ * Whether the catalog has medallion.pause_requests (0.2.0 and later).
+ */
+bool
+medallion_catalog_has_pause_requests(void)
 {
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	Oid			owner = InvalidOid;
+	Oid			nsp = get_namespace_oid("medallion", true);
 
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("medallion"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-
-	if (!OidIsValid(owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension \"medallion\" is not installed in this database")));
-	return owner;
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("pause_requests", nsp));
 }
 
 /*
- * Switches the current user to "role" for the SQL that follows, in a
- * security-restricted context (as REFRESH MATERIALIZED VIEW does), so that
- * code run on another role's behalf cannot change session state.  An error
- * anywhere restores the previous user at (sub)transaction abort.
- */
-void
-medallion_become_user(Oid role, MedallionUserContext *save)
-{
-	GetUserIdAndSecContext(&save->saved_userid, &save->saved_sec_context);
-	SetUserIdAndSecContext(role,
-						   save->saved_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-}
-
-/*
- * Undoes medallion_become_user.
- */
-void
-medallion_restore_user(MedallionUserContext *save)
-{
-	SetUserIdAndSecContext(save->saved_userid, save->saved_sec_context);
-}
-
-/*
- * The gateway: every statement medallion sends through SPI as a role other
- * than the caller's goes between medallion_gateway_enter and _leave.  Inside,
- * the current user is "role" (security-restricted), search_path is pinned to
- * "pg_catalog, pg_temp" in a GUC nest level of its own (pg_temp last, or the
- * caller's temporary schema would be searched first), and SPI is connected.
- * The SQL itself must still qualify every type, operator and function.
+ * Reads a pipeline; with lock, takes its row lock first (waiting, or not
+ * with nowait: then *busy tells that a run holds it).  Returns false when
+ * there is no such pipeline.
  *
- * An error inside is recovered only by the (sub)transaction abort, which pops
- * the nest level and restores the user: never catch one and carry on.
+ * The owner is stored by name and resolved here: p->owner is InvalidOid and
+ * p->owner_name set when no role has that name (renamed or dropped, or a
+ * restore into a cluster without it); callers refuse to act for it.
  */
-void
-medallion_gateway_enter(Oid role, MedallionGateway *gw)
-{
-	medallion_become_user(role, &gw->user);
-	gw->nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-/*
- * Leaves the gateway: SPI's memory is freed, so copy results out first.
- */
-void
-medallion_gateway_leave(MedallionGateway *gw)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, gw->nestlevel);
-	medallion_restore_user(&gw->user);
-}
-
-/*
- * Enters the gateway as the catalog owner.
- */
-void
-medallion_catalog_enter(MedallionGateway *gw)
-{
-	medallion_gateway_enter(medallion_catalog_owner(), gw);
-}
-
-/*
- * Runs one statement inside the gateway; fails unless SPI returns "expect"
- * (any success when expect is 0).  Returns SPI_processed; the rows are in
- * SPI_tuptable until medallion_gateway_leave.
- */
-uint64
-medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
-					   const char *nulls, long count, int expect)
-{
-	int			ret;
-
-	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, count);
-	if (ret < 0 || (expect != 0 && ret != expect))
-		elog(ERROR, "catalog statement failed: SPI error %d", ret);
-	return SPI_processed;
-}
-
-/*
- * One statement as the catalog owner, through the gateway, with no rows
- * returned to the caller.  Returns the number of rows processed.
- */
-uint64
-medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
-					   const char *nulls, int expect)
+bool
+medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait, bool *busy)
 {
 	MedallionGateway gw;
-	uint64		n;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		found = false;
+	const char *sql;
+	const char *plain;
+	bool		pauses = medallion_catalog_has_pause_requests();
+	MemoryContext callercxt = CurrentMemoryContext;
+	MemoryContext spicxt;
 
+	plain = pauses ? LOOKUP_COLUMNS : LOOKUP_COLUMNS_0_1;
+	if (lock && nowait)
+		sql = psprintf("%s FOR NO KEY UPDATE OF p SKIP LOCKED", plain);
+	else if (lock)
+		sql = psprintf("%s FOR NO KEY UPDATE OF p", plain);
+	else
+		sql = plain;
+
+	if (busy)
+		*busy = false;
+	values[0] = CStringGetTextDatum(name);
 	medallion_catalog_enter(&gw);
-	n = medallion_gateway_exec(sql, nargs, types, values, nulls, 0, expect);
+	spicxt = CurrentMemoryContext;
+	if (medallion_gateway_exec(sql, 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0 &&
+		lock && nowait)
+	{
+		/* skipped: a run holds it, or there is no such pipeline */
+		if (medallion_gateway_exec(plain, 1, argtypes, values, NULL, 1,
+								   SPI_OK_SELECT) == 1 && busy)
+			*busy = true;
+	}
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		/* in the caller's context: SPI_finish frees SPI's */
+		MemoryContextSwitchTo(callercxt);
+		found = true;
+		p->name = SPI_getvalue(tup, desc, 1);
+		p->layer = SPI_getvalue(tup, desc, 2);
+		p->relname = SPI_getvalue(tup, desc, 3);
+		p->state = SPI_getvalue(tup, desc, 4);
+		p->owner_name = SPI_getvalue(tup, desc, 5);
+		p->source = SPI_getvalue(tup, desc, 6);
+		d = SPI_getbinval(tup, desc, 7, &isnull);
+		p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
+		p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+		MemoryContextSwitchTo(spicxt);
+	}
+
+	/*
+	 * After waiting for the row, a pause asked for meanwhile is newer than
+	 * that statement's snapshot: look again.
+	 */
+	if (found && lock && !nowait && pauses && !p->pause_requested &&
+		medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
+	{
+		p->pause_requested = true;
+		p->state = MemoryContextStrdup(callercxt, "paused");
+	}
 	medallion_gateway_leave(&gw);
-	return n;
+	if (found)
+		p->owner = get_role_oid(p->owner_name, true);
+	return found;
 }
 
 /*

@@ -1,0 +1,160 @@
+/*-------------------------------------------------------------------------
+ *
+ * gateway.c
+ *	  The catalog gateway: the one way medallion sends SQL as another role
+ *	  (the switch to that role, a pinned search_path, SPI).
+ *
+ * Catalog writes run as the extension's owner: a role allowed to ingest into
+ * a bronze table must be able to record its batch and its dead letters
+ * without being able to read or change other pipelines' rows.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "access/genam.h"
+#include "access/table.h"
+
+#include "medallion.h"
+
+/*
+ * The role that owns the extension, and so its catalog tables.
+ */
+Oid
+medallion_catalog_owner(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("medallion"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (!OidIsValid(owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"medallion\" is not installed in this database")));
+	return owner;
+}
+
+/*
+ * Switches the current user to "role" for the SQL that follows, in a
+ * security-restricted context (as REFRESH MATERIALIZED VIEW does), so that
+ * code run on another role's behalf cannot change session state.  An error
+ * anywhere restores the previous user at (sub)transaction abort.
+ */
+void
+medallion_become_user(Oid role, MedallionUserContext *save)
+{
+	GetUserIdAndSecContext(&save->saved_userid, &save->saved_sec_context);
+	SetUserIdAndSecContext(role,
+						   save->saved_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+/*
+ * Undoes medallion_become_user.
+ */
+void
+medallion_restore_user(MedallionUserContext *save)
+{
+	SetUserIdAndSecContext(save->saved_userid, save->saved_sec_context);
+}
+
+/*
+ * The gateway: every statement medallion sends through SPI as a role other
+ * than the caller's goes between medallion_gateway_enter and _leave.  Inside,
+ * the current user is "role" (security-restricted), search_path is pinned to
+ * "pg_catalog, pg_temp" in a GUC nest level of its own (pg_temp last, or the
+ * caller's temporary schema would be searched first), and SPI is connected.
+ * The SQL itself must still qualify every type, operator and function.
+ *
+ * An error inside is recovered only by the (sub)transaction abort, which pops
+ * the nest level and restores the user: never catch one and carry on.
+ */
+void
+medallion_gateway_enter(Oid role, MedallionGateway *gw)
+{
+	medallion_become_user(role, &gw->user);
+	gw->nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+/*
+ * Leaves the gateway: SPI's memory is freed, so copy results out first.
+ */
+void
+medallion_gateway_leave(MedallionGateway *gw)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, gw->nestlevel);
+	medallion_restore_user(&gw->user);
+}
+
+/*
+ * Enters the gateway as the catalog owner.
+ */
+void
+medallion_catalog_enter(MedallionGateway *gw)
+{
+	medallion_gateway_enter(medallion_catalog_owner(), gw);
+}
+
+/*
+ * Runs one statement inside the gateway; fails unless SPI returns "expect"
+ * (any success when expect is 0).  Returns SPI_processed; the rows are in
+ * SPI_tuptable until medallion_gateway_leave.
+ */
+uint64
+medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
+					   const char *nulls, long count, int expect)
+{
+	int			ret;
+
+	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, count);
+	if (ret < 0 || (expect != 0 && ret != expect))
+		elog(ERROR, "catalog statement failed: SPI error %d", ret);
+	return SPI_processed;
+}
+
+/*
+ * One statement as the catalog owner, through the gateway, with no rows
+ * returned to the caller.  Returns the number of rows processed.
+ */
+uint64
+medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
+					   const char *nulls, int expect)
+{
+	MedallionGateway gw;
+	uint64		n;
+
+	medallion_catalog_enter(&gw);
+	n = medallion_gateway_exec(sql, nargs, types, values, nulls, 0, expect);
+	medallion_gateway_leave(&gw);
+	return n;
+}

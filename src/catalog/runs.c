@@ -1,0 +1,136 @@
+/*-------------------------------------------------------------------------
+ *
+ * runs.c
+ *	  Run records: the rows of medallion.runs a run starts and finishes.
+ *
+ * Every run leaves a row, written as the catalog owner through the gateway
+ * (gateway.c); messages are stored capped.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+
+#include "medallion.h"
+
+/*
+ * Records a new run (as the catalog owner) and returns its id.
+ */
+int64
+medallion_run_record_start(const char *pipeline, const char *kind, const char *status, int worker_pid)
+{
+	MedallionGateway gw;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = "   ";
+	int64		run_id;
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(status);
+	values[3] = Int32GetDatum(worker_pid);
+	nulls[3] = worker_pid ? ' ' : 'n';
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
+							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1 "
+							   "FROM medallion.pipelines p "
+							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
+							   4, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
+		elog(ERROR, "could not record a run of \"%s\"", pipeline);
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	medallion_gateway_leave(&gw);
+	return run_id;
+}
+
+/*
+ * Records how a run ended.
+ */
+void
+medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c,
+				  ErrorData *edata, const char *class)
+{
+	Oid			argtypes[13] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
+		INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[13];
+	char		nulls[13];
+	RunCounts	zero = {0};
+
+	if (c == NULL)
+		c = &zero;
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = Int64GetDatum(c->read);
+	values[3] = Int64GetDatum(c->inserted);
+	values[4] = Int64GetDatum(c->updated);
+	values[5] = Int64GetDatum(c->unchanged);
+	values[6] = Int64GetDatum(c->dlq);
+	values[7] = Int64GetDatum(c->quarantined);
+	values[8] = Int64GetDatum(c->dropped);
+	values[9] = Int64GetDatum(c->warned);
+	if (edata)
+	{
+		values[10] = CStringGetTextDatum(class ? class : medallion_error_class(edata->sqlerrcode));
+		values[11] = CStringGetTextDatum(medallion_capped_message(edata->message));
+		values[12] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+	}
+	else
+		nulls[10] = nulls[11] = nulls[12] = 'n';
+
+	(void) medallion_catalog_exec("UPDATE medallion.runs SET status = $2, "
+								  "finished_at = pg_catalog.clock_timestamp(), "
+								  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
+								  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
+								  "error_class = $11, error_message = $12, sqlstate = $13 "
+								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
+								  13, argtypes, values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * A message as stored in medallion.runs and medallion.alerts: at most
+ * MEDALLION_MAX_MESSAGE bytes, cut at a character boundary.  Messages quote
+ * data values; an error raised by a pipeline's own code can be any length.
+ */
+char *
+medallion_capped_message(const char *message)
+{
+	int			len;
+
+	if (message == NULL)
+		return pstrdup("");
+	len = strlen(message);
+	if (len <= MEDALLION_MAX_MESSAGE)
+		return pstrdup(message);
+	len = pg_mbcliplen(message, len, MEDALLION_MAX_MESSAGE - 3);
+	return psprintf("%.*s...", len, message);
+}
+
+/* 'skipped' runs kept per pipeline: a loop of run(wait => false) stays bounded. */
+#define MEDALLION_SKIPPED_KEPT 100
+
+/*
+ * Deletes a pipeline's 'skipped' runs but the latest MEDALLION_SKIPPED_KEPT.
+ */
+void
+medallion_run_trim_skipped(const char *pipeline)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = Int32GetDatum(MEDALLION_SKIPPED_KEPT);
+	(void) medallion_catalog_exec("DELETE FROM medallion.runs r "
+								  "WHERE r.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "AND r.status OPERATOR(pg_catalog.=) 'skipped' "
+								  "AND r.run_id OPERATOR(pg_catalog.<=) "
+								  "  (SELECT k.run_id FROM medallion.runs k "
+								  "   WHERE k.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "   AND k.status OPERATOR(pg_catalog.=) 'skipped' "
+								  "   ORDER BY k.run_id DESC OFFSET $2 LIMIT 1)",
+								  2, argtypes, values, NULL, SPI_OK_DELETE);
+}
