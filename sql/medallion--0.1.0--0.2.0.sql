@@ -412,6 +412,21 @@ BEGIN
 END
 $do$;
 
+-- The freshness view computes each pipeline's lag once per row (0.1.0's
+-- called pipeline_lag twice: for lag and again for status).  Same columns.
+CREATE OR REPLACE VIEW medallion.freshness AS
+SELECT f.pipeline, f.last_success_at, f.lag, f.sla,
+       CASE WHEN f.sla IS NULL THEN 'no_sla'
+            WHEN f.lag OPERATOR(pg_catalog.>) f.sla THEN 'breached'
+            ELSE 'fresh' END AS status
+FROM (SELECT p.name AS pipeline,
+             p.last_success_at,
+             medallion.pipeline_lag(p.name) AS lag,
+             (p.options OPERATOR(pg_catalog.->>) 'freshness_sla')::pg_catalog.interval AS sla
+      FROM medallion.pipelines p
+      WHERE p.layer OPERATOR(pg_catalog.=) 'silver'
+      OFFSET 0) f;
+
 
 ------------------------------------------------------------------------------
 -- Pseudonymisation keys (trust §5)

@@ -122,7 +122,20 @@ extern ErrorData *medallion_try(MedallionTryFn fn, void *arg, bool any_error);
 
 /* errors.c: what kind of failure an error is, by SQLSTATE */
 extern const char *medallion_error_class(int sqlerrcode);
-extern bool medallion_error_is_data(int sqlerrcode);
+
+/*
+ * Whether an error found while validating a row makes the row bad (class
+ * 22, and 23 which domains raise), rather than the run.  Inline: the
+ * subtransaction helper (subxact.c) needs it and calls nothing upward.
+ */
+static inline bool
+medallion_error_is_data(int sqlerrcode)
+{
+	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
+
+	return category == ERRCODE_DATA_EXCEPTION ||
+		category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
+}
 
 /* contract.c: the column contract of a silver pipeline */
 typedef struct ColumnSpec
@@ -207,6 +220,7 @@ typedef struct Pipeline
 	bool		pause_requested;	/* state reads 'paused' because of it */
 	char	   *source;
 	Jsonb	   *definition;
+	char	   *time_budget;	/* options.time_budget as set, or NULL */
 } Pipeline;
 
 extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
@@ -221,6 +235,7 @@ extern int64 medallion_run_record_start(const char *pipeline, const char *kind,
 extern void medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c,
 										ErrorData *edata, const char *class);
 extern void medallion_run_trim_skipped(const char *pipeline);
+extern void medallion_run_counts_datums(const RunCounts *c, Datum *values);
 
 /* silver/settings.c: the settings a run's SQL executes under */
 extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
@@ -287,25 +302,22 @@ extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
 extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
 extern PGDLLEXPORT void medallion_worker_main(Datum arg);
 
-/* ops/alerts.c */
-extern void medallion_alert_raise(const char *pipeline, const char *kind, const char *message);
-extern void medallion_alert_resolve(const char *pipeline, const char *kind);
-
 /* ops/freshness.c */
 extern void medallion_check_freshness(void);
 
-/* ops/policy.c: the pipeline state machine */
-extern void medallion_pause_fold(const char *pipeline);
+/* ops/policy.c: the pipeline state machine (the rest in ops/ops.h) */
 extern void medallion_policy_after_failure(const char *pipeline, ErrorData *edata,
 										   const char *class, bool scheduled);
-extern void medallion_policy_after_success(const char *pipeline);
+extern void medallion_policy_after_success(const char *pipeline, int64 run_id,
+										   const RunCounts *counts);
 
 /* run.c: scheduled runs (worker.c) */
 extern int	medallion_history_days;
 extern int64 medallion_run_begin_scheduled(const char *pipeline, int pid);
 extern bool medallion_run_pending(Pipeline *p);
-extern void medallion_run_scheduled(const char *pipeline, int64 run_id);
-extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata);
+extern void medallion_run_scheduled(const char *pipeline, int64 run_id, bool *over_budget);
+extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata,
+										   bool over_budget);
 
 /* silver.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);

@@ -58,6 +58,7 @@ medallion_worker_main(Datum arg)
 	ErrorData  *volatile edata = NULL;
 	MemoryContext cxt;
 	char	   *version;
+	volatile bool over_budget = false;	/* step 2 stopped by its time budget */
 
 	strlcpy(pipeline, MyBgworkerEntry->bgw_extra, sizeof(pipeline));
 	pqsignal(SIGTERM, die);
@@ -85,7 +86,7 @@ medallion_worker_main(Datum arg)
 	begin_xact();
 	PG_TRY();
 	{
-		medallion_run_scheduled(pipeline, run_id);
+		medallion_run_scheduled(pipeline, run_id, (bool *) &over_budget);
 		commit_xact();
 	}
 	PG_CATCH();
@@ -104,7 +105,7 @@ medallion_worker_main(Datum arg)
 		if (edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN || ProcDiePending)
 			proc_exit(1);
 		begin_xact();
-		medallion_run_failed_scheduled(pipeline, run_id, edata);
+		medallion_run_failed_scheduled(pipeline, run_id, edata, over_budget);
 		commit_xact();
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);

@@ -14,42 +14,69 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
-#include "catalog/pg_extension.h"
-#include "catalog/pg_type.h"
+#include "catalog/pg_class.h"
+#include "catalog/dependency.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
-#include "utils/rel.h"
-#include "access/genam.h"
-#include "access/table.h"
+#include "utils/syscache.h"
 
 #include "medallion.h"
 
 /*
- * The role that owns the extension, and so its catalog tables.
+ * medallion.pipelines, as last found by this backend: re-checked on every
+ * use (one syscache probe), looked up again by name when it is gone or
+ * renamed (DROP EXTENSION and CREATE EXTENSION again, say).  Only that
+ * lookup, once per backend in practice, reads pg_extension and pg_depend.
+ */
+static Oid	pipelines_relid = InvalidOid;
+
+/*
+ * The role that owns the extension, and so its catalog tables: the owner of
+ * medallion.pipelines.  The extension's script creates every catalog table
+ * as the extension's owner, and pg_class has a syscache where pg_extension
+ * has none, so this costs no catalog scan.
  */
 Oid
 medallion_catalog_owner(void)
 {
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
 	HeapTuple	tup;
 	Oid			owner = InvalidOid;
+	int			tries;
 
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("medallion"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-		owner = ((Form_pg_extension) GETSTRUCT(tup))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
+	for (tries = 0; tries < 2; tries++)
+	{
+		if (!OidIsValid(pipelines_relid))
+		{
+			Oid			nsp = get_namespace_oid("medallion", true);
+
+			if (OidIsValid(nsp))
+				pipelines_relid = get_relname_relid("pipelines", nsp);
+			/* the extension's own table, not one a role made to look like it */
+			if (OidIsValid(pipelines_relid) &&
+				getExtensionOfObject(RelationRelationId, pipelines_relid) !=
+				get_extension_oid("medallion", true))
+				pipelines_relid = InvalidOid;
+			if (!OidIsValid(pipelines_relid))
+				break;
+		}
+		tup = SearchSysCache1(RELOID, ObjectIdGetDatum(pipelines_relid));
+		if (HeapTupleIsValid(tup))
+		{
+			Form_pg_class cls = (Form_pg_class) GETSTRUCT(tup);
+
+			/* still medallion.pipelines: not dropped, its OID not reused */
+			if (strcmp(NameStr(cls->relname), "pipelines") == 0 &&
+				cls->relnamespace == get_namespace_oid("medallion", true))
+				owner = cls->relowner;
+			ReleaseSysCache(tup);
+		}
+		if (OidIsValid(owner))
+			break;
+		pipelines_relid = InvalidOid;
+	}
 
 	if (!OidIsValid(owner))
 		ereport(ERROR,

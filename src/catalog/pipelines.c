@@ -22,24 +22,26 @@
 #include "medallion.h"
 
 /*
- * The lookup's columns.  The state a run sees is 'paused' while a pause
- * request waits to be folded in (see set_state).
+ * The lookup's columns; the 8th tells whether a pause request waits to be
+ * folded in (see medallion_pause_fold): the state a run sees is then
+ * 'paused'.  The 9th is options.time_budget, as set.
  */
 #define LOOKUP_COLUMNS \
-	"SELECT p.name, p.layer, p.relname, " \
-	"CASE WHEN EXISTS (SELECT 1 FROM medallion.pause_requests r " \
-	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) THEN 'paused'::pg_catalog.text " \
-	"  ELSE p.state END, " \
-	"p.owner, p.source, p.definition, " \
+	"SELECT p.name, p.layer, p.relname, p.state, p.owner, p.source, p.definition, " \
 	"EXISTS (SELECT 1 FROM medallion.pause_requests r " \
-	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) " \
+	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name), " \
+	"p.options OPERATOR(pg_catalog.->>) 'time_budget' " \
 	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
 
 /* The same on a 0.1.0 catalog (before ALTER EXTENSION UPDATE): no pause requests. */
 #define LOOKUP_COLUMNS_0_1 \
 	"SELECT p.name, p.layer, p.relname, p.state, " \
-	"pg_catalog.pg_get_userbyid(p.owner::pg_catalog.oid), p.source, p.definition, false " \
+	"pg_catalog.pg_get_userbyid(p.owner::pg_catalog.oid), p.source, p.definition, false, " \
+	"p.options OPERATOR(pg_catalog.->>) 'time_budget' " \
 	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
+
+#define LOCK_WAIT " FOR NO KEY UPDATE OF p"
+#define LOCK_SKIP " FOR NO KEY UPDATE OF p SKIP LOCKED"
 
 /*
  * Whether the catalog has medallion.pause_requests (0.2.0 and later).
@@ -53,9 +55,40 @@ medallion_catalog_has_pause_requests(void)
 }
 
 /*
+ * Copies the lookup's row into *p, in the caller's memory context.
+ */
+static void
+lookup_copy_row(Pipeline *p, MemoryContext callercxt)
+{
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
+	bool		isnull;
+	Datum		d;
+
+	p->name = SPI_getvalue(tup, desc, 1);
+	p->layer = SPI_getvalue(tup, desc, 2);
+	p->relname = SPI_getvalue(tup, desc, 3);
+	p->state = SPI_getvalue(tup, desc, 4);
+	p->owner_name = SPI_getvalue(tup, desc, 5);
+	p->source = SPI_getvalue(tup, desc, 6);
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
+	p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+	p->time_budget = SPI_getvalue(tup, desc, 9);
+	if (p->pause_requested)
+		p->state = pstrdup("paused");
+	MemoryContextSwitchTo(spicxt);
+}
+
+/*
  * Reads a pipeline; with lock, takes its row lock first (waiting, or not
  * with nowait: then *busy tells that a run holds it).  Returns false when
  * there is no such pipeline.
+ *
+ * The common case costs one statement: the row is locked without waiting
+ * when it is free.  Only when another transaction holds it does the lookup
+ * wait (or, with nowait, tell a busy pipeline from a missing one).
  *
  * The owner is stored by name and resolved here: p->owner is InvalidOid and
  * p->owner_name set when no role has that name (renamed or dropped, or a
@@ -67,61 +100,41 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
-	bool		found = false;
-	const char *sql;
-	const char *plain;
+	bool		found;
+	bool		waited = false;
 	bool		pauses = medallion_catalog_has_pause_requests();
+	const char *plain = pauses ? LOOKUP_COLUMNS : LOOKUP_COLUMNS_0_1;
 	MemoryContext callercxt = CurrentMemoryContext;
-	MemoryContext spicxt;
-
-	plain = pauses ? LOOKUP_COLUMNS : LOOKUP_COLUMNS_0_1;
-	if (lock && nowait)
-		sql = psprintf("%s FOR NO KEY UPDATE OF p SKIP LOCKED", plain);
-	else if (lock)
-		sql = psprintf("%s FOR NO KEY UPDATE OF p", plain);
-	else
-		sql = plain;
 
 	if (busy)
 		*busy = false;
 	values[0] = CStringGetTextDatum(name);
 	medallion_catalog_enter(&gw);
-	spicxt = CurrentMemoryContext;
-	if (medallion_gateway_exec(sql, 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0 &&
-		lock && nowait)
+	found = medallion_gateway_exec(lock ? psprintf("%s" LOCK_SKIP, plain) : plain,
+								   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
+	if (!found && lock && nowait)
 	{
 		/* skipped: a run holds it, or there is no such pipeline */
-		if (medallion_gateway_exec(plain, 1, argtypes, values, NULL, 1,
-								   SPI_OK_SELECT) == 1 && busy)
+		found = medallion_gateway_exec(plain, 1, argtypes, values, NULL, 1,
+									   SPI_OK_SELECT) == 1;
+		if (found && busy)
 			*busy = true;
 	}
-	if (SPI_processed == 1)
+	else if (!found && lock)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		Datum		d;
-
-		/* in the caller's context: SPI_finish frees SPI's */
-		MemoryContextSwitchTo(callercxt);
-		found = true;
-		p->name = SPI_getvalue(tup, desc, 1);
-		p->layer = SPI_getvalue(tup, desc, 2);
-		p->relname = SPI_getvalue(tup, desc, 3);
-		p->state = SPI_getvalue(tup, desc, 4);
-		p->owner_name = SPI_getvalue(tup, desc, 5);
-		p->source = SPI_getvalue(tup, desc, 6);
-		d = SPI_getbinval(tup, desc, 7, &isnull);
-		p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
-		p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
-		MemoryContextSwitchTo(spicxt);
+		/* held by another transaction (or missing): wait for it */
+		found = medallion_gateway_exec(psprintf("%s" LOCK_WAIT, plain),
+									   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
+		waited = true;
 	}
+	if (found)
+		lookup_copy_row(p, callercxt);
 
 	/*
 	 * After waiting for the row, a pause asked for meanwhile is newer than
 	 * that statement's snapshot: look again.
 	 */
-	if (found && lock && !nowait && pauses && !p->pause_requested &&
+	if (found && waited && pauses && !p->pause_requested &&
 		medallion_gateway_exec("SELECT 1 FROM medallion.pause_requests "
 							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
 							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)

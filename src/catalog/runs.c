@@ -48,7 +48,24 @@ medallion_run_record_start(const char *pipeline, const char *kind, const char *s
 }
 
 /*
- * Records how a run ended.
+ * A run's counts as the eight values of medallion.runs' rows_read ...
+ * rows_warned, in that order.
+ */
+void
+medallion_run_counts_datums(const RunCounts *c, Datum *values)
+{
+	values[0] = Int64GetDatum(c->read);
+	values[1] = Int64GetDatum(c->inserted);
+	values[2] = Int64GetDatum(c->updated);
+	values[3] = Int64GetDatum(c->unchanged);
+	values[4] = Int64GetDatum(c->dlq);
+	values[5] = Int64GetDatum(c->quarantined);
+	values[6] = Int64GetDatum(c->dropped);
+	values[7] = Int64GetDatum(c->warned);
+}
+
+/*
+ * Records how a run ended; with edata, the failure and its class.
  */
 void
 medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c,
@@ -65,17 +82,10 @@ medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c
 	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(run_id);
 	values[1] = CStringGetTextDatum(status);
-	values[2] = Int64GetDatum(c->read);
-	values[3] = Int64GetDatum(c->inserted);
-	values[4] = Int64GetDatum(c->updated);
-	values[5] = Int64GetDatum(c->unchanged);
-	values[6] = Int64GetDatum(c->dlq);
-	values[7] = Int64GetDatum(c->quarantined);
-	values[8] = Int64GetDatum(c->dropped);
-	values[9] = Int64GetDatum(c->warned);
+	medallion_run_counts_datums(c, &values[2]);
 	if (edata)
 	{
-		values[10] = CStringGetTextDatum(class ? class : medallion_error_class(edata->sqlerrcode));
+		values[10] = CStringGetTextDatum(class);
 		values[11] = CStringGetTextDatum(medallion_capped_message(edata->message));
 		values[12] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 	}

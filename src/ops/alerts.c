@@ -18,6 +18,7 @@
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "ops/ops.h"
 
 /* Resolved alerts kept per pipeline and kind (and none older than medallion.history_days). */
 #define MEDALLION_ALERT_HISTORY 100
@@ -58,6 +59,25 @@ medallion_alert_raise(const char *pipeline, const char *kind, const char *messag
 void
 medallion_alert_resolve(const char *pipeline, const char *kind)
 {
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(kind);
+	if (medallion_catalog_exec("UPDATE medallion.alerts SET resolved_at = pg_catalog.now() "
+							   "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) $2 "
+							   "AND resolved_at IS NULL",
+							   2, types, values, NULL, SPI_OK_UPDATE) > 0)
+		medallion_alert_trim(pipeline, kind);
+}
+
+/*
+ * Deletes a pipeline's resolved alerts of one kind older than
+ * medallion.history_days, and all but the latest MEDALLION_ALERT_HISTORY.
+ */
+void
+medallion_alert_trim(const char *pipeline, const char *kind)
+{
 	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT4OID};
 	Datum		values[4];
 
@@ -65,11 +85,6 @@ medallion_alert_resolve(const char *pipeline, const char *kind)
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = Int32GetDatum(medallion_history_days);
 	values[3] = Int32GetDatum(MEDALLION_ALERT_HISTORY);
-	if (medallion_catalog_exec("UPDATE medallion.alerts SET resolved_at = pg_catalog.now() "
-							   "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) $2 "
-							   "AND resolved_at IS NULL",
-							   2, types, values, NULL, SPI_OK_UPDATE) == 0)
-		return;
 	(void) medallion_catalog_exec("DELETE FROM medallion.alerts a "
 								  "WHERE a.pipeline OPERATOR(pg_catalog.=) $1 AND a.kind OPERATOR(pg_catalog.=) $2 "
 								  "AND a.resolved_at IS NOT NULL "

@@ -3,10 +3,10 @@
  * errors.c
  *	  Error classes: what kind of failure an error is, by its SQLSTATE.
  *
- * The class decides the strategy (DESIGN.md §1): transient errors are
- * retried, data-quality errors found while validating send the row to the
- * DLQ, schema and infrastructure errors halt the pipeline, a cancel stops
- * the run.
+ * The class decides the strategy (policy.c): transient errors are retried,
+ * data-quality errors found while validating send the row to the DLQ,
+ * schema and infrastructure errors halt the pipeline, a cancel stops the
+ * run.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,17 +47,4 @@ medallion_error_class(int sqlerrcode)
 	if (sqlerrcode == MEDALLION_ERRCODE_EXPECTATION_FAILED)
 		return "business_rule";
 	return "internal";
-}
-
-/*
- * Whether an error found while validating a row makes the row bad (class
- * 22, and 23 which domains raise), rather than the run.
- */
-bool
-medallion_error_is_data(int sqlerrcode)
-{
-	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
-
-	return category == ERRCODE_DATA_EXCEPTION ||
-		category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
 }

@@ -15,6 +15,7 @@
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "ops/ops.h"
 
 /*
  * Raises a 'freshness' alert for every pipeline breaching its SLA and

@@ -3,7 +3,7 @@
  * run.c
  *	  medallion.run(): one run of a pipeline, and its record.
  *
- * A run (DESIGN.md §4.1) is serialised per pipeline by a row lock on its
+ * A run is serialised per pipeline by a row lock on its
  * medallion.pipelines row, always leaves a medallion.runs row, and executes
  * the pipeline's SQL as the pipeline's owner with the settings that change
  * results pinned.  Its work happens in a subtransaction: a failure rolls
@@ -13,6 +13,8 @@
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
+
+#include <math.h>
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -32,6 +34,7 @@
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "ops/ops.h"
 
 PG_FUNCTION_INFO_V1(medallion_run);
 PG_FUNCTION_INFO_V1(medallion_run_all);
@@ -55,45 +58,20 @@ typedef struct RunBudget
 	char	   *text;			/* the budget, as set */
 } RunBudget;
 
-/* The last run stopped by its own time budget (worker.c's record of it). */
-static bool run_over_budget = false;
-
 /*
  * Arms the time budget of a pipeline's run, if it has one.
  */
 static void
-budget_arm(RunBudget *b, const char *pipeline)
+budget_arm(RunBudget *b, const Pipeline *p)
 {
-	MedallionGateway gw;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	int64		ms = 0;
+	int64		ms;
 	TimestampTz deadline;
 
 	memset(b, 0, sizeof(*b));
-	values[0] = CStringGetTextDatum(pipeline);
-	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("SELECT (pg_catalog.date_part('epoch'::pg_catalog.text, "
-							   "  (options OPERATOR(pg_catalog.->>) 'time_budget')::pg_catalog.interval) "
-							   "  OPERATOR(pg_catalog.*) 1000::pg_catalog.float8)::pg_catalog.int8, "
-							   "options OPERATOR(pg_catalog.->>) 'time_budget' "
-							   "FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 "
-							   "AND options OPERATOR(pg_catalog.?) 'time_budget'",
-							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		char	   *text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-
-		if (!isnull)
-		{
-			ms = Max(DatumGetInt64(d), 1);
-			b->text = MemoryContextStrdup(TopTransactionContext, text);
-		}
-	}
-	medallion_gateway_leave(&gw);
-	if (ms == 0)
+	if (p->time_budget == NULL)
 		return;
+	ms = Max((int64) rint(medallion_option_usecs(p->time_budget) / 1000.0), 1);
+	b->text = p->time_budget;
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), ms);
 	if (get_timeout_active(STATEMENT_TIMEOUT))
@@ -144,21 +122,6 @@ budget_stopped(RunBudget *b, ErrorData *edata, const char *pipeline)
 	return true;
 }
 
-/*
- * The layer's work for one run.
- */
-static void
-run_body(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
-{
-	if (strcmp(p->layer, "silver") == 0)
-		medallion_silver_run(p, run_id, kind, replay_ids, counts);
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s pipelines are not run", p->layer),
-				 errdetail("Pipeline \"%s\" lands data through ingest functions.", p->name)));
-}
-
 /* A run's work, as a subtransaction's. */
 typedef struct RunAttempt
 {
@@ -175,7 +138,7 @@ attempt_run(void *arg)
 {
 	RunAttempt *a = arg;
 
-	run_body(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
+	medallion_silver_run(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
 	budget_disarm(a->budget);
 }
 
@@ -219,12 +182,15 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 }
 
 /*
- * One run of a pipeline; returns its run id.  Shared by run(), run_all()
- * and replay_dlq().
+ * One run of a pipeline; returns its run id.  Shared by run(), run_all(),
+ * replay_dlq() and scheduled runs (scheduled_run_id, already recorded;
+ * strict: an error propagates, and *over_budget tells whether the run's
+ * own time budget stopped it).
  */
 static int64
 run_pipeline(const char *name, bool strict, bool wait, const char *kind,
-			 ArrayType *replay_ids, RunCounts *out, int64 scheduled_run_id)
+			 ArrayType *replay_ids, RunCounts *out, int64 scheduled_run_id,
+			 bool *over_budget_out)
 {
 	Pipeline	p = {0};
 	bool		busy;
@@ -238,8 +204,9 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("a medallion run cannot execute in a %s transaction",
-						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 IsolationIsSerializable() ?
+				 errmsg("a medallion run cannot execute in a SERIALIZABLE transaction") :
+				 errmsg("a medallion run cannot execute in a REPEATABLE READ transaction"),
 				 errdetail("A run must see the watermark committed by the previous run."),
 				 errhint("Run it in a READ COMMITTED transaction.")));
 
@@ -268,25 +235,19 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	if (strcmp(p.layer, "silver") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s pipelines are not run", p.layer),
-				 errdetail("Pipeline \"%s\" lands data through ingest functions.", name)));
-	if (strcmp(p.state, "active") != 0 &&
-		!(scheduled_run_id != 0 && strcmp(p.state, "circuit_open") == 0))	/* a trial */
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pipeline \"%s\" is %s", name,
-						strcmp(p.state, "circuit_open") == 0 ? "circuit-open" : p.state),
-				 errhint("Run medallion.resume('%s') to let it run again.", name)));
+				 errmsg("cannot run pipeline \"%s\"", name),
+				 errdetail("Only silver pipelines are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+						   name, p.layer)));
+	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 
 	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(name, kind, "running", 0);
-	run_over_budget = false;
-	budget_arm(&budget, name);
+	budget_arm(&budget, &p);
 
 	if (strict)
 	{
 		PG_TRY();
 		{
-			run_body(&p, run_id, kind, replay_ids, &counts);
+			medallion_silver_run(&p, run_id, kind, replay_ids, &counts);
 		}
 		PG_CATCH();
 		{
@@ -297,13 +258,13 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 			if (!budget_stopped(&budget, e, name))
 				PG_RE_THROW();
 			FlushErrorState();
-			run_over_budget = true;
+			if (over_budget_out)
+				*over_budget_out = true;
 			ReThrowError(e);
 		}
 		PG_END_TRY();
 		budget_disarm(&budget);
-		medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
-		medallion_policy_after_success(name);
+		medallion_policy_after_success(name, run_id, &counts);
 		if (out)
 			*out = counts;
 		return run_id;
@@ -337,8 +298,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	}
 	else
 	{
-		medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
-		medallion_policy_after_success(name);
+		medallion_policy_after_success(name, run_id, &counts);
 	}
 	if (out)
 		*out = counts;
@@ -399,8 +359,7 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 	bool		pending;
 
 	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
-		strcmp(p.layer, "silver") != 0 ||
-		strcmp(p.state, "paused") == 0 || strcmp(p.state, "halted") == 0)
+		strcmp(p.layer, "silver") != 0 || !medallion_policy_schedulable(&p))
 	{
 		if (p.pause_requested)
 			medallion_pause_fold(pipeline);
@@ -422,12 +381,14 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 }
 
 /*
- * A scheduled run, step 2: the run itself, the same path as run().
+ * A scheduled run, step 2: the run itself, the same path as run().  When
+ * it fails, *over_budget tells step 3 whether its own time budget stopped it.
  */
 void
-medallion_run_scheduled(const char *pipeline, int64 run_id)
+medallion_run_scheduled(const char *pipeline, int64 run_id, bool *over_budget)
 {
-	(void) run_pipeline(pipeline, true, true, "incremental", NULL, NULL, run_id);
+	*over_budget = false;
+	(void) run_pipeline(pipeline, true, true, "incremental", NULL, NULL, run_id, over_budget);
 }
 
 /*
@@ -435,9 +396,10 @@ medallion_run_scheduled(const char *pipeline, int64 run_id)
  * and the strategy of the error's class.
  */
 void
-medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata)
+medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata,
+							   bool over_budget)
 {
-	const char *class = run_over_budget ? "over_budget" : medallion_error_class(edata->sqlerrcode);
+	const char *class = over_budget ? "over_budget" : medallion_error_class(edata->sqlerrcode);
 
 	medallion_run_record_finish(run_id, "failed", NULL, edata, class);
 	medallion_policy_after_failure(pipeline, edata, class, true);
@@ -456,7 +418,7 @@ medallion_run(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(run_pipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)),
 								 !PG_ARGISNULL(1) && PG_GETARG_BOOL(1),
 								 PG_ARGISNULL(2) || PG_GETARG_BOOL(2),
-								 "incremental", NULL, NULL, 0));
+								 "incremental", NULL, NULL, 0, NULL));
 }
 
 /*
@@ -494,7 +456,7 @@ medallion_run_all(PG_FUNCTION_ARGS)
 
 	foreach(lc, names)
 	{
-		Datum		value = Int64GetDatum(run_pipeline(lfirst(lc), false, true, "incremental", NULL, NULL, 0));
+		Datum		value = Int64GetDatum(run_pipeline(lfirst(lc), false, true, "incremental", NULL, NULL, 0, NULL));
 		bool		isnull = false;
 
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
@@ -514,14 +476,14 @@ medallion_run_all(PG_FUNCTION_ARGS)
  * pause() when the row is free.  resume() withdraws a request.
  */
 static void
-set_state(FunctionCallInfo fcinfo, const char *state)
+set_state(FunctionCallInfo fcinfo, PipelineEvent event)
 {
 	char	   *name;
 	Pipeline	p = {0};
 	MedallionGateway gw;
 	Oid			argtypes[2] = {TEXTOID, TEXTOID};
 	Datum		values[2];
-	bool		pause = strcmp(state, "paused") == 0;
+	bool		pause = (event == PIPELINE_EVENT_PAUSE);
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -538,7 +500,6 @@ set_state(FunctionCallInfo fcinfo, const char *state)
 				 errmsg("must be owner of pipeline \"%s\"", name)));
 
 	values[0] = CStringGetTextDatum(name);
-	values[1] = CStringGetTextDatum(state);
 	medallion_catalog_enter(&gw);
 	if (pause &&
 		medallion_gateway_exec("SELECT 1 FROM medallion.pipelines "
@@ -565,11 +526,13 @@ set_state(FunctionCallInfo fcinfo, const char *state)
 		return;
 	}
 	/* resume() starts afresh: failures, retries and the breaker forgotten */
-	(void) medallion_gateway_exec("UPDATE medallion.pipelines SET state = $2, "
-								  "consecutive_failures = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE consecutive_failures END, "
-								  "retry_attempt = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN 0 ELSE retry_attempt END, "
-								  "retry_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE retry_at END, "
-								  "circuit_opened_at = CASE WHEN $2 OPERATOR(pg_catalog.=) 'active' THEN NULL ELSE circuit_opened_at END "
+	values[1] = CStringGetTextDatum(medallion_policy_next_state(p.state, event));
+	(void) medallion_gateway_exec(pause ?
+								  "UPDATE medallion.pipelines SET state = $2 "
+								  "WHERE name OPERATOR(pg_catalog.=) $1" :
+								  "UPDATE medallion.pipelines SET state = $2, "
+								  "consecutive_failures = 0, retry_attempt = 0, "
+								  "retry_at = NULL, circuit_opened_at = NULL "
 								  "WHERE name OPERATOR(pg_catalog.=) $1",
 								  2, argtypes, values, NULL, 0, SPI_OK_UPDATE);
 	medallion_gateway_leave(&gw);
@@ -585,14 +548,14 @@ set_state(FunctionCallInfo fcinfo, const char *state)
 Datum
 medallion_pause(PG_FUNCTION_ARGS)
 {
-	set_state(fcinfo, "paused");
+	set_state(fcinfo, PIPELINE_EVENT_PAUSE);
 	PG_RETURN_VOID();
 }
 
 Datum
 medallion_resume(PG_FUNCTION_ARGS)
 {
-	set_state(fcinfo, "active");
+	set_state(fcinfo, PIPELINE_EVENT_RESUME);
 	PG_RETURN_VOID();
 }
 
@@ -622,7 +585,7 @@ medallion_replay_dlq(PG_FUNCTION_ARGS)
 					 errmsg("ids must be a one-dimensional array without NULLs")));
 	}
 	(void) run_pipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)), true, true, "replay",
-						ids, &counts, 0);
+						ids, &counts, 0, NULL);
 	PG_RETURN_INT64(counts.replayed);
 }
 

@@ -30,6 +30,7 @@
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "ops/ops.h"
 
 PG_FUNCTION_INFO_V1(medallion_schedule);
 PG_FUNCTION_INFO_V1(medallion_unschedule);
@@ -209,7 +210,9 @@ medallion_schedule(PG_FUNCTION_ARGS)
 	if (strcmp(p.layer, "silver") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s pipelines are not scheduled", p.layer)));
+				 errmsg("cannot schedule pipeline \"%s\"", name),
+				 errdetail("Only silver pipelines are scheduled; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+						   name, p.layer)));
 
 	if (strcmp(schedule, "on_change") == 0)
 		kind = "on_change";
@@ -344,10 +347,6 @@ medallion_trigger(PG_FUNCTION_ARGS)
 Datum
 medallion_alter_pipeline(PG_FUNCTION_ARGS)
 {
-	static const char *const known[] = {
-		"freshness_sla", "time_budget", "max_retries", "retry_base", "retry_cap",
-		"breaker_threshold", "breaker_cooldown", "steward", "description", NULL
-	};
 	Pipeline	p = {0};
 	char	   *name = owned_pipeline(fcinfo, &p);
 	Jsonb	   *opts;
@@ -355,6 +354,8 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	const char *args[2];
+	const MedallionOption *o;
+	StringInfoData check;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -369,14 +370,13 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		char	   *key;
-		int			i;
 		bool		ok = false;
 
 		if (tok != WJB_KEY)
 			continue;
 		key = pnstrdup(v.val.string.val, v.val.string.len);
-		for (i = 0; known[i]; i++)
-			ok |= (strcmp(key, known[i]) == 0);
+		for (o = medallion_options; o->name; o++)
+			ok |= (strcmp(key, o->name) == 0);
 		if (!ok)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -387,16 +387,13 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	args[0] = name;
 	args[1] = JsonbToCString(NULL, &opts->root, VARSIZE(opts));
 	/* typed checks of the values, in SQL: a bad one is a clear cast error */
-#define OPT(key) "(o OPERATOR(pg_catalog.->>) '" key "')"
-	catalog_exec_text("SELECT " OPT("freshness_sla") "::pg_catalog.interval, "
-					  OPT("time_budget") "::pg_catalog.interval, "
-					  OPT("max_retries") "::pg_catalog.int4, "
-					  OPT("retry_base") "::pg_catalog.interval, "
-					  OPT("retry_cap") "::pg_catalog.interval, "
-					  OPT("breaker_threshold") "::pg_catalog.int4, "
-					  OPT("breaker_cooldown") "::pg_catalog.interval "
-					  "FROM (SELECT $2::pg_catalog.jsonb AS o, $1) x", 2, args);
-#undef OPT
+	initStringInfo(&check);
+	appendStringInfoString(&check, "SELECT $1");
+	for (o = medallion_options; o->name; o++)
+		appendStringInfo(&check, ", (o OPERATOR(pg_catalog.->>) %s)::pg_catalog.%s",
+						 quote_literal_cstr(o->name), o->type);
+	appendStringInfoString(&check, " FROM (SELECT $2::pg_catalog.jsonb AS o) x");
+	catalog_exec_text(check.data, 2, args);
 	catalog_exec_text("UPDATE medallion.pipelines SET "
 					  "options = pg_catalog.jsonb_strip_nulls(options OPERATOR(pg_catalog.||) "
 					  "  ($2::pg_catalog.jsonb OPERATOR(pg_catalog.-) "

@@ -1,0 +1,56 @@
+/*-------------------------------------------------------------------------
+ *
+ * ops.h
+ *	  Declarations private to the operations room (src/ops/): the pipeline
+ *	  state machine, its options, alerts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MEDALLION_OPS_H
+#define MEDALLION_OPS_H
+
+#include "medallion.h"
+
+/* policy.c: the states of medallion.pipelines.state */
+typedef enum PipelineState
+{
+	PIPELINE_ACTIVE,
+	PIPELINE_PAUSED,
+	PIPELINE_HALTED,
+	PIPELINE_CIRCUIT_OPEN
+} PipelineState;
+
+/* policy.c: what happens to a pipeline */
+typedef enum PipelineEvent
+{
+	PIPELINE_EVENT_PAUSE,
+	PIPELINE_EVENT_RESUME,
+	PIPELINE_EVENT_SUCCESS,
+	PIPELINE_EVENT_FAILURE,			/* counted toward the breaker */
+	PIPELINE_EVENT_FAILURE_TRIPS,	/* the breaker opens */
+	PIPELINE_EVENT_FAILURE_HALTS	/* only an operator can fix it */
+} PipelineEvent;
+
+/* policy.c: a pipeline option, its type (for the typed check) and default */
+typedef struct MedallionOption
+{
+	const char *name;
+	const char *type;			/* a pg_catalog type name */
+	const char *dflt;			/* NULL: none */
+} MedallionOption;
+
+extern const MedallionOption medallion_options[];	/* ends with a NULL name */
+
+extern double medallion_option_usecs(const char *text);
+extern PipelineState medallion_pipeline_state(const char *state);
+extern const char *medallion_policy_next_state(const char *from, PipelineEvent event);
+extern void medallion_policy_check_runnable(const Pipeline *p, bool scheduled);
+extern bool medallion_policy_schedulable(const Pipeline *p);
+extern void medallion_pause_fold(const char *pipeline);
+
+/* alerts.c */
+extern void medallion_alert_raise(const char *pipeline, const char *kind, const char *message);
+extern void medallion_alert_resolve(const char *pipeline, const char *kind);
+extern void medallion_alert_trim(const char *pipeline, const char *kind);
+
+#endif							/* MEDALLION_OPS_H */
