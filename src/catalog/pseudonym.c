@@ -94,8 +94,9 @@ pseudonym_key(void)
 	if (key == NULL || VARSIZE_ANY_EXHDR(key) != PSEUDONYM_KEY_LEN)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("the pseudonymisation key of this database is not %d bytes long",
-						PSEUDONYM_KEY_LEN)));
+				 errmsg_plural("the pseudonymisation key of this database is not %d byte long",
+							   "the pseudonymisation key of this database is not %d bytes long",
+							   PSEUDONYM_KEY_LEN, PSEUDONYM_KEY_LEN)));
 	memcpy(cached_key, VARDATA_ANY(key), PSEUDONYM_KEY_LEN);
 	medallion_gateway_leave(&gw);
 	cached_key_lxid = MyProc->lxid;

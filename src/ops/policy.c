@@ -151,13 +151,13 @@ medallion_policy_check_runnable(const Pipeline *p, bool scheduled)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("pipeline \"%s\" is paused", p->name),
-					 errhint("Run medallion.resume('%s') to let it run again.", p->name)));
+					 errhint("Run medallion.resume(%s) to let it run again.", quote_literal_cstr(p->name))));
 			break;
 		case PIPELINE_HALTED:
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("pipeline \"%s\" is halted", p->name),
-					 errhint("Run medallion.resume('%s') to let it run again.", p->name)));
+					 errhint("Run medallion.resume(%s) to let it run again.", quote_literal_cstr(p->name))));
 			break;
 		case PIPELINE_CIRCUIT_OPEN:
 			if (scheduled)
@@ -165,7 +165,7 @@ medallion_policy_check_runnable(const Pipeline *p, bool scheduled)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("pipeline \"%s\" is circuit-open", p->name),
-					 errhint("Run medallion.resume('%s') to let it run again.", p->name)));
+					 errhint("Run medallion.resume(%s) to let it run again.", quote_literal_cstr(p->name))));
 			break;
 	}
 }

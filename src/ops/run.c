@@ -162,8 +162,8 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 				 errmsg("role \"%s\" does not exist", p->owner_name),
 				 errdetail("Pipeline \"%s\" is owned by role \"%s\"; its runs execute as that role.",
 						   p->name, p->owner_name),
-				 errhint("Create the role, or change medallion.pipelines.owner, then run medallion.resume('%s').",
-						 p->name)));
+				 errhint("Create the role, or change medallion.pipelines.owner, then run medallion.resume(%s).",
+						 quote_literal_cstr(p->name))));
 
 	/* the same error, as data: recorded and halting, without aborting the caller */
 	edata = palloc0(sizeof(ErrorData));
@@ -174,10 +174,10 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 	medallion_run_record_finish(run_id, "failed", NULL, edata, "schema");
 	medallion_policy_after_failure(p->name, edata, "schema", true);
 	ereport(WARNING,
-			(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, p->name, edata->message),
+			(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, p->name, edata->message),
 			 errdetail("Error class schema, SQLSTATE 42704; the pipeline is halted."),
-			 errhint("Create the role, or change medallion.pipelines.owner, then run medallion.resume('%s').",
-					 p->name)));
+			 errhint("Create the role, or change medallion.pipelines.owner, then run medallion.resume(%s).",
+					 quote_literal_cstr(p->name))));
 	return run_id;
 }
 
@@ -292,7 +292,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		medallion_run_record_finish(run_id, "failed", &counts, edata, class);
 		medallion_policy_after_failure(name, edata, class, false);
 		ereport(WARNING,
-				(errmsg("run " INT64_FORMAT " of pipeline \"%s\" failed: %s", run_id, name, edata->message),
+				(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, name, edata->message),
 				 errdetail("Error class %s, SQLSTATE %s; the failure is recorded in medallion.runs.",
 						   class, unpack_sql_state(edata->sqlerrcode))));
 	}
@@ -341,7 +341,7 @@ medallion_run_pending(Pipeline *p)
 	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		ReThrowError(edata);
 	ereport(DEBUG1,
-			(errmsg("medallion: checking pipeline \"%s\" failed: %s", p->name, edata->message)));
+			(errmsg_internal("medallion: checking pipeline \"%s\" failed: %s", p->name, edata->message)));
 	return true;
 }
 

@@ -183,8 +183,9 @@ warn_without_slot(const char *name)
 	if (!medallion_db_slot_available(MyDatabaseId))
 		ereport(WARNING,
 				(errmsg("no scheduler slot is free for this database"),
-				 errdetail("medallion runs schedulers in at most %d databases, and they are all taken; pipeline \"%s\" will not run on its schedule.",
-						   MEDALLION_MAX_DATABASES, name),
+				 errdetail_plural("medallion runs schedulers in at most %d database, and it is taken; pipeline \"%s\" will not run on its schedule.",
+								  "medallion runs schedulers in at most %d databases, and they are all taken; pipeline \"%s\" will not run on its schedule.",
+								  MEDALLION_MAX_DATABASES, MEDALLION_MAX_DATABASES, name),
 				 errhint("Drop the extension from a database that does not use it.")));
 }
 
