@@ -35,6 +35,7 @@
 #include "utils/xid8.h"
 
 #include "medallion.h"
+#include "silver/silver.h"
 
 /*
  * Reads a pipeline's watermark (as the catalog owner).
