@@ -4,6 +4,11 @@
  *	  Typing a payload under a contract without aborting, and the check_*
  *	  functions a run's SQL calls.
  *
+ * medallion.silver_check() types one payload the way a run's SQL would,
+ * inside a subtransaction that writes nothing, and returns the first error
+ * instead of raising it: the slow path of a run uses it to find the bad rows
+ * of a window in one set-based pass.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"

@@ -1,17 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * contract_parse.c
- *	  The column contract of a silver pipeline, and typing a payload under it
- *	  without aborting.
+ *	  The column contract of a silver pipeline: parsing and validating it.
  *
  * A definition is {"columns": {...}, "unique_key": [...], "order_by": ...,
- * "options": {...}} (DESIGN.md §5).  Parsing validates it: a contract that
- * cannot work is refused when the pipeline is created, not at its first run.
- *
- * medallion.silver_check() types one payload the way a run's SQL would,
- * inside a subtransaction that writes nothing, and returns the first error
- * instead of raising it: the slow path of a run uses it to find the bad rows
- * of a window in one set-based pass.
+ * "options": {...}}: each column names its type and where its value comes
+ * from in the payload (see docs/architecture.md).  Parsing validates it: a
+ * contract that cannot work is refused when the pipeline is created, not at
+ * its first run.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,17 +39,16 @@ static const char *const reserved_columns[] = {
 	"_source_seq", "_batch_id", "_loaded_at", "_run_id", "_created_run_id", NULL
 };
 
-static void
-contract_error(const char *msg, const char *column)
-{
-	if (column)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid contract for column \"%s\": %s", column, msg)));
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid silver definition: %s", msg)));
-}
+/*
+ * Refuses a definition: for a column (column not NULL) or as a whole.  The
+ * detail is a translatable format and its arguments.
+ */
+#define contract_error(column, ...) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE), \
+			 (column) ? errmsg("invalid contract for column \"%s\"", (const char *) (column)) \
+			 : errmsg("invalid silver definition"), \
+			 errdetail(__VA_ARGS__)))
 
 /*
  * The value of a key of a JSON object, or NULL.
@@ -91,7 +86,7 @@ jb_scalar_text(JsonbValue *v, const char *column, const char *what)
 		case jbvBool:
 			return pstrdup(v->val.boolean ? "true" : "false");
 		default:
-			contract_error(psprintf("%s must be a string, number or boolean", what), column);
+			contract_error(column, "\"%s\" must be a string, number or boolean.", what);
 	}
 	return NULL;				/* keep compiler quiet */
 }
@@ -120,7 +115,7 @@ jb_string_list(JsonbValue *v, const char *column, const char *what)
 	List	   *out = NIL;
 
 	if (!is_array(v))
-		contract_error(psprintf("%s must be an array", what), column);
+		contract_error(column, "\"%s\" must be an array.", what);
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
 	{
@@ -203,10 +198,11 @@ medallion_check_datetime(PG_FUNCTION_ARGS)
 }
 
 /*
- * Calls a type's input function: validates defaults and accepted values.
+ * Calls a type's input function: validates a default (is_default) or an
+ * accepted value.
  */
 static void
-check_input(ColumnSpec *col, const char *value, const char *what)
+check_input(ColumnSpec *col, const char *value, bool is_default)
 {
 	Oid			typinput;
 	Oid			typioparam;
@@ -220,7 +216,10 @@ check_input(ColumnSpec *col, const char *value, const char *what)
 	}
 	PG_CATCH();
 	{
-		errcontext("%s \"%s\" of column \"%s\"", what, value, col->name);
+		if (is_default)
+			errcontext("default \"%s\" of column \"%s\"", value, col->name);
+		else
+			errcontext("accepted value \"%s\" of column \"%s\"", value, col->name);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -248,7 +247,7 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 		medallion_check_name("column", name, NAMEDATALEN - 1);
 		for (i = 0; reserved_columns[i]; i++)
 			if (strcmp(name, reserved_columns[i]) == 0)
-				contract_error("the name is reserved for a lineage column", name);
+				contract_error(name, "The name is reserved for a lineage column.");
 	}
 
 	if (v->type == jbvString)
@@ -281,33 +280,33 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 			}
 		}
 		if ((f = jb_get(obj, "type")) == NULL || f->type != jbvString)
-			contract_error("\"type\" is required and must be a string", name);
+			contract_error(name, "\"type\" is required and must be a string.");
 		col->type_name = jb_cstring(f);
 		if ((f = jb_get(obj, "path")) != NULL)
 		{
 			if (f->type != jbvString)
-				contract_error("\"path\" must be a string", name);
+				contract_error(name, "\"path\" must be a string.");
 			col->path = jb_cstring(f);
 		}
 		if ((f = jb_get(obj, "required")) != NULL)
 		{
 			if (f->type != jbvBool)
-				contract_error("\"required\" must be a boolean", name);
+				contract_error(name, "\"required\" must be a boolean.");
 			col->required = f->val.boolean;
 		}
 		if ((f = jb_get(obj, "default")) != NULL && f->type != jbvNull)
-			col->default_value = jb_scalar_text(f, name, "\"default\"");
+			col->default_value = jb_scalar_text(f, name, "default");
 		if ((f = jb_get(obj, "expr")) != NULL)
 		{
 			if (f->type != jbvString || f->val.string.len == 0)
-				contract_error("\"expr\" must be a non-empty string", name);
+				contract_error(name, "\"expr\" must be a non-empty string.");
 			col->expr = jb_cstring(f);
 		}
 		if ((f = jb_get(obj, "accepted")) != NULL)
 		{
-			col->accepted = jb_string_list(f, name, "\"accepted\"");
+			col->accepted = jb_string_list(f, name, "accepted");
 			if (col->accepted == NIL)
-				contract_error("\"accepted\" must not be empty", name);
+				contract_error(name, "\"accepted\" must not be empty.");
 		}
 		if ((f = jb_get(obj, "references")) != NULL)
 		{
@@ -315,11 +314,11 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 			char	   *dot;
 
 			if (f->type != jbvString)
-				contract_error("\"references\" must be a string", name);
+				contract_error(name, "\"references\" must be a string.");
 			ref = jb_cstring(f);
 			dot = strrchr(ref, '.');
 			if (dot == NULL || dot == ref || dot[1] == '\0' || memchr(ref, '.', dot - ref) == NULL)
-				contract_error("\"references\" must be \"layer.table.column\"", name);
+				contract_error(name, "\"references\" must be \"layer.table.column\".");
 			*dot = '\0';
 			col->ref_table = ref;
 			col->ref_column = dot + 1;
@@ -327,21 +326,21 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 		if ((f = jb_get(obj, "pii")) != NULL)
 		{
 			if (f->type != jbvString)
-				contract_error("\"pii\" must be a string", name);
+				contract_error(name, "\"pii\" must be a string.");
 			col->pii = jb_cstring(f);
 			if (strcmp(col->pii, "hash") != 0 && strcmp(col->pii, "hash_v1") != 0 &&
 				strcmp(col->pii, "mask") != 0 && strcmp(col->pii, "drop") != 0)
-				contract_error("\"pii\" must be \"hash\", \"hash_v1\", \"mask\" or \"drop\"", name);
+				contract_error(name, "\"pii\" must be \"hash\", \"hash_v1\", \"mask\" or \"drop\".");
 		}
 	}
 	else
-		contract_error("a column is a type name or an object", name);
+		contract_error(name, "A column is a type name or an object.");
 
 	if (col->path == NULL)
 		col->path = col->name;
 	p = pstrdup(col->path);
 	if (p[0] == '\0' || p[0] == '.' || p[strlen(p) - 1] == '.' || strstr(p, "..") != NULL)
-		contract_error(psprintf("path \"%s\" is not a dotted path of keys", col->path), name);
+		contract_error(name, "Path \"%s\" is not a dotted path of keys.", col->path);
 	for (seg = strtok_r(p, ".", &save); seg; seg = strtok_r(NULL, ".", &save))
 		col->segments = lappend(col->segments, seg);
 
@@ -353,16 +352,16 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 				 errhint("Type names are resolved with a run's search_path (pg_catalog, public); qualify the name with its schema.")));
 	col->is_json = (col->typid == JSONBOID || col->typid == JSONOID);
 	if (col->pii && col->is_json && strcmp(col->pii, "drop") != 0)
-		contract_error("\"pii\" hash and mask apply to scalar columns", name);
+		contract_error(name, "\"pii\" hash and mask apply to scalar columns.");
 
 	if (validate)
 	{
 		ListCell   *lc;
 
 		if (col->default_value)
-			check_input(col, col->default_value, "default");
+			check_input(col, col->default_value, true);
 		foreach(lc, col->accepted)
-			check_input(col, lfirst(lc), "accepted value");
+			check_input(col, lfirst(lc), false);
 	}
 	return col;
 }
@@ -404,14 +403,14 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 	int			nestlevel;
 
 	if (!JB_ROOT_IS_OBJECT(definition))
-		contract_error("the definition must be a JSON object", NULL);
+		contract_error(NULL, "The definition must be a JSON object.");
 
 	/* options first: their settings apply to resolving the columns' types */
 	v = jb_get(&definition->root, "options");
 	if (v != NULL && v->type != jbvNull)
 	{
 		if (!is_object(v))
-			contract_error("options must be a JSON object", NULL);
+			contract_error(NULL, "options must be a JSON object.");
 		it = JsonbIteratorInit(v->val.binary.data);
 		while ((tok = JsonbIteratorNext(&it, &kv, true)) != WJB_DONE)
 		{
@@ -425,17 +424,17 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 			if (strcmp(key, "delete_when") == 0)
 			{
 				if (kv.type != jbvString || kv.val.string.len == 0)
-					contract_error("option delete_when must be a non-empty SQL condition", NULL);
+					contract_error(NULL, "Option delete_when must be a non-empty SQL condition.");
 				c->delete_when = jb_cstring(&kv);
 			}
 			else if (strcmp(key, "max_rows_per_run") == 0)
 			{
 				if (kv.type != jbvNumeric)
-					contract_error("option max_rows_per_run must be a positive integer", NULL);
+					contract_error(NULL, "Option max_rows_per_run must be a positive integer.");
 				c->max_rows_per_run = DatumGetInt64(DirectFunctionCall1(numeric_int8,
 																		NumericGetDatum(kv.val.numeric)));
 				if (c->max_rows_per_run <= 0)
-					contract_error("option max_rows_per_run must be a positive integer", NULL);
+					contract_error(NULL, "Option max_rows_per_run must be a positive integer.");
 			}
 			else if (strcmp(key, "settings") == 0)
 			{
@@ -444,7 +443,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 				char	   *skey = NULL;
 
 				if (!is_object(&kv))
-					contract_error("option settings must be an object of setting names and values", NULL);
+					contract_error(NULL, "Option settings must be an object of setting names and values.");
 				sit = JsonbIteratorInit(kv.val.binary.data);
 				while ((tok = JsonbIteratorNext(&sit, &sv, true)) != WJB_DONE)
 				{
@@ -461,14 +460,14 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 					{
 						c->setting_names = lappend(c->setting_names, skey);
 						c->setting_values = lappend(c->setting_values,
-													jb_scalar_text(&sv, NULL, "a setting's value"));
+													jb_scalar_text(&sv, NULL, skey));
 					}
 				}
 			}
 			else if (strcmp(key, "description") == 0)
 			{
 				if (kv.type != jbvString)
-					contract_error("option description must be a string", NULL);
+					contract_error(NULL, "Option description must be a string.");
 			}
 			else if (validate)
 				ereport(ERROR,
@@ -485,7 +484,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 	medallion_run_settings_push(c, &nestlevel);
 	v = jb_get(&definition->root, "columns");
 	if (v == NULL || !(is_object(v) || is_array(v)))
-		contract_error("columns must be a JSON object of column contracts, or an array of them with \"name\"", NULL);
+		contract_error(NULL, "columns must be a JSON object of column contracts, or an array of them with \"name\".");
 	it = JsonbIteratorInit(v->val.binary.data);
 	if (is_object(v))
 	{
@@ -509,23 +508,23 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 				continue;
 			if (!is_object(&kv) || (name = jb_get(kv.val.binary.data, "name")) == NULL ||
 				name->type != jbvString)
-				contract_error("each element of a columns array must be an object with a string \"name\"", NULL);
+				contract_error(NULL, "Each element of a columns array must be an object with a string \"name\".");
 			key = jb_cstring(name);
 			if (validate && medallion_contract_column(c, key) != NULL)
-				contract_error("the column is named twice", key);
+				contract_error(key, "The column is named twice.");
 			c->columns = lappend(c->columns, parse_column(key, &kv, validate, true));
 		}
 	}
 	if (c->columns == NIL)
-		contract_error("columns must not be empty", NULL);
+		contract_error(NULL, "columns must not be empty.");
 	AtEOXact_GUC(true, nestlevel);
 
 	v = jb_get(&definition->root, "unique_key");
 	if (v == NULL)
-		contract_error("unique_key is required", NULL);
+		contract_error(NULL, "unique_key is required.");
 	c->unique_key = jb_string_list(v, NULL, "unique_key");
 	if (c->unique_key == NIL)
-		contract_error("unique_key must name at least one column", NULL);
+		contract_error(NULL, "unique_key must name at least one column.");
 	foreach(lc, c->unique_key)
 	{
 		ColumnSpec *col = medallion_contract_column(c, lfirst(lc));
@@ -535,7 +534,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("unique_key column \"%s\" is not in the contract", (char *) lfirst(lc))));
 		if (col->pii && strcmp(col->pii, "drop") == 0)
-			contract_error("a unique_key column cannot be dropped", col->name);
+			contract_error(col->name, "A unique_key column cannot be dropped.");
 		col->is_key = true;
 		col->required = true;
 	}
@@ -546,7 +545,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 		ColumnSpec *col;
 
 		if (v->type != jbvString)
-			contract_error("order_by must be a column name", NULL);
+			contract_error(NULL, "order_by must be a column name.");
 		c->order_by = jb_cstring(v);
 		col = medallion_contract_column(c, c->order_by);
 		if (col == NULL)
@@ -554,7 +553,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("order_by column \"%s\" is not in the contract", c->order_by)));
 		if (col->pii)
-			contract_error("the order_by column cannot be a pii column", col->name);
+			contract_error(col->name, "The order_by column cannot be a pii column.");
 		col->required = true;	/* a version must be comparable */
 	}
 

@@ -38,6 +38,38 @@ PG_FUNCTION_INFO_V1(medallion_expect);
  */
 
 /*
+ * Prepares SQL generated from a pipeline's contract, to check that every
+ * expression, condition and reference in it plans.  An error says which
+ * pipeline was being validated instead of quoting the whole generated
+ * statement, which is not the user's text.
+ */
+static void
+prepare_generated(const char *sql, SilverRun *r, const char *pipeline)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		if (SPI_prepare(sql, NPARAMS, r->types) == NULL)
+			elog(ERROR, "could not prepare the pipeline's SQL: %s", SPI_result_code_string(SPI_result));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->context = psprintf(_("while validating the contract of pipeline \"%s\""), pipeline);
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		edata->cursorpos = 0;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
  * medallion.create_silver(name, source, columns, unique_key, order_by, options)
  */
 Datum
@@ -197,8 +229,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 
 		medallion_run_settings_push(c, &nestlevel);
 		medallion_become_user(GetUserId(), &save);
-		if (SPI_prepare(silver_merge_sql(&r), NPARAMS, r.types) == NULL)
-			elog(ERROR, "could not prepare the pipeline's SQL: %s", SPI_result_code_string(SPI_result));
+		prepare_generated(silver_merge_sql(&r), &r, medallion_pipeline_name("silver", name));
 		medallion_restore_user(&save);
 		AtEOXact_GUC(true, nestlevel);
 	}
@@ -262,7 +293,8 @@ medallion_expect(PG_FUNCTION_ARGS)
 	if (strcmp(p.layer, "silver") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("expectations apply to silver pipelines, \"%s\" is a %s pipeline", pipeline, p.layer)));
+				 errmsg("pipeline \"%s\" is not a silver pipeline", pipeline),
+				 errdetail("Expectations apply to silver pipelines only.")));
 	if (!OidIsValid(p.owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -285,10 +317,9 @@ medallion_expect(PG_FUNCTION_ARGS)
 		medallion_run_settings_push(r.c, &nestlevel);
 		medallion_become_user(p.owner, &save);
 		SPI_connect();
-		if (SPI_prepare(psprintf("SELECT ((%s\n) IS FALSE) FROM (%s) s",
-								 text_to_cstring(PG_GETARG_TEXT_PP(2)), silver_checked_sql(&r, true, false)),
-						NPARAMS, r.types) == NULL)
-			elog(ERROR, "could not prepare the expectation: %s", SPI_result_code_string(SPI_result));
+		prepare_generated(psprintf("SELECT ((%s\n) IS FALSE) FROM (%s) s",
+								   text_to_cstring(PG_GETARG_TEXT_PP(2)), silver_checked_sql(&r, true, false)),
+						  &r, pipeline);
 		SPI_finish();
 		medallion_restore_user(&save);
 		AtEOXact_GUC(true, nestlevel);

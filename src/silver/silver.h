@@ -159,7 +159,7 @@ extern char *silver_tombstone_sql(SilverRun *r);
 extern char *silver_tombstone_table(const char *relname);
 
 /* silver_run.c */
-extern int silver_exec(SilverRun *r, const char *sql, bool read_only, long limit);
+extern int silver_exec(SilverRun *r, const char *sql, long limit);
 extern void silver_set_exclusions(SilverRun *r);
 
 /* replay.c */

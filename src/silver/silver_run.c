@@ -61,18 +61,16 @@ silver_set_exclusions(SilverRun *r)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Executes one statement of a run with the run's parameters.  Never
+ * read_only: that would reuse the caller's statement snapshot, taken before
+ * this run waited for the pipeline's lock and took its target snapshot.
+ */
 int
-silver_exec(SilverRun *r, const char *sql, bool read_only, long limit)
+silver_exec(SilverRun *r, const char *sql, long limit)
 {
-	/*
-	 * Never read_only: that would reuse the caller's statement snapshot,
-	 * taken before this run waited for the pipeline's lock and took its
-	 * target snapshot.
-	 */
 	int			ret = SPI_execute_with_args(sql, NPARAMS, r->types, r->values, r->nulls,
 											false, limit);
-
-	(void) read_only;
 
 	if (ret < 0)
 		elog(ERROR, "SPI_execute_with_args failed (%s) for: %s", SPI_result_code_string(ret), sql);
@@ -97,7 +95,7 @@ own_max_seq(SilverRun *r, Datum me)
 }
 
 /*
- * The watermark after a run (DESIGN.md §4): what is done is the rows
+ * The watermark after a run: what is done is the rows
  * visible in done_snapshot; with a target_snapshot, a bounded window is
  * being drained and its rows up to resume_seq are done too; without one,
  * resume_xid names a transaction of which only the rows up to resume_seq
@@ -191,7 +189,7 @@ set_xid_bounds(SilverRun *r)
 	SPI_connect();
 	silver_exec(r, psprintf("SELECT pg_catalog.pg_snapshot_xmax($%d), "
 					 "CASE WHEN $%d IS NOT NULL THEN pg_catalog.pg_snapshot_xmin($%d) END",
-					 P_TARGET, P_PREV, P_PREV), true, 1);
+					 P_TARGET, P_PREV, P_PREV), 1);
 	r->values[P_XMAX_TARGET - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	r->nulls[P_XMAX_TARGET - 1] = isnull ? 'n' : ' ';
 	r->values[P_XMIN_PREV - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
@@ -200,7 +198,7 @@ set_xid_bounds(SilverRun *r)
 	{
 		Datum		d;
 
-		silver_exec(r, psprintf("SELECT pg_catalog.array_agg(x) FROM pg_catalog.pg_snapshot_xip($%d) x", P_PREV), true, 1);
+		silver_exec(r, psprintf("SELECT pg_catalog.array_agg(x) FROM pg_catalog.pg_snapshot_xip($%d) x", P_PREV), 1);
 		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 		r->prev_has_xip = !isnull;
 		r->nulls[P_PREV_XIP - 1] = isnull ? 'n' : ' ';
@@ -275,8 +273,7 @@ window_oldest(SilverRun *r)
 	bool		isnull;
 	Datum		d;
 
-	silver_exec(r, psprintf("SELECT pg_catalog.min(b._ingested_at) FROM (%s) b", silver_source_sql(r, false, false)),
-		 true, 1);
+	silver_exec(r, psprintf("SELECT pg_catalog.min(b._ingested_at) FROM (%s) b", silver_source_sql(r, false, false)), 1);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	if (!isnull)
 		oldest = DatumGetTimestampTz(d);
@@ -425,7 +422,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		 * a window of exactly the cap is drained by this run.
 		 */
 		silver_exec(&r, psprintf("SELECT _source_seq FROM (%s) b ORDER BY _source_seq OFFSET %lld LIMIT 2",
-						  silver_source_sql(&r, false, false), (long long) (r.c->max_rows_per_run - 1)), true, 2);
+						  silver_source_sql(&r, false, false), (long long) (r.c->max_rows_per_run - 1)), 2);
 		if (SPI_processed == 2)
 		{
 			bool		isnull;
@@ -440,7 +437,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	/* an empty window: no MERGE (one probe of the index) */
 	ar->read = 0;
 	ar->inserted = 0;
-	silver_exec(&r, psprintf("SELECT 1 FROM (%s) b LIMIT 1", silver_source_sql(&r, false, false)), true, 1);
+	silver_exec(&r, psprintf("SELECT 1 FROM (%s) b LIMIT 1", silver_source_sql(&r, false, false)), 1);
 	if (SPI_processed > 0)
 	{
 		bool		slow = (r.expectations != NIL);

@@ -74,10 +74,10 @@ silver_do_merge(SilverRun *r, void *arg)
 
 	r->ar->inserted = 0;
 	r->ar->read = 0;
-	silver_exec(r, silver_merge_sql(r), false, 0);
+	silver_exec(r, silver_merge_sql(r), 0);
 	*merged = SPI_processed;
 	if (r->qtomb)
-		silver_exec(r, silver_tombstone_sql(r), false, 0);
+		silver_exec(r, silver_tombstone_sql(r), 0);
 }
 
 /*
@@ -253,7 +253,7 @@ check_range(SilverRun *r, void *arg)
 	r->values[P_HI_SEQ - 1] = Int64GetDatum(range[1].seq);
 	memset(r->nulls + P_LO_XID - 1, ' ', 4);
 	silver_exec(r, psprintf("SELECT pg_catalog.sum(pg_catalog.pg_column_size(s.*)) FROM (%s) s",
-					 silver_checked_sql(r, true, true)), true, 0);
+					 silver_checked_sql(r, true, true)), 0);
 }
 
 /*
@@ -355,7 +355,7 @@ silver_find_failing_rows(SilverRun *r)
 	ListCell   *lc;
 
 	silver_exec(r, psprintf("SELECT _xid, _source_seq FROM (%s) b ORDER BY _xid, _source_seq",
-					 silver_source_sql(r, true, false)), true, 0);
+					 silver_source_sql(r, true, false)), 0);
 	n = SPI_processed;
 	pos = palloc(sizeof(RowPos) * Max(n, 1));
 	for (i = 0; i < n; i++)
@@ -374,7 +374,7 @@ silver_find_failing_rows(SilverRun *r)
 		BadRow	   *b = lfirst(lc);
 
 		silver_exec(r, psprintf("SELECT _raw::pg_catalog.text, _batch_id FROM (%s) b WHERE _source_seq OPERATOR(pg_catalog.=) %lld",
-						 silver_source_sql(r, false, false), (long long) b->seq), true, 1);
+						 silver_source_sql(r, false, false), (long long) b->seq), 1);
 		if (SPI_processed == 1)
 		{
 			MemoryContext old = MemoryContextSwitchTo(r->cxt);
@@ -413,7 +413,7 @@ silver_apply_expectations(SilverRun *r, void *arg)
 		appendStringInfo(&any, "%s((%s\n) IS FALSE)", any.len ? " OR " : "", e[1]);
 	}
 	silver_exec(r, psprintf("SELECT s._source_seq, s._raw::pg_catalog.text, s._batch_id%s FROM (%s) s WHERE %s",
-					 sel.data, silver_checked_sql(r, true, false), any.data), true, 0);
+					 sel.data, silver_checked_sql(r, true, false), any.data), 0);
 
 	counts->warned = 0;
 	counts->dropped = 0;
