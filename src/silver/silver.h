@@ -128,6 +128,9 @@ extern void medallion_watermark_save(const char *pipeline, const Watermark *wm);
 extern Datum medallion_current_snapshot(void);
 extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);
 extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
+extern Datum medallion_snapshot_xmin(Datum snapshot);
+extern Datum medallion_snapshot_xmax(Datum snapshot);
+extern Datum medallion_snapshot_xip(Datum snapshot, bool *isnull);
 
 /* active_run.c */
 extern void medallion_active_run_check(const char *function);

@@ -186,26 +186,17 @@ set_xid_bounds(SilverRun *r)
 {
 	bool		isnull;
 
-	SPI_connect();
-	silver_exec(r, psprintf("SELECT pg_catalog.pg_snapshot_xmax($%d), "
-					 "CASE WHEN $%d IS NOT NULL THEN pg_catalog.pg_snapshot_xmin($%d) END",
-					 P_TARGET, P_PREV, P_PREV), 1);
-	r->values[P_XMAX_TARGET - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	r->nulls[P_XMAX_TARGET - 1] = isnull ? 'n' : ' ';
-	r->values[P_XMIN_PREV - 1] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	r->nulls[P_XMIN_PREV - 1] = isnull ? 'n' : ' ';
+	r->values[P_XMAX_TARGET - 1] = medallion_snapshot_xmax(r->values[P_TARGET - 1]);
+	r->nulls[P_XMAX_TARGET - 1] = ' ';
+	r->nulls[P_XMIN_PREV - 1] = 'n';
 	if (r->has_prev)
 	{
-		Datum		d;
-
-		silver_exec(r, psprintf("SELECT pg_catalog.array_agg(x) FROM pg_catalog.pg_snapshot_xip($%d) x", P_PREV), 1);
-		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		r->values[P_XMIN_PREV - 1] = medallion_snapshot_xmin(r->values[P_PREV - 1]);
+		r->nulls[P_XMIN_PREV - 1] = ' ';
+		r->values[P_PREV_XIP - 1] = medallion_snapshot_xip(r->values[P_PREV - 1], &isnull);
 		r->prev_has_xip = !isnull;
 		r->nulls[P_PREV_XIP - 1] = isnull ? 'n' : ' ';
-		if (!isnull)
-			r->values[P_PREV_XIP - 1] = SPI_datumTransfer(d, false, -1);
 	}
-	SPI_finish();
 }
 
 /*
@@ -372,6 +363,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	bool		drained = true;
 	List	   *replay_rows = NIL;
 	ActiveRun  *ar;
+	bool		empty;
+	bool		keep_watermark;
 
 	r.replay = (replay_ids != NULL);
 	setup_run(&r, p, run_id);
@@ -438,7 +431,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	ar->read = 0;
 	ar->inserted = 0;
 	silver_exec(&r, psprintf("SELECT 1 FROM (%s) b LIMIT 1", silver_source_sql(&r, false, false)), 1);
-	if (SPI_processed > 0)
+	empty = (SPI_processed == 0);
+	if (!empty)
 	{
 		bool		slow = (r.expectations != NIL);
 
@@ -473,7 +467,15 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	counts->inserted = ar->inserted;
 	counts->updated = merged - ar->inserted;
 
-	if (!r.replay)
+	/*
+	 * An empty window of a plain run leaves the watermark as it is: every
+	 * row visible in the target snapshot is done, and a transaction still in
+	 * progress (this run's own included) is invisible in both snapshots, so
+	 * the next window is the same either way.  No write for nothing.
+	 */
+	keep_watermark = (empty && !r.replay && drained && r.has_prev && !r.has_partial &&
+					  !r.has_cursor && !r.leftover && !r.rebase && !wm.has_target);
+	if (!r.replay && !keep_watermark)
 	{
 		/* in the run's context: the snapshots must outlive this SPI connection */
 		MemoryContext old = MemoryContextSwitchTo(r.cxt);
@@ -492,7 +494,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	counts->unchanged = counts->read - counts->inserted - counts->updated - counts->dlq -
 		counts->quarantined - counts->dropped;
 
-	if (!r.replay)
+	if (!r.replay && !keep_watermark)
 	{
 		medallion_watermark_save(p->name, &wm);
 		if (!drained)
