@@ -91,6 +91,15 @@ silver_active_run_unregister(ActiveRun *ar)
 }
 
 /*
+ * Whether this backend is executing a run.
+ */
+bool
+silver_active_run_exists(void)
+{
+	return active_run != NULL;
+}
+
+/*
  * Raises unless this backend is executing a run owned by the current user.
  */
 void

@@ -75,7 +75,7 @@ check_cache(FunctionCallInfo fcinfo, Jsonb *definition)
 
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	cc = palloc0(sizeof(CheckCache));
-	cc->contract = medallion_contract_parse(definition, false);
+	cc->contract = silver_contract_get(definition);
 	cc->ncols = list_length(cc->contract->columns);
 	cc->input = palloc0(sizeof(FmgrInfo) * cc->ncols);
 	cc->ioparam = palloc0(sizeof(Oid) * cc->ncols);

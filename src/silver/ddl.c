@@ -311,7 +311,7 @@ medallion_expect(PG_FUNCTION_ARGS)
 		int			nestlevel;
 		char	   *dot = strchr(p.source, '.');
 
-		r.c = medallion_contract_parse(p.definition, false);
+		r.c = silver_contract_get(p.definition);
 		r.qsource = quote_qualified_identifier(pnstrdup(p.source, dot - p.source), dot + 1);
 		silver_init_params(&r);
 		medallion_run_settings_push(r.c, &nestlevel);

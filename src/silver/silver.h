@@ -107,6 +107,9 @@ typedef void (*TryFn) (SilverRun *r, void *arg);
 extern Contract *medallion_contract_parse(Jsonb *definition, bool validate);
 extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
 extern bool silver_is_datetime_type(Oid typid);
+
+/* contract_cache.c: parsed once per backend; the result is shared, read-only */
+extern Contract *silver_contract_get(Jsonb *definition);
 extern void silver_reject_relative_datetime(const char *s, const char *column);
 
 /* watermark.c: snapshot watermarks */
@@ -139,6 +142,7 @@ extern void medallion_active_run_check(const char *function);
 extern ActiveRun *silver_active_run_register(SilverRun *r);
 extern void silver_active_run_unregister(ActiveRun *ar);
 extern void silver_flush_kept(ActiveRun *ar);
+extern bool silver_active_run_exists(void);
 
 /* slow_path.c */
 extern void silver_apply_expectations(SilverRun *r, void *arg);

@@ -164,7 +164,7 @@ setup_run(SilverRun *r, Pipeline *p, int64 run_id)
 	r->cxt = CurrentMemoryContext;
 	r->p = p;
 	r->run_id = run_id;
-	r->c = medallion_contract_parse(p->definition, false);
+	r->c = silver_contract_get(p->definition);
 	r->source_table = p->source;
 	dot = strchr(p->source, '.');
 	r->qsource = quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1);
@@ -293,7 +293,14 @@ medallion_silver_oldest_pending(Pipeline *p)
 
 	setup_run(&r, p, 0);
 	open_window(&r, &wm);
-	r.c->delete_when = NULL;	/* not needed to tell which rows are there */
+	{
+		/* a copy: the cached contract is shared */
+		Contract   *c = palloc(sizeof(Contract));
+
+		*c = *r.c;
+		c->delete_when = NULL;	/* not needed to tell which rows are there */
+		r.c = c;
+	}
 	r.leftover = false;
 	medallion_run_settings_push(r.c, &nestlevel);
 	medallion_become_user(p->owner, &save);
