@@ -64,13 +64,6 @@ typed_sql(ColumnSpec *col, const char *val)
 	return psprintf("CAST(%s AS %s)", val, qtype_name(col->typid, col->typmod));
 }
 
-static bool
-is_datetime_type(Oid typid)
-{
-	return typid == DATEOID || typid == TIMESTAMPOID || typid == TIMESTAMPTZOID ||
-		typid == TIMEOID || typid == TIMETZOID;
-}
-
 /*
  * The JSON path of a column as a text[] literal.
  */
@@ -248,7 +241,7 @@ silver_checked_sql(SilverRun *r, bool with_exclusions, bool range)
 			val = psprintf("COALESCE(%s, %s)", val,
 						   col->is_json ? psprintf("%s::pg_catalog.jsonb", quote_literal_cstr(col->default_value))
 						   : psprintf("%s::pg_catalog.text", quote_literal_cstr(col->default_value)));
-		if (is_datetime_type(col->typid))
+		if (silver_is_datetime_type(col->typid))
 			val = psprintf("medallion.check_datetime(%s, %s::pg_catalog.text)", val, quote_literal_cstr(col->name));
 		typed = typed_sql(col, val);
 		if (!is_version_column(c, col))

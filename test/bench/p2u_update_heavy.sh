@@ -33,8 +33,8 @@ EMPTY_TARGET_MS=1.0
 bench_init p2u "$@"
 ((${#BENCH_ARGS[@]} == 0)) || { echo "p2u_update_heavy.sh: unknown argument '${BENCH_ARGS[0]}'" >&2; exit 2; }
 
-# bench.fill_newer(tbl, first, last): rows first..last for keys first-KEYS..last-KEYS, each
-# with an updated_at later than any of bench.payload's (every key gets a newer version)
+# bench.fill_newer(tbl, first, last, batch): rows first..last for keys 1..KEYS (key = g modulo
+# KEYS), each with an updated_at later than any earlier row's: every key gets a newer version
 sql <<SQL
 CREATE PROCEDURE bench.fill_newer(tbl text, first bigint, last bigint, batch int)
 LANGUAGE plpgsql AS \$\$
@@ -42,7 +42,7 @@ DECLARE lo bigint := first;
 BEGIN
   WHILE lo <= last LOOP
     EXECUTE format('INSERT INTO %s (_raw, _batch_id) '
-                   'SELECT bench.payload(g, g - $KEYS) || jsonb_build_object(''updated_at'', '
+                   'SELECT bench.payload(g, (g - 1) % $KEYS + 1) || jsonb_build_object(''updated_at'', '
                    'to_char(timestamptz ''2025-01-01 00:00:00+00'' + make_interval(secs => g), '
                    '''YYYY-MM-DD"T"HH24:MI:SS"Z"'')), %L FROM generate_series(\$1, \$2) g', tbl, 'b' || lo)
       USING lo, least(last, lo + batch - 1);
@@ -111,14 +111,18 @@ done
 # ---- optional: plans, profiles (on the last rep's tables: new newer versions first) ------
 if ((EXPLAIN + PERF)); then
   BENCH_KEEP=1
+  BOUND=$(sql -c "SELECT max(_seq) FROM bronze.p2u_r$REPS")
   sql -c "CALL bench.fill_newer('bronze.p2u_r$REPS', $((2 * KEYS + 1)), $((3 * KEYS)), $BATCH)"
+  sql -c "VACUUM ANALYZE bronze.p2u_r$REPS, silver.p2u_r$REPS, bench.hw_r$REPS"
 fi
 if ((EXPLAIN)); then
   explain_nested p2u_run "" "SELECT medallion.run('silver.p2u_r$REPS');"
   EXPLAIN_MIN_MS=0 explain_nested p2u_empty "" "SELECT medallion.run('silver.p2u_r$REPS');
 SELECT medallion.run('silver.p2u_r$REPS');"
+  explain_nested p2u_merge "" "$(hw_merge "bench.hw_r$REPS" "bronze.p2u_r$REPS" "WHERE _seq > $BOUND")"
 elif ((PERF)); then
   perf_profile p2u_run "" "SELECT medallion.run('silver.p2u_r$REPS');"
+  perf_profile p2u_merge "" "$(hw_merge "bench.hw_r$REPS" "bronze.p2u_r$REPS" "WHERE _seq > $BOUND")"
 fi
 if ((PERF)); then
   perf_profile p2u_empty "" "$(empty_calls "$REPS" 2000)"
