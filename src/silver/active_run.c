@@ -8,6 +8,8 @@
  */
 #include "postgres.h"
 
+#include "nodes/supportnodes.h"
+
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -121,6 +123,8 @@ medallion_active_run_count_insert(void)
 }
 
 PG_FUNCTION_INFO_V1(medallion_count_read);
+PG_FUNCTION_INFO_V1(medallion_in_window);
+PG_FUNCTION_INFO_V1(medallion_window_support);
 PG_FUNCTION_INFO_V1(medallion_silver_keep);
 
 /*
@@ -208,4 +212,34 @@ medallion_silver_keep(PG_FUNCTION_ARGS)
 		MemoryContextMemAllocated(ar->keep_cxt, false) >= KEEP_BATCH_BYTES)
 		silver_flush_kept(ar);
 	PG_RETURN_BOOL(false);
+}
+
+/*
+ * medallion.in_window(xid, snapshot): whether a bronze row's transaction is
+ * visible in a run's target snapshot (pg_visible_in_snapshot, with a planner
+ * support function).
+ */
+Datum
+medallion_in_window(PG_FUNCTION_ARGS)
+{
+	return DirectFunctionCall2(pg_visible_in_snapshot, PG_GETARG_DATUM(0), PG_GETARG_DATUM(1));
+}
+
+/*
+ * The planner support of count_read() and in_window(): as conditions of a
+ * window they keep (nearly) every row its xid range holds, not a third.
+ */
+Datum
+medallion_window_support(PG_FUNCTION_ARGS)
+{
+	Node	   *rawreq = (Node *) PG_GETARG_POINTER(0);
+
+	if (IsA(rawreq, SupportRequestSelectivity))
+	{
+		SupportRequestSelectivity *req = (SupportRequestSelectivity *) rawreq;
+
+		req->selectivity = 1.0;
+		PG_RETURN_POINTER(req);
+	}
+	PG_RETURN_POINTER(NULL);
 }

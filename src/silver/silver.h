@@ -30,7 +30,8 @@
 #define P_XMIN_PREV 17			/* xid8: xmin of the previous snapshot */
 #define P_XMAX_TARGET 18		/* xid8: xmax of the target snapshot */
 #define P_PREV_XIP	19			/* xid8[]: pg_snapshot_xip(done), NULL when empty */
-#define NPARAMS		19
+#define P_XMAX_PREV 20			/* xid8: xmax of the previous snapshot */
+#define NPARAMS		20
 
 typedef struct BadRow
 {

@@ -189,10 +189,13 @@ set_xid_bounds(SilverRun *r)
 	r->values[P_XMAX_TARGET - 1] = medallion_snapshot_xmax(r->values[P_TARGET - 1]);
 	r->nulls[P_XMAX_TARGET - 1] = ' ';
 	r->nulls[P_XMIN_PREV - 1] = 'n';
+	r->nulls[P_XMAX_PREV - 1] = 'n';
 	if (r->has_prev)
 	{
 		r->values[P_XMIN_PREV - 1] = medallion_snapshot_xmin(r->values[P_PREV - 1]);
 		r->nulls[P_XMIN_PREV - 1] = ' ';
+		r->values[P_XMAX_PREV - 1] = medallion_snapshot_xmax(r->values[P_PREV - 1]);
+		r->nulls[P_XMAX_PREV - 1] = ' ';
 		r->values[P_PREV_XIP - 1] = medallion_snapshot_xip(r->values[P_PREV - 1], &isnull);
 		r->prev_has_xip = !isnull;
 		r->nulls[P_PREV_XIP - 1] = isnull ? 'n' : ' ';

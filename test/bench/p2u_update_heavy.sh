@@ -42,7 +42,7 @@ DECLARE lo bigint := first;
 BEGIN
   WHILE lo <= last LOOP
     EXECUTE format('INSERT INTO %s (_raw, _batch_id) '
-                   'SELECT bench.payload(g, (g - 1) % $KEYS + 1) || jsonb_build_object(''updated_at'', '
+                   'SELECT bench.payload(g, (g - 1) %% $KEYS + 1) || jsonb_build_object(''updated_at'', '
                    'to_char(timestamptz ''2025-01-01 00:00:00+00'' + make_interval(secs => g), '
                    '''YYYY-MM-DD"T"HH24:MI:SS"Z"'')), %L FROM generate_series(\$1, \$2) g', tbl, 'b' || lo)
       USING lo, least(last, lo + batch - 1);
