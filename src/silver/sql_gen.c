@@ -19,6 +19,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/syscache.h"
 #include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -92,6 +93,24 @@ is_version_column(Contract *c, ColumnSpec *col)
 }
 
 /*
+ * The window's visibility test: medallion.in_window (which the planner
+ * knows keeps the window's rows), or on a catalog not updated to 0.2.0 yet,
+ * pg_visible_in_snapshot itself.
+ */
+static const char *
+in_window_function(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+	Oid			args[2] = {XID8OID, PG_SNAPSHOTOID};
+
+	if (OidIsValid(nsp) &&
+		SearchSysCacheExists3(PROCNAMEARGSNSP, CStringGetDatum("in_window"),
+							  PointerGetDatum(buildoidvector(args, 2)), ObjectIdGetDatum(nsp)))
+		return "medallion.in_window";
+	return "pg_catalog.pg_visible_in_snapshot";
+}
+
+/*
  * The rows a statement reads: the window of bronze, or the replayed DLQ
  * rows, with _source_seq, _batch_id, _raw and _is_delete, minus the rows
  * left out.  "range" adds the (xid, seq) bounds of a bisection step.
@@ -121,8 +140,9 @@ silver_source_sql(SilverRun *r, bool with_exclusions, bool range)
 						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, b._ingested_at, "
 						 "COALESCE((%s\n), false) AS _is_delete FROM %s b "
 						 "WHERE b._xid OPERATOR(pg_catalog.<) $%d "
-						 "AND medallion.in_window(b._xid, $%d)",
-						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, P_XMAX_TARGET, P_TARGET);
+						 "AND %s(b._xid, $%d)",
+						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, P_XMAX_TARGET,
+						 in_window_function(), P_TARGET);
 
 		/*
 		 * The xid bounds are constants (computed once per run), so the
