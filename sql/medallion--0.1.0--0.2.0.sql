@@ -196,6 +196,24 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION medallion.check_datetime(text, text) IS
 'internal: value, or the data error of a date/time input that names the current time';
 
+-- The conditions of a run's window keep (nearly) every row of its xid range:
+-- their planner support says so, instead of the default selectivity of a
+-- third each that made the planner hash a large window into its MERGE.
+CREATE FUNCTION medallion.window_support(internal)
+RETURNS internal
+AS 'MODULE_PATHNAME', 'medallion_window_support'
+LANGUAGE C STRICT;
+COMMENT ON FUNCTION medallion.window_support(internal) IS
+'internal: planner support of the conditions of a silver run''s window';
+ALTER FUNCTION medallion.count_read() SUPPORT medallion.window_support;
+CREATE FUNCTION medallion.in_window(xid pg_catalog.xid8, snapshot pg_catalog.pg_snapshot)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'medallion_in_window'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE
+SUPPORT medallion.window_support;
+COMMENT ON FUNCTION medallion.in_window(pg_catalog.xid8, pg_catalog.pg_snapshot) IS
+'internal: whether a bronze row''s transaction is visible in a run''s target snapshot';
+
 -- Quarantine takes a source row once, like the DLQ: the guard's index.
 CREATE INDEX IF NOT EXISTS quarantine_pipeline_source_seq_idx
     ON medallion.quarantine (pipeline, source_seq) WHERE NOT reprocessed;

@@ -137,7 +137,7 @@ medallion_error_is_data(int sqlerrcode)
 		category == ERRCODE_INTEGRITY_CONSTRAINT_VIOLATION;
 }
 
-/* contract.c: the column contract of a silver pipeline */
+/* silver/contract_parse.c: the column contract of a silver pipeline */
 typedef struct ColumnSpec
 {
 	char	   *name;
@@ -168,31 +168,7 @@ typedef struct Contract
 	List	   *setting_values;
 } Contract;
 
-extern Contract *medallion_contract_parse(Jsonb *definition, bool validate);
-extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
-
-/* watermark.c: snapshot watermarks */
-typedef struct Watermark
-{
-	bool		found;
-	bool		has_done;
-	Datum		done_snapshot;	/* pg_snapshot */
-	bool		has_target;
-	Datum		target_snapshot;
-	bool		has_resume;
-	Datum		resume_xid;		/* xid8 */
-	int64		resume_seq;
-	bool		rebase;			/* stored by another cluster: xids are foreign */
-} Watermark;
-
-extern void medallion_watermark_load(const char *pipeline, Watermark *wm);
-extern void medallion_watermark_save(const char *pipeline, const Watermark *wm);
-extern Datum medallion_current_snapshot(void);
-extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);
-extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
-
-/* silver.c: the run this backend executes (functions its SQL calls) */
-extern void medallion_active_run_check(const char *function);
+/* silver/active_run.c: the run this backend executes (functions its SQL calls) */
 extern void medallion_active_run_count_insert(void);
 
 /* catalog/pipelines.c, catalog/runs.c: pipelines and their runs */
@@ -240,7 +216,7 @@ extern void medallion_run_counts_datums(const RunCounts *c, Datum *values);
 /* silver/settings.c: the settings a run's SQL executes under */
 extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
 
-/* silver.c */
+/* silver/silver_run.c */
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
 								 ArrayType *replay_ids, RunCounts *counts);
 
@@ -319,7 +295,7 @@ extern void medallion_run_scheduled(const char *pipeline, int64 run_id, bool *ov
 extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata,
 										   bool over_budget);
 
-/* silver.c: a cheap look at a pipeline's window (no user SQL) */
+/* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);
 
 /* jsonscan.c: a fast, non-recursive look at JSON text (ingest.c) */

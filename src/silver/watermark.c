@@ -14,7 +14,7 @@
  * and resume_xid/resume_seq (without a target_snapshot) say which of its
  * rows are done already.  With a target_snapshot, a bounded run is draining
  * the window up to it, in _seq (arrival) order, and resume_seq is where it
- * stopped (silver.c).
+ * stopped (silver_run.c).
  *
  * The stored xids belong to this cluster's xid space: the cluster's system
  * identifier is kept alongside, and a watermark restored into another
@@ -31,10 +31,13 @@
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
 #include "medallion.h"
+#include "silver/silver.h"
 
 /*
  * Reads a pipeline's watermark (as the catalog owner).
@@ -126,6 +129,33 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 }
 
 /*
+ * The layout of a pg_snapshot value (xid8funcs.c keeps it private): xip is
+ * sorted, without duplicates, every xid in [xmin, xmax).
+ */
+typedef struct SnapshotValue
+{
+	int32		vl_len_;
+	uint32		nxip;
+	FullTransactionId xmin;
+	FullTransactionId xmax;
+	FullTransactionId xip[FLEXIBLE_ARRAY_MEMBER];
+} SnapshotValue;
+
+#define SNAPSHOT_SIZE(n) (offsetof(SnapshotValue, xip) + sizeof(FullTransactionId) * (n))
+
+static SnapshotValue *
+snapshot_new(uint64 xmin, uint64 xmax, uint32 nxip)
+{
+	SnapshotValue *s = palloc(SNAPSHOT_SIZE(nxip));
+
+	SET_VARSIZE(s, SNAPSHOT_SIZE(nxip));
+	s->nxip = nxip;
+	s->xmin = FullTransactionIdFromU64(xmin);
+	s->xmax = FullTransactionIdFromU64(xmax);
+	return s;
+}
+
+/*
  * A snapshot in which one transaction's visibility is changed: "visible"
  * makes it count as committed, otherwise as in progress.
  *
@@ -135,45 +165,89 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 Datum
 medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible)
 {
-	Oid			argtypes[2] = {PG_SNAPSHOTOID, XID8OID};
-	Datum		values[2];
-	Datum		result;
-	bool		isnull;
-	int			ret;
+	SnapshotValue *old = (SnapshotValue *) PG_DETOAST_DATUM(snapshot);
+	uint64		x = U64FromFullTransactionId(DatumGetFullTransactionId(xid));
+	uint64		xmin = U64FromFullTransactionId(old->xmin);
+	uint64		xmax = U64FromFullTransactionId(old->xmax);
+	SnapshotValue *s;
+	uint32		i;
+	uint32		n = 0;
 
-	values[0] = snapshot;
-	values[1] = xid;
-	SPI_connect();
+	if (medallion_snapshot_visible(PointerGetDatum(old), xid) == visible)
+		return snapshot;
 	if (visible)
-		ret = SPI_execute_with_args("SELECT CASE WHEN pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
-									"(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text OPERATOR(pg_catalog.||) ':'::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) GREATEST(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
-									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.+) 1)::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) ':'::pg_catalog.text OPERATOR(pg_catalog.||) "
-									"COALESCE((SELECT pg_catalog.string_agg(x::pg_catalog.text, ','::pg_catalog.text ORDER BY x) "
-									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
-									"UNION SELECT pg_catalog.generate_series(pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text::pg_catalog.numeric, "
-									"$2::pg_catalog.text::pg_catalog.numeric OPERATOR(pg_catalog.-) 1)) AS i(x) "
-									"WHERE x OPERATOR(pg_catalog.<>) $2::pg_catalog.text::pg_catalog.numeric), ''::pg_catalog.text))"
-									"::pg_catalog.pg_snapshot END",
-									2, argtypes, values, NULL, true, 1);
+	{
+		/* x is in xip, or at or above xmax: xmax..x-1 join xip */
+		uint64		gap = (x >= xmax) ? x - xmax : 0;
+		uint64		y;
+
+		s = snapshot_new(xmin, Max(xmax, x + 1), old->nxip + gap);
+		for (i = 0; i < old->nxip; i++)
+			if (U64FromFullTransactionId(old->xip[i]) != x)
+				s->xip[n++] = old->xip[i];
+		for (y = xmax; y < x; y++)
+			s->xip[n++] = FullTransactionIdFromU64(y);
+	}
 	else
-		ret = SPI_execute_with_args("SELECT CASE WHEN NOT pg_catalog.pg_visible_in_snapshot($2, $1) THEN $1 ELSE "
-									"(LEAST(pg_catalog.pg_snapshot_xmin($1)::pg_catalog.text::pg_catalog.numeric, "
-									"$2::pg_catalog.text::pg_catalog.numeric)::pg_catalog.text OPERATOR(pg_catalog.||) ':'::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) pg_catalog.pg_snapshot_xmax($1)::pg_catalog.text "
-									"OPERATOR(pg_catalog.||) ':'::pg_catalog.text OPERATOR(pg_catalog.||) "
-									"(SELECT pg_catalog.string_agg(x::pg_catalog.text, ','::pg_catalog.text ORDER BY x) "
-									"FROM (SELECT pg_catalog.pg_snapshot_xip($1)::pg_catalog.text::pg_catalog.numeric "
-									"UNION SELECT $2::pg_catalog.text::pg_catalog.numeric) AS i(x)))"
-									"::pg_catalog.pg_snapshot END",
-									2, argtypes, values, NULL, true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not change a snapshot: SPI error %d", ret);
-	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	result = SPI_datumTransfer(result, false, -1);
-	SPI_finish();
-	return result;
+	{
+		/* x is below xmax and not in xip: it joins xip, in order */
+		bool		added = false;
+
+		s = snapshot_new(Min(xmin, x), xmax, old->nxip + 1);
+		for (i = 0; i < old->nxip; i++)
+		{
+			if (!added && U64FromFullTransactionId(old->xip[i]) > x)
+			{
+				s->xip[n++] = FullTransactionIdFromU64(x);
+				added = true;
+			}
+			s->xip[n++] = old->xip[i];
+		}
+		if (!added)
+			s->xip[n++] = FullTransactionIdFromU64(x);
+	}
+	s->nxip = n;
+	SET_VARSIZE(s, SNAPSHOT_SIZE(n));
+	return PointerGetDatum(s);
+}
+
+/*
+ * A snapshot's xmax (xid8).
+ */
+Datum
+medallion_snapshot_xmax(Datum snapshot)
+{
+	return FullTransactionIdGetDatum(((SnapshotValue *) PG_DETOAST_DATUM(snapshot))->xmax);
+}
+
+/*
+ * A snapshot's xmin (xid8).
+ */
+Datum
+medallion_snapshot_xmin(Datum snapshot)
+{
+	return FullTransactionIdGetDatum(((SnapshotValue *) PG_DETOAST_DATUM(snapshot))->xmin);
+}
+
+/*
+ * The transactions in progress in a snapshot, as an xid8[], or NULL when
+ * there are none.
+ */
+Datum
+medallion_snapshot_xip(Datum snapshot, bool *isnull)
+{
+	SnapshotValue *s = (SnapshotValue *) PG_DETOAST_DATUM(snapshot);
+	Datum	   *elems;
+	uint32		i;
+
+	*isnull = (s->nxip == 0);
+	if (*isnull)
+		return (Datum) 0;
+	elems = palloc(sizeof(Datum) * s->nxip);
+	for (i = 0; i < s->nxip; i++)
+		elems[i] = FullTransactionIdGetDatum(s->xip[i]);
+	return PointerGetDatum(construct_array(elems, s->nxip, XID8OID, sizeof(FullTransactionId),
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 }
 
 /*
@@ -194,24 +268,21 @@ medallion_snapshot_visible(Datum snapshot, Datum xid)
  * "visible" when below xmax and "not yet" when at or above it: the own rows
  * would be processed or not depending on whether another transaction
  * happened to commit meanwhile.  Here they always are; the run then records
- * how far it went in its own transaction (silver.c), so that rows the
+ * how far it went in its own transaction (silver_run.c), so that rows the
  * transaction adds later are processed by the next run.
  */
 Datum
 medallion_current_snapshot(void)
 {
+	LOCAL_FCINFO(fcinfo, 0);
 	Datum		snap;
-	bool		isnull;
-	int			ret;
 	FullTransactionId me = GetTopFullTransactionIdIfAny();
 
-	SPI_connect();
-	ret = SPI_execute("SELECT pg_catalog.pg_current_snapshot()", false, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "could not take a snapshot: SPI error %d", ret);
-	snap = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	snap = SPI_datumTransfer(snap, false, -1);
-	SPI_finish();
+	/* a new snapshot, as a statement of its own would take */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	InitFunctionCallInfoData(*fcinfo, NULL, 0, InvalidOid, NULL, NULL);
+	snap = pg_current_snapshot(fcinfo);
+	PopActiveSnapshot();
 	if (FullTransactionIdIsValid(me))
 		snap = medallion_snapshot_set_visible(snap, FullTransactionIdGetDatum(me), true);
 	return snap;

@@ -4,7 +4,7 @@
 -- contract is refused with its SQLSTATE and leaves nothing behind.
 -- (SELECT FROM f() runs f and prints nothing.)
 BEGIN;
-SELECT plan(68);
+SELECT plan(69);
 
 CREATE DOMAIN public.tap_qty AS integer CHECK (VALUE > 0);
 CREATE TYPE public.tap_mood AS ENUM ('sad', 'ok', 'happy');
@@ -114,6 +114,18 @@ SELECT ok(pg_temp.nothing_left('bad'), 'a refused expression leaves no table beh
 SELECT throws_ok($$SELECT medallion.create_silver('bad', 'bronze.shop', '{"id": "bigint", "n": {"type": "text", "expr": "upper(nosuch)"}}', ARRAY['id'])$$,
                  '42703', NULL, 'an expression naming a missing column is refused (42703)');
 SELECT ok(pg_temp.nothing_left('bad'), 'nor does an expression naming a missing column');
+CREATE FUNCTION pg_temp.error_context(stmt text) RETURNS text LANGUAGE plpgsql AS $f$
+DECLARE ctx text;
+BEGIN
+  EXECUTE stmt;
+  RETURN NULL;
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS ctx = PG_EXCEPTION_CONTEXT;
+  RETURN ctx;
+END $f$;
+SELECT ok(ctx LIKE '%while validating the contract of pipeline "silver.bad"%' AND ctx NOT LIKE '%MERGE%',
+          'a refused expression names the pipeline, not the generated SQL: ' || coalesce(ctx, 'no error'))
+  FROM pg_temp.error_context($$SELECT medallion.create_silver('bad', 'bronze.shop', '{"id": "bigint", "n": {"type": "text", "expr": "upper(nosuch)"}}', ARRAY['id'])$$) AS ctx;
 SELECT throws_ok($$SELECT medallion.create_silver('bad', 'bronze.shop', '{"id": "bigint", "n": {"type": "text", "expr": "1) AS n FROM pg_class --"}}', ARRAY['id'])$$,
                  '42601', NULL, 'an expression cannot break out of its parentheses');
 SELECT throws_ok($$SELECT medallion.create_silver('bad', 'bronze.shop', '{"id": {"type": "bigint", "colour": "red"}}', ARRAY['id'])$$,

@@ -1,0 +1,340 @@
+/*-------------------------------------------------------------------------
+ *
+ * ddl.c
+ *	  Defining silver pipelines: create_silver and expect.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "common/jsonapi.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/xid8.h"
+
+#include "medallion.h"
+#include "silver/silver.h"
+
+PG_FUNCTION_INFO_V1(medallion_create_silver);
+PG_FUNCTION_INFO_V1(medallion_expect);
+
+/* ---------------------------------------------------------------------------
+ * Definition
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * Prepares SQL generated from a pipeline's contract, to check that every
+ * expression, condition and reference in it plans.  An error says which
+ * pipeline was being validated instead of quoting the whole generated
+ * statement, which is not the user's text.
+ */
+static void
+prepare_generated(const char *sql, SilverRun *r, const char *pipeline)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		if (SPI_prepare(sql, NPARAMS, r->types) == NULL)
+			elog(ERROR, "could not prepare the pipeline's SQL: %s", SPI_result_code_string(SPI_result));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->context = psprintf(_("while validating the contract of pipeline \"%s\""), pipeline);
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		edata->cursorpos = 0;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * medallion.create_silver(name, source, columns, unique_key, order_by, options)
+ */
+Datum
+medallion_create_silver(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			source;
+	BronzeTarget bronze;
+	Jsonb	   *definition;
+	Contract   *c;
+	StringInfoData ddl;
+	StringInfoData def;
+	ListCell   *lc;
+	Oid			nsp = get_namespace_oid("silver", false);
+	Oid			relid;
+	char	   *qrel;
+	char	   *description = NULL;
+	SilverRun	r = {0};
+	int			i;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name, source, columns and unique_key must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	source = PG_GETARG_OID(1);
+	medallion_check_name("silver table", name, NAMEDATALEN - 1);
+	medallion_bronze_open(source, &bronze);
+	if (pg_class_aclcheck(source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", quote_qualified_identifier("bronze", bronze.relname)),
+				 errhint("The owner of a silver pipeline needs SELECT on its bronze source.")));
+	if (pg_namespace_aclcheck(nsp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create silver tables"),
+				 errdetail("Creating a silver table needs the CREATE privilege on schema \"silver\"."),
+				 errhint("An administrator can run: GRANT CREATE ON SCHEMA silver TO %s;",
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	if (OidIsValid(get_relname_relid(name, nsp)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"silver.%s\" already exists", name)));
+
+	/* the stored definition: {"columns", "unique_key", "order_by", "options"} */
+	initStringInfo(&def);
+	appendStringInfoString(&def, "{\"columns\": ");
+	appendStringInfoString(&def, JsonbToCString(NULL, &PG_GETARG_JSONB_P(2)->root, 0));
+	appendStringInfoString(&def, ", \"unique_key\": [");
+	{
+		Datum	   *keys;
+		bool	   *knulls;
+		int			n;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(3), TEXTOID, -1, false, TYPALIGN_INT, &keys, &knulls, &n);
+		for (i = 0; i < n; i++)
+		{
+			if (knulls[i])
+				ereport(ERROR,
+						(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+						 errmsg("unique_key must not contain NULL")));
+			if (i > 0)
+				appendStringInfoChar(&def, ',');
+			escape_json(&def, TextDatumGetCString(keys[i]));
+		}
+	}
+	appendStringInfoString(&def, "], \"order_by\": ");
+	if (PG_ARGISNULL(4))
+		appendStringInfoString(&def, "null");
+	else
+		escape_json(&def, text_to_cstring(PG_GETARG_TEXT_PP(4)));
+	appendStringInfoString(&def, ", \"options\": ");
+	appendStringInfoString(&def, PG_ARGISNULL(5) ? "{}" : JsonbToCString(NULL, &PG_GETARG_JSONB_P(5)->root, 0));
+	appendStringInfoChar(&def, '}');
+	definition = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def.data)));
+	c = medallion_contract_parse(definition, true);
+	if (c->delete_when)
+		medallion_check_name("silver table with delete_when", name, SILVER_MAX_NAME_WITH_DELETES);
+
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		if (col->ref_table)
+		{
+			char	   *d = strchr(col->ref_table, '.');
+			Oid			rnsp = get_namespace_oid(pnstrdup(col->ref_table, d - col->ref_table), true);
+			Oid			rrel = OidIsValid(rnsp) ? get_relname_relid(d + 1, rnsp) : InvalidOid;
+
+			if (!OidIsValid(rrel))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("referenced table \"%s\" of column \"%s\" does not exist",
+								col->ref_table, col->name)));
+			if (get_attnum(rrel, col->ref_column) == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("referenced column \"%s\" of \"%s\" does not exist",
+								col->ref_column, col->ref_table)));
+		}
+	}
+
+	qrel = quote_qualified_identifier("silver", name);
+	initStringInfo(&ddl);
+	appendStringInfo(&ddl, "CREATE TABLE %s (", qrel);
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		/* a required column is never NULL: say so to the planner and to readers */
+		if (silver_is_stored(col))
+			appendStringInfo(&ddl, "%s %s%s, ", silver_qcol(col->name), silver_stored_type(col),
+							 col->required ? " NOT NULL" : "");
+	}
+	appendStringInfoString(&ddl,
+						   "_source_seq pg_catalog.int8 NOT NULL, _batch_id pg_catalog.text, "
+						   "_loaded_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(), "
+						   "_run_id pg_catalog.int8, _created_run_id pg_catalog.int8, PRIMARY KEY (");
+	foreach(lc, c->unique_key)
+		appendStringInfo(&ddl, "%s%s", lc == list_head(c->unique_key) ? "" : ", ", silver_qcol(lfirst(lc)));
+	appendStringInfoString(&ddl, "));");
+	if (c->delete_when)
+	{
+		/* the newest delete of each deleted key (see tombstone_sql) */
+		appendStringInfo(&ddl, "CREATE TABLE %s (", silver_tombstone_table(name));
+		foreach(lc, c->unique_key)
+			appendStringInfo(&ddl, "%s %s, ", silver_qcol(lfirst(lc)),
+							 silver_stored_type(medallion_contract_column(c, lfirst(lc))));
+		if (c->order_by)
+			appendStringInfo(&ddl, "%s %s, ", silver_qcol(c->order_by),
+							 silver_stored_type(medallion_contract_column(c, c->order_by)));
+		appendStringInfoString(&ddl, "_source_seq pg_catalog.int8 NOT NULL, _run_id pg_catalog.int8, PRIMARY KEY (");
+		foreach(lc, c->unique_key)
+			appendStringInfo(&ddl, "%s%s", lc == list_head(c->unique_key) ? "" : ", ", silver_qcol(lfirst(lc)));
+		appendStringInfo(&ddl, "));COMMENT ON TABLE %s IS %s;", silver_tombstone_table(name),
+						 quote_literal_cstr(psprintf("medallion: deleted keys of silver.%s, newest delete kept", name)));
+	}
+	appendStringInfo(&ddl, "COMMENT ON TABLE %s IS %s;", qrel,
+					 quote_literal_cstr(psprintf("medallion silver table, fed from bronze.%s", bronze.relname)));
+
+	SPI_connect();
+	if (SPI_execute(ddl.data, false, 0) < 0)
+		elog(ERROR, "could not create silver table: %s", ddl.data);
+
+	/* Every expression, condition and reference must plan now, not at the first run. */
+	r.c = c;
+	r.qsource = quote_qualified_identifier("bronze", bronze.relname);
+	r.qtarget = qrel;
+	r.qtomb = c->delete_when ? silver_tombstone_table(name) : NULL;
+	r.has_prev = true;
+	r.prev_has_xip = true;
+	silver_init_params(&r);
+	{
+		int			nestlevel;
+		MedallionUserContext save;
+
+		medallion_run_settings_push(c, &nestlevel);
+		medallion_become_user(GetUserId(), &save);
+		prepare_generated(silver_merge_sql(&r), &r, medallion_pipeline_name("silver", name));
+		medallion_restore_user(&save);
+		AtEOXact_GUC(true, nestlevel);
+	}
+	SPI_finish();
+	CommandCounterIncrement();
+	relid = get_relname_relid(name, nsp);
+
+	{
+		JsonbValue *v = NULL;
+
+		if (!PG_ARGISNULL(5) && JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(5)))
+		{
+			JsonbValue	k;
+
+			k.type = jbvString;
+			k.val.string.val = "description";
+			k.val.string.len = strlen("description");
+			v = findJsonbValueFromContainer(&PG_GETARG_JSONB_P(5)->root, JB_FOBJECT, &k);
+			if (v && v->type == jbvString)
+				description = pnstrdup(v->val.string.val, v->val.string.len);
+		}
+	}
+	medallion_catalog_add_pipeline(medallion_pipeline_name("silver", name), "silver", name,
+								   GetUserId(), NULL, (Datum) 0, true,
+								   PG_ARGISNULL(5) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))
+								   : PG_GETARG_JSONB_P(5),
+								   description);
+	medallion_catalog_set_definition(medallion_pipeline_name("silver", name), bronze.pipeline, definition);
+	PG_RETURN_OID(relid);
+}
+
+/*
+ * medallion.expect(pipeline, name, check_sql, on_fail)
+ */
+Datum
+medallion_expect(PG_FUNCTION_ARGS)
+{
+	char	   *pipeline;
+	char	   *on_fail;
+	Pipeline	p = {0};
+	MedallionUserContext save;
+	MedallionGateway gw;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline, name, check_sql and on_fail must not be NULL")));
+	pipeline = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	on_fail = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (strcmp(on_fail, "warn") != 0 && strcmp(on_fail, "drop") != 0 &&
+		strcmp(on_fail, "quarantine") != 0 && strcmp(on_fail, "fail") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("on_fail must be \"warn\", \"drop\", \"quarantine\" or \"fail\"")));
+	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", pipeline)));
+	if (strcmp(p.layer, "silver") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("pipeline \"%s\" is not a silver pipeline", pipeline),
+				 errdetail("Expectations apply to silver pipelines only.")));
+	if (!OidIsValid(p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role \"%s\" does not exist", p.owner_name),
+				 errdetail("It owns pipeline \"%s\".", pipeline)));
+	if (!has_privs_of_role(GetUserId(), p.owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", pipeline)));
+
+	/* The check must plan over the pipeline's columns. */
+	{
+		SilverRun	r = {0};
+		int			nestlevel;
+		char	   *dot = strchr(p.source, '.');
+
+		r.c = silver_contract_get(p.definition);
+		r.qsource = quote_qualified_identifier(pnstrdup(p.source, dot - p.source), dot + 1);
+		silver_init_params(&r);
+		medallion_run_settings_push(r.c, &nestlevel);
+		medallion_become_user(p.owner, &save);
+		SPI_connect();
+		prepare_generated(psprintf("SELECT ((%s\n) IS FALSE) FROM (%s) s",
+								   text_to_cstring(PG_GETARG_TEXT_PP(2)), silver_checked_sql(&r, true, false)),
+						  &r, pipeline);
+		SPI_finish();
+		medallion_restore_user(&save);
+		AtEOXact_GUC(true, nestlevel);
+	}
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+	values[3] = CStringGetTextDatum(on_fail);
+	medallion_catalog_enter(&gw);
+	if (SPI_execute_with_args("INSERT INTO medallion.expectations (pipeline, name, check_sql, on_fail) "
+							  "VALUES ($1, $2, $3, $4) ON CONFLICT (pipeline, name) DO UPDATE "
+							  "SET check_sql = EXCLUDED.check_sql, on_fail = EXCLUDED.on_fail",
+							  4, types, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not record the expectation");
+	medallion_gateway_leave(&gw);
+	PG_RETURN_VOID();
+}
