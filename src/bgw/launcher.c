@@ -40,6 +40,7 @@
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "bgw/bgw.h"
 
 /* How often databases without the extension are probed again. */
 #define ABSENT_PROBE_MS (5 * 60 * 1000)

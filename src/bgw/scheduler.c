@@ -57,6 +57,7 @@
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "bgw/bgw.h"
 
 #define SCHEDULER_MAX_NAP_MS (60 * 1000)
 #define HOUSEKEEPING_MS (60 * 60 * 1000)

@@ -31,6 +31,7 @@
 #include "utils/snapmgr.h"
 
 #include "medallion.h"
+#include "bgw/bgw.h"
 
 static void
 begin_xact(void)
