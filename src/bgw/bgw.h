@@ -56,6 +56,12 @@ extern void medallion_wake_scheduler(Oid dboid);
 extern Oid	medallion_scheduler_stop(Oid dboid);
 extern void medallion_scheduler_release(Oid dboid);
 
+/* register.c */
+struct BackgroundWorkerHandle;
+extern bool medallion_start_worker(const char *function, const char *type, const char *name,
+								   Oid dboid, const char *extra,
+								   struct BackgroundWorkerHandle **handle);
+
 /* launcher.c, scheduler.c, worker.c */
 extern char *medallion_installed_version(void);
 extern PGDLLEXPORT void medallion_launcher_main(Datum arg);

@@ -79,6 +79,7 @@ typedef struct DuePipeline
 	char	   *name;
 	char	   *owner;
 	bool		routine;		/* a routine check: no trigger, no retry */
+	struct PipelineMemo *memo;
 } DuePipeline;
 
 /* What the scheduler remembers of a pipeline between passes. */
@@ -90,6 +91,7 @@ typedef struct PipelineMemo
 	bool		idle;			/* its last check found nothing ... */
 	uint64		idle_wake;		/* ... at this wake count ... */
 	TimestampTz idle_checked;	/* ... at this time */
+	bool		seen;			/* in the current pass */
 } PipelineMemo;
 
 /*
@@ -242,15 +244,42 @@ memo_for(const char *pipeline)
 	{
 		m = lfirst(lc);
 		if (strcmp(m->pipeline, pipeline) == 0)
+		{
+			m->seen = true;
 			return m;
+		}
 	}
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	m = palloc0(sizeof(PipelineMemo));
 	strlcpy(m->pipeline, pipeline, sizeof(m->pipeline));
 	m->wake_seen = UINT64_MAX;	/* on_change: check once at start */
+	m->seen = true;
 	memos = lappend(memos, m);
 	MemoryContextSwitchTo(old);
 	return m;
+}
+
+/*
+ * Forgets the pipelines the last pass did not see (dropped, or with no
+ * schedule any more): the memos stay as many as the scheduled pipelines.
+ */
+static void
+memos_sweep(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, memos)
+	{
+		PipelineMemo *m = lfirst(lc);
+
+		if (!m->seen)
+		{
+			pfree(m);
+			memos = foreach_delete_current(memos, lc);
+		}
+		else
+			m->seen = false;
+	}
 }
 
 static bool
@@ -297,9 +326,9 @@ reap_workers(void)
  * Starts a run worker for a pipeline, if the cluster has room.
  */
 static bool
-start_worker(const char *pipeline, const char *owner)
+start_run_worker(const char *pipeline, const char *owner)
 {
-	BackgroundWorker worker;
+	char		name[BGW_MAXLEN];
 	BackgroundWorkerHandle *handle;
 	RunningWorker *w;
 	MemoryContext old;
@@ -313,24 +342,12 @@ start_worker(const char *pipeline, const char *owner)
 	if (!room)
 		return false;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "medallion");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "medallion_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "medallion run %s", pipeline);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "medallion run worker");
-	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
-	strlcpy(worker.bgw_extra, pipeline, BGW_EXTRALEN);
-	worker.bgw_notify_pid = MyProcPid;
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	snprintf(name, sizeof(name), "medallion run %s", pipeline);
+	if (!medallion_start_worker("medallion_worker_main", "medallion run worker", name,
+								MyDatabaseId, pipeline, &handle))
 	{
 		static TimestampTz last_said = 0;
 
-		MemoryContextSwitchTo(old);
 		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 		medallion_shared->running_workers--;
 		LWLockRelease(medallion_shared->lock);
@@ -339,13 +356,15 @@ start_worker(const char *pipeline, const char *owner)
 		{
 			last_said = GetCurrentTimestamp();
 			ereport(LOG,
-					(errmsg("medallion scheduler could not start a run worker for pipeline \"%s\": no free background worker slot",
+					(errmsg("could not start a run worker for pipeline \"%s\": no free background worker slot",
 							pipeline),
-					 errdetail("It tries again every second."),
-					 errhint("Raise max_worker_processes (the slots are shared with parallel query, replication, pg_cron and medallion.max_workers run workers).")));
+					 errdetail("The scheduler tries again every second."),
+					 errhint("You might need to increase \"%s\": its slots are shared with parallel query, replication, other extensions and the run workers of \"%s\".",
+							 "max_worker_processes", "medallion.max_workers")));
 		}
 		return false;
 	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	w = palloc0(sizeof(RunningWorker));
 	strlcpy(w->pipeline, pipeline, sizeof(w->pipeline));
 	strlcpy(w->owner, owner, sizeof(w->owner));
@@ -468,6 +487,7 @@ schedule_pass(uint64 wake_count)
 			d->name = pstrdup(name);
 			d->owner = pstrdup(owner ? owner : "");
 			d->routine = !triggered && !has_retry;
+			d->memo = m;
 			due = lappend(due, d);
 			MemoryContextSwitchTo(old);
 		}
@@ -475,12 +495,13 @@ schedule_pass(uint64 wake_count)
 			next = Min(next, when);
 	}
 	medallion_gateway_leave(&gw);
+	memos_sweep();
 
 	idle_names = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	foreach(lc, due)
 	{
 		DuePipeline *d = lfirst(lc);
-		PipelineMemo *m = memo_for(d->name);
+		PipelineMemo *m = d->memo;
 
 		if (d->routine && m->idle && m->idle_wake == wake_count &&
 			!TimestampDifferenceExceeds(m->idle_checked, now, IDLE_RECHECK_MS))
@@ -507,7 +528,7 @@ schedule_pass(uint64 wake_count)
 			continue;
 		}
 		m->idle = false;
-		if (start_worker(d->name, d->owner))
+		if (start_run_worker(d->name, d->owner))
 		{
 			m->last_start = now;
 			m->wake_seen = wake_count;

@@ -17,8 +17,6 @@
  */
 #include "postgres.h"
 
-#include <signal.h>
-
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
@@ -260,10 +258,9 @@ medallion_scheduler_stop(Oid dboid)
 	if (pid == 0)
 		return dboid;
 
+	/* no launcher: it is restarting, and its schedulers went with it */
 	if (launcher)
 		SetLatch(launcher);
-	else
-		kill(pid, SIGTERM);		/* no launcher (it is restarting) */
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), STOP_WAIT_MS);
 	ConditionVariablePrepareToSleep(&medallion_shared->scheduler_gone);
