@@ -64,6 +64,8 @@ extern bool medallion_start_worker(const char *function, const char *type, const
 
 /* launcher.c, scheduler.c, worker.c */
 extern char *medallion_installed_version(void);
+extern void medallion_bgw_xact_begin(void);
+extern void medallion_bgw_xact_commit(void);
 extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
 extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
 extern PGDLLEXPORT void medallion_worker_main(Datum arg);

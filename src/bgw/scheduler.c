@@ -359,7 +359,7 @@ start_run_worker(const char *pipeline, const char *owner)
 					(errmsg("could not start a run worker for pipeline \"%s\": no free background worker slot",
 							pipeline),
 					 errdetail("The scheduler tries again every second."),
-					 errhint("You might need to increase \"%s\": its slots are shared with parallel query, replication, other extensions and the run workers of \"%s\".",
+					 errhint("You might need to increase \"%s\"; its slots are shared with parallel query, replication, other extensions and the run workers that \"%s\" allows.",
 							 "max_worker_processes", "medallion.max_workers")));
 		}
 		return false;
@@ -419,9 +419,7 @@ schedule_pass(uint64 wake_count)
 	ArrayBuildState *idle_names;
 	MedallionGateway gw;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	medallion_bgw_xact_begin();
 	medallion_catalog_enter(&gw);
 	n = medallion_gateway_exec("SELECT name, schedule, state, "
 							   "COALESCE(circuit_opened_at, '-infinity'::pg_catalog.timestamptz) "
@@ -545,8 +543,7 @@ schedule_pass(uint64 wake_count)
 									  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
 									  1, types, values, NULL, SPI_OK_UPDATE);
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	medallion_bgw_xact_commit();
 	return next;
 }
 
@@ -562,9 +559,7 @@ fail_orphaned_runs(void)
 	ListCell   *lc;
 	uint64		i;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	medallion_bgw_xact_begin();
 	if (OidIsValid(get_extension_oid("medallion", true)))
 	{
 		ErrorData	edata = {0};
@@ -598,13 +593,13 @@ fail_orphaned_runs(void)
 		foreach(lc, pipelines)
 		{
 			ereport(LOG,
-					(errmsg("medallion: a run of pipeline \"%s\" was left running by a process that ended abnormally, marked failed",
-							(char *) lfirst(lc))));
+					(errmsg("run of pipeline \"%s\" marked failed",
+							(char *) lfirst(lc)),
+					 errdetail("The process running it ended abnormally.")));
 			medallion_policy_after_failure(lfirst(lc), &edata, "crashed", true);
 		}
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	medallion_bgw_xact_commit();
 	return pipelines != NIL;
 }
 
@@ -628,9 +623,7 @@ forget_wakes(void)
 static void
 housekeeping(bool full)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	medallion_bgw_xact_begin();
 	if (!full)
 		medallion_check_freshness();
 	else
@@ -650,8 +643,7 @@ housekeeping(bool full)
 									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 									  1, types, values, NULL, SPI_OK_DELETE);
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	medallion_bgw_xact_commit();
 }
 
 /*
@@ -780,10 +772,11 @@ medallion_scheduler_main(Datum arg)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("medallion cannot schedule pipelines in database \"%s\": every scheduler slot is taken",
+				 errmsg("cannot schedule pipelines in database \"%s\": every scheduler slot is taken",
 						my_dbname),
-				 errdetail("Schedulers run in at most %d databases of a cluster.",
-						   MEDALLION_MAX_DATABASES)));
+				 errdetail_plural("Schedulers run in at most %d database of a cluster.",
+								  "Schedulers run in at most %d databases of a cluster.",
+								  MEDALLION_MAX_DATABASES, MEDALLION_MAX_DATABASES)));
 		proc_exit(0);
 	}
 	before_shmem_exit(scheduler_detach, (Datum) 0);

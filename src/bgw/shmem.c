@@ -117,21 +117,32 @@ medallion_db_slot_available(Oid dboid)
 }
 
 /*
+ * Sets the launcher's latch, without a rescan.
+ */
+void
+medallion_nudge_launcher(void)
+{
+	Latch	   *latch;
+
+	LWLockAcquire(medallion_shared->lock, LW_SHARED);
+	latch = medallion_shared->launcher_latch;
+	LWLockRelease(medallion_shared->lock);
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
  * Wakes the launcher to look at every database again.
  */
 void
 medallion_wake_launcher(void)
 {
-	Latch	   *latch = NULL;
-
 	if (medallion_shared == NULL)
 		return;
 	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 	medallion_shared->rescan = true;
-	latch = medallion_shared->launcher_latch;
 	LWLockRelease(medallion_shared->lock);
-	if (latch)
-		SetLatch(latch);
+	medallion_nudge_launcher();
 }
 
 /*
@@ -141,7 +152,6 @@ medallion_wake_launcher(void)
 void
 medallion_wake_launcher_for(Oid dboid)
 {
-	Latch	   *latch = NULL;
 	int			i;
 	bool		known = false;
 
@@ -156,10 +166,8 @@ medallion_wake_launcher_for(Oid dboid)
 		else
 			medallion_shared->rescan = true;
 	}
-	latch = medallion_shared->launcher_latch;
 	LWLockRelease(medallion_shared->lock);
-	if (latch)
-		SetLatch(latch);
+	medallion_nudge_launcher();
 }
 
 /*
@@ -204,21 +212,6 @@ medallion_scheduler_running(Oid dboid)
 		running = true;
 	LWLockRelease(medallion_shared->lock);
 	return running;
-}
-
-/*
- * Sets the launcher's latch, without a rescan.
- */
-void
-medallion_nudge_launcher(void)
-{
-	Latch	   *latch;
-
-	LWLockAcquire(medallion_shared->lock, LW_SHARED);
-	latch = medallion_shared->launcher_latch;
-	LWLockRelease(medallion_shared->lock);
-	if (latch)
-		SetLatch(latch);
 }
 
 /*

@@ -33,16 +33,23 @@
 #include "medallion.h"
 #include "bgw/bgw.h"
 
-static void
-begin_xact(void)
+/*
+ * Starts a transaction of a background process, with a snapshot for its
+ * statements.
+ */
+void
+medallion_bgw_xact_begin(void)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
-static void
-commit_xact(void)
+/*
+ * Commits a transaction started by medallion_bgw_xact_begin().
+ */
+void
+medallion_bgw_xact_commit(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -71,23 +78,23 @@ medallion_worker_main(Datum arg)
 	cxt = AllocSetContextCreate(TopMemoryContext, "medallion worker", ALLOCSET_DEFAULT_SIZES);
 
 	/* 1: is there anything to do?  An empty check records no run. */
-	begin_xact();
+	medallion_bgw_xact_begin();
 	pgstat_report_activity(STATE_RUNNING, pipeline);
 	version = medallion_installed_version();
 	if (version == NULL || strcmp(version, MEDALLION_CATALOG_VERSION) != 0)
 		run_id = 0;				/* dropped, or not updated yet */
 	else
 		run_id = medallion_run_begin_scheduled(pipeline, MyProcPid);
-	commit_xact();
+	medallion_bgw_xact_commit();
 	if (run_id == 0)
 		proc_exit(0);
 
 	/* 2: the run, as a manual run does it */
-	begin_xact();
+	medallion_bgw_xact_begin();
 	PG_TRY();
 	{
 		medallion_run_scheduled(pipeline, run_id);
-		commit_xact();
+		medallion_bgw_xact_commit();
 	}
 	PG_CATCH();
 	{
@@ -104,9 +111,9 @@ medallion_worker_main(Datum arg)
 	{
 		if (edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN || ProcDiePending)
 			proc_exit(1);
-		begin_xact();
+		medallion_bgw_xact_begin();
 		medallion_run_failed_scheduled(pipeline, run_id, edata);
-		commit_xact();
+		medallion_bgw_xact_commit();
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
