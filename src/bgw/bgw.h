@@ -31,6 +31,7 @@ typedef struct MedallionDbSlot
 	TimestampTz hold_until;		/* do not start a scheduler before */
 	bool		stop_requested; /* a backend asked the launcher to stop it */
 	TimestampTz last_start;		/* when the launcher last started one */
+	pid_t		reaped_pid;		/* the last one the launcher saw gone */
 } MedallionDbSlot;
 
 typedef struct MedallionShared
@@ -42,14 +43,13 @@ typedef struct MedallionShared
 	int			nprobes;		/* databases where CREATE EXTENSION committed */
 	Oid			probes[MEDALLION_MAX_PROBES];
 	int			running_workers;	/* run workers in the cluster */
-	ConditionVariable scheduler_gone;	/* a scheduler left its slot */
+	ConditionVariable scheduler_gone;	/* a scheduler exited */
 	MedallionDbSlot dbs[MEDALLION_MAX_DATABASES];
 } MedallionShared;
 
 /* shmem.c */
 extern MedallionShared *medallion_shared;
 extern MedallionDbSlot *medallion_db_slot(Oid dboid, bool create);
-extern void medallion_wake_launcher(void);
 extern void medallion_wake_launcher_for(Oid dboid);
 extern void medallion_nudge_launcher(void);
 extern void medallion_wake_scheduler(Oid dboid);

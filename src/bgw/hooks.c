@@ -47,6 +47,11 @@ static Oid	dropdb_held = InvalidOid;
 static Oid	pending_release = InvalidOid;
 static bool xact_callback_registered = false;
 
+/*
+ * At the end of a transaction: once committed, the wake-ups it asked for
+ * are sent; committed or not, a scheduler it held off (DROP EXTENSION) may
+ * start again.
+ */
 static void
 wake_at_commit(XactEvent event, void *arg)
 {
@@ -79,6 +84,9 @@ wake_at_commit(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * Registers wake_at_commit() once per backend.
+ */
 static void
 register_xact_callback(void)
 {
@@ -276,14 +284,9 @@ PG_FUNCTION_INFO_V1(medallion_extension_changed);
 Datum
 medallion_extension_changed(PG_FUNCTION_ARGS)
 {
-	MemoryContext old;
-
 	if (medallion_shared == NULL)
 		PG_RETURN_VOID();
-	register_xact_callback();
+	medallion_wake_scheduler_at_commit();
 	pending_launcher_wake = true;
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	pending_wakes = list_append_unique_oid(pending_wakes, MyDatabaseId);
-	MemoryContextSwitchTo(old);
 	PG_RETURN_VOID();
 }

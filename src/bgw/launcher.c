@@ -138,8 +138,10 @@ started_for(Oid dboid)
 
 /*
  * Forgets the schedulers that ended.  A scheduler clears its slot when it
- * exits; one that left no slot found no extension (or no free slot): its
- * database is remembered as such.
+ * exits, but is still connected to its database for a moment: the process
+ * is gone only when the postmaster says so, here, and a backend waiting for
+ * it (medallion_scheduler_stop) is told.  One that left no slot found no
+ * extension (or no free slot): its database is remembered as such.
  */
 static void
 reap_schedulers(void)
@@ -153,7 +155,6 @@ reap_schedulers(void)
 
 		MedallionDbSlot *slot;
 		bool		has_extension = false;
-		bool		cleared = false;
 
 		if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
 			continue;
@@ -167,12 +168,12 @@ reap_schedulers(void)
 				/* it died without clearing its slot */
 				slot->scheduler_pid = 0;
 				slot->scheduler_latch = NULL;
-				cleared = true;
 			}
+			slot->reaped_pid = s->pid;
 		}
 		LWLockRelease(medallion_shared->lock);
-		if (cleared)
-			ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
+		/* a backend may wait for it to be out of the database (DROP DATABASE) */
+		ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
 		if (has_extension)
 			absent_forget(s->dboid);
 		else
@@ -311,7 +312,6 @@ launcher_pass(MemoryContext cxt)
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
-	reap_schedulers();
 	MemoryContextReset(cxt);
 	MemoryContextSwitchTo(cxt);
 	dbs = list_databases();
@@ -424,8 +424,9 @@ medallion_launcher_main(Datum arg)
 			nap = 5000;			/* a standby: wait for promotion */
 		else
 		{
-			/* a backend waits on this: at once, whatever the pass rate */
+			/* a backend waits on these: at once, whatever the pass rate */
 			stop_requested_schedulers();
+			reap_schedulers();
 			now = GetCurrentTimestamp();
 			if (TimestampDifferenceExceeds(last_pass, now, MIN_PASS_MS))
 			{

@@ -132,20 +132,6 @@ medallion_nudge_launcher(void)
 }
 
 /*
- * Wakes the launcher to look at every database again.
- */
-void
-medallion_wake_launcher(void)
-{
-	if (medallion_shared == NULL)
-		return;
-	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
-	medallion_shared->rescan = true;
-	LWLockRelease(medallion_shared->lock);
-	medallion_nudge_launcher();
-}
-
-/*
  * Wakes the launcher to start a scheduler in one database (the extension
  * was created there); with too many such requests at once, every database.
  */
@@ -218,9 +204,9 @@ medallion_scheduler_running(Oid dboid)
  * Stops the scheduler of a database (and so its run workers) and keeps the
  * launcher from restarting it until medallion_scheduler_release(): for DROP
  * DATABASE and the like, which fail while anyone is connected.  The
- * launcher, which started it, is asked to stop it; this backend waits on
- * the condition variable its slot is cleared under, for a while.  Returns
- * the database held, or InvalidOid.
+ * launcher, which started it and is told when it has ended, is asked to
+ * stop it; this backend waits on a condition variable for the launcher to
+ * say it has, for a while.  Returns the database held, or InvalidOid.
  */
 Oid
 medallion_scheduler_stop(Oid dboid)
@@ -262,8 +248,14 @@ medallion_scheduler_stop(Oid dboid)
 		bool		gone;
 		long		left;
 
+		/*
+		 * Gone when the launcher has seen the process end (it is out of the
+		 * database only then, a moment after it cleared its slot); with no
+		 * launcher, when it cleared its slot.
+		 */
 		LWLockAcquire(medallion_shared->lock, LW_SHARED);
-		gone = (slot->dboid != dboid || slot->scheduler_pid != pid);
+		gone = (slot->dboid != dboid || slot->reaped_pid == pid ||
+				(slot->scheduler_pid != pid && medallion_shared->launcher_pid == 0));
 		LWLockRelease(medallion_shared->lock);
 		if (gone)
 			break;
