@@ -30,11 +30,8 @@
 
 #include <signal.h>
 
-#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -48,9 +45,7 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/rel.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
@@ -103,7 +98,7 @@ typedef struct PipelineMemo
 #define IDLE_RECHECK_MS (5 * 60 * 1000)
 
 static List *running = NIL;		/* of RunningWorker *, in TopMemoryContext */
-static List *memos = NIL;		/* of PipelineMemo * */
+static List *memos = NIL;		/* of PipelineMemo *: the scheduled pipelines */
 static MedallionDbSlot *my_slot = NULL;
 /* The extension is gone: the slot is given back at exit. */
 static bool release_slot = false;
@@ -153,37 +148,6 @@ scheduler_detach(int code, Datum arg)
 	}
 	LWLockRelease(medallion_shared->lock);
 	ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
-}
-
-/*
- * The version of the extension installed in this database, or NULL.
- */
-char *
-medallion_installed_version(void)
-{
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	char	   *version = NULL;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("medallion"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			version = TextDatumGetCString(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return version;
 }
 
 /* What the scheduler finds in its database. */
