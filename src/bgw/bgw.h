@@ -10,6 +10,8 @@
 #ifndef MEDALLION_BGW_H
 #define MEDALLION_BGW_H
 
+#include "medallion.h"
+
 #include "datatype/timestamp.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
