@@ -28,6 +28,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		medallion_shmem_init();
+		medallion_hooks_init();
 		medallion_launcher_register();
 	}
 }

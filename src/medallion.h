@@ -220,9 +220,8 @@ extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
 								 ArrayType *replay_ids, RunCounts *counts);
 
-/* shmem.c: shared state of the background processes */
-#define MEDALLION_MAX_DATABASES 64
-#define MEDALLION_MAX_PROBES 16
+/* bgw/: the background processes (their shared state in bgw/bgw.h) */
+#define MEDALLION_MAX_DATABASES 64	/* databases with a scheduler, in a cluster */
 
 /*
  * The catalog version this library works with: its schedulers idle on any
@@ -230,53 +229,14 @@ extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
  */
 #define MEDALLION_CATALOG_VERSION "0.2.0"
 
-/*
- * A database's slot: taken by its scheduler once it has found the extension
- * there (so only such databases use the MEDALLION_MAX_DATABASES slots), or
- * for the length of a command that holds the scheduler off.
- */
-typedef struct MedallionDbSlot
-{
-	Oid			dboid;
-	bool		has_extension;	/* a scheduler found the extension here */
-	pid_t		scheduler_pid;	/* 0: none */
-	struct Latch *scheduler_latch;
-	uint64		wake_count;		/* bumped when data lands or a run is triggered */
-	TimestampTz hold_until;		/* do not start a scheduler before */
-	bool		stop_requested; /* a backend asked the launcher to stop it */
-	TimestampTz last_start;		/* when the launcher last started one */
-} MedallionDbSlot;
-
-typedef struct MedallionShared
-{
-	LWLock	   *lock;
-	pid_t		launcher_pid;
-	struct Latch *launcher_latch;
-	bool		rescan;			/* probe every database again */
-	int			nprobes;		/* databases where CREATE EXTENSION committed */
-	Oid			probes[MEDALLION_MAX_PROBES];
-	int			running_workers;	/* run workers in the cluster */
-	ConditionVariable scheduler_gone;	/* a scheduler left its slot */
-	MedallionDbSlot dbs[MEDALLION_MAX_DATABASES];
-} MedallionShared;
-
-extern MedallionShared *medallion_shared;
+extern int	medallion_max_workers;
+extern int	medallion_max_workers_per_owner;
 extern void medallion_shmem_init(void);
-extern MedallionDbSlot *medallion_db_slot(Oid dboid, bool create);
-extern void medallion_wake_launcher(void);
-extern void medallion_wake_scheduler(Oid dboid);
+extern void medallion_hooks_init(void);
+extern void medallion_launcher_register(void);
 extern void medallion_wake_scheduler_at_commit(void);
 extern bool medallion_scheduler_running(Oid dboid);
 extern bool medallion_db_slot_available(Oid dboid);
-
-/* launcher.c, scheduler.c, worker.c: background processes */
-extern int	medallion_max_workers;
-extern int	medallion_max_workers_per_owner;
-extern void medallion_launcher_register(void);
-extern char *medallion_installed_version(void);
-extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
-extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
-extern PGDLLEXPORT void medallion_worker_main(Datum arg);
 
 /* ops/freshness.c */
 extern void medallion_check_freshness(void);

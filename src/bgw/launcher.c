@@ -18,8 +18,6 @@
  */
 #include "postgres.h"
 
-#include <signal.h>
-
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
@@ -40,6 +38,7 @@
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "bgw/bgw.h"
 
 /* How often databases without the extension are probed again. */
 #define ABSENT_PROBE_MS (5 * 60 * 1000)
@@ -47,34 +46,6 @@
 #define RESTART_MS (10 * 1000)
 #define MIN_PASS_MS 1000		/* passes, however often woken */
 #define MIN_RESCAN_MS (10 * 1000)	/* looks at every database again */
-
-/*
- * Registers the launcher; called from _PG_init under shared_preload_libraries.
- */
-void
-medallion_launcher_register(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "medallion");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "medallion_launcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "medallion launcher");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "medallion launcher");
-	RegisterBackgroundWorker(&worker);
-}
-
-static void
-launcher_detach(int code, Datum arg)
-{
-	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
-	medallion_shared->launcher_pid = 0;
-	medallion_shared->launcher_latch = NULL;
-	LWLockRelease(medallion_shared->lock);
-}
 
 /* A scheduler this launcher started. */
 typedef struct StartedScheduler
@@ -85,6 +56,24 @@ typedef struct StartedScheduler
 } StartedScheduler;
 
 static List *started = NIL;		/* of StartedScheduler *, in TopMemoryContext */
+
+/*
+ * The launcher leaves: its schedulers go with it (only it holds their
+ * handles, so only it can stop one on request); the next launcher starts
+ * them again.
+ */
+static void
+launcher_detach(int code, Datum arg)
+{
+	ListCell   *lc;
+
+	foreach(lc, started)
+		TerminateBackgroundWorker(((StartedScheduler *) lfirst(lc))->handle);
+	LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
+	medallion_shared->launcher_pid = 0;
+	medallion_shared->launcher_latch = NULL;
+	LWLockRelease(medallion_shared->lock);
+}
 
 /* A database whose scheduler found no extension (or no free slot). */
 typedef struct AbsentDb
@@ -149,8 +138,10 @@ started_for(Oid dboid)
 
 /*
  * Forgets the schedulers that ended.  A scheduler clears its slot when it
- * exits; one that left no slot found no extension (or no free slot): its
- * database is remembered as such.
+ * exits, but is still connected to its database for a moment: the process
+ * is gone only when the postmaster says so, here, and a backend waiting for
+ * it (medallion_scheduler_stop) is told.  One that left no slot found no
+ * extension (or no free slot): its database is remembered as such.
  */
 static void
 reap_schedulers(void)
@@ -164,7 +155,6 @@ reap_schedulers(void)
 
 		MedallionDbSlot *slot;
 		bool		has_extension = false;
-		bool		cleared = false;
 
 		if (GetBackgroundWorkerPid(s->handle, &pid) != BGWH_STOPPED)
 			continue;
@@ -178,12 +168,12 @@ reap_schedulers(void)
 				/* it died without clearing its slot */
 				slot->scheduler_pid = 0;
 				slot->scheduler_latch = NULL;
-				cleared = true;
 			}
+			slot->reaped_pid = s->pid;
 		}
 		LWLockRelease(medallion_shared->lock);
-		if (cleared)
-			ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
+		/* a backend may wait for it to be out of the database (DROP DATABASE) */
+		ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
 		if (has_extension)
 			absent_forget(s->dboid);
 		else
@@ -200,33 +190,21 @@ reap_schedulers(void)
 static void
 start_scheduler(Oid dboid, const char *dbname)
 {
-	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
 	MemoryContext old;
+	char		name[BGW_MAXLEN];
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "medallion");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "medallion_scheduler_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "medallion scheduler %s", dbname);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "medallion scheduler");
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = MyProcPid;
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	snprintf(name, sizeof(name), "medallion scheduler %s", dbname);
+	if (!medallion_start_worker("medallion_scheduler_main", "medallion scheduler", name,
+								dboid, NULL, &handle))
 	{
-		MemoryContextSwitchTo(old);
 		ereport(LOG,
-				(errmsg("medallion launcher could not start a scheduler for database \"%s\": no free background worker slot",
+				(errmsg("could not start a scheduler for database \"%s\": no free background worker slot",
 						dbname),
-				 errhint("Raise max_worker_processes.")));
+				 errhint("You might need to increase \"%s\".", "max_worker_processes")));
 		return;
 	}
-	MemoryContextSwitchTo(old);
 	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
 	{
 		StartedScheduler *s;
@@ -312,11 +290,10 @@ stop_requested_schedulers(void)
 		LWLockRelease(medallion_shared->lock);
 		if (pid == 0)
 			continue;
+		/* one started by the launcher before this one went with it */
 		s = started_for(dboid);
 		if (s && s->pid == pid)
 			TerminateBackgroundWorker(s->handle);
-		else
-			kill(pid, SIGTERM); /* started by a launcher before this one */
 	}
 }
 
@@ -335,7 +312,6 @@ launcher_pass(MemoryContext cxt)
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
-	reap_schedulers();
 	MemoryContextReset(cxt);
 	MemoryContextSwitchTo(cxt);
 	dbs = list_databases();
@@ -448,8 +424,9 @@ medallion_launcher_main(Datum arg)
 			nap = 5000;			/* a standby: wait for promotion */
 		else
 		{
-			/* a backend waits on this: at once, whatever the pass rate */
+			/* a backend waits on these: at once, whatever the pass rate */
 			stop_requested_schedulers();
+			reap_schedulers();
 			now = GetCurrentTimestamp();
 			if (TimestampDifferenceExceeds(last_pass, now, MIN_PASS_MS))
 			{

@@ -30,11 +30,8 @@
 
 #include <signal.h>
 
-#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -48,15 +45,14 @@
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
-#include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/rel.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "medallion.h"
+#include "bgw/bgw.h"
 
 #define SCHEDULER_MAX_NAP_MS (60 * 1000)
 #define HOUSEKEEPING_MS (60 * 60 * 1000)
@@ -78,6 +74,7 @@ typedef struct DuePipeline
 	char	   *name;
 	char	   *owner;
 	bool		routine;		/* a routine check: no trigger, no retry */
+	struct PipelineMemo *memo;
 } DuePipeline;
 
 /* What the scheduler remembers of a pipeline between passes. */
@@ -89,6 +86,7 @@ typedef struct PipelineMemo
 	bool		idle;			/* its last check found nothing ... */
 	uint64		idle_wake;		/* ... at this wake count ... */
 	TimestampTz idle_checked;	/* ... at this time */
+	bool		seen;			/* in the current pass */
 } PipelineMemo;
 
 /*
@@ -100,7 +98,7 @@ typedef struct PipelineMemo
 #define IDLE_RECHECK_MS (5 * 60 * 1000)
 
 static List *running = NIL;		/* of RunningWorker *, in TopMemoryContext */
-static List *memos = NIL;		/* of PipelineMemo * */
+static List *memos = NIL;		/* of PipelineMemo *: the scheduled pipelines */
 static MedallionDbSlot *my_slot = NULL;
 /* The extension is gone: the slot is given back at exit. */
 static bool release_slot = false;
@@ -150,37 +148,6 @@ scheduler_detach(int code, Datum arg)
 	}
 	LWLockRelease(medallion_shared->lock);
 	ConditionVariableBroadcast(&medallion_shared->scheduler_gone);
-}
-
-/*
- * The version of the extension installed in this database, or NULL.
- */
-char *
-medallion_installed_version(void)
-{
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tup;
-	char	   *version = NULL;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("medallion"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tup = systable_getnext(scan);
-	if (HeapTupleIsValid(tup))
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
-									 RelationGetDescr(rel), &isnull);
-
-		if (!isnull)
-			version = TextDatumGetCString(d);
-	}
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	return version;
 }
 
 /* What the scheduler finds in its database. */
@@ -241,15 +208,42 @@ memo_for(const char *pipeline)
 	{
 		m = lfirst(lc);
 		if (strcmp(m->pipeline, pipeline) == 0)
+		{
+			m->seen = true;
 			return m;
+		}
 	}
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	m = palloc0(sizeof(PipelineMemo));
 	strlcpy(m->pipeline, pipeline, sizeof(m->pipeline));
 	m->wake_seen = UINT64_MAX;	/* on_change: check once at start */
+	m->seen = true;
 	memos = lappend(memos, m);
 	MemoryContextSwitchTo(old);
 	return m;
+}
+
+/*
+ * Forgets the pipelines the last pass did not see (dropped, or with no
+ * schedule any more): the memos stay as many as the scheduled pipelines.
+ */
+static void
+memos_sweep(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, memos)
+	{
+		PipelineMemo *m = lfirst(lc);
+
+		if (!m->seen)
+		{
+			pfree(m);
+			memos = foreach_delete_current(memos, lc);
+		}
+		else
+			m->seen = false;
+	}
 }
 
 static bool
@@ -296,9 +290,9 @@ reap_workers(void)
  * Starts a run worker for a pipeline, if the cluster has room.
  */
 static bool
-start_worker(const char *pipeline, const char *owner)
+start_run_worker(const char *pipeline, const char *owner)
 {
-	BackgroundWorker worker;
+	char		name[BGW_MAXLEN];
 	BackgroundWorkerHandle *handle;
 	RunningWorker *w;
 	MemoryContext old;
@@ -312,24 +306,12 @@ start_worker(const char *pipeline, const char *owner)
 	if (!room)
 		return false;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "medallion");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "medallion_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "medallion run %s", pipeline);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "medallion run worker");
-	worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
-	strlcpy(worker.bgw_extra, pipeline, BGW_EXTRALEN);
-	worker.bgw_notify_pid = MyProcPid;
-
-	old = MemoryContextSwitchTo(TopMemoryContext);
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	snprintf(name, sizeof(name), "medallion run %s", pipeline);
+	if (!medallion_start_worker("medallion_worker_main", "medallion run worker", name,
+								MyDatabaseId, pipeline, &handle))
 	{
 		static TimestampTz last_said = 0;
 
-		MemoryContextSwitchTo(old);
 		LWLockAcquire(medallion_shared->lock, LW_EXCLUSIVE);
 		medallion_shared->running_workers--;
 		LWLockRelease(medallion_shared->lock);
@@ -338,13 +320,15 @@ start_worker(const char *pipeline, const char *owner)
 		{
 			last_said = GetCurrentTimestamp();
 			ereport(LOG,
-					(errmsg("medallion scheduler could not start a run worker for pipeline \"%s\": no free background worker slot",
+					(errmsg("could not start a run worker for pipeline \"%s\": no free background worker slot",
 							pipeline),
-					 errdetail("It tries again every second."),
-					 errhint("Raise max_worker_processes (the slots are shared with parallel query, replication, pg_cron and medallion.max_workers run workers).")));
+					 errdetail("The scheduler tries again every second."),
+					 errhint("You might need to increase \"%s\"; its slots are shared with parallel query, replication, other extensions and the run workers that \"%s\" allows.",
+							 "max_worker_processes", "medallion.max_workers")));
 		}
 		return false;
 	}
+	old = MemoryContextSwitchTo(TopMemoryContext);
 	w = palloc0(sizeof(RunningWorker));
 	strlcpy(w->pipeline, pipeline, sizeof(w->pipeline));
 	strlcpy(w->owner, owner, sizeof(w->owner));
@@ -399,9 +383,7 @@ schedule_pass(uint64 wake_count)
 	ArrayBuildState *idle_names;
 	MedallionGateway gw;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	medallion_bgw_xact_begin();
 	medallion_catalog_enter(&gw);
 	n = medallion_gateway_exec("SELECT name, schedule, state, "
 							   "COALESCE(circuit_opened_at, '-infinity'::pg_catalog.timestamptz) "
@@ -467,6 +449,7 @@ schedule_pass(uint64 wake_count)
 			d->name = pstrdup(name);
 			d->owner = pstrdup(owner ? owner : "");
 			d->routine = !triggered && !has_retry;
+			d->memo = m;
 			due = lappend(due, d);
 			MemoryContextSwitchTo(old);
 		}
@@ -474,12 +457,13 @@ schedule_pass(uint64 wake_count)
 			next = Min(next, when);
 	}
 	medallion_gateway_leave(&gw);
+	memos_sweep();
 
 	idle_names = initArrayResult(TEXTOID, CurrentMemoryContext, false);
 	foreach(lc, due)
 	{
 		DuePipeline *d = lfirst(lc);
-		PipelineMemo *m = memo_for(d->name);
+		PipelineMemo *m = d->memo;
 
 		if (d->routine && m->idle && m->idle_wake == wake_count &&
 			!TimestampDifferenceExceeds(m->idle_checked, now, IDLE_RECHECK_MS))
@@ -506,7 +490,7 @@ schedule_pass(uint64 wake_count)
 			continue;
 		}
 		m->idle = false;
-		if (start_worker(d->name, d->owner))
+		if (start_run_worker(d->name, d->owner))
 		{
 			m->last_start = now;
 			m->wake_seen = wake_count;
@@ -523,8 +507,7 @@ schedule_pass(uint64 wake_count)
 									  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
 									  1, types, values, NULL, SPI_OK_UPDATE);
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	medallion_bgw_xact_commit();
 	return next;
 }
 
@@ -540,9 +523,7 @@ fail_orphaned_runs(void)
 	ListCell   *lc;
 	uint64		i;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	medallion_bgw_xact_begin();
 	if (OidIsValid(get_extension_oid("medallion", true)))
 	{
 		ErrorData	edata = {0};
@@ -576,13 +557,13 @@ fail_orphaned_runs(void)
 		foreach(lc, pipelines)
 		{
 			ereport(LOG,
-					(errmsg("medallion: a run of pipeline \"%s\" was left running by a process that ended abnormally, marked failed",
-							(char *) lfirst(lc))));
+					(errmsg("run of pipeline \"%s\" marked failed",
+							(char *) lfirst(lc)),
+					 errdetail("The process running it ended abnormally.")));
 			medallion_policy_after_failure(lfirst(lc), &edata, "crashed", true);
 		}
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	medallion_bgw_xact_commit();
 	return pipelines != NIL;
 }
 
@@ -606,9 +587,7 @@ forget_wakes(void)
 static void
 housekeeping(bool full)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	medallion_bgw_xact_begin();
 	if (!full)
 		medallion_check_freshness();
 	else
@@ -628,8 +607,7 @@ housekeeping(bool full)
 									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 									  1, types, values, NULL, SPI_OK_DELETE);
 	}
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	medallion_bgw_xact_commit();
 }
 
 /*
@@ -758,10 +736,11 @@ medallion_scheduler_main(Datum arg)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("medallion cannot schedule pipelines in database \"%s\": every scheduler slot is taken",
+				 errmsg("cannot schedule pipelines in database \"%s\": every scheduler slot is taken",
 						my_dbname),
-				 errdetail("Schedulers run in at most %d databases of a cluster.",
-						   MEDALLION_MAX_DATABASES)));
+				 errdetail_plural("Schedulers run in at most %d database of a cluster.",
+								  "Schedulers run in at most %d databases of a cluster.",
+								  MEDALLION_MAX_DATABASES, MEDALLION_MAX_DATABASES)));
 		proc_exit(0);
 	}
 	before_shmem_exit(scheduler_detach, (Datum) 0);

@@ -16,35 +16,84 @@
  * found.  On a catalog of another version than the library's it does
  * nothing.
  *
+ * Also here, what the scheduler shares with it: a transaction of a
+ * background process, and the version of the extension installed.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "medallion.h"
+#include "bgw/bgw.h"
 
-static void
-begin_xact(void)
+/*
+ * Starts a transaction of a background process, with a snapshot for its
+ * statements.
+ */
+void
+medallion_bgw_xact_begin(void)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
-static void
-commit_xact(void)
+/*
+ * Commits a transaction started by medallion_bgw_xact_begin().
+ */
+void
+medallion_bgw_xact_commit(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+}
+
+/*
+ * The version of the extension installed in this database, or NULL.
+ */
+char *
+medallion_installed_version(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tup;
+	char	   *version = NULL;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("medallion"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, Anum_pg_extension_extversion,
+									 RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return version;
 }
 
 /*
@@ -71,23 +120,23 @@ medallion_worker_main(Datum arg)
 	cxt = AllocSetContextCreate(TopMemoryContext, "medallion worker", ALLOCSET_DEFAULT_SIZES);
 
 	/* 1: is there anything to do?  An empty check records no run. */
-	begin_xact();
+	medallion_bgw_xact_begin();
 	pgstat_report_activity(STATE_RUNNING, pipeline);
 	version = medallion_installed_version();
 	if (version == NULL || strcmp(version, MEDALLION_CATALOG_VERSION) != 0)
 		run_id = 0;				/* dropped, or not updated yet */
 	else
 		run_id = medallion_run_begin_scheduled(pipeline, MyProcPid);
-	commit_xact();
+	medallion_bgw_xact_commit();
 	if (run_id == 0)
 		proc_exit(0);
 
 	/* 2: the run, as a manual run does it */
-	begin_xact();
+	medallion_bgw_xact_begin();
 	PG_TRY();
 	{
 		medallion_run_scheduled(pipeline, run_id, (bool *) &over_budget);
-		commit_xact();
+		medallion_bgw_xact_commit();
 	}
 	PG_CATCH();
 	{
@@ -104,9 +153,9 @@ medallion_worker_main(Datum arg)
 	{
 		if (edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN || ProcDiePending)
 			proc_exit(1);
-		begin_xact();
+		medallion_bgw_xact_begin();
 		medallion_run_failed_scheduled(pipeline, run_id, edata, over_budget);
-		commit_xact();
+		medallion_bgw_xact_commit();
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 	proc_exit(0);
