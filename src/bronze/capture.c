@@ -43,6 +43,7 @@
 #include "utils/syscache.h"
 
 #include "medallion.h"
+#include "bronze/bronze.h"
 
 PG_FUNCTION_INFO_V1(medallion_capture);
 PG_FUNCTION_INFO_V1(medallion_capture_change);

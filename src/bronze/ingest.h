@@ -15,6 +15,7 @@
 #include "nodes/pg_list.h"
 
 #include "medallion.h"
+#include "bronze/bronze.h"
 
 /* Bytes of an over-long record kept for the DLQ. */
 #define MEDALLION_DLQ_HEAD (64 * 1024)
