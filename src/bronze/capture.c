@@ -178,7 +178,7 @@ medallion_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("table \"%s\" is already captured", relname),
-				 errhint("Its trigger medallion_capture names the bronze table it feeds.")));
+				 errhint("Its trigger \"medallion_capture\" names the bronze table it feeds.")));
 
 	name = PG_ARGISNULL(1) ? relname : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	qsource = medallion_qualified_relname(relid);
@@ -216,7 +216,8 @@ medallion_capture(PG_FUNCTION_ARGS)
 }
 
 /*
- * Refuses a capture trigger that medallion.capture() did not make.
+ * Refuses a capture trigger that medallion.capture() did not make.  The
+ * detail is a message marked with gettext_noop() by the caller.
  */
 static void
 refuse_capture(Relation rel, const char *detail)
@@ -225,7 +226,7 @@ refuse_capture(Relation rel, const char *detail)
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("medallion.capture_change() refuses to capture changes of \"%s\"",
 					RelationGetRelationName(rel)),
-			 errdetail_internal("%s", detail),
+			 errdetail_internal("%s", _(detail)),
 			 errhint("Capture a table with medallion.capture().")));
 }
 
@@ -264,14 +265,14 @@ capture_verdict(Relation rel, Trigger *trigger)
 	}
 
 	if (strcmp(trigger->tgname, "medallion_capture") != 0)
-		refuse_capture(rel, "Only a trigger named medallion_capture captures.");
+		refuse_capture(rel, gettext_noop("Only a trigger named medallion_capture captures."));
 
 	/* From a partition (a cloned trigger) up to the captured table. */
 	root = RelationGetRelid(rel);
 	if (rel->rd_rel->relispartition)
 	{
 		if (!trigger->tgisclone)
-			refuse_capture(rel, "The trigger on a partition must be the clone of its partitioned table's.");
+			refuse_capture(rel, gettext_noop("The trigger on a partition must be the clone of its partitioned table's."));
 		while (get_rel_relispartition(root))
 			root = get_partition_parent(root, false);
 	}
@@ -287,7 +288,7 @@ capture_verdict(Relation rel, Trigger *trigger)
 			get_relname_relid(trigger->tgargs[0], get_namespace_oid("bronze", false)) :
 			InvalidOid;
 		if (!OidIsValid(bronze))
-			refuse_capture(rel, "The trigger does not name a bronze table.");
+			refuse_capture(rel, gettext_noop("The trigger does not name a bronze table."));
 	}
 	else
 	{
@@ -306,11 +307,11 @@ capture_verdict(Relation rel, Trigger *trigger)
 		medallion_gateway_leave(&gw);
 	}
 	if (!OidIsValid(bronze) || get_rel_name(bronze) == NULL)
-		refuse_capture(rel, "The table is not registered in medallion.captures.");
+		refuse_capture(rel, gettext_noop("The table is not registered in medallion.captures."));
 
 	medallion_bronze_open(bronze, &target);
 	if (pg_class_aclcheck(bronze, medallion_rel_owner(root), ACL_INSERT) != ACLCHECK_OK)
-		refuse_capture(rel, "The owner of the captured table may not write its bronze table.");
+		refuse_capture(rel, gettext_noop("The owner of the captured table may not write its bronze table."));
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "medallion capture verdict",
 								ALLOCSET_SMALL_SIZES);
@@ -378,9 +379,9 @@ medallion_capture_change(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot truncate captured table \"%s\"", RelationGetRelationName(rel)),
-				 errdetail("Its changes are captured into bronze.%s; a TRUNCATE would lose the deletes.",
+				 errdetail("Its changes are captured into \"bronze.%s\"; a TRUNCATE would lose the deletes.",
 						   trigdata->tg_trigger->tgargs[0]),
-				 errhint("DELETE the rows instead, or drop the trigger medallion_capture_truncate to stop refusing.")));
+				 errhint("DELETE the rows instead, or drop the trigger \"medallion_capture_truncate\" to stop refusing.")));
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),

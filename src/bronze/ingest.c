@@ -67,7 +67,13 @@
 
 static const char *const format_names[] = {"ndjson", "json", "csv"};
 
-/* The ingest in progress: COPY's data-source callback takes no argument. */
+/*
+ * The ingest whose COPY is running: COPY's data-source callback takes no
+ * argument.  Set only around CopyFrom by copy_into_bronze, which restores the
+ * previous value however the COPY ends (an error included), so that it never
+ * points at the state of an ingest that is over; saving the previous value
+ * lets a trigger on the table ingest into another bronze table meanwhile.
+ */
 static IngestState *current_ingest = NULL;
 
 PG_FUNCTION_INFO_V1(medallion_ingest);
@@ -221,6 +227,8 @@ copy_source(void *outbuf, int minread, int maxread)
 	IngestState *st = current_ingest;
 	int			n;
 
+	if (st == NULL)
+		elog(ERROR, "medallion ingest: COPY data requested with no ingest in progress");
 	produce_rows(st, maxread);
 	n = Min(maxread, st->copybuf.len - st->copypos);
 	memcpy(outbuf, st->copybuf.data + st->copypos, n);
@@ -302,6 +310,7 @@ copy_into_bronze(IngestState *st)
 											  (Node *) makeString((char *) GetDatabaseEncodingName()), -1));
 	CopyFromState cstate;
 	uint64		processed;
+	IngestState *outer;
 
 	/* Each row carries the batch id and file name, unless COPY can add them. */
 	if (!MEDALLION_COPY_CONSTANT_COLUMNS)
@@ -309,15 +318,23 @@ copy_into_bronze(IngestState *st)
 
 	/* COPY's executor state needs the table in the range table, as DoCopy does. */
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	outer = current_ingest;
 	current_ingest = st;
-	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_source, cols, opts);
+	PG_TRY();
+	{
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_source, cols, opts);
 #if MEDALLION_COPY_CONSTANT_COLUMNS
-	copy_set_constant(cstate, rel, "_batch_id", st->batch_id);
-	copy_set_constant(cstate, rel, "_file_name", st->file_name);
+		copy_set_constant(cstate, rel, "_batch_id", st->batch_id);
+		copy_set_constant(cstate, rel, "_file_name", st->file_name);
 #endif
-	processed = CopyFrom(cstate);
-	EndCopyFrom(cstate);
-	current_ingest = NULL;
+		processed = CopyFrom(cstate);
+		EndCopyFrom(cstate);
+	}
+	PG_FINALLY();
+	{
+		current_ingest = outer;
+	}
+	PG_END_TRY();
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
 	return processed;
@@ -438,7 +455,6 @@ load_input(IngestState *st)
 
 	rewind_input(st);
 	retry = (medallion_try(attempt_copy, &first, false) != NULL);
-	current_ingest = NULL;
 	if (!retry)
 		return first.processed;
 

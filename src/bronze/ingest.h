@@ -29,6 +29,7 @@
 typedef struct Reader
 {
 	int			fd;				/* -1: the text is in memory */
+	const char *path;			/* the file's name as given, for messages */
 	char	   *buf;
 	size_t		len;			/* bytes in buf */
 	size_t		pos;			/* next unread byte */

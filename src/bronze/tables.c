@@ -127,14 +127,7 @@ medallion_bronze_open(Oid relid, BronzeTarget *target)
 				 errhint("Create one with medallion.create_bronze().")));
 
 	/* Partitions are created as the table's owner, whoever ingests. */
-	{
-		HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-
-		if (!HeapTupleIsValid(tup))
-			elog(ERROR, "cache lookup failed for relation %u", relid);
-		target->owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-		ReleaseSysCache(tup);
-	}
+	target->owner = medallion_rel_owner(relid);
 }
 
 /*
@@ -213,14 +206,23 @@ medallion_bronze_create(const char *name, const char *source_system,
 	Oid			relid;
 	int			i;
 
-	medallion_check_name("bronze table", name, BRONZE_MAX_NAME);
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("bronze table name must not be empty")));
+	if ((int) strlen(name) > BRONZE_MAX_NAME)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("bronze table name \"%s\" is too long", name),
+				 errdetail_plural("A bronze table name may have at most %d byte, so that its partitions' names fit.",
+								  "A bronze table name may have at most %d bytes, so that its partitions' names fit.",
+								  BRONZE_MAX_NAME, BRONZE_MAX_NAME)));
 	if (source_system[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("source_system must not be empty")));
 	if (!retention_null)
 	{
-		Interval   *iv = DatumGetIntervalP(retention);
 		Interval	zero = {0};
 
 		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, retention,
@@ -229,7 +231,6 @@ medallion_bronze_create(const char *name, const char *source_system,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("retention must be a positive interval"),
 					 errhint("Pass NULL to keep bronze rows forever.")));
-		(void) iv;
 	}
 	if (redact_keys)
 	{
@@ -365,7 +366,6 @@ Datum
 medallion_bronze_append_only(PG_FUNCTION_ARGS)
 {
 	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	const char *op;
 	Relation	rel;
 	char	   *relname;
 
@@ -381,13 +381,6 @@ medallion_bronze_append_only(PG_FUNCTION_ARGS)
 		return PointerGetDatum(trigdata->tg_trigtuple);
 	}
 
-	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		op = "UPDATE";
-	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
-		op = "DELETE";
-	else
-		op = "TRUNCATE";
-
 	/* Row triggers fire on the partitions: name the table the user knows. */
 	rel = trigdata->tg_relation;
 	if (rel->rd_rel->relispartition)
@@ -395,10 +388,23 @@ medallion_bronze_append_only(PG_FUNCTION_ARGS)
 	else
 		relname = RelationGetRelationName(rel);
 
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot %s bronze table \"%s\"", op, relname),
-			 errdetail("Bronze tables are append-only."),
-			 errhint("Old data leaves through medallion.apply_retention(); a superuser can SET medallion.allow_bronze_changes = on for an erasure.")));
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot update bronze table \"%s\"", relname),
+				 errdetail("Bronze tables are append-only."),
+				 errhint("Old data leaves through medallion.apply_retention(); a superuser can SET medallion.allow_bronze_changes = on for an erasure.")));
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot delete from bronze table \"%s\"", relname),
+				 errdetail("Bronze tables are append-only."),
+				 errhint("Old data leaves through medallion.apply_retention(); a superuser can SET medallion.allow_bronze_changes = on for an erasure.")));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot truncate bronze table \"%s\"", relname),
+				 errdetail("Bronze tables are append-only."),
+				 errhint("Old data leaves through medallion.apply_retention(); a superuser can SET medallion.allow_bronze_changes = on for an erasure.")));
 	PG_RETURN_NULL();
 }
