@@ -543,8 +543,8 @@ open_target(Oid relid, IngestState *st)
 	if (check_enable_rls(relid, InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot ingest into table %s with row-level security enabled",
-						quote_qualified_identifier("bronze", target->relname))));
+				 errmsg("cannot ingest into table \"bronze.%s\" with row-level security enabled",
+						target->relname)));
 	medallion_bronze_ensure_partitions(target);
 	st->redact = table_redacts(relid);
 	st->limit = (size_t) medallion_max_payload_mb * 1024 * 1024;
@@ -571,8 +571,8 @@ static void
 report_landed(BronzeTarget *target, const char *batch_id)
 {
 	ereport(NOTICE,
-			(errmsg("batch \"%s\" already landed in %s, nothing ingested",
-					batch_id, quote_qualified_identifier("bronze", target->relname))));
+			(errmsg("batch \"%s\" already landed in \"bronze.%s\", nothing ingested",
+					batch_id, target->relname)));
 }
 
 /*
@@ -610,8 +610,8 @@ finish_ingest(IngestState *st, uint64 landed)
 	if (landed == 0 && st->nbad == 0)
 		ereport(WARNING,
 				(errmsg("batch \"%s\" holds no records", st->batch_id),
-				 errdetail("The input is empty; nothing was ingested into %s.",
-						   quote_qualified_identifier("bronze", st->target.relname))));
+				 errdetail("The input is empty; nothing was ingested into \"bronze.%s\".",
+						   st->target.relname)));
 	else if (landed == 0)
 		ereport(WARNING,
 				(errmsg("no record of batch \"%s\" could be ingested", st->batch_id),
@@ -620,8 +620,9 @@ finish_ingest(IngestState *st, uint64 landed)
 								  st->nbad, (long long) st->nbad)));
 	else if (st->nbad > 0)
 		ereport(NOTICE,
-				(errmsg("%lld record(s) could not be parsed and went to medallion.dlq",
-						(long long) st->nbad)));
+				(errmsg_plural("%lld record could not be parsed and went to medallion.dlq",
+							   "%lld records could not be parsed and went to medallion.dlq",
+							   st->nbad, (long long) st->nbad)));
 }
 
 /*

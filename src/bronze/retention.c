@@ -219,8 +219,8 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 			if (reader)
 			{
 				ereport(WARNING,
-						(errmsg("bronze partition %s kept: pipeline \"%s\" has not processed all its rows",
-								medallion_qualified_relname(child), reader),
+						(errmsg("bronze partition \"bronze.%s\" kept: pipeline \"%s\" has not processed all its rows",
+								childname, reader),
 						 errhint("Run the pipeline, then apply retention again.")));
 				continue;
 			}
