@@ -22,6 +22,7 @@ extern Oid	medallion_bronze_create(const char *name, const char *source_system,
 									const char *description);
 extern char *medallion_qualified_relname(Oid relid);
 extern Oid	medallion_rel_owner(Oid relid);
+extern void medallion_bronze_exec_ddl(const char *sql);
 
 /* partitions.c */
 extern void medallion_bronze_ensure_partitions(const BronzeTarget *target);

@@ -202,14 +202,13 @@ medallion_capture(PG_FUNCTION_ARGS)
 
 	/* As the source's owner (the caller), under the pinned path. */
 	medallion_gateway_enter(GetUserId(), &gw);
-	(void) medallion_gateway_exec(psprintf("CREATE TRIGGER medallion_capture "
-										   "AFTER INSERT OR UPDATE OR DELETE ON %s "
-										   "FOR EACH ROW EXECUTE FUNCTION medallion.capture_change(%s);"
-										   "CREATE TRIGGER medallion_capture_truncate BEFORE TRUNCATE ON %s "
-										   "FOR EACH STATEMENT EXECUTE FUNCTION medallion.capture_change(%s);",
-										   qsource, quote_literal_cstr(name),
-										   qsource, quote_literal_cstr(name)),
-								  0, NULL, NULL, NULL, 0, 0);
+	medallion_bronze_exec_ddl(psprintf("CREATE TRIGGER medallion_capture "
+									   "AFTER INSERT OR UPDATE OR DELETE ON %s "
+									   "FOR EACH ROW EXECUTE FUNCTION medallion.capture_change(%s);"
+									   "CREATE TRIGGER medallion_capture_truncate BEFORE TRUNCATE ON %s "
+									   "FOR EACH STATEMENT EXECUTE FUNCTION medallion.capture_change(%s);",
+									   qsource, quote_literal_cstr(name),
+									   qsource, quote_literal_cstr(name)));
 	medallion_gateway_leave(&gw);
 
 	PG_RETURN_OID(bronze_relid);

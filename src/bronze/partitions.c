@@ -86,7 +86,7 @@ create_day_partition(const BronzeTarget *target, int day)
 					 "CREATE TRIGGER medallion_landed AFTER INSERT ON %s "
 					 "FOR EACH STATEMENT EXECUTE FUNCTION medallion.bronze_landed();",
 					 qpart, qparent, qpart, lo, hi, qparent, qpart, lo, hi, qpart, qpart);
-	(void) medallion_gateway_exec(sql.data, 0, NULL, NULL, NULL, 0, 0);
+	medallion_bronze_exec_ddl(sql.data);
 }
 
 /*

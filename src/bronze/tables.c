@@ -90,6 +90,37 @@ medallion_rel_owner(Oid relid)
 }
 
 /*
+ * Runs generated statements that create bronze objects (tables, partitions,
+ * triggers), inside the gateway the caller entered.  An error they raise is
+ * reported without the generated SQL as its context or internal query: the
+ * user did not write that text, and it would bury the message.  The contexts
+ * of the caller (e.g. the user's function that called create_bronze) remain.
+ */
+void
+medallion_bronze_exec_ddl(const char *sql)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		(void) medallion_gateway_exec(sql, 0, NULL, NULL, NULL, 0, 0);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		edata->context = NULL;
+		edata->internalquery = NULL;
+		edata->internalpos = 0;
+		ThrowErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Resolves a regclass argument to a bronze table medallion manages, or fails.
  */
 void
@@ -296,7 +327,7 @@ medallion_bronze_create(const char *name, const char *source_system,
 
 	/* As the caller (who will own the table), under the pinned path. */
 	medallion_gateway_enter(GetUserId(), &gw);
-	(void) medallion_gateway_exec(sql.data, 0, NULL, NULL, NULL, 0, 0);
+	medallion_bronze_exec_ddl(sql.data);
 	medallion_gateway_leave(&gw);
 	CommandCounterIncrement();
 
