@@ -13,9 +13,10 @@ DATA = sql/medallion--0.1.0.sql sql/medallion--0.1.0--0.2.0.sql
 DATA_built = sql/medallion--0.2.0.sql
 PGFILEDESC = "medallion - data pipelines (bronze, silver, gold) inside PostgreSQL"
 
-# pg_regress suites (sql/NAME.sql, expected/NAME.out), in this order.
+# pg_regress suites (test/sql/NAME.sql, test/expected/NAME.out), in this order;
+# sql/ holds the install scripts only.
 REGRESS = extension bronze_ingest
-REGRESS_OPTS = --inputdir=. --outputdir=. --load-extension=medallion
+REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=medallion
 
 # Isolation specs: test/isolation/specs/NAME.spec, test/isolation/expected/NAME.out.
 ISOLATION = bronze_batch_race bronze_partition_create bronze_partition_premake capture_concurrent \

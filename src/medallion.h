@@ -91,7 +91,7 @@ extern void medallion_dlq_writer_add(MedallionDlqWriter *w, const MedallionDlqEn
 extern void medallion_dlq_writer_flush(MedallionDlqWriter *w);
 extern void medallion_dlq_writer_discard(MedallionDlqWriter *w);
 
-/* bronze.c */
+/* bronze/tables.c (the rest of bronze is in bronze/bronze.h) */
 typedef struct BronzeTarget
 {
 	Oid			relid;
@@ -101,14 +101,7 @@ typedef struct BronzeTarget
 } BronzeTarget;
 
 extern void medallion_bronze_open(Oid relid, BronzeTarget *target);
-extern void medallion_bronze_ensure_partitions(const BronzeTarget *target);
-extern Oid	medallion_bronze_create(const char *name, const char *source_system,
-									Datum retention, bool retention_null,
-									ArrayType *redact_keys, Jsonb *options,
-									const char *description);
 extern void medallion_check_name(const char *what, const char *name, int max_len);
-extern char *medallion_qualified_relname(Oid relid);
-extern Oid	medallion_rel_owner(Oid relid);
 
 /* pseudonym.c: keyed pseudonyms (HMAC-SHA256 under the database's key) */
 extern char *medallion_pseudonymize_hex(const char *data, int len);

@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034  # (variables used by the scripts that source it)
-# test/lib.sh — what test/run and demo/run share; sourced, not run.
+# test/lib.sh — what test/run, demo/run and the benchmarks (test/bench/) share; sourced,
+# not run.
 #
 # The caller sets ME (its name, the prefix of its messages) and PORT, sources this file,
 # then calls in order:
@@ -11,7 +12,9 @@
 #   build_install         build with WARN_CFLAGS, make install, chown WORK to postgres,
 #                         cd to TREE; non-zero (build log printed) if that failed
 #   start_server [LINE…]  initdb + start a server on PORT, listening only on a unix socket
-#                         in WORK; each LINE is added to its postgresql.conf
+#                         in WORK, with the settings of SERVER_CONF (the test suites' by
+#                         default); each LINE is added to its postgresql.conf
+# A benchmark calls bench_cluster instead of the last three (see there).
 # Everything that touches the server runs as `postgres` through as_pg (the checkout may
 # sit where postgres cannot read), from the copy in WORK.
 
@@ -33,6 +36,9 @@ unset LANGUAGE LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME
 export LANG=C.UTF-8 LC_ALL=C.UTF-8
 
 WORK='' TREE='' SOCK='' PGDATA_DIR='' LOGS=''
+# The scratch server's settings besides its socket and port: the test suites'.
+SERVER_CONF=("shared_preload_libraries = 'medallion,pg_cron'" 'cron.use_background_workers = on'
+             'max_worker_processes = 32' 'fsync = off' "log_line_prefix = '%m [%p] %q%a '")
 note() { printf '\n=== %s\n' "$*"; }
 
 # as_pg [VAR=value…] COMMAND…: run as postgres (when root). Fds 3 and 4 are not passed on,
@@ -125,15 +131,37 @@ start_server() {
 port = $PORT
 listen_addresses = ''
 unix_socket_directories = '$SOCK'
-shared_preload_libraries = 'medallion,pg_cron'
-cron.use_background_workers = on
-max_worker_processes = 32
-fsync = off
-log_line_prefix = '%m [%p] %q%a '
 CONF
+    printf '%s\n' "${SERVER_CONF[@]}"
     if (($#)); then printf '%s\n' "$@"; fi
   } >>"$PGDATA_DIR/postgresql.conf"
   as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGS/server.log" -w -t 60 start >/dev/null 2>&1 \
     || { echo "server did not start:"; tail -n 40 "$LOGS/server.log"; return 1; }
   echo "started"
+}
+
+# ---- benchmarks (test/bench/) -----------------------------------------------------------
+# bench_cluster NAME BUILD LINE…: the scratch cluster of a benchmark, once install_packages
+# ran.  The work dir is ${MEDALLION_BENCH_TMP:-/tmp}/medallion-NAME.XXXXXX (WORK; the server's
+# data in $WORK/pgdata, LOGS), stopped on exit (the caller's at_exit RC then decides what
+# of WORK to keep); medallion is built and installed from a copy of the tree unless BUILD
+# is 0; the server runs with exactly the settings LINE… besides its socket and port (no
+# suite defaults: a benchmark states what it measures under).  PSQL is then psql -At.
+# Exits 2 (a harness error) if the build or the start fails.
+bench_cluster() {
+  local name=$1 build=$2
+  shift 2
+  make_workdir "${MEDALLION_BENCH_TMP:-/tmp}/medallion-$name"
+  PGDATA_DIR=$WORK/pgdata
+  chmod 755 "$WORK"
+  stop_server_on_exit
+  echo "$ME: work dir $WORK"
+  if ((build)); then
+    (build_install) >/dev/null || { cat "$LOGS/build.log"; echo "$ME: build failed" >&2; exit 2; }
+    echo "built and installed medallion from $ROOT"
+  fi
+  chown -R postgres:postgres "$WORK" 2>/dev/null || true
+  SERVER_CONF=("$@")
+  start_server || exit 2
+  PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres)
 }

@@ -43,6 +43,7 @@
 #include "utils/syscache.h"
 
 #include "medallion.h"
+#include "bronze/bronze.h"
 
 PG_FUNCTION_INFO_V1(medallion_capture);
 PG_FUNCTION_INFO_V1(medallion_capture_change);
@@ -177,7 +178,7 @@ medallion_capture(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("table \"%s\" is already captured", relname),
-				 errhint("Its trigger medallion_capture names the bronze table it feeds.")));
+				 errhint("Its trigger \"medallion_capture\" names the bronze table it feeds.")));
 
 	name = PG_ARGISNULL(1) ? relname : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	qsource = medallion_qualified_relname(relid);
@@ -201,21 +202,21 @@ medallion_capture(PG_FUNCTION_ARGS)
 
 	/* As the source's owner (the caller), under the pinned path. */
 	medallion_gateway_enter(GetUserId(), &gw);
-	(void) medallion_gateway_exec(psprintf("CREATE TRIGGER medallion_capture "
-										   "AFTER INSERT OR UPDATE OR DELETE ON %s "
-										   "FOR EACH ROW EXECUTE FUNCTION medallion.capture_change(%s);"
-										   "CREATE TRIGGER medallion_capture_truncate BEFORE TRUNCATE ON %s "
-										   "FOR EACH STATEMENT EXECUTE FUNCTION medallion.capture_change(%s);",
-										   qsource, quote_literal_cstr(name),
-										   qsource, quote_literal_cstr(name)),
-								  0, NULL, NULL, NULL, 0, 0);
+	medallion_bronze_exec_ddl(psprintf("CREATE TRIGGER medallion_capture "
+									   "AFTER INSERT OR UPDATE OR DELETE ON %s "
+									   "FOR EACH ROW EXECUTE FUNCTION medallion.capture_change(%s);"
+									   "CREATE TRIGGER medallion_capture_truncate BEFORE TRUNCATE ON %s "
+									   "FOR EACH STATEMENT EXECUTE FUNCTION medallion.capture_change(%s);",
+									   qsource, quote_literal_cstr(name),
+									   qsource, quote_literal_cstr(name)));
 	medallion_gateway_leave(&gw);
 
 	PG_RETURN_OID(bronze_relid);
 }
 
 /*
- * Refuses a capture trigger that medallion.capture() did not make.
+ * Refuses a capture trigger that medallion.capture() did not make.  The
+ * detail is a message marked with gettext_noop() by the caller.
  */
 static void
 refuse_capture(Relation rel, const char *detail)
@@ -224,7 +225,7 @@ refuse_capture(Relation rel, const char *detail)
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 			 errmsg("medallion.capture_change() refuses to capture changes of \"%s\"",
 					RelationGetRelationName(rel)),
-			 errdetail_internal("%s", detail),
+			 errdetail_internal("%s", _(detail)),
 			 errhint("Capture a table with medallion.capture().")));
 }
 
@@ -263,14 +264,14 @@ capture_verdict(Relation rel, Trigger *trigger)
 	}
 
 	if (strcmp(trigger->tgname, "medallion_capture") != 0)
-		refuse_capture(rel, "Only a trigger named medallion_capture captures.");
+		refuse_capture(rel, gettext_noop("Only a trigger named medallion_capture captures."));
 
 	/* From a partition (a cloned trigger) up to the captured table. */
 	root = RelationGetRelid(rel);
 	if (rel->rd_rel->relispartition)
 	{
 		if (!trigger->tgisclone)
-			refuse_capture(rel, "The trigger on a partition must be the clone of its partitioned table's.");
+			refuse_capture(rel, gettext_noop("The trigger on a partition must be the clone of its partitioned table's."));
 		while (get_rel_relispartition(root))
 			root = get_partition_parent(root, false);
 	}
@@ -286,7 +287,7 @@ capture_verdict(Relation rel, Trigger *trigger)
 			get_relname_relid(trigger->tgargs[0], get_namespace_oid("bronze", false)) :
 			InvalidOid;
 		if (!OidIsValid(bronze))
-			refuse_capture(rel, "The trigger does not name a bronze table.");
+			refuse_capture(rel, gettext_noop("The trigger does not name a bronze table."));
 	}
 	else
 	{
@@ -305,11 +306,11 @@ capture_verdict(Relation rel, Trigger *trigger)
 		medallion_gateway_leave(&gw);
 	}
 	if (!OidIsValid(bronze) || get_rel_name(bronze) == NULL)
-		refuse_capture(rel, "The table is not registered in medallion.captures.");
+		refuse_capture(rel, gettext_noop("The table is not registered in medallion.captures."));
 
 	medallion_bronze_open(bronze, &target);
 	if (pg_class_aclcheck(bronze, medallion_rel_owner(root), ACL_INSERT) != ACLCHECK_OK)
-		refuse_capture(rel, "The owner of the captured table may not write its bronze table.");
+		refuse_capture(rel, gettext_noop("The owner of the captured table may not write its bronze table."));
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "medallion capture verdict",
 								ALLOCSET_SMALL_SIZES);
@@ -377,9 +378,9 @@ medallion_capture_change(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot truncate captured table \"%s\"", RelationGetRelationName(rel)),
-				 errdetail("Its changes are captured into bronze.%s; a TRUNCATE would lose the deletes.",
+				 errdetail("Its changes are captured into \"bronze.%s\"; a TRUNCATE would lose the deletes.",
 						   trigdata->tg_trigger->tgargs[0]),
-				 errhint("DELETE the rows instead, or drop the trigger medallion_capture_truncate to stop refusing.")));
+				 errhint("DELETE the rows instead, or drop the trigger \"medallion_capture_truncate\" to stop refusing.")));
 	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) || !TRIGGER_FIRED_AFTER(trigdata->tg_event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * ingest.h
- *	  Private to ingestion: ingest.c (entry points, COPY, DLQ),
- *	  ingest_records.c (records and their checks), ingest_reader.c (input).
+ *	  Private to ingestion: ingest.c (entry points), ingest_copy.c (feeding
+ *	  COPY, the DLQ), ingest_records.c (records and their checks),
+ *	  ingest_reader.c (input).
  *
  *-------------------------------------------------------------------------
  */
@@ -15,6 +16,7 @@
 #include "nodes/pg_list.h"
 
 #include "medallion.h"
+#include "bronze/bronze.h"
 
 /* Bytes of an over-long record kept for the DLQ. */
 #define MEDALLION_DLQ_HEAD (64 * 1024)
@@ -28,6 +30,7 @@
 typedef struct Reader
 {
 	int			fd;				/* -1: the text is in memory */
+	const char *path;			/* the file's name as given, for messages */
 	char	   *buf;
 	size_t		len;			/* bytes in buf */
 	size_t		pos;			/* next unread byte */
@@ -178,5 +181,11 @@ extern const char *medallion_ingest_check_record(IngestState *st, Record *rec,
 												 const char **sqlstate);
 extern bool medallion_ingest_whole_input(IngestState *st, Record *rec);
 extern void medallion_ingest_rewind_records(IngestState *st);
+
+/* ingest_copy.c */
+extern void medallion_ingest_keep_bad(IngestState *st, Record *rec, const char *message,
+									  const char *sqlstate);
+extern void medallion_ingest_copy_prefix(IngestState *st);
+extern uint64 medallion_ingest_load(IngestState *st);
 
 #endif							/* MEDALLION_INGEST_H */

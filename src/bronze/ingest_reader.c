@@ -110,6 +110,7 @@ medallion_reader_open_file(Reader *r, const char *path, size_t limit, FileIdenti
 	require_regular_file(path, &sb);
 
 	reader_reset(r, limit);
+	r->path = pstrdup(path);
 	r->fd = OpenTransientFile(id->realpath, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | PG_BINARY);
 	if (r->fd < 0)
 		ereport(ERROR,
@@ -161,7 +162,7 @@ medallion_reader_rewind(Reader *r)
 	if (lseek(r->fd, 0, SEEK_SET) != 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not rewind file: %m")));
+				 errmsg("could not seek to the start of file \"%s\": %m", r->path)));
 	r->len = 0;
 	r->eof = false;
 	r->remaining = r->size;
@@ -208,7 +209,7 @@ reader_fill(Reader *r)
 	if (n < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),
-				 errmsg("could not read file: %m")));
+				 errmsg("could not read file \"%s\": %m", r->path)));
 	if (n == 0)
 	{
 		r->eof = true;

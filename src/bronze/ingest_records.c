@@ -126,7 +126,7 @@ csv_fields(const char *s, int len, char **error)
 			{
 				if (i >= len)
 				{
-					*error = "unterminated quoted field";
+					*error = gettext_noop("unterminated quoted field");
 					return NIL;
 				}
 				if (s[i] == '"')
@@ -144,7 +144,7 @@ csv_fields(const char *s, int len, char **error)
 			}
 			if (i < len && s[i] != ',')
 			{
-				*error = "unexpected character after a quoted field";
+				*error = gettext_noop("unexpected character after a quoted field");
 				return NIL;
 			}
 		}
@@ -154,7 +154,7 @@ csv_fields(const char *s, int len, char **error)
 			{
 				if (s[i] == '"')
 				{
-					*error = "quote inside an unquoted field";
+					*error = gettext_noop("quote inside an unquoted field");
 					return NIL;
 				}
 				appendStringInfoChar(&f, s[i++]);
@@ -318,7 +318,7 @@ read_csv_header(IngestState *st)
 	if (error)
 		ereport(ERROR,
 				(errcode(ERRCODE_BAD_COPY_FILE_FORMAT),
-				 errmsg("could not read the CSV header: %s", error)));
+				 errmsg("could not read the CSV header: %s", _(error))));
 	foreach(lc, st->header)
 	{
 		ListCell   *other;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/bench/p2_p3_silver.sh — DESIGN.md §6 P2 and P3 (not part of test/run).
+# test/bench/p2_p3_silver.sh — benchmarks P2 and P3 (not part of test/run).
 #
 #   test/bench/p2_p3_silver.sh [p2] [p3]   # both by default
 #     --no-build   use the medallion already installed

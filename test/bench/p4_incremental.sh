@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/bench/p4_incremental.sh — DESIGN.md §6 P4 (not part of test/run).
+# test/bench/p4_incremental.sh — benchmark P4 (not part of test/run).
 #
 #   test/bench/p4_incremental.sh [--no-build] [--perf] [--explain]
 #
@@ -18,7 +18,7 @@
 # with --explain, and always when the target is missed.  --perf profiles one incremental run
 # of each size.
 #
-# Environment: BENCH_P4_BIG_ROWS (3000000 by default; DESIGN.md says 10M: set
+# Environment: BENCH_P4_BIG_ROWS (3000000 by default; the target is meant for 10M: set
 # BENCH_P4_BIG_ROWS=10000000 — on 2 busy cores filling 10M rows took 335 s and the catch-up
 # run 184 s, so the default is smaller), BENCH_P4_SMALL_ROWS (100000), BENCH_P4_DELTA (10000),
 # BENCH_P4_UPDATES (50: the % of the new rows that update a random existing key; 0 isolates

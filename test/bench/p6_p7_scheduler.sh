@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test/bench/p6_p7_scheduler.sh — DESIGN.md §6 P6 and P7 (not part of test/run).
+# test/bench/p6_p7_scheduler.sh — benchmarks P6 and P7 (not part of test/run).
 #
 #   test/bench/p6_p7_scheduler.sh [p6] [p7] [--no-build] [--strace] [--perf]
 #
@@ -41,8 +41,10 @@
 # usage or harness error.
 set -euo pipefail
 
-PGBIN=/usr/lib/postgresql/15/bin
-PG_CONFIG=$PGBIN/pg_config
+MEDALLION_PGBIN=${MEDALLION_BENCH_PGBIN:-${MEDALLION_PGBIN:-}}
+# shellcheck source=test/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"   # packages, work dir, build, server
+ME=p6_p7_scheduler.sh
 PORT=${MEDALLION_BENCH_PORT:-54349}
 P6_ITERS=${BENCH_P6_ITERS:-50}
 P6_GAP_MS=${BENCH_P6_GAP_MS:-200}
@@ -53,11 +55,7 @@ P7_DAYS=${BENCH_P7_DAYS:-0}
 P7_ROWS=${BENCH_P7_ROWS:-1000}
 P6_TARGET_S=1.0
 P7_TARGET_PCT=1.0
-WARN_CFLAGS='-Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers'
 PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev perl make gcc)
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-unset LANGUAGE LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME
-export LANG=C.UTF-8 LC_ALL=C.UTF-8
 CLK_TCK=$(getconf CLK_TCK)
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
@@ -76,92 +74,31 @@ for a in "$@"; do
 done
 ((DO_P6 || DO_P7)) || DO_P6=1 DO_P7=1
 
-if [[ $(id -u) == 0 ]]; then
-  as_pg() { runuser -u postgres -- env "PATH=$PATH" "$@"; }
-else
-  as_pg() { env "$@"; }
-fi
-
 # ---- packages ---------------------------------------------------------------------------
 ((STRACE)) && PACKAGES+=(strace)
 ((PERF)) && PACKAGES+=(linux-perf)
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [[ $(id -u) != 0 ]]; then
-    echo "p6_p7_scheduler.sh: missing packages (run as root to install): ${missing[*]}" >&2; exit 1
-  fi
-  echo "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-id postgres >/dev/null 2>&1 || { echo "p6_p7_scheduler.sh: no 'postgres' user" >&2; exit 1; }
+install_packages
 if ((STRACE || PERF)) && [[ $(id -u) != 0 ]]; then
   echo "p6_p7_scheduler.sh: --strace/--perf need root (they attach to a postgres process)" >&2; exit 1
 fi
 
-# ---- temp dir, cleanup ------------------------------------------------------------------
-WORK=$(mktemp -d "${MEDALLION_BENCH_TMP:-/tmp}/medallion-p6p7.XXXXXX")
-PGDATA_DIR=$WORK/pgdata SOCK=$WORK LOGS=$WORK/logs
-mkdir -p "$LOGS"
-chmod 755 "$WORK"
+# ---- scratch cluster (test/lib.sh), cleanup ---------------------------------------------
 BG_PID=''
-finish() {
-  local rc=$?
-  trap - EXIT
+# at_exit RC (test/lib.sh's exit trap, once the server is stopped)
+at_exit() {
   [[ -n $BG_PID ]] && kill -INT "$BG_PID" 2>/dev/null || true
-  if [[ -f $PGDATA_DIR/postmaster.pid ]]; then
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 \
-      || as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
-  if [[ ${BENCH_KEEP:-0} == 1 || $rc -gt 1 || $STRACE == 1 || $PERF == 1 ]]; then
+  if [[ ${BENCH_KEEP:-0} == 1 || $1 -gt 1 || $STRACE == 1 || $PERF == 1 ]]; then
     rm -rf "$WORK/tree"
     echo "kept: $WORK"
   else
     rm -rf "$WORK"
   fi
-  exit "$rc"
 }
-trap finish EXIT
-trap 'exit 130' INT TERM
-echo "p6_p7_scheduler.sh: work dir $WORK"
-
-# ---- build, install ---------------------------------------------------------------------
-if ((BUILD)); then
-  TREE=$WORK/tree
-  mkdir -p "$TREE"
-  tar -C "$ROOT" --exclude=./.git -cf - . | tar -C "$TREE" -xf -
-  {
-    make -C "$TREE" -s PG_CONFIG="$PG_CONFIG" clean >/dev/null &&
-    make -C "$TREE" PG_CONFIG="$PG_CONFIG" PG_CFLAGS="$WARN_CFLAGS" &&
-    make -C "$TREE" PG_CONFIG="$PG_CONFIG" install
-  } >"$LOGS/build.log" 2>&1 || { cat "$LOGS/build.log"; echo "p6_p7_scheduler.sh: build failed" >&2; exit 2; }
-  echo "built and installed medallion from $ROOT"
-fi
-chown -R postgres:postgres "$WORK" 2>/dev/null || true
-
-# ---- scratch cluster --------------------------------------------------------------------
-as_pg "$PGBIN/initdb" -E UTF8 --locale=C.UTF-8 -A trust -U postgres -D "$PGDATA_DIR" \
-  >"$LOGS/initdb.log" 2>&1 || { cat "$LOGS/initdb.log"; exit 2; }
-cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
-
-# --- p6_p7_scheduler.sh scratch server: defaults except these ---
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-shared_preload_libraries = 'medallion'
-max_worker_processes = 16
-log_line_prefix = '%m [%p] %q%b %a '
-CONF
-as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGS/server.log" -w -t 60 start >/dev/null 2>&1 \
-  || { echo "server did not start:"; tail -n 40 "$LOGS/server.log"; exit 2; }
+bench_cluster p6p7 "$BUILD" "shared_preload_libraries = 'medallion'" 'max_worker_processes = 16' \
+  "log_line_prefix = '%m [%p] %q%b %a '"
 PM_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid")
 echo "scratch server: socket $SOCK port $PORT, postmaster $PM_PID ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 
-PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres)
 sql() { as_pg "${PSQL[@]}" -d "${DB:-postgres}" "$@"; }
 
 # wait_for DB SQL [SECONDS]: until SQL returns t

@@ -1,5 +1,5 @@
 # test/bench/silver_lib.sh — shared by test/bench/p2_p3_silver.sh and test/bench/p4_incremental.sh
-# (sourced, not run).  A scratch cluster of its own, built like test/bench/run's:
+# (sourced, not run).  A scratch cluster of its own, set up by test/lib.sh's bench_cluster:
 #
 #   bench_init NAME "$@"   parses --no-build --perf --explain -h, installs what is missing,
 #                          makes a temp dir owned by postgres, builds and installs medallion
@@ -23,48 +23,38 @@
 # directory, /usr/lib/postgresql/15/bin: a relocated copy of the installation lets a patched
 # medallion be measured without installing it; use with --no-build).
 
-PGBIN=${MEDALLION_BENCH_PGBIN:-/usr/lib/postgresql/15/bin}   # another (relocated) install: with --no-build
-PG_CONFIG=$PGBIN/pg_config
+# The scratch cluster (test/lib.sh: packages, work dir, build, server), with the settings
+# every side of these benchmarks runs under.
+MEDALLION_PGBIN=${MEDALLION_BENCH_PGBIN:-${MEDALLION_PGBIN:-}}
+# shellcheck source=test/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 PORT=${MEDALLION_BENCH_PORT:-55448}
 REPS=${BENCH_REPS:-3}
-WARN_CFLAGS='-Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers'
 PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev make gcc)
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-unset LANGUAGE LC_CTYPE LC_COLLATE LC_MESSAGES LC_MONETARY LC_NUMERIC LC_TIME
-export LANG=C.UTF-8 LC_ALL=C.UTF-8
 CLK_TCK=$(getconf CLK_TCK)
+BENCH_CONF=("shared_preload_libraries = 'medallion'" 'shared_buffers = 1GB' 'max_wal_size = 10GB'
+            'checkpoint_timeout = 30min' 'synchronous_commit = off' "log_line_prefix = '%m [%p] %q%a '")
 
 BUILD=1 PERF=0 EXPLAIN=0 BENCH_ARGS=()
 
-if [[ $(id -u) == 0 ]]; then
-  as_pg() { runuser -u postgres -- env "PATH=$PATH" "$@"; }
-else
-  as_pg() { env "$@"; }
-fi
-
 bench_usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-bench_finish() {
-  local rc=$?
-  trap - EXIT
+# at_exit RC (test/lib.sh's exit trap, once the server is stopped): WORK is kept with
+# BENCH_KEEP=1 or after a harness error.
+at_exit() {
   [[ -n ${PERF_PID:-} ]] && kill -INT "$PERF_PID" 2>/dev/null || true
-  if [[ -f ${PGDATA_DIR:-/nonexistent}/postmaster.pid ]]; then
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null 2>&1 \
-      || as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
   if [[ -n ${WORK:-} ]]; then
-    if [[ ${BENCH_KEEP:-0} == 1 || $rc -gt 1 ]]; then
+    if [[ ${BENCH_KEEP:-0} == 1 || $1 -gt 1 ]]; then
       echo "kept: $WORK"
     else
       rm -rf "$WORK"
     fi
   fi
-  exit "$rc"
 }
 
 bench_init() {
   local name=$1; shift
-  local a p missing=()
+  local a
   for a in "$@"; do
     case $a in
       --no-build) BUILD=0 ;;
@@ -76,20 +66,9 @@ bench_init() {
     esac
   done
 
+  ME=$name
   ((PERF)) && PACKAGES+=(linux-perf)
-  for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    if [[ $(id -u) != 0 ]]; then
-      echo "$name: missing packages (run as root to install): ${missing[*]}" >&2; exit 1
-    fi
-    echo "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
-  fi
-  id postgres >/dev/null 2>&1 || { echo "$name: no 'postgres' user" >&2; exit 1; }
+  install_packages
   if ((PERF)) && [[ $(id -u) != 0 ]]; then
     echo "$name: --perf needs root (perf record -p on a postgres backend)" >&2; exit 1
   fi
@@ -97,8 +76,7 @@ bench_init() {
   if [[ -n ${BENCH_P4_REUSE:-} ]]; then   # a kept work dir: start its server again
     WORK=$BENCH_P4_REUSE BENCH_KEEP=1 BUILD=0
     PGDATA_DIR=$WORK/pgdata SOCK=$WORK LOGS=$WORK/logs
-    trap bench_finish EXIT
-    trap 'exit 130' INT TERM
+    stop_server_on_exit
     sed -i "s/^port = .*/port = $PORT/" "$PGDATA_DIR/postgresql.conf"
     as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGS/server.log" -w -t 120 start >/dev/null 2>&1 \
       || { echo "server did not start:"; tail -n 40 "$LOGS/server.log"; exit 2; }
@@ -108,48 +86,10 @@ bench_init() {
     echo "$name: reusing $WORK (load $(cut -d' ' -f1-3 /proc/loadavg))"
     return
   fi
-  WORK=$(mktemp -d "${MEDALLION_BENCH_TMP:-/tmp}/medallion-$name.XXXXXX")
-  PGDATA_DIR=$WORK/pgdata SOCK=$WORK LOGS=$WORK/logs
-  mkdir -p "$LOGS"
-  chmod 755 "$WORK"
   PERF_PID=
-  trap bench_finish EXIT
-  trap 'exit 130' INT TERM
-  echo "$name: work dir $WORK"
-
-  if ((BUILD)); then
-    local tree=$WORK/tree
-    mkdir -p "$tree"
-    tar -C "$ROOT" --exclude=./.git -cf - . | tar -C "$tree" -xf -
-    {
-      make -C "$tree" -s PG_CONFIG="$PG_CONFIG" clean >/dev/null &&
-      make -C "$tree" PG_CONFIG="$PG_CONFIG" PG_CFLAGS="$WARN_CFLAGS" &&
-      make -C "$tree" PG_CONFIG="$PG_CONFIG" install
-    } >"$LOGS/build.log" 2>&1 || { cat "$LOGS/build.log"; echo "$name: build failed" >&2; exit 2; }
-    echo "built and installed medallion from $ROOT"
-  fi
-  chown -R postgres:postgres "$WORK" 2>/dev/null || true
-
-  as_pg "$PGBIN/initdb" -E UTF8 --locale=C.UTF-8 -A trust -U postgres -D "$PGDATA_DIR" \
-    >"$LOGS/initdb.log" 2>&1 || { cat "$LOGS/initdb.log"; exit 2; }
-  cat >>"$PGDATA_DIR/postgresql.conf" <<CONF
-
-# --- $name scratch server: defaults except these, the same for every side ---
-port = $PORT
-listen_addresses = ''
-unix_socket_directories = '$SOCK'
-shared_preload_libraries = 'medallion'
-shared_buffers = 1GB
-max_wal_size = 10GB
-checkpoint_timeout = 30min
-synchronous_commit = off
-log_line_prefix = '%m [%p] %q%a '
-CONF
-  as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$LOGS/server.log" -w -t 60 start >/dev/null 2>&1 \
-    || { echo "server did not start:"; tail -n 40 "$LOGS/server.log"; exit 2; }
+  bench_cluster "$name" "$BUILD" "${BENCH_CONF[@]}"
   echo "scratch server: socket $SOCK port $PORT ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 
-  PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres)
   DB=postgres sql -c 'CREATE DATABASE bench'
   sql <<SQL
 CREATE EXTENSION medallion;

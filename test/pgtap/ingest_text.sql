@@ -3,7 +3,7 @@
 -- the exact text, with its line (ndjson, csv) or array position (json).
 -- (SELECT FROM f() runs f and prints nothing.)
 BEGIN;
-SELECT plan(46);
+SELECT plan(49);
 
 SELECT FROM medallion.create_bronze('events', 'app');
 
@@ -215,6 +215,26 @@ SELECT throws_ok($$SELECT medallion.ingest_text('public.not_bronze', '{}')$$, '4
 
 SELECT is(medallion.ingest_text('bronze.events', E'a,c\n1,3', 'csv', 'csv4'), 1::bigint,
           'after a refused ingest, the corrected batch lands under the same id');
+
+-- An ingest started by a trigger while another ingest's COPY runs: the outer
+-- COPY goes on reading its own input afterwards, and a failed ingest leaves
+-- nothing behind for the next one.
+SELECT FROM medallion.create_bronze('fanout', 'app');
+CREATE FUNCTION public.fan_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM medallion.ingest_text('bronze.fanout', NEW._raw::text, 'ndjson');
+  RETURN NEW;
+END $$;
+CREATE TRIGGER fan_out BEFORE INSERT ON bronze.events
+  FOR EACH ROW WHEN (NEW._batch_id = 'nested') EXECUTE FUNCTION public.fan_out();
+SELECT is(medallion.ingest_text('bronze.events', E'{"k": 1}\n{"k": 2}\n{"k": 3}', 'ndjson', 'nested'),
+          3::bigint, 'an ingest whose rows start other ingests lands all its rows');
+SELECT results_eq($$SELECT _raw FROM bronze.fanout ORDER BY _seq$$,
+                  $$VALUES ('{"k": 1}'::jsonb), ('{"k": 2}'), ('{"k": 3}')$$,
+                  'and each nested ingest landed its row');
+DROP TRIGGER fan_out ON bronze.events;
+SELECT is(medallion.ingest_text('bronze.events', E'{"k": 4}', 'ndjson', 'after-nested'), 1::bigint,
+          'a later ingest is unaffected');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,4 +1,5 @@
-# Stress test of silver runs under concurrent, out-of-order ingestion (DESIGN.md §4).
+# Stress test of silver runs under concurrent, out-of-order ingestion
+# (the snapshot watermark loses and repeats nothing).
 #
 # For LOAD_SECONDS, 8 ingesters land batches in bronze.st in many transactions (random keys
 # from a small key space, random versions so that older versions arrive late, ~1% bad rows,

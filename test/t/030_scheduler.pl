@@ -1,4 +1,4 @@
-# The background processes (DESIGN.md §2, §4.1), with medallion preloaded: the launcher
+# The background processes (launcher, schedulers, run workers), with medallion preloaded: the launcher
 # starts a scheduler in a database once CREATE EXTENSION commits; interval and 'on_change'
 # schedules run without manual calls, in run workers (runs.worker_pid); an empty check
 # records no run row, only pipelines.last_checked_at; 'on_change' fires after ingest(),
@@ -14,25 +14,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('scheduler');
-$node->init(allows_streaming => 1, extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
+my $node = medallion_node('scheduler', allows_streaming => 1, conf => qq{
 max_worker_processes = 16
 log_min_messages = warning
 });
-$node->start;
-
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
-sub wait_for
-{
-	my ($query, $what, $expected) = @_;
-	ok($node->poll_query_until($db, $query, $expected // 't'), $what);
-}
 
 # The launcher runs; CREATE EXTENSION gets this database a scheduler (no setting needed).
 wait_for(q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'medallion launcher'},

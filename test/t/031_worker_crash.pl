@@ -1,4 +1,4 @@
-# Crashes (DESIGN.md §7): kill -9 of a run worker mid-run, and of a backend mid-run; after
+# Crashes: kill -9 of a run worker mid-run, and of a backend mid-run; after
 # the crash restart the worker's run is recorded failed (error_class 'crashed'), the next
 # attempt succeeds by itself and silver equals a clean run's; an immediate-mode stop and a
 # start: scheduling resumes by itself.  A run worker that is terminated (no crash restart)
@@ -9,25 +9,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
+my $node = medallion_node('crash', conf => qq{
 max_worker_processes = 16
 restart_after_crash = on
 log_min_messages = warning
 });
-$node->start;
-
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
-sub wait_for
-{
-	my ($query, $what, $expected) = @_;
-	ok($node->poll_query_until($db, $query, $expected // 't'), $what);
-}
 
 # silver.ev: every row's expr sleeps public.delay seconds (0 = a fast run); silver.clean:
 # the same contract without the sleep, run by hand, is what a clean run gives.

@@ -1,4 +1,4 @@
-# Resilience of scheduled runs (DESIGN.md §1): a transient error is retried with a growing,
+# Resilience of scheduled runs: a transient error is retried with a growing,
 # jittered backoff, each attempt a runs row with its attempt number and error class; beyond
 # max_retries the circuit breaker opens (state circuit_open, an alert row and a NOTIFY on
 # medallion_alerts), and after breaker_cooldown a trial run closes it again (alert
@@ -11,25 +11,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 use Time::HiRes qw(time);
 
-my $node = PostgreSQL::Test::Cluster->new('resilience');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
+my $node = medallion_node('resilience', conf => qq{
 max_worker_processes = 16
 log_min_messages = warning
 });
-$node->start;
-
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
-sub wait_for
-{
-	my ($query, $what, $expected) = @_;
-	ok($node->poll_query_until($db, $query, $expected // 't'), $what);
-}
 
 sq(q{
 CREATE EXTENSION medallion;

@@ -1,4 +1,4 @@
-# Without medallion in shared_preload_libraries (DESIGN.md §2): the extension still
+# Without medallion in shared_preload_libraries (no background processes): the extension still
 # installs, manual runs work, bronze tables take rows (their wake-up trigger is harmless),
 # schedule() stores the schedule but warns that the scheduler is not running, with a hint,
 # and trigger() runs the pipeline directly, in the caller's backend.
@@ -7,14 +7,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('no_preload');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf', "log_min_messages = warning\n");
-$node->start;
-
+my $node = medallion_node('no_preload', preload => '', conf => "log_min_messages = warning\n");
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
 
 is(sq(q{SHOW shared_preload_libraries}), '', 'medallion is not preloaded');
 my ($rc, $out, $err) = $node->psql($db, 'CREATE EXTENSION medallion');

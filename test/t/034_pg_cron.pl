@@ -1,4 +1,4 @@
-# Cron schedules through pg_cron (DESIGN.md §2): schedule(p, '* * * * *') creates the
+# Cron schedules through pg_cron: schedule(p, '* * * * *') creates the
 # pg_cron job 'medallion:<pipeline>' whose command is medallion.trigger('<pipeline>'); the
 # job runs (at the next minute) and the scheduler runs the pipeline in a worker; another
 # schedule or unschedule() removes the job.  In a database where pg_cron does not live
@@ -9,18 +9,14 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('cron');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion,pg_cron'
+my $node = medallion_node('cron', preload => 'medallion,pg_cron', conf => qq{
 cron.database_name = 'crondb'
 cron.use_background_workers = on
 max_worker_processes = 16
 log_min_messages = warning
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE DATABASE crondb');
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 

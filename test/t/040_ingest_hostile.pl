@@ -10,15 +10,11 @@ use POSIX qw(mkfifo);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 use Time::HiRes qw(time usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('hostile');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'medallion'\n");
-$node->start;
-
+my $node = medallion_node('hostile');
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
 sq(q{CREATE EXTENSION medallion; SELECT medallion.create_bronze('ev', 'app');});

@@ -9,24 +9,13 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('stall');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
+my $node = medallion_node('stall', conf => qq{
 max_worker_processes = 16
 log_min_messages = warning
 });
-$node->start;
-
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
-sub wait_for
-{
-	my ($query, $what, $expected) = @_;
-	ok($node->poll_query_until($db, $query, $expected // 't'), $what);
-}
 sub run_read
 {
 	my ($pipeline) = @_;

@@ -8,21 +8,15 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('ops_upgrade');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion,pg_cron'
+my $node = medallion_node('ops_upgrade', preload => 'medallion,pg_cron', conf => qq{
 cron.database_name = 'postgres'
 cron.use_background_workers = on
 max_worker_processes = 16
 log_min_messages = warning
 });
-$node->start;
-
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
 
 sq(q{
 CREATE EXTENSION pg_cron;

@@ -7,12 +7,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('silver_upgrade');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->start;
+my $node = medallion_node('silver_upgrade', preload => '');
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
 
 sq(q{CREATE EXTENSION medallion VERSION '0.1.0'});
 sq(q{SELECT medallion.create_bronze('up', 'app');

@@ -8,14 +8,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade_bronze');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf', "log_min_messages = warning\n");
-$node->start;
-
+my $node = medallion_node('upgrade_bronze', preload => '', conf => "log_min_messages = warning\n");
 my $db = 'postgres';
-sub sq { return $node->safe_psql($db, $_[0]); }
 
 sq(q{CREATE EXTENSION medallion VERSION '0.1.0'});
 

@@ -96,6 +96,10 @@ SELECT medallion.ingest('public.accounts', '{}');
 SELECT medallion.ingest(NULL, '{}');
 SELECT medallion.create_bronze('crm_contacts', 'crm');
 SELECT medallion.create_bronze('bad', 'crm', '-1 day');
+-- A creation that fails in the SQL medallion generates reports the error, not that SQL.
+CREATE DOMAIN bronze.clash AS int;
+SELECT medallion.create_bronze('clash', 'crm');
+DROP DOMAIN bronze.clash;
 SELECT medallion.ingest_file('bronze.crm_contacts', '/nonexistent/contacts.ndjson');
 
 DROP TABLE public.accounts;

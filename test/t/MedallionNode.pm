@@ -1,0 +1,60 @@
+# test/t/MedallionNode.pm -- the node setup and helpers the TAP tests share.
+#
+#   use lib 'test/t';            # or prove -I test/t, as test/run does
+#   use MedallionNode;
+#   my $node = medallion_node('scheduler', conf => "max_worker_processes = 16\n");
+#   sq(q{CREATE EXTENSION medallion});
+#   wait_for(q{SELECT count(*) = 1 FROM silver.ev}, 'the pipeline ran');
+#
+# medallion_node() makes a started PostgreSQL::Test::Cluster node with a UTF-8 database
+# cluster (C.UTF-8 locale) and medallion in shared_preload_libraries; it becomes the node
+# that sq() and wait_for() talk to, in database 'postgres' unless db => names another.
+package MedallionNode;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use Test::More;
+
+our @EXPORT = qw(medallion_node sq wait_for);
+
+my ($current_node, $current_db);
+
+# medallion_node(NAME, OPTIONS): a new, started node.  OPTIONS:
+#   preload          shared_preload_libraries ('medallion' by default; '' for none)
+#   conf             more postgresql.conf lines, appended after that setting
+#   allows_streaming 1 to let the node have a standby
+#   db               the database of sq() and wait_for() ('postgres' by default)
+sub medallion_node
+{
+	my ($name, %opt) = @_;
+	my $preload = exists $opt{preload} ? $opt{preload} : 'medallion';
+	my $conf = '';
+	my $node = PostgreSQL::Test::Cluster->new($name);
+
+	$node->init(($opt{allows_streaming} ? (allows_streaming => 1) : ()),
+		extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
+	$conf .= "shared_preload_libraries = '$preload'\n" if $preload ne '';
+	$conf .= $opt{conf} if defined $opt{conf};
+	$node->append_conf('postgresql.conf', $conf) if $conf ne '';
+	$node->start;
+	($current_node, $current_db) = ($node, $opt{db} // 'postgres');
+	return $node;
+}
+
+# sq(SQL): the output of SQL run on the current node; dies on an error.
+sub sq
+{
+	return $current_node->safe_psql($current_db, $_[0]);
+}
+
+# wait_for(QUERY, WHAT, EXPECTED): one test, passing once QUERY returns EXPECTED ('t' by
+# default) on the current node, failing if it does not within the framework's timeout.
+sub wait_for
+{
+	my ($query, $what, $expected) = @_;
+	ok($current_node->poll_query_until($current_db, $query, $expected // 't'), $what);
+}
+
+1;
