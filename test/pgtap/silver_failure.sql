@@ -1,4 +1,4 @@
--- A failing silver run (DESIGN.md §4.1): an error while *writing* (here a user's CHECK on the
+-- A failing silver run: an error while *writing* (here a user's CHECK on the
 -- silver table that new data violates) fails the run; the failure is recorded with its class
 -- and message and only the run's own work is rolled back: silver unchanged, no DLQ rows, the
 -- watermark not advanced, so the next run after the fix retries the same rows.

@@ -1,6 +1,6 @@
 -- A run refuses a REPEATABLE READ (or SERIALIZABLE) transaction: its snapshot would predate
 -- the wait for the pipeline's lock, so it could read a stale watermark and process rows twice
--- (DESIGN.md §4). The refusal is an error (25001), not a recorded run.
+-- (docs/architecture.md, "The life of a run"). The refusal is an error (25001), not a recorded run.
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SELECT plan(6);
 

@@ -1,5 +1,5 @@
--- Every run executes the pipeline's SQL as the pipeline's owner, whoever starts it (DESIGN.md
--- §2): a superuser's run() of a pipeline owned by an unprivileged role cannot lend the
+-- Every run executes the pipeline's SQL as the pipeline's owner, whoever starts it
+-- (docs/architecture.md, "The trust boundary"): a superuser's run() of a pipeline owned by an unprivileged role cannot lend the
 -- pipeline the superuser's rights, and a role that does not own a pipeline cannot run it.
 BEGIN;
 SELECT plan(16);
