@@ -88,7 +88,7 @@ is(sq(q{SELECT max(rows_read) FROM medallion.runs WHERE pipeline = 'silver.chg'}
 
 # ---- DLQ rows are written by batches: memory flat in the number of bad rows ----------------
 # The run's backend's private memory (RssAnon: shared buffers are not in it) is sampled while
-# it runs.
+# it runs; the session sleeps first, so that its pid is known before a fast run ends.
 sub peak_anon_kb
 {
 	my ($rows, $every, $expect) = @_;
@@ -109,7 +109,7 @@ sub peak_anon_kb
 	my ($out, $err) = ('', '');
 	my $h = IPC::Run::start(
 		[ 'psql', '-X', '-q', '-d', $node->connstr($db), '-c',
-		  "SET application_name = 'medallion_mem'; SELECT medallion.run('silver.$name')" ],
+		  "SET application_name = 'medallion_mem'; SELECT pg_sleep(0.5); SELECT medallion.run('silver.$name')" ],
 		'>', \$out, '2>', \$err);
 	my ($pid, $peak) = (0, 0);
 	while ($h->pumpable)
