@@ -46,6 +46,7 @@ extern void medallion_gateway_leave(MedallionGateway *gw);
 extern void medallion_catalog_enter(MedallionGateway *gw);
 extern uint64 medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, long count, int expect);
+extern List *medallion_gateway_text_column(int column, MemoryContext cxt);
 extern uint64 medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, int expect);
 
@@ -101,7 +102,6 @@ typedef struct BronzeTarget
 } BronzeTarget;
 
 extern void medallion_bronze_open(Oid relid, BronzeTarget *target);
-extern void medallion_check_name(const char *what, const char *name, int max_len);
 
 /* pseudonym.c: keyed pseudonyms (HMAC-SHA256 under the database's key) */
 extern char *medallion_pseudonymize_hex(const char *data, int len);

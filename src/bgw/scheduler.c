@@ -521,17 +521,15 @@ fail_orphaned_runs(void)
 {
 	List	   *pipelines = NIL;
 	ListCell   *lc;
-	uint64		i;
 
 	medallion_bgw_xact_begin();
 	if (OidIsValid(get_extension_oid("medallion", true)))
 	{
 		ErrorData	edata = {0};
 		MedallionGateway gw;
-		uint64		n;
 
 		medallion_catalog_enter(&gw);
-		n = medallion_gateway_exec("UPDATE medallion.runs r SET status = 'failed', "
+		(void) medallion_gateway_exec("UPDATE medallion.runs r SET status = 'failed', "
 								   "finished_at = pg_catalog.clock_timestamp(), "
 								   "error_class = 'crashed', error_message = 'the process running it ended abnormally', "
 								   "sqlstate = '57P02' "
@@ -541,14 +539,7 @@ fail_orphaned_runs(void)
 								   "                WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid) "
 								   "RETURNING r.pipeline",
 								   0, NULL, NULL, NULL, 0, SPI_OK_UPDATE_RETURNING);
-		for (i = 0; i < n; i++)
-		{
-			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
-
-			pipelines = lappend(pipelines,
-								SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-			MemoryContextSwitchTo(old);
-		}
+		pipelines = medallion_gateway_text_column(1, TopTransactionContext);
 		medallion_gateway_leave(&gw);
 
 		edata.elevel = ERROR;

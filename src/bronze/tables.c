@@ -42,24 +42,6 @@ PG_FUNCTION_INFO_V1(medallion_create_bronze);
 PG_FUNCTION_INFO_V1(medallion_bronze_append_only);
 
 /*
- * Rejects a name that cannot become a table name of ours: empty, or too long
- * once our suffixes are added (PostgreSQL would truncate it silently).
- */
-void
-medallion_check_name(const char *what, const char *name, int max_len)
-{
-	if (name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("%s name must not be empty", what)));
-	if ((int) strlen(name) > max_len)
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("%s name \"%s\" is too long", what, name),
-				 errdetail("The name may have at most %d bytes.", max_len)));
-}
-
-/*
  * The qualified, quoted name of a relation, from its OID.
  */
 char *

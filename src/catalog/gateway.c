@@ -185,3 +185,19 @@ medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 	medallion_gateway_leave(&gw);
 	return n;
 }
+
+/*
+ * The text of one column of every row the last gateway statement returned,
+ * copied into "cxt" so that it outlives medallion_gateway_leave.
+ */
+List *
+medallion_gateway_text_column(int column, MemoryContext cxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	List	   *values = NIL;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+		values = lappend(values, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, column));
+	MemoryContextSwitchTo(old);
+	return values;
+}

@@ -430,7 +430,6 @@ medallion_run_all(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	List	   *names = NIL;
 	ListCell   *lc;
-	uint64		i;
 	MedallionGateway gw;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
@@ -445,13 +444,7 @@ medallion_run_all(PG_FUNCTION_ARGS)
 								  "AND pg_catalog.pg_has_role(r.oid, 'USAGE') "
 								  "ORDER BY p.name",
 								  0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-
-		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		MemoryContextSwitchTo(old);
-	}
+	names = medallion_gateway_text_column(1, rsinfo->econtext->ecxt_per_query_memory);
 	medallion_gateway_leave(&gw);
 
 	foreach(lc, names)

@@ -244,7 +244,7 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 	col->name = pstrdup(name);
 	if (validate)
 	{
-		medallion_check_name("column", name, NAMEDATALEN - 1);
+		medallion_check_name(MEDALLION_NAME_COLUMN, name, NAMEDATALEN - 1);
 		for (i = 0; reserved_columns[i]; i++)
 			if (strcmp(name, reserved_columns[i]) == 0)
 				contract_error(name, "The name is reserved for a lineage column.");

@@ -38,6 +38,54 @@ PG_FUNCTION_INFO_V1(medallion_expect);
  */
 
 /*
+ * Rejects a name that cannot become a table name of ours: empty, or too long
+ * once our suffixes are added (PostgreSQL would truncate it silently).
+ */
+void
+medallion_check_name(MedallionNameKind kind, const char *name, int max_len)
+{
+	if (name[0] == '\0')
+	{
+		if (kind == MEDALLION_NAME_COLUMN)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("column name must not be empty")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("silver table name must not be empty")));
+	}
+	if ((int) strlen(name) <= max_len)
+		return;
+	switch (kind)
+	{
+		case MEDALLION_NAME_COLUMN:
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("column name \"%s\" is too long", name),
+					 errdetail_plural("The name may have at most %d byte.",
+									  "The name may have at most %d bytes.",
+									  max_len, max_len)));
+			break;
+		case MEDALLION_NAME_SILVER:
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("silver table name \"%s\" is too long", name),
+					 errdetail_plural("The name may have at most %d byte.",
+									  "The name may have at most %d bytes.",
+									  max_len, max_len)));
+			break;
+		case MEDALLION_NAME_SILVER_DELETES:
+			ereport(ERROR,
+					(errcode(ERRCODE_NAME_TOO_LONG),
+					 errmsg("silver table name \"%s\" is too long for a pipeline with delete_when", name),
+					 errdetail_plural("Its tombstone table needs a longer name: the name may have at most %d byte.",
+									  "Its tombstone table needs a longer name: the name may have at most %d bytes.",
+									  max_len, max_len)));
+			break;
+	}
+}
+
+/*
  * Prepares SQL generated from a pipeline's contract, to check that every
  * expression, condition and reference in it plans.  An error says which
  * pipeline was being validated instead of quoting the whole generated
@@ -96,7 +144,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 				 errmsg("name, source, columns and unique_key must not be NULL")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	source = PG_GETARG_OID(1);
-	medallion_check_name("silver table", name, NAMEDATALEN - 1);
+	medallion_check_name(MEDALLION_NAME_SILVER, name, NAMEDATALEN - 1);
 	medallion_bronze_open(source, &bronze);
 	if (pg_class_aclcheck(source, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
@@ -148,7 +196,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	definition = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def.data)));
 	c = medallion_contract_parse(definition, true);
 	if (c->delete_when)
-		medallion_check_name("silver table with delete_when", name, SILVER_MAX_NAME_WITH_DELETES);
+		medallion_check_name(MEDALLION_NAME_SILVER_DELETES, name, SILVER_MAX_NAME_WITH_DELETES);
 
 	foreach(lc, c->columns)
 	{

@@ -174,4 +174,13 @@ extern void silver_set_exclusions(SilverRun *r);
 extern int64 silver_finish_replay(SilverRun *r, List *rows);
 extern List *silver_load_replay_rows(SilverRun *r, ArrayType *ids);
 
+/* ddl.c: names that must become table or column names of ours */
+typedef enum MedallionNameKind
+{
+	MEDALLION_NAME_SILVER,
+	MEDALLION_NAME_SILVER_DELETES,
+	MEDALLION_NAME_COLUMN,
+} MedallionNameKind;
+extern void medallion_check_name(MedallionNameKind kind, const char *name, int max_len);
+
 #endif							/* SILVER_H */
