@@ -19,6 +19,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
 #include "commands/defrem.h"
@@ -115,6 +116,26 @@ medallion_wake_scheduler_at_commit(void)
 }
 
 /*
+ * CREATEDB, as CREATE/ALTER DATABASE check it.  PostgreSQL's own
+ * have_createdb_privilege() is exported only by later 15.x releases.
+ */
+static bool
+may_create_databases(void)
+{
+	HeapTuple	tup;
+	bool		result;
+
+	if (superuser())
+		return true;
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	result = ((Form_pg_authid) GETSTRUCT(tup))->rolcreatedb;
+	ReleaseSysCache(tup);
+	return result;
+}
+
+/*
  * Whether the current user may run a command that needs a database's
  * owner (ALTER DATABASE ... RENAME also CREATEDB): the same checks the
  * command makes, made first, so that a role that may not cannot stop the
@@ -127,7 +148,7 @@ database_if_owner(const char *dbname, bool need_createdb)
 
 	if (!OidIsValid(dboid) || !pg_database_ownercheck(dboid, GetUserId()))
 		return InvalidOid;
-	if (need_createdb && !have_createdb_privilege())
+	if (need_createdb && !may_create_databases())
 		return InvalidOid;
 	return dboid;
 }
@@ -143,7 +164,7 @@ template_if_allowed(const char *dbname)
 	HeapTuple	tup;
 	bool		istemplate = false;
 
-	if (!OidIsValid(dboid) || !have_createdb_privilege())
+	if (!OidIsValid(dboid) || !may_create_databases())
 		return InvalidOid;
 	tup = SearchSysCache1(DATABASEOID, ObjectIdGetDatum(dboid));
 	if (HeapTupleIsValid(tup))
