@@ -502,6 +502,160 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
                     OPERATOR(pg_catalog.=) 'hash'::pg_catalog.text);
 
 ------------------------------------------------------------------------------
+-- The wave's shared catalog: layers, run detail, the graph, schema changes
+------------------------------------------------------------------------------
+
+-- Layers a pipeline can be: gold models, HTTP sources (which feed bronze)
+-- and exports (which read silver or gold) join bronze and silver.
+ALTER TABLE medallion.pipelines DROP CONSTRAINT pipelines_layer_check;
+ALTER TABLE medallion.pipelines ADD CONSTRAINT pipelines_layer_check
+    CHECK (layer OPERATOR(pg_catalog.=) ANY
+           (ARRAY['bronze', 'silver', 'gold', 'source', 'export']::pg_catalog.text[]));
+
+-- What a run did beyond its counts: a gold refresh's mode and partitions, a
+-- backfill's strategy and range, an HTTP pull's pages.
+ALTER TABLE medallion.runs ADD COLUMN detail pg_catalog.jsonb;
+GRANT SELECT (detail) ON medallion.runs TO PUBLIC;
+
+-- The pipeline graph: one row per edge, upstream -> pipeline, found from
+-- definitions (a silver source, a contract's references, a gold query's range
+-- table, an HTTP source feeding bronze, an export's source), never declared
+-- by hand.  partition_column: the upstream column a gold model's partitions
+-- map through (NULL: a change refreshes the whole model).
+CREATE TABLE medallion.dependencies (
+    pipeline         text NOT NULL REFERENCES medallion.pipelines (name)
+                     ON DELETE CASCADE ON UPDATE CASCADE,
+    upstream         text NOT NULL REFERENCES medallion.pipelines (name)
+                     ON DELETE CASCADE ON UPDATE CASCADE,
+    kind             text NOT NULL
+                     CHECK (kind OPERATOR(pg_catalog.=) ANY
+                            (ARRAY['source', 'reference', 'query', 'feed', 'export']::pg_catalog.text[])),
+    partition_column text,
+    PRIMARY KEY (pipeline, upstream, kind)
+);
+CREATE INDEX ON medallion.dependencies (upstream);
+COMMENT ON TABLE medallion.dependencies IS
+'the pipeline graph: upstream feeds pipeline (kind: source, reference, query, feed, export)';
+SELECT pg_catalog.pg_extension_config_dump('medallion.dependencies', '');
+GRANT SELECT ON medallion.dependencies TO PUBLIC;
+
+-- Schema changes seen: payload drift in bronze, contract changes, DDL on the
+-- relations pipelines read or write.
+CREATE TABLE medallion.schema_changes (
+    id             bigserial PRIMARY KEY,
+    detected_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    pipeline       text,
+    relation       text,
+    path           text,
+    change         text NOT NULL
+                   CHECK (change OPERATOR(pg_catalog.=) ANY
+                          (ARRAY['key_added', 'key_missing', 'type_changed', 'column_added',
+                                 'column_dropped', 'column_renamed', 'column_retyped',
+                                 'table_dropped', 'table_renamed',
+                                 'contract_changed']::pg_catalog.text[])),
+    classification text NOT NULL
+                   CHECK (classification OPERATOR(pg_catalog.=) ANY
+                          (ARRAY['safe', 'warning', 'breaking']::pg_catalog.text[])),
+    command_tag    text,
+    run_id         bigint,
+    detail         pg_catalog.jsonb
+);
+CREATE INDEX ON medallion.schema_changes (pipeline, id);
+COMMENT ON TABLE medallion.schema_changes IS
+'schema changes detected: payload drift, contract versions, DDL on tracked relations, classified safe, warning or breaking';
+SELECT pg_catalog.pg_extension_config_dump('medallion.schema_changes', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.schema_changes_id_seq', '');
+GRANT SELECT ON medallion.schema_changes TO PUBLIC;
+
+-- Every version of each silver contract (a schema registry): version 1 is
+-- create_silver's, pipelines.definition is the newest.  Contracts made before
+-- 0.2.0 become version 1 here.
+CREATE TABLE medallion.contract_versions (
+    pipeline      text NOT NULL REFERENCES medallion.pipelines (name)
+                  ON DELETE CASCADE ON UPDATE CASCADE,
+    version       integer NOT NULL CHECK (version OPERATOR(pg_catalog.>=) 1),
+    definition    pg_catalog.jsonb NOT NULL,
+    compatibility text NOT NULL DEFAULT 'backward',
+    forced        boolean NOT NULL DEFAULT false,
+    created_at    timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    created_by    text NOT NULL DEFAULT CURRENT_USER,
+    PRIMARY KEY (pipeline, version)
+);
+COMMENT ON TABLE medallion.contract_versions IS
+'every version of each silver contract; pipelines.definition is the newest';
+SELECT pg_catalog.pg_extension_config_dump('medallion.contract_versions', '');
+GRANT SELECT ON medallion.contract_versions TO PUBLIC;
+INSERT INTO medallion.contract_versions (pipeline, version, definition, created_at, created_by)
+SELECT p.name, 1, p.definition, p.created_at, p.owner::pg_catalog.text
+FROM medallion.pipelines p
+WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
+  AND p.definition IS NOT NULL;
+
+
+------------------------------------------------------------------------------
+-- Gold models, partition swaps, change records (issue 9)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- The pipeline graph: run_all order, lineage (issue 9)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- Schema evolution: DDL event triggers (issue 10)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- Schema evolution: contract versions, alter_contract (issue 10)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- Schema evolution: payload drift registry and halts (issue 10)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- Network: HTTP sources (issue 12)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- Network: webhook alerts and exports (issue 12)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- Backfills (issue 11)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
+-- Operability (issue 13)
+------------------------------------------------------------------------------
+
+-- (filled by its issue)
+
+
+------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last
 ------------------------------------------------------------------------------
 

@@ -50,6 +50,14 @@ extern List *medallion_gateway_text_column(int column, MemoryContext cxt);
 extern uint64 medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, int expect);
 
+/*
+ * schema/own_ddl.c: medallion's own DDL (partitions, create_*, swaps...) is
+ * wrapped in begin/end so the DDL event triggers do not take it for drift.
+ */
+extern void medallion_own_ddl_begin(void);
+extern void medallion_own_ddl_end(void);
+extern bool medallion_own_ddl_active(void);
+
 /* catalog/pipelines.c: medallion.pipelines and medallion.batches */
 extern void medallion_catalog_add_pipeline(const char *name, const char *layer,
 										   const char *relname, Oid owner,
