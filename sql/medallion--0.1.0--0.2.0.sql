@@ -652,7 +652,95 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- Operability (issue 13)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- The end of a pipeline (src/ops/lifecycle.c).
+CREATE FUNCTION medallion.drop_pipeline(pipeline text, drop_table boolean DEFAULT false,
+                                        "cascade" boolean DEFAULT false)
+RETURNS text[]
+AS 'MODULE_PATHNAME', 'medallion_drop_pipeline'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.drop_pipeline(text, boolean, boolean) IS
+'removes a pipeline (schedule, pg_cron job, watermark, expectations, batches, dead letters, quarantine, graph edges) and, with drop_table, its table; cascade drops the pipelines that read it first; returns the names dropped';
+
+-- DLQ triage by the pipeline's owner (src/ops/dlq_triage.c).  A correction
+-- keeps the payload as it first came; a discard settles the row (a replay
+-- skips it) and says who and why.
+ALTER TABLE medallion.dlq
+    ADD COLUMN first_payload  text,
+    ADD COLUMN corrected_at   timestamptz,
+    ADD COLUMN corrected_by   text,
+    ADD COLUMN discarded_at   timestamptz,
+    ADD COLUMN discarded_by   text,
+    ADD COLUMN discard_reason text;
+COMMENT ON COLUMN medallion.dlq.first_payload IS
+'the payload as it first came, when dlq_correct() replaced it';
+
+CREATE FUNCTION medallion.dlq_correct(id bigint, payload text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_dlq_correct'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.dlq_correct(bigint, text) IS
+'replaces the payload of a pending dead letter of a pipeline the caller owns (the first payload is kept); replay_dlq() then loads it';
+
+CREATE FUNCTION medallion.dlq_discard(pipeline text, ids bigint[] DEFAULT NULL,
+                                      reason text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_dlq_discard'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.dlq_discard(text, bigint[], text) IS
+'settles pending dead letters of a pipeline the caller owns without loading them (all, or the ids given), recording who and why (reason is required); returns how many';
+
+-- The owner's pending dead letters, grouped by what went wrong.
+CREATE VIEW medallion.dlq_summary WITH (security_barrier) AS
+SELECT d.pipeline, d.error_type, d.sqlstate, d.field,
+       pg_catalog.count(*) AS rows,
+       pg_catalog.min(d.failed_at) AS first_seen,
+       pg_catalog.max(d.failed_at) AS last_seen,
+       (pg_catalog.array_agg(d.original_payload ORDER BY d.id))[1] AS sample_payload
+FROM medallion.dlq d
+WHERE NOT d.reprocessed AND medallion.owns_pipeline(d.pipeline)
+GROUP BY d.pipeline, d.error_type, d.sqlstate, d.field;
+COMMENT ON VIEW medallion.dlq_summary IS
+'pending dead letters of the pipelines the current role owns, per pipeline, error type, SQLSTATE and field: count, first and last seen, a sample payload';
+GRANT SELECT ON medallion.dlq_summary TO PUBLIC;
+
+-- One row per pipeline: the query a DBA runs first.  Counts only (no
+-- payloads, no messages): PUBLIC reads it like medallion.runs.
+CREATE VIEW medallion.status AS
+SELECT p.name AS pipeline, p.layer, p.state, p.schedule, p.schedule_kind,
+       CASE WHEN p.state OPERATOR(pg_catalog.=) ANY ('{paused,halted}'::pg_catalog.text[]) THEN NULL
+            WHEN p.state OPERATOR(pg_catalog.=) 'circuit_open'::pg_catalog.text
+              THEN p.circuit_opened_at OPERATOR(pg_catalog.+)
+                   COALESCE((p.options OPERATOR(pg_catalog.->>) 'breaker_cooldown'::pg_catalog.text)::pg_catalog.interval,
+                            '5 minutes'::pg_catalog.interval)
+            WHEN p.retry_at IS NOT NULL THEN p.retry_at
+            WHEN p.trigger_requested THEN pg_catalog.now()
+            WHEN p.schedule_kind OPERATOR(pg_catalog.=) 'interval'::pg_catalog.text
+              THEN COALESCE(GREATEST(r.started_at, p.last_checked_at), pg_catalog.now())
+                   OPERATOR(pg_catalog.+) p.schedule::pg_catalog.interval
+       END AS next_run_due,
+       r.run_id AS last_run_id, r.status AS last_run_status, r.started_at AS last_run_at,
+       r.finished_at OPERATOR(pg_catalog.-) r.started_at AS last_run_duration,
+       r.rows_read AS last_rows_read, r.rows_inserted AS last_rows_inserted,
+       r.rows_updated AS last_rows_updated, r.rows_dlq AS last_rows_dlq,
+       p.last_success_at, f.lag, f.sla, f.status AS freshness,
+       (SELECT pg_catalog.count(*) FROM medallion.dlq d
+        WHERE d.pipeline OPERATOR(pg_catalog.=) p.name AND NOT d.reprocessed) AS dlq_backlog,
+       (SELECT pg_catalog.count(*) FROM medallion.quarantine q
+        WHERE q.pipeline OPERATOR(pg_catalog.=) p.name AND NOT q.reprocessed) AS quarantine_backlog,
+       (SELECT pg_catalog.array_agg(a.kind ORDER BY a.kind) FROM medallion.alerts a
+        WHERE a.pipeline OPERATOR(pg_catalog.=) p.name AND a.resolved_at IS NULL) AS open_alerts,
+       p.owner, p.steward
+FROM medallion.pipelines p
+LEFT JOIN LATERAL (SELECT x.run_id, x.status, x.started_at, x.finished_at, x.rows_read,
+                          x.rows_inserted, x.rows_updated, x.rows_dlq
+                   FROM medallion.runs x
+                   WHERE x.pipeline OPERATOR(pg_catalog.=) p.name
+                     AND x.status OPERATOR(pg_catalog.<>) 'skipped'::pg_catalog.text
+                   ORDER BY x.run_id DESC LIMIT 1) r ON true
+LEFT JOIN medallion.freshness f ON f.pipeline OPERATOR(pg_catalog.=) p.name;
+COMMENT ON VIEW medallion.status IS
+'one row per pipeline: layer, state, schedule and next run due, last run, freshness, DLQ and quarantine backlog, open alerts, owner and steward';
+GRANT SELECT ON medallion.status TO PUBLIC;
 
 
 ------------------------------------------------------------------------------
@@ -664,8 +752,8 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 --   * the API, which checks for itself who may do what: create_bronze (CREATE on
 --     schema bronze), ingest, ingest_text (INSERT on the target), ingest_file
 --     (pg_read_server_files), capture, create_silver, expect, run, run_all,
---     replay_dlq, pause, resume, schedule, unschedule, trigger, alter_pipeline
---     (the pipeline's owner), apply_retention (the caller's tables only),
+--     replay_dlq, pause, resume, schedule, unschedule, trigger, alter_pipeline,
+--     drop_pipeline, dlq_correct, dlq_discard (the pipeline's owner), apply_retention (the caller's tables only),
 --     pipeline_lag (behind medallion.freshness, which PUBLIC reads);
 --   * what a run's generated SQL calls as the pipeline's owner: silver_check,
 --     silver_keep, contract_violation, check_required, check_accepted,

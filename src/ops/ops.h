@@ -48,6 +48,10 @@ extern void medallion_policy_check_runnable(const Pipeline *p, bool scheduled);
 extern bool medallion_policy_schedulable(const Pipeline *p);
 extern void medallion_pause_fold(const char *pipeline);
 
+/* schedule.c */
+extern void medallion_require_owned(const char *name, Pipeline *p, bool lock);
+extern void medallion_drop_cron_job(const char *pipeline);
+
 /* alerts.c */
 extern void medallion_alert_raise(const char *pipeline, const char *kind, const char *message);
 extern void medallion_alert_resolve(const char *pipeline, const char *kind);

@@ -40,6 +40,24 @@ PG_FUNCTION_INFO_V1(medallion_alter_pipeline);
 extern Datum medallion_run(PG_FUNCTION_ARGS);
 
 /*
+ * Looks up a pipeline the caller must own (locking its row, the run lock,
+ * when asked: that waits for a running run).
+ */
+void
+medallion_require_owned(const char *name, Pipeline *p, bool lock)
+{
+	if (!medallion_pipeline_lookup(name, p, lock, false, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", name),
+				 errhint("Pipelines are listed in medallion.pipelines.")));
+	if (!has_privs_of_role(GetUserId(), p->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", name)));
+}
+
+/*
  * The pipeline named by argument 0, which the caller must own.
  */
 static char *
@@ -52,15 +70,7 @@ owned_pipeline(FunctionCallInfo fcinfo, Pipeline *p)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("pipeline must not be NULL")));
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (!medallion_pipeline_lookup(name, p, false, false, NULL))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("pipeline \"%s\" does not exist", name),
-				 errhint("Pipelines are listed in medallion.pipelines.")));
-	if (!has_privs_of_role(GetUserId(), p->owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of pipeline \"%s\"", name)));
+	medallion_require_owned(name, p, false);
 	return name;
 }
 
@@ -137,8 +147,8 @@ role_can_login(Oid role)
 /*
  * Removes the pipeline's pg_cron job, if any.
  */
-static void
-drop_cron_job(const char *pipeline)
+void
+medallion_drop_cron_job(const char *pipeline)
 {
 	const char *args[1];
 
@@ -254,7 +264,7 @@ medallion_schedule(PG_FUNCTION_ARGS)
 				 errmsg("role \"%s\" does not exist", p.owner_name),
 				 errdetail("Pipeline \"%s\" is owned by role \"%s\"; its pg_cron job would run as that role.",
 						   name, p.owner_name)));
-	drop_cron_job(name);
+	medallion_drop_cron_job(name);
 	if (strcmp(kind, "cron") == 0)
 	{
 		const char *cron_args[4];
@@ -308,7 +318,7 @@ medallion_unschedule(PG_FUNCTION_ARGS)
 	char	   *name = owned_pipeline(fcinfo, &p);
 	const char *args[1];
 
-	drop_cron_job(name);
+	medallion_drop_cron_job(name);
 	args[0] = name;
 	catalog_exec_text("UPDATE medallion.pipelines SET schedule = NULL, schedule_kind = NULL "
 				 "WHERE name OPERATOR(pg_catalog.=) $1", 1, args);
