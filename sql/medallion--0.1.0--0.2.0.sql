@@ -661,6 +661,36 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION medallion.drop_pipeline(text, boolean, boolean) IS
 'removes a pipeline (schedule, pg_cron job, watermark, expectations, batches, dead letters, quarantine, graph edges) and, with drop_table, its table; cascade drops the pipelines that read it first; returns the names dropped';
 
+-- Operators of a pipeline (src/ops/operators.c): roles that may run,
+-- trigger, pause, resume and replay it, not redefine it.  Roles by name,
+-- like pipelines.owner: a dump restores without them.
+CREATE TABLE medallion.operators (
+    pipeline   text NOT NULL REFERENCES medallion.pipelines (name)
+               ON DELETE CASCADE ON UPDATE CASCADE,
+    role       pg_catalog.name NOT NULL,
+    granted_by pg_catalog.name NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (pipeline, role)
+);
+COMMENT ON TABLE medallion.operators IS
+'roles that may run, trigger, pause, resume and replay a pipeline without owning it';
+SELECT pg_catalog.pg_extension_config_dump('medallion.operators', '');
+GRANT SELECT ON medallion.operators TO PUBLIC;
+
+CREATE FUNCTION medallion.grant_operator(pipeline text, role regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_grant_operator'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.grant_operator(text, regrole) IS
+'lets a role (and its members) run, trigger, pause, resume and replay a pipeline the caller owns; runs still execute as the owner';
+
+CREATE FUNCTION medallion.revoke_operator(pipeline text, role regrole)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_revoke_operator'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.revoke_operator(text, regrole) IS
+'withdraws grant_operator';
+
 -- DLQ triage by the pipeline's owner (src/ops/dlq_triage.c).  A correction
 -- keeps the payload as it first came; a discard settles the row (a replay
 -- skips it) and says who and why.
@@ -907,7 +937,9 @@ COMMENT ON FUNCTION medallion.checklist(text) IS
 --     schema bronze), ingest, ingest_text (INSERT on the target), ingest_file
 --     (pg_read_server_files), capture, create_silver, expect, run, run_all,
 --     replay_dlq, pause, resume, schedule, unschedule, trigger, alter_pipeline,
---     drop_pipeline, dlq_correct, dlq_discard (the pipeline's owner), apply_retention (the caller's tables only),
+--     drop_pipeline, dlq_correct, dlq_discard, grant_operator, revoke_operator
+--     (the pipeline's owner; run, trigger, pause, resume and replay_dlq also
+--     its operators), checklist and the status views (counts only), apply_retention (the caller's tables only),
 --     pipeline_lag (behind medallion.freshness, which PUBLIC reads);
 --   * what a run's generated SQL calls as the pipeline's owner: silver_check,
 --     silver_keep, contract_violation, check_required, check_accepted,

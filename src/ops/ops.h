@@ -49,8 +49,13 @@ extern bool medallion_policy_schedulable(const Pipeline *p);
 extern void medallion_pause_fold(const char *pipeline);
 
 /* schedule.c */
+extern void medallion_require_pipeline(const char *name, Pipeline *p, bool lock);
 extern void medallion_require_owned(const char *name, Pipeline *p, bool lock);
 extern void medallion_drop_cron_job(const char *pipeline);
+
+/* operators.c: who may run, trigger, pause, resume and replay */
+extern bool medallion_may_operate(const Pipeline *p);
+extern void medallion_require_operator(const Pipeline *p, const char *action);
 
 /* alerts.c */
 extern void medallion_alert_raise(const char *pipeline, const char *kind, const char *message);

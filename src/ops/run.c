@@ -218,11 +218,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	if (!OidIsValid(p.owner))
 		return refuse_ownerless(&p, kind, strict, scheduled_run_id);
 	/* before anything is recorded: a 'skipped' row is a write too */
-	if (!has_privs_of_role(GetUserId(), p.owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to run pipeline \"%s\"", name),
-				 errdetail("Only the pipeline's owner (or a member of that role) may run it.")));
+	medallion_require_operator(&p, "run");
 	if (busy)
 	{
 		ereport(NOTICE,
@@ -487,10 +483,7 @@ set_state(FunctionCallInfo fcinfo, PipelineEvent event)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name)));
-	if (!has_privs_of_role(GetUserId(), p.owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of pipeline \"%s\"", name)));
+	medallion_require_operator(&p, pause ? "pause" : "resume");
 
 	values[0] = CStringGetTextDatum(name);
 	medallion_catalog_enter(&gw);

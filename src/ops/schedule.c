@@ -40,21 +40,43 @@ PG_FUNCTION_INFO_V1(medallion_alter_pipeline);
 extern Datum medallion_run(PG_FUNCTION_ARGS);
 
 /*
- * Looks up a pipeline the caller must own (locking its row, the run lock,
- * when asked: that waits for a running run).
+ * Looks up a pipeline, or fails (locking its row, the run lock, when asked:
+ * that waits for a running run).
  */
 void
-medallion_require_owned(const char *name, Pipeline *p, bool lock)
+medallion_require_pipeline(const char *name, Pipeline *p, bool lock)
 {
 	if (!medallion_pipeline_lookup(name, p, lock, false, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name),
 				 errhint("Pipelines are listed in medallion.pipelines.")));
+}
+
+/*
+ * Looks up a pipeline the caller must own.
+ */
+void
+medallion_require_owned(const char *name, Pipeline *p, bool lock)
+{
+	medallion_require_pipeline(name, p, lock);
 	if (!has_privs_of_role(GetUserId(), p->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of pipeline \"%s\"", name)));
+}
+
+/*
+ * The pipeline name of argument 0.
+ */
+static char *
+pipeline_arg(FunctionCallInfo fcinfo)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	return text_to_cstring(PG_GETARG_TEXT_PP(0));
 }
 
 /*
@@ -63,13 +85,8 @@ medallion_require_owned(const char *name, Pipeline *p, bool lock)
 static char *
 owned_pipeline(FunctionCallInfo fcinfo, Pipeline *p)
 {
-	char	   *name;
+	char	   *name = pipeline_arg(fcinfo);
 
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("pipeline must not be NULL")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	medallion_require_owned(name, p, false);
 	return name;
 }
@@ -333,8 +350,11 @@ Datum
 medallion_trigger(PG_FUNCTION_ARGS)
 {
 	Pipeline	p = {0};
-	char	   *name = owned_pipeline(fcinfo, &p);
+	char	   *name = pipeline_arg(fcinfo);
 	const char *args[1];
+
+	medallion_require_pipeline(name, &p, false);
+	medallion_require_operator(&p, "trigger");
 
 	warn_without_slot(name);
 	if (!medallion_scheduler_running(MyDatabaseId))
