@@ -335,6 +335,33 @@ str_differs(const char *a, const char *b)
 }
 
 /*
+ * Refuses a patch that removes a key or order_by column (before the new
+ * contract is parsed, which would only say that the key names no column).
+ */
+static void
+refuse_key_removal(Contract *old, Jsonb *columns, const char *pipeline)
+{
+	ListCell   *lc;
+
+	if (columns == NULL)
+		return;
+	foreach(lc, old->columns)
+	{
+		ColumnSpec *o = lfirst(lc);
+		JsonbValue *v = jb_get(&columns->root, o->name);
+
+		if (v && v->type == jbvNull &&
+			(o->is_key || (old->order_by && strcmp(old->order_by, o->name) == 0)))
+			ereport(ERROR,
+					(errcode(MEDALLION_ERRCODE_CONTRACT_NEEDS_REBUILD),
+					 errmsg("cannot remove column \"%s\" of pipeline \"%s\"", o->name, pipeline),
+					 o->is_key ? errdetail("The column is part of the unique key.")
+					 : errdetail("The column is the order_by column."),
+					 errhint("Create a new pipeline with the new key and backfill it from bronze.")));
+	}
+}
+
+/*
  * Refuses what alter_contract cannot do to a table in place: the key, the
  * version order, delete_when (its tombstone table), a column's pii.
  */
@@ -598,6 +625,7 @@ medallion_alter_contract(PG_FUNCTION_ARGS)
 	}
 
 	oldc = medallion_contract_parse(p.definition, false);
+	refuse_key_removal(oldc, columns, name);
 	newc = medallion_contract_parse(newdef, true);
 	refuse_rebuilds(oldc, newc, name);
 	silver_check_references(newc);

@@ -251,8 +251,8 @@ medallion_compatibility_compare(Contract *old, int32 old_version, Contract *new,
 			case TYPE_CHANGED:
 				{
 					char	   *msg = psprintf(_("the type of column \"%s\" changes from %s in version %d to %s, which is not a widening"),
-											   n->name, format_type_with_typemod(o->typid, o->typmod),
-											   old_version, format_type_with_typemod(n->typid, n->typmod));
+											   n->name, o->type_name,
+											   old_version, n->type_name);
 
 					report->backward = lappend(report->backward, msg);
 					report->forward = lappend(report->forward, msg);
