@@ -688,9 +688,8 @@ medallion_alter_contract(PG_FUNCTION_ARGS)
 	medallion_contract_change_record(name, relation, classification,
 									 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(detail.data))));
 
-	if (tc.added != NIL || tc.retyped != NIL)
-		ereport(NOTICE,
-				(errmsg("contract of pipeline \"%s\" is now version %d", name, version),
-				 errhint("Rows already in %s are not rewritten: a backfill brings them to the new contract.", relation)));
+	ereport(NOTICE,
+			(errmsg("contract of pipeline \"%s\" is now version %d", name, version),
+			 errhint("Rows already in %s are not rewritten: a backfill brings them to the new contract.", relation)));
 	PG_RETURN_INT32(version);
 }
