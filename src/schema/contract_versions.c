@@ -16,19 +16,34 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "medallion.h"
 #include "schema/contract_versions.h"
 
 /*
+ * Whether the catalog keeps contract versions (0.2.0 and later): a 0.1.0
+ * catalog in use with this library, before ALTER EXTENSION UPDATE, does not.
+ */
+static bool
+catalog_has_versions(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("contract_versions", nsp));
+}
+
+/*
  * Stores definition as the next version of pipeline's contract and makes it
- * the pipeline's definition.  Returns the new version.
+ * the pipeline's definition.  Returns the new version, or 0 on a catalog
+ * without versions (its update makes the stored definition version 1).
  */
 int32
 medallion_contract_version_add(const char *pipeline, Jsonb *definition,
@@ -40,6 +55,8 @@ medallion_contract_version_add(const char *pipeline, Jsonb *definition,
 	bool		isnull;
 	int32		version;
 
+	if (!catalog_has_versions())
+		return 0;
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = JsonbPGetDatum(definition);
 	values[2] = CStringGetTextDatum(compatibility);
