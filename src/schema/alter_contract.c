@@ -414,12 +414,30 @@ typedef struct TableChanges
 } TableChanges;
 
 /*
+ * Refuses to drop a column another pipeline's contract references: that
+ * pipeline's runs would fail.
+ */
+static void
+refuse_referenced_drop(const char *pipeline, const char *relation, const char *column)
+{
+	char	   *by = medallion_contract_referencing_pipeline(pipeline, psprintf("%s.%s", relation, column));
+
+	if (by)
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot remove column \"%s\" of pipeline \"%s\"", column, pipeline),
+				 errdetail("The contract of pipeline \"%s\" references %s.%s.", by, relation, column),
+				 errhint("Remove that reference first (alter_contract of \"%s\").", by)));
+}
+
+/*
  * The ALTER TABLE statements that bring the table of old to new (NIL when
  * none): one for the columns, one to drop the defaults that filled new
  * required columns of existing rows.
  */
 static List *
-table_ddl(Contract *old, Contract *new, const char *qtable, TableChanges *tc)
+table_ddl(Contract *old, Contract *new, const char *pipeline, const char *relation,
+		  const char *qtable, TableChanges *tc)
 {
 	StringInfoData alter;
 	StringInfoData defaults;
@@ -435,6 +453,7 @@ table_ddl(Contract *old, Contract *new, const char *qtable, TableChanges *tc)
 
 		if (!silver_is_stored(o) || (n && silver_is_stored(n)))
 			continue;
+		refuse_referenced_drop(pipeline, relation, o->name);
 		appendStringInfo(&alter, "%sDROP COLUMN %s", alter.len ? ", " : "", silver_qcol(o->name));
 		tc->dropped = lappend(tc->dropped, o->name);
 	}
@@ -664,7 +683,7 @@ medallion_alter_contract(PG_FUNCTION_ARGS)
 	forced = broken != NIL;
 
 	/* the table, then everything that must plan over it */
-	table_apply(table_ddl(oldc, newc, qtable, &tc), p.owner);
+	table_apply(table_ddl(oldc, newc, name, relation, qtable, &tc), p.owner);
 	dot = strchr(p.source, '.');
 	silver_plan_contract(newc, quote_qualified_identifier(pnstrdup(p.source, dot - p.source), dot + 1), qtable, newc->delete_when ? silver_tombstone_table(p.relname) : NULL,
 						 p.owner, name);

@@ -162,3 +162,43 @@ medallion_contract_expectations_load(const char *pipeline)
 	medallion_gateway_leave(&gw);
 	return out;
 }
+
+/*
+ * A silver pipeline other than pipeline whose contract references
+ * 'layer.table.column' target, or NULL: dropping that column would break
+ * its runs.
+ */
+char *
+medallion_contract_referencing_pipeline(const char *pipeline, const char *target)
+{
+	MedallionGateway gw;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	MemoryContext callercxt = CurrentMemoryContext;
+	List	   *names;
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(target);
+	medallion_catalog_enter(&gw);
+	(void) medallion_gateway_exec(
+		"SELECT p.name FROM medallion.pipelines p "
+		"CROSS JOIN LATERAL ("
+		"  SELECT o.value FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof("
+		"    p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text) "
+		"    OPERATOR(pg_catalog.=) 'object'::pg_catalog.text "
+		"    THEN p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text END) o "
+		"  UNION ALL "
+		"  SELECT a.value FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof("
+		"    p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text) "
+		"    OPERATOR(pg_catalog.=) 'array'::pg_catalog.text "
+		"    THEN p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text END) a) c "
+		"WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text "
+		"  AND p.name OPERATOR(pg_catalog.<>) $1 "
+		"  AND pg_catalog.jsonb_typeof(c.value) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text "
+		"  AND c.value OPERATOR(pg_catalog.->>) 'references'::pg_catalog.text OPERATOR(pg_catalog.=) $2 "
+		"ORDER BY p.name LIMIT 1",
+		2, types, values, NULL, 0, SPI_OK_SELECT);
+	names = medallion_gateway_text_column(1, callercxt);
+	medallion_gateway_leave(&gw);
+	return names ? linitial(names) : NULL;
+}

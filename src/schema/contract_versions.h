@@ -27,6 +27,7 @@ extern List *medallion_contract_versions_load(const char *pipeline);
 extern void medallion_contract_change_record(const char *pipeline, const char *relation,
 											 const char *classification, Jsonb *detail);
 extern List *medallion_contract_expectations_load(const char *pipeline);
+extern char *medallion_contract_referencing_pipeline(const char *pipeline, const char *target);
 
 /* compatibility.c */
 typedef struct CompatibilityMode

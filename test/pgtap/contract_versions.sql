@@ -4,7 +4,7 @@
 -- silver table; each compatibility mode refuses what it must, with the broken rule in the
 -- detail; force makes the change and records it as breaking; what needs a rebuild is refused.
 BEGIN;
-SELECT plan(83);
+SELECT plan(86);
 
 -- The SQLSTATE and detail of an error (or 'no error').
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -151,6 +151,20 @@ SELECT throws_ok($$SELECT medallion.alter_contract('silver.cv_orders', '{"note":
                  'MD041', NULL, 'a column''s pii treatment cannot change in place (MD041)');
 SELECT throws_ok($$SELECT medallion.alter_contract('silver.cv_orders', NULL, '{"delete_when": "true"}')$$, 'MD041', NULL,
                  'nor delete_when (MD041)');
+
+-- a column another contract references, or a view reads, stays
+SELECT FROM medallion.create_silver('cv_parent', 'bronze.cv_shop', '{"id": "bigint", "code": "text"}', ARRAY['id']);
+SELECT FROM medallion.create_silver('cv_child', 'bronze.cv_shop',
+    '{"id": "bigint", "code": {"type": "text", "references": "silver.cv_parent.code"}}', ARRAY['id']);
+SELECT is(pg_temp.err($$SELECT medallion.alter_contract('silver.cv_parent', '{"code": null}')$$),
+          '2BP01: The contract of pipeline "silver.cv_child" references silver.cv_parent.code.',
+          'removing a column another pipeline''s contract references is refused (2BP01)');
+CREATE VIEW public.cv_parent_codes AS SELECT code FROM silver.cv_parent;
+SELECT FROM medallion.alter_contract('silver.cv_child', '{"code": "text"}', NULL, true);
+SELECT throws_ok($$SELECT medallion.alter_contract('silver.cv_parent', '{"code": null}')$$, '2BP01', NULL,
+                 'so is one a view reads (2BP01, from ALTER TABLE)');
+SELECT is((SELECT definition_version FROM medallion.pipelines WHERE name = 'silver.cv_parent'), 1,
+          'and the contract stays at its version');
 
 -- an expectation must still plan over the new columns
 SELECT FROM medallion.expect('silver.cv_orders', 'note_set', 'note IS NOT NULL', 'warn');
