@@ -182,6 +182,8 @@ typedef struct Contract
 	char	   *compatibility;	/* options.compatibility; "backward" if unset */
 } Contract;
 
+extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
+
 /* silver/active_run.c: the run this backend executes (functions its SQL calls) */
 extern void medallion_active_run_count_insert(void);
 

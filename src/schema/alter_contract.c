@@ -46,15 +46,11 @@ PG_FUNCTION_INFO_V1(medallion_alter_contract);
  * ---------------------------------------------------------------------------
  */
 
+/* The value of a key of a JSON object, or NULL. */
 static JsonbValue *
 jb_get(JsonbContainer *obj, const char *key)
 {
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(obj, JB_FOBJECT, &k);
+	return getKeyJsonValueFromContainer(obj, key, strlen(key), NULL);
 }
 
 static bool

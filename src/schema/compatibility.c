@@ -160,21 +160,6 @@ medallion_type_change(const ColumnSpec *old, const ColumnSpec *new)
 	return type_widens(old->typid, old->typmod, new->typid, new->typmod) ? TYPE_WIDENED : TYPE_CHANGED;
 }
 
-static ColumnSpec *
-find_column(Contract *c, const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, c->columns)
-	{
-		ColumnSpec *col = lfirst(lc);
-
-		if (strcmp(col->name, name) == 0)
-			return col;
-	}
-	return NULL;
-}
-
 /* A payload must carry a value for the column: nothing else gives one. */
 static bool
 needs_value(const ColumnSpec *col)
@@ -203,7 +188,7 @@ renamed_to(Contract *old, Contract *new, const ColumnSpec *dropped)
 	{
 		ColumnSpec *col = lfirst(lc);
 
-		if (find_column(old, col->name) == NULL && strcmp(col->path, dropped->path) == 0 &&
+		if (medallion_contract_column(old, col->name) == NULL && strcmp(col->path, dropped->path) == 0 &&
 			col->typid == dropped->typid && col->typmod == dropped->typmod)
 			return col;
 	}
@@ -223,7 +208,7 @@ medallion_compatibility_compare(Contract *old, int32 old_version, Contract *new,
 	foreach(lc, new->columns)
 	{
 		ColumnSpec *n = lfirst(lc);
-		ColumnSpec *o = find_column(old, n->name);
+		ColumnSpec *o = medallion_contract_column(old, n->name);
 
 		if (o == NULL)
 		{
@@ -291,7 +276,7 @@ medallion_compatibility_compare(Contract *old, int32 old_version, Contract *new,
 		ColumnSpec *o = lfirst(lc);
 		ColumnSpec *r;
 
-		if (find_column(new, o->name) != NULL || (o->pii && strcmp(o->pii, "drop") == 0))
+		if (medallion_contract_column(new, o->name) != NULL || (o->pii && strcmp(o->pii, "drop") == 0))
 			continue;			/* kept, or never stored: no reader saw it */
 		r = renamed_to(old, new, o);
 		if (r)

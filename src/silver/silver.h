@@ -106,7 +106,6 @@ typedef void (*TryFn) (SilverRun *r, void *arg);
 
 /* contract_parse.c */
 extern Contract *medallion_contract_parse(Jsonb *definition, bool validate);
-extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
 extern bool silver_is_datetime_type(Oid typid);
 
 /* contract_cache.c: parsed once per backend and version; shared, read-only */
