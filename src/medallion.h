@@ -220,6 +220,14 @@ extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, 
 									  bool *busy);
 extern bool medallion_catalog_has_pause_requests(void);
 
+/*
+ * schema/alter_contract.c: the next version of a silver contract, columns and
+ * options patched (alter_contract's core, for callers that checked who may
+ * and hold the pipeline's row lock).
+ */
+extern int32 medallion_contract_alter(const Pipeline *p, Jsonb *columns, Jsonb *options,
+									  bool force);
+
 /* messages stored in medallion.runs and medallion.alerts are capped */
 #define MEDALLION_MAX_MESSAGE 1024
 extern char *medallion_capped_message(const char *message);

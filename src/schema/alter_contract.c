@@ -554,6 +554,160 @@ join_rules(List *rules)
 }
 
 /*
+ * The rules the new contract breaks under the mode in force before the
+ * change (mode), against the last version or, transitive, every one.
+ * last gets the report against the last version, whatever the mode.
+ */
+static List *
+broken_rules(const Pipeline *p, Contract *oldc, Contract *newc, CompatibilityReport *last)
+{
+	CompatibilityMode mode = medallion_compatibility_mode(oldc->compatibility);
+	List	   *broken = NIL;
+	ListCell   *lc;
+
+	medallion_compatibility_compare(oldc, p->definition_version, newc, last);
+	if (mode.backward)
+		broken = list_concat(broken, last->backward);
+	if (mode.forward)
+		broken = list_concat(broken, last->forward);
+	if (mode.transitive)
+	{
+		foreach(lc, medallion_contract_versions_load(p->name))
+		{
+			ContractVersion *v = lfirst(lc);
+			CompatibilityReport r = {0};
+
+			if (v->version >= p->definition_version)
+				continue;		/* the last one is done */
+			medallion_compatibility_compare(medallion_contract_parse(v->definition, false),
+											v->version, newc, &r);
+			if (mode.backward)
+				broken = list_concat(broken, r.backward);
+			if (mode.forward)
+				broken = list_concat(broken, r.forward);
+		}
+	}
+	/* a changed type breaks both ways: say it once */
+	return list_concat_unique_ptr(NIL, broken);
+}
+
+/*
+ * Records the change in medallion.schema_changes: breaking if it breaks
+ * either direction against the last version, whatever the mode (so that a
+ * reader of the record sees it), a warning for a widening, else safe.
+ */
+static void
+record_change(const Pipeline *p, const char *relation, int32 version, bool forced,
+			  const char *mode, CompatibilityReport *last, TableChanges *tc)
+{
+	StringInfoData detail;
+	const char *classification;
+
+	classification = (last->backward != NIL || last->forward != NIL) ? "breaking"
+		: last->widened ? "warning" : "safe";
+	initStringInfo(&detail);
+	appendStringInfo(&detail, "{\"from_version\": %d, \"to_version\": %d, \"forced\": %s, \"compatibility\": ",
+					 p->definition_version, version, forced ? "true" : "false");
+	escape_json(&detail, mode);
+	append_json_list(&detail, "broken", list_concat_unique_ptr(list_copy(last->backward), last->forward));
+	append_json_list(&detail, "added", tc->added);
+	append_json_list(&detail, "dropped", tc->dropped);
+	append_json_list(&detail, "retyped", tc->retyped);
+	appendStringInfoChar(&detail, '}');
+	medallion_contract_change_record(p->name, relation, classification,
+									 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(detail.data))));
+}
+
+/*
+ * Makes the next version of a silver pipeline's contract: columns and
+ * options patch the current one (either may be NULL).  The caller has
+ * checked who may, and holds the pipeline's row lock (p as the locking
+ * lookup read it).  Returns the new version, or the current one when the
+ * patch changes nothing.
+ */
+int32
+medallion_contract_alter(const Pipeline *p, Jsonb *columns, Jsonb *options, bool force)
+{
+	Jsonb	   *newdef;
+	Contract   *oldc;
+	Contract   *newc;
+	CompatibilityReport last = {0};
+	List	   *broken;
+	TableChanges tc = {0};
+	Oid			relid;
+	char	   *qtable;
+	char	   *relation;
+	ListCell   *lc;
+	int32		version;
+	char	   *dot;
+
+	if (p->definition == NULL || p->definition_version <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" has no contract version", p->name),
+				 errhint("Update the extension: ALTER EXTENSION medallion UPDATE.")));
+	relid = get_relname_relid(p->relname, get_namespace_oid("silver", false));
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("silver table of pipeline \"%s\" does not exist", p->name)));
+	qtable = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+	relation = psprintf("%s.%s", get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+
+	newdef = patch_definition(p->definition, columns, options, p->name);
+	if (DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(newdef), JsonbPGetDatum(p->definition))))
+	{
+		ereport(NOTICE,
+				(errmsg("contract of pipeline \"%s\" is unchanged: it stays version %d",
+						p->name, p->definition_version)));
+		return p->definition_version;
+	}
+
+	oldc = medallion_contract_parse(p->definition, false);
+	refuse_key_removal(oldc, columns, p->name);
+	newc = medallion_contract_parse(newdef, true);
+	refuse_rebuilds(oldc, newc, p->name);
+	silver_check_references(newc);
+
+	broken = broken_rules(p, oldc, newc, &last);
+	if (broken != NIL && !force)
+		ereport(ERROR,
+				(errcode(MEDALLION_ERRCODE_CONTRACT_INCOMPATIBLE),
+				 errmsg("new contract of pipeline \"%s\" breaks its compatibility mode \"%s\"",
+						p->name, oldc->compatibility),
+				 errdetail("%s.", join_rules(broken)),
+				 errhint("Pass force => true to make the change anyway (it is recorded as breaking), or set option compatibility first.")));
+
+	/* the table, then everything that must plan over it */
+	table_apply(table_ddl(oldc, newc, p->name, relation, qtable, &tc), p->owner);
+	dot = strchr(p->source, '.');
+	silver_plan_contract(newc, quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1),
+						 qtable, newc->delete_when ? silver_tombstone_table(p->relname) : NULL,
+						 p->owner, p->name);
+	foreach(lc, medallion_contract_expectations_load(p->name))
+		silver_plan_expectation(newc, p->source, p->owner, p->name, lfirst(lc));
+
+	version = medallion_contract_version_add(p->name, newdef, newc->compatibility, broken != NIL,
+											 GetUserId());
+	record_change(p, relation, version, broken != NIL, oldc->compatibility, &last, &tc);
+	ereport(NOTICE,
+			(errmsg("contract of pipeline \"%s\" is now version %d", p->name, version),
+			 errhint("Rows already in %s are not rewritten: a backfill brings them to the new contract.",
+					 relation)));
+	return version;
+}
+
+/* Refuses unless the current user has the privileges of the pipeline's owner. */
+static void
+check_owner(const Pipeline *p)
+{
+	if (!OidIsValid(p->owner) || !has_privs_of_role(GetUserId(), p->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", p->name)));
+}
+
+/*
  * medallion.alter_contract(pipeline, columns, options, force) → the new
  * version.
  */
@@ -565,22 +719,6 @@ medallion_alter_contract(PG_FUNCTION_ARGS)
 	Jsonb	   *options = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	bool		force = !PG_ARGISNULL(3) && PG_GETARG_BOOL(3);
 	Pipeline	p = {0};
-	Jsonb	   *newdef;
-	Contract   *oldc;
-	Contract   *newc;
-	CompatibilityMode mode;
-	CompatibilityReport last = {0};
-	List	   *broken = NIL;
-	TableChanges tc = {0};
-	Oid			relid;
-	char	   *qtable;
-	char	   *relation;
-	ListCell   *lc;
-	int32		version;
-	bool		forced;
-	const char *classification;
-	StringInfoData detail;
-	char	   *dot;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -598,7 +736,7 @@ medallion_alter_contract(PG_FUNCTION_ARGS)
 				 errmsg("options must be a JSON object"),
 				 errdetail("Each key is an option; its value replaces the option's, null removes it.")));
 
-	/* who may, before taking the row lock a run would wait behind */
+	/* who may, before taking the row lock a run would wait behind ... */
 	if (!medallion_pipeline_lookup(name, &p, false, false, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -608,103 +746,13 @@ medallion_alter_contract(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("pipeline \"%s\" is not a silver pipeline", name),
 				 errdetail("Only silver pipelines have a column contract.")));
-	if (!OidIsValid(p.owner) || !has_privs_of_role(GetUserId(), p.owner))
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be owner of pipeline \"%s\"", name)));
+	check_owner(&p);
 
-	/* the row lock, as a run takes it: a run in progress finishes first */
+	/* ... then the row lock, as a run takes it: a run in progress finishes first */
 	if (!medallion_pipeline_lookup(name, &p, true, false, NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name)));
-	if (p.definition == NULL || p.definition_version <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("pipeline \"%s\" has no contract version", name),
-				 errhint("Update the extension: ALTER EXTENSION medallion UPDATE.")));
-	relid = get_relname_relid(p.relname, get_namespace_oid("silver", false));
-	if (!OidIsValid(relid))
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("silver table of pipeline \"%s\" does not exist", name)));
-	qtable = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
-	relation = psprintf("%s.%s", get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
-
-	newdef = patch_definition(p.definition, columns, options, name);
-	if (DatumGetBool(DirectFunctionCall2(jsonb_eq, JsonbPGetDatum(newdef), JsonbPGetDatum(p.definition))))
-	{
-		ereport(NOTICE,
-				(errmsg("contract of pipeline \"%s\" is unchanged: it stays version %d", name, p.definition_version)));
-		PG_RETURN_INT32(p.definition_version);
-	}
-
-	oldc = medallion_contract_parse(p.definition, false);
-	refuse_key_removal(oldc, columns, name);
-	newc = medallion_contract_parse(newdef, true);
-	refuse_rebuilds(oldc, newc, name);
-	silver_check_references(newc);
-
-	/* checked under the mode in force before this change */
-	mode = medallion_compatibility_mode(oldc->compatibility);
-	medallion_compatibility_compare(oldc, p.definition_version, newc, &last);
-	if (mode.transitive)
-	{
-		foreach(lc, medallion_contract_versions_load(name))
-		{
-			ContractVersion *v = lfirst(lc);
-			CompatibilityReport r = {0};
-
-			if (v->version >= p.definition_version)
-				continue;		/* the last one is done */
-			medallion_compatibility_compare(medallion_contract_parse(v->definition, false),
-											v->version, newc, &r);
-			if (mode.backward)
-				broken = list_concat(broken, r.backward);
-			if (mode.forward)
-				broken = list_concat(broken, r.forward);
-		}
-	}
-	if (mode.forward)
-		broken = list_concat(list_copy(last.forward), broken);
-	if (mode.backward)
-		broken = list_concat(list_copy(last.backward), broken);
-	broken = list_concat_unique_ptr(NIL, broken);
-	if (broken != NIL && !force)
-		ereport(ERROR,
-				(errcode(MEDALLION_ERRCODE_CONTRACT_INCOMPATIBLE),
-				 errmsg("new contract of pipeline \"%s\" breaks its compatibility mode \"%s\"", name, oldc->compatibility),
-				 errdetail("%s.", join_rules(broken)),
-				 errhint("Pass force => true to make the change anyway (it is recorded as breaking), or set option compatibility first.")));
-	forced = broken != NIL;
-
-	/* the table, then everything that must plan over it */
-	table_apply(table_ddl(oldc, newc, name, relation, qtable, &tc), p.owner);
-	dot = strchr(p.source, '.');
-	silver_plan_contract(newc, quote_qualified_identifier(pnstrdup(p.source, dot - p.source), dot + 1), qtable, newc->delete_when ? silver_tombstone_table(p.relname) : NULL,
-						 p.owner, name);
-	foreach(lc, medallion_contract_expectations_load(name))
-		silver_plan_expectation(newc, p.source, p.owner, name, lfirst(lc));
-
-	version = medallion_contract_version_add(name, newdef, newc->compatibility, forced, GetUserId());
-
-	/* breaking whatever the mode says, so that a reader of the record sees it */
-	classification = (last.backward != NIL || last.forward != NIL) ? "breaking"
-		: last.widened ? "warning" : "safe";
-	initStringInfo(&detail);
-	appendStringInfo(&detail, "{\"from_version\": %d, \"to_version\": %d, \"forced\": %s, \"compatibility\": ",
-					 p.definition_version, version, forced ? "true" : "false");
-	escape_json(&detail, oldc->compatibility);
-	append_json_list(&detail, "broken", list_concat_unique_ptr(list_copy(last.backward), last.forward));
-	append_json_list(&detail, "added", tc.added);
-	append_json_list(&detail, "dropped", tc.dropped);
-	append_json_list(&detail, "retyped", tc.retyped);
-	appendStringInfoChar(&detail, '}');
-	medallion_contract_change_record(name, relation, classification,
-									 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(detail.data))));
-
-	ereport(NOTICE,
-			(errmsg("contract of pipeline \"%s\" is now version %d", name, version),
-			 errhint("Rows already in %s are not rewritten: a backfill brings them to the new contract.", relation)));
-	PG_RETURN_INT32(version);
+	check_owner(&p);
+	PG_RETURN_INT32(medallion_contract_alter(&p, columns, options, force));
 }
