@@ -592,9 +592,9 @@ broken_rules(const Pipeline *p, Contract *oldc, Contract *newc, CompatibilityRep
 }
 
 /*
- * Records the change in medallion.schema_changes: breaking if it breaks
- * either direction against the last version, whatever the mode (so that a
- * reader of the record sees it), a warning for a widening, else safe.
+ * Records the change in medallion.schema_changes: breaking if it was forced
+ * or breaks either direction against the last version, whatever the mode (so
+ * that a reader of the record sees it), a warning for a widening, else safe.
  */
 static void
 record_change(const Pipeline *p, const char *relation, int32 version, bool forced,
@@ -603,7 +603,7 @@ record_change(const Pipeline *p, const char *relation, int32 version, bool force
 	StringInfoData detail;
 	const char *classification;
 
-	classification = (last->backward != NIL || last->forward != NIL) ? "breaking"
+	classification = (forced || last->backward != NIL || last->forward != NIL) ? "breaking"
 		: last->widened ? "warning" : "safe";
 	initStringInfo(&detail);
 	appendStringInfo(&detail, "{\"from_version\": %d, \"to_version\": %d, \"forced\": %s, \"compatibility\": ",

@@ -4,7 +4,7 @@
 -- silver table; each compatibility mode refuses what it must, with the broken rule in the
 -- detail; force makes the change and records it as breaking; what needs a rebuild is refused.
 BEGIN;
-SELECT plan(86);
+SELECT plan(94);
 
 -- The SQLSTATE and detail of an error (or 'no error').
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -279,6 +279,36 @@ SELECT is(pg_temp.err($$SELECT medallion.alter_contract('silver.cv_bt', '{"s": {
           'backward_transitive: checked against version 1 too');
 SELECT is(medallion.alter_contract('silver.cv_bt', '{"s": {"type": "text", "accepted": ["a", "c"]}}', force => true), 3,
           'forced, it passes');
+
+-- forced in every mode: made, marked and recorded
+SELECT is(medallion.alter_contract('silver.cv_fwd', '{"b": null}', force => true), 3, 'forward: forced, a drop is made');
+SELECT is(medallion.alter_contract('silver.cv_full', '{"a": null}', force => true), 3, 'full: forced, a drop is made');
+SELECT is(medallion.alter_contract('silver.cv_ft', '{"d": "text"}', force => true), 3,
+          'forward_transitive: forced, the change is made');
+SELECT results_eq(
+    $$SELECT v.pipeline, v.version, v.forced, s.classification, (s.detail->>'forced')::boolean
+      FROM medallion.contract_versions v
+      JOIN medallion.schema_changes s ON s.pipeline = v.pipeline AND (s.detail->>'to_version')::int = v.version
+      WHERE v.pipeline IN ('silver.cv_fwd', 'silver.cv_full', 'silver.cv_ft', 'silver.cv_bt') AND v.forced
+      ORDER BY 1$$,
+    $$VALUES ('silver.cv_bt', 3, true, 'breaking', true), ('silver.cv_ft', 3, true, 'breaking', true),
+             ('silver.cv_full', 3, true, 'breaking', true), ('silver.cv_fwd', 3, true, 'breaking', true)$$,
+    'each forced version is marked, and recorded as breaking (also when only an earlier version is broken)');
+SELECT hasnt_column('silver', 'cv_fwd', 'b', 'the forced drop dropped the column');
+
+-- delete_when pipelines keep their table of deleted keys
+SELECT FROM medallion.create_silver('cv_del', 'bronze.cv_shop', '{"id": "bigint", "v": "text"}',
+    ARRAY['id'], NULL, '{"delete_when": "_raw->>''op'' = ''D''"}');
+SELECT FROM medallion.alter_contract('silver.cv_del', '{"w": "text"}');
+SELECT FROM medallion.ingest('bronze.cv_shop', '[{"id": 7, "v": "x", "w": "y"}, {"id": 1, "op": "D"}]');
+SELECT FROM medallion.run('silver.cv_del');
+SELECT results_eq($$SELECT id, v, w FROM silver.cv_del ORDER BY id$$,
+                  $$VALUES (2::bigint, NULL::text, NULL::text), (7, 'x', 'y')$$,
+                  'a pipeline with delete_when runs under its new version: the new column, the delete applied');
+SELECT throws_ok($$SELECT medallion.alter_contract('silver.cv_array', '{"qty": {"name": "other", "type": "bigint"}}')$$,
+                 '22023', NULL, 'in an array contract, a patch cannot rename through "name" (22023)');
+SELECT throws_ok($$SELECT medallion.alter_contract('silver.cv_del', NULL, '{"compatibility": "strict"}')$$,
+                 '22023', NULL, 'an unknown compatibility mode is refused by alter_contract too (22023)');
 
 -- Privileges ----------------------------------------------------------------------------
 
