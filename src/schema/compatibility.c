@@ -218,9 +218,13 @@ medallion_compatibility_compare(Contract *old, int32 old_version, Contract *new,
 													n->name, old_version));
 			continue;
 		}
-		if (needs_value(n) && !needs_value(o))
+		if (needs_value(n) && !needs_value(o) && !o->required)
 			report->backward = lappend(report->backward,
 									   psprintf(_("column \"%s\" is now required without a default, and version %d accepted payloads without it"),
+												n->name, old_version));
+		else if (needs_value(n) && !needs_value(o))
+			report->backward = lappend(report->backward,
+									   psprintf(_("required column \"%s\" loses the default or expression that filled it, and version %d accepted payloads without it"),
 												n->name, old_version));
 		else if (needs_value(n) && strcmp(n->path, o->path) != 0)
 			report->backward = lappend(report->backward,

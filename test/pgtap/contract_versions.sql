@@ -4,7 +4,7 @@
 -- silver table; each compatibility mode refuses what it must, with the broken rule in the
 -- detail; force makes the change and records it as breaking; what needs a rebuild is refused.
 BEGIN;
-SELECT plan(94);
+SELECT plan(95);
 
 -- The SQLSTATE and detail of an error (or 'no error').
 CREATE FUNCTION pg_temp.err(q text) RETURNS text LANGUAGE plpgsql AS $$
@@ -201,6 +201,9 @@ SELECT results_eq($$SELECT id, size FROM silver.cv_orders ORDER BY id$$, $$VALUE
 SELECT is(pg_temp.cols('silver.cv_orders'),
           'id bigint not null, qty bigint, note character varying(10), status text, size integer not null',
           'the new required column is NOT NULL, without a table default');
+SELECT is(pg_temp.err($$SELECT medallion.alter_contract('silver.cv_orders', '{"size": {"type": "integer", "required": true}}')$$),
+          'MD040: required column "size" loses the default or expression that filled it, and version 6 accepted payloads without it.',
+          'backward: a required column that loses its default is refused');
 SELECT is(medallion.alter_contract('silver.cv_orders', '{"status": null}'), 7,
           'backward: dropping a column is accepted (payloads still load)');
 SELECT is((SELECT classification FROM medallion.schema_changes WHERE pipeline = 'silver.cv_orders'
