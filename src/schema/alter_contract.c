@@ -613,6 +613,7 @@ record_change(const Pipeline *p, const char *relation, int32 version, bool force
 	append_json_list(&detail, "added", tc->added);
 	append_json_list(&detail, "dropped", tc->dropped);
 	append_json_list(&detail, "retyped", tc->retyped);
+	append_json_list(&detail, "nullable", tc->relaxed);
 	appendStringInfoChar(&detail, '}');
 	medallion_contract_change_record(p->name, relation, classification,
 									 DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(detail.data))));
