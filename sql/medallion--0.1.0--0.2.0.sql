@@ -617,7 +617,44 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- Schema evolution: contract versions, alter_contract (issue 10)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- The version (in medallion.contract_versions) that pipelines.definition is:
+-- each backend keeps parsed contracts keyed on (pipeline, version).
+ALTER TABLE medallion.pipelines ADD COLUMN definition_version integer;
+COMMENT ON COLUMN medallion.pipelines.definition_version IS
+'the version of definition in medallion.contract_versions (silver pipelines)';
+UPDATE medallion.pipelines
+SET definition_version = 1
+WHERE layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
+  AND definition IS NOT NULL;
+
+-- Plain DML sends no cache invalidation: a statement trigger on the rows a
+-- parsed contract comes from tells every backend (at commit) and this one
+-- (at once) to drop its parsed contracts.  Not for PUBLIC: only this
+-- trigger, which fires as the catalog owner's writes, needs it.
+CREATE FUNCTION medallion.contract_cache_invalidate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'medallion_contract_cache_invalidate'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.contract_cache_invalidate() IS
+'internal: trigger on medallion.pipelines that drops every backend''s parsed contracts';
+REVOKE ALL ON FUNCTION medallion.contract_cache_invalidate() FROM PUBLIC;
+CREATE TRIGGER contract_cache_invalidate
+    AFTER INSERT OR UPDATE OF definition, definition_version OR DELETE OR TRUNCATE
+    ON medallion.pipelines
+    FOR EACH STATEMENT EXECUTE FUNCTION medallion.contract_cache_invalidate();
+
+-- A new version of a silver contract: columns patch it (an object adds or
+-- replaces a column, null removes one), options patch its options the same
+-- way.  Checked against the pipeline's compatibility mode; the pipeline's
+-- owner only (checked in C).
+CREATE FUNCTION medallion.alter_contract(pipeline text, columns jsonb,
+                                         options jsonb DEFAULT NULL,
+                                         force boolean DEFAULT false)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'medallion_alter_contract'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.alter_contract(text, jsonb, jsonb, boolean) IS
+'patches a silver contract (columns: object adds or replaces, null removes; options likewise), alters silver.<name> to match and records the new version, which it returns; an incompatible change needs force';
 
 
 ------------------------------------------------------------------------------

@@ -58,6 +58,18 @@ extern void medallion_own_ddl_begin(void);
 extern void medallion_own_ddl_end(void);
 extern bool medallion_own_ddl_active(void);
 
+/*
+ * schema/contract_versions.c: every version of a silver contract.  Adding one
+ * makes it the pipeline's definition; the caller holds the pipeline's row
+ * lock (or has just created the pipeline).
+ */
+extern int32 medallion_contract_version_add(const char *pipeline, Jsonb *definition,
+											const char *compatibility, bool forced,
+											Oid created_by);
+
+/* schema/compatibility.c: whether a name is a compatibility mode */
+extern bool medallion_compatibility_mode_valid(const char *mode);
+
 /* catalog/pipelines.c: medallion.pipelines and medallion.batches */
 extern void medallion_catalog_add_pipeline(const char *name, const char *layer,
 										   const char *relname, Oid owner,
@@ -167,7 +179,10 @@ typedef struct Contract
 	int64		max_rows_per_run;	/* 0: unbounded */
 	List	   *setting_names;	/* of char *: options.settings */
 	List	   *setting_values;
+	char	   *compatibility;	/* options.compatibility; "backward" if unset */
 } Contract;
+
+extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
 
 /* silver/active_run.c: the run this backend executes (functions its SQL calls) */
 extern void medallion_active_run_count_insert(void);
@@ -197,12 +212,21 @@ typedef struct Pipeline
 	bool		pause_requested;	/* state reads 'paused' because of it */
 	char	   *source;
 	Jsonb	   *definition;
+	int32		definition_version; /* 0: not versioned (a 0.1.0 catalog) */
 	char	   *time_budget;	/* options.time_budget as set, or NULL */
 } Pipeline;
 
 extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 									  bool *busy);
 extern bool medallion_catalog_has_pause_requests(void);
+
+/*
+ * schema/alter_contract.c: the next version of a silver contract, columns and
+ * options patched (alter_contract's core, for callers that checked who may
+ * and hold the pipeline's row lock).
+ */
+extern int32 medallion_contract_alter(const Pipeline *p, Jsonb *columns, Jsonb *options,
+									  bool force);
 
 /* messages stored in medallion.runs and medallion.alerts are capped */
 #define MEDALLION_MAX_MESSAGE 1024

@@ -24,20 +24,21 @@
 /*
  * The lookup's columns; the 8th tells whether a pause request waits to be
  * folded in (see medallion_pause_fold): the state a run sees is then
- * 'paused'.  The 9th is options.time_budget, as set.
+ * 'paused'.  The 9th is options.time_budget, as set; the 10th the version
+ * of the definition (the key of the parsed-contract cache).
  */
 #define LOOKUP_COLUMNS \
 	"SELECT p.name, p.layer, p.relname, p.state, p.owner, p.source, p.definition, " \
 	"EXISTS (SELECT 1 FROM medallion.pause_requests r " \
 	"  WHERE r.pipeline OPERATOR(pg_catalog.=) p.name), " \
-	"p.options OPERATOR(pg_catalog.->>) 'time_budget' " \
+	"p.options OPERATOR(pg_catalog.->>) 'time_budget', p.definition_version " \
 	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
 
 /* The same on a 0.1.0 catalog (before ALTER EXTENSION UPDATE): no pause requests. */
 #define LOOKUP_COLUMNS_0_1 \
 	"SELECT p.name, p.layer, p.relname, p.state, " \
 	"pg_catalog.pg_get_userbyid(p.owner::pg_catalog.oid), p.source, p.definition, false, " \
-	"p.options OPERATOR(pg_catalog.->>) 'time_budget' " \
+	"p.options OPERATOR(pg_catalog.->>) 'time_budget', NULL::pg_catalog.int4 " \
 	"FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1"
 
 #define LOCK_WAIT " FOR NO KEY UPDATE OF p"
@@ -76,6 +77,8 @@ lookup_copy_row(Pipeline *p, MemoryContext callercxt)
 	p->definition = isnull ? NULL : DatumGetJsonbPCopy(d);
 	p->pause_requested = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
 	p->time_budget = SPI_getvalue(tup, desc, 9);
+	d = SPI_getbinval(tup, desc, 10, &isnull);
+	p->definition_version = isnull ? 0 : DatumGetInt32(d);
 	if (p->pause_requested)
 		p->state = pstrdup("paused");
 	MemoryContextSwitchTo(spicxt);

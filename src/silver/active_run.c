@@ -102,6 +102,23 @@ silver_active_run_exists(void)
 }
 
 /*
+ * The parsed contract of the run this backend executes, when definition is
+ * that run's definition (as its SQL passes it to silver_check); else NULL.
+ */
+Contract *
+silver_active_run_contract(Jsonb *definition)
+{
+	Jsonb	   *mine;
+
+	if (active_run == NULL || active_run->r->c == NULL || active_run->r->nulls[P_DEF - 1] == 'n')
+		return NULL;
+	mine = DatumGetJsonbP(active_run->r->values[P_DEF - 1]);
+	if (VARSIZE(mine) != VARSIZE(definition) || memcmp(mine, definition, VARSIZE(mine)) != 0)
+		return NULL;
+	return active_run->r->c;
+}
+
+/*
  * Raises unless this backend is executing a run owned by the current user.
  */
 void

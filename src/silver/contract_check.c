@@ -75,7 +75,10 @@ check_cache(FunctionCallInfo fcinfo, Jsonb *definition)
 
 	old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
 	cc = palloc0(sizeof(CheckCache));
-	cc->contract = silver_contract_get(definition);
+	/* the run's own contract, or (another definition) parsed for this statement */
+	cc->contract = silver_active_run_contract(definition);
+	if (cc->contract == NULL)
+		cc->contract = medallion_contract_parse(definition, false);
 	cc->ncols = list_length(cc->contract->columns);
 	cc->input = palloc0(sizeof(FmgrInfo) * cc->ncols);
 	cc->ioparam = palloc0(sizeof(Oid) * cc->ncols);

@@ -469,13 +469,21 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 				if (kv.type != jbvString)
 					contract_error(NULL, "Option description must be a string.");
 			}
+			else if (strcmp(key, "compatibility") == 0)
+			{
+				if (kv.type != jbvString ||
+					!medallion_compatibility_mode_valid(c->compatibility = jb_cstring(&kv)))
+					contract_error(NULL, "Option compatibility must be backward, backward_transitive, forward, forward_transitive, full, full_transitive or none.");
+			}
 			else if (validate)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("unrecognized option \"%s\"", key),
-						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings and description.")));
+						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings, description and compatibility.")));
 		}
 	}
+	if (c->compatibility == NULL)
+		c->compatibility = "backward";
 
 	/*
 	 * Type names resolve as a run's SQL will: under the run's pinned

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * ddl.c
- *	  Defining silver pipelines: create_silver and expect.
+ *	  Defining silver pipelines: create_silver and expect, and the checks a
+ *	  contract passes before it is stored (alter_contract's too).
  *
  *-------------------------------------------------------------------------
  */
@@ -118,6 +119,95 @@ prepare_generated(const char *sql, SilverRun *r, const char *pipeline)
 }
 
 /*
+ * Refuses a contract whose references name a table or column that does not
+ * exist.
+ */
+void
+silver_check_references(Contract *c)
+{
+	ListCell   *lc;
+
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		if (col->ref_table)
+		{
+			char	   *d = strchr(col->ref_table, '.');
+			Oid			rnsp = get_namespace_oid(pnstrdup(col->ref_table, d - col->ref_table), true);
+			Oid			rrel = OidIsValid(rnsp) ? get_relname_relid(d + 1, rnsp) : InvalidOid;
+
+			if (!OidIsValid(rrel))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_TABLE),
+						 errmsg("referenced table \"%s\" of column \"%s\" does not exist",
+								col->ref_table, col->name)));
+			if (get_attnum(rrel, col->ref_column) == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("referenced column \"%s\" of \"%s\" does not exist",
+								col->ref_column, col->ref_table)));
+		}
+	}
+}
+
+/*
+ * Plans a run's MERGE of contract c from qsource into qtarget (and qtomb)
+ * as role, under the run's settings: every expression, condition and
+ * reference of the contract must plan now, not at the first run.
+ */
+void
+silver_plan_contract(Contract *c, const char *qsource, const char *qtarget, const char *qtomb,
+					 Oid role, const char *pipeline)
+{
+	SilverRun	r = {0};
+	int			nestlevel;
+	MedallionUserContext save;
+
+	r.c = c;
+	r.qsource = (char *) qsource;
+	r.qtarget = (char *) qtarget;
+	r.qtomb = (char *) qtomb;
+	r.has_prev = true;
+	r.prev_has_xip = true;
+	silver_init_params(&r);
+	medallion_run_settings_push(c, &nestlevel);
+	medallion_become_user(role, &save);
+	SPI_connect();
+	prepare_generated(silver_merge_sql(&r), &r, pipeline);
+	SPI_finish();
+	medallion_restore_user(&save);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * Plans an expectation's check over the typed columns of contract c read
+ * from source ('layer.table'), as the pipeline's owner.
+ */
+void
+silver_plan_expectation(Contract *c, const char *source, Oid owner, const char *pipeline,
+						const char *check_sql)
+{
+	SilverRun	r = {0};
+	int			nestlevel;
+	MedallionUserContext save;
+	const char *dot = strchr(source, '.');
+
+	r.c = c;
+	r.qsource = quote_qualified_identifier(pnstrdup(source, dot - source), dot + 1);
+	silver_init_params(&r);
+	medallion_run_settings_push(c, &nestlevel);
+	medallion_become_user(owner, &save);
+	SPI_connect();
+	prepare_generated(psprintf("SELECT ((%s\n) IS FALSE) FROM (%s) s",
+							   check_sql, silver_checked_sql(&r, true, false)),
+					  &r, pipeline);
+	SPI_finish();
+	medallion_restore_user(&save);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
  * medallion.create_silver(name, source, columns, unique_key, order_by, options)
  */
 Datum
@@ -135,7 +225,6 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	Oid			relid;
 	char	   *qrel;
 	char	   *description = NULL;
-	SilverRun	r = {0};
 	int			i;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -198,28 +287,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	if (c->delete_when)
 		medallion_check_name(MEDALLION_NAME_SILVER_DELETES, name, SILVER_MAX_NAME_WITH_DELETES);
 
-	foreach(lc, c->columns)
-	{
-		ColumnSpec *col = lfirst(lc);
-
-		if (col->ref_table)
-		{
-			char	   *d = strchr(col->ref_table, '.');
-			Oid			rnsp = get_namespace_oid(pnstrdup(col->ref_table, d - col->ref_table), true);
-			Oid			rrel = OidIsValid(rnsp) ? get_relname_relid(d + 1, rnsp) : InvalidOid;
-
-			if (!OidIsValid(rrel))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_TABLE),
-						 errmsg("referenced table \"%s\" of column \"%s\" does not exist",
-								col->ref_table, col->name)));
-			if (get_attnum(rrel, col->ref_column) == InvalidAttrNumber)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("referenced column \"%s\" of \"%s\" does not exist",
-								col->ref_column, col->ref_table)));
-		}
-	}
+	silver_check_references(c);
 
 	qrel = quote_qualified_identifier("silver", name);
 	initStringInfo(&ddl);
@@ -260,29 +328,17 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 					 quote_literal_cstr(psprintf("medallion silver table, fed from bronze.%s", bronze.relname)));
 
 	SPI_connect();
+	medallion_own_ddl_begin();
 	if (SPI_execute(ddl.data, false, 0) < 0)
 		elog(ERROR, "could not create silver table: %s", ddl.data);
-
-	/* Every expression, condition and reference must plan now, not at the first run. */
-	r.c = c;
-	r.qsource = quote_qualified_identifier("bronze", bronze.relname);
-	r.qtarget = qrel;
-	r.qtomb = c->delete_when ? silver_tombstone_table(name) : NULL;
-	r.has_prev = true;
-	r.prev_has_xip = true;
-	silver_init_params(&r);
-	{
-		int			nestlevel;
-		MedallionUserContext save;
-
-		medallion_run_settings_push(c, &nestlevel);
-		medallion_become_user(GetUserId(), &save);
-		prepare_generated(silver_merge_sql(&r), &r, medallion_pipeline_name("silver", name));
-		medallion_restore_user(&save);
-		AtEOXact_GUC(true, nestlevel);
-	}
+	medallion_own_ddl_end();
 	SPI_finish();
 	CommandCounterIncrement();
+
+	/* Every expression, condition and reference must plan now, not at the first run. */
+	silver_plan_contract(c, quote_qualified_identifier("bronze", bronze.relname), qrel,
+						 c->delete_when ? silver_tombstone_table(name) : NULL,
+						 GetUserId(), medallion_pipeline_name("silver", name));
 	relid = get_relname_relid(name, nsp);
 
 	{
@@ -306,6 +362,8 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 								   : PG_GETARG_JSONB_P(5),
 								   description);
 	medallion_catalog_set_definition(medallion_pipeline_name("silver", name), bronze.pipeline, definition);
+	(void) medallion_contract_version_add(medallion_pipeline_name("silver", name), definition,
+										  c->compatibility, false, GetUserId());
 	PG_RETURN_OID(relid);
 }
 
@@ -318,7 +376,6 @@ medallion_expect(PG_FUNCTION_ARGS)
 	char	   *pipeline;
 	char	   *on_fail;
 	Pipeline	p = {0};
-	MedallionUserContext save;
 	MedallionGateway gw;
 	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[4];
@@ -354,24 +411,8 @@ medallion_expect(PG_FUNCTION_ARGS)
 				 errmsg("must be owner of pipeline \"%s\"", pipeline)));
 
 	/* The check must plan over the pipeline's columns. */
-	{
-		SilverRun	r = {0};
-		int			nestlevel;
-		char	   *dot = strchr(p.source, '.');
-
-		r.c = silver_contract_get(p.definition);
-		r.qsource = quote_qualified_identifier(pnstrdup(p.source, dot - p.source), dot + 1);
-		silver_init_params(&r);
-		medallion_run_settings_push(r.c, &nestlevel);
-		medallion_become_user(p.owner, &save);
-		SPI_connect();
-		prepare_generated(psprintf("SELECT ((%s\n) IS FALSE) FROM (%s) s",
-								   text_to_cstring(PG_GETARG_TEXT_PP(2)), silver_checked_sql(&r, true, false)),
-						  &r, pipeline);
-		SPI_finish();
-		medallion_restore_user(&save);
-		AtEOXact_GUC(true, nestlevel);
-	}
+	silver_plan_expectation(silver_contract_get(&p), p.source, p.owner, pipeline,
+							text_to_cstring(PG_GETARG_TEXT_PP(2)));
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = PG_GETARG_DATUM(1);

@@ -106,11 +106,10 @@ typedef void (*TryFn) (SilverRun *r, void *arg);
 
 /* contract_parse.c */
 extern Contract *medallion_contract_parse(Jsonb *definition, bool validate);
-extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
 extern bool silver_is_datetime_type(Oid typid);
 
-/* contract_cache.c: parsed once per backend; the result is shared, read-only */
-extern Contract *silver_contract_get(Jsonb *definition);
+/* contract_cache.c: parsed once per backend and version; shared, read-only */
+extern Contract *silver_contract_get(const Pipeline *p);
 extern void silver_reject_relative_datetime(const char *s, const char *column);
 
 /* watermark.c: snapshot watermarks */
@@ -144,6 +143,7 @@ extern ActiveRun *silver_active_run_register(SilverRun *r);
 extern void silver_active_run_unregister(ActiveRun *ar);
 extern void silver_flush_kept(ActiveRun *ar);
 extern bool silver_active_run_exists(void);
+extern Contract *silver_active_run_contract(Jsonb *definition);
 
 /* slow_path.c */
 extern void silver_apply_expectations(SilverRun *r, void *arg);
@@ -165,6 +165,7 @@ extern char *silver_source_sql(SilverRun *r, bool with_exclusions, bool range);
 extern char *silver_stored_type(ColumnSpec *col);
 extern char *silver_tombstone_sql(SilverRun *r);
 extern char *silver_tombstone_table(const char *relname);
+extern char *silver_typed_sql(ColumnSpec *col, const char *val);
 
 /* silver_run.c */
 extern int silver_exec(SilverRun *r, const char *sql, long limit);
@@ -182,5 +183,10 @@ typedef enum MedallionNameKind
 	MEDALLION_NAME_COLUMN,
 } MedallionNameKind;
 extern void medallion_check_name(MedallionNameKind kind, const char *name, int max_len);
+extern void silver_check_references(Contract *c);
+extern void silver_plan_contract(Contract *c, const char *qsource, const char *qtarget,
+								 const char *qtomb, Oid role, const char *pipeline);
+extern void silver_plan_expectation(Contract *c, const char *source, Oid owner,
+									const char *pipeline, const char *check_sql);
 
 #endif							/* SILVER_H */

@@ -164,7 +164,7 @@ setup_run(SilverRun *r, Pipeline *p, int64 run_id)
 	r->cxt = CurrentMemoryContext;
 	r->p = p;
 	r->run_id = run_id;
-	r->c = silver_contract_get(p->definition);
+	r->c = silver_contract_get(p);
 	r->source_table = p->source;
 	dot = strchr(p->source, '.');
 	r->qsource = quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1);

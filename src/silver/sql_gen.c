@@ -65,6 +65,13 @@ typed_sql(ColumnSpec *col, const char *val)
 	return psprintf("CAST(%s AS %s)", val, qtype_name(col->typid, col->typmod));
 }
 
+/* typed_sql for alter_contract's USING clauses */
+char *
+silver_typed_sql(ColumnSpec *col, const char *val)
+{
+	return typed_sql(col, val);
+}
+
 /*
  * The JSON path of a column as a text[] literal.
  */

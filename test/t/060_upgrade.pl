@@ -174,6 +174,23 @@ ok( $node->poll_query_until('old',
 		q{SELECT count(*) = 1 FROM silver.orders WHERE order_id = 4}),
 	'a scheduled run processes new rows after the update');
 
+# Its contract is version 1 after the update, and evolves like a new one.
+is($node->safe_psql('old',
+		q{SELECT string_agg(version || ':' || (v.definition = p.definition) || ':' || p.definition_version, ',')
+		  FROM medallion.contract_versions v JOIN medallion.pipelines p ON p.name = v.pipeline
+		  WHERE v.pipeline = 'silver.orders'}),
+	'1:true:1', 'a contract made under 0.1.0 is version 1 after the update');
+is($node->safe_psql('old', q{SET ROLE alice;
+		SELECT medallion.alter_contract('silver.orders', '{"note": "text"}')}),
+	'2', 'alter_contract makes version 2 of a 0.1.0 pipeline');
+$node->safe_psql('old', q{
+	SET ROLE alice;
+	SELECT medallion.ingest('bronze.orders', '{"id": 5, "amount": 50, "card": "4555", "note": "n5"}', 'b4');
+	SELECT medallion.run('silver.orders');
+});
+is($node->safe_psql('old', q{SELECT note FROM silver.orders WHERE order_id = 5}),
+	'n5', 'the next run loads under version 2');
+
 # A fresh install works the same way.
 $node->safe_psql('fresh', q{
 	SET ROLE alice;
