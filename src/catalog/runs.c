@@ -144,3 +144,57 @@ medallion_run_trim_skipped(const char *pipeline)
 								  "   ORDER BY k.run_id DESC OFFSET $2 LIMIT 1)",
 								  2, argtypes, values, NULL, SPI_OK_DELETE);
 }
+
+/*
+ * Records a run that did not happen, with the reason in error_message (a
+ * run_all() round skips the downstream of a failed upstream); returns its id.
+ */
+int64
+medallion_run_record_skipped(const char *pipeline, const char *kind, const char *reason)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	MedallionGateway gw;
+	int64		run_id;
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = CStringGetTextDatum(medallion_capped_message(reason));
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, attempt, "
+							   "finished_at, error_message) "
+							   "SELECT $1, $2, 'skipped', p.retry_attempt OPERATOR(pg_catalog.+) 1, "
+							   "pg_catalog.clock_timestamp(), $3 "
+							   "FROM medallion.pipelines p "
+							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
+							   3, argtypes, values, NULL, 1, SPI_OK_INSERT_RETURNING) != 1)
+		elog(ERROR, "could not record a run of \"%s\"", pipeline);
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	medallion_gateway_leave(&gw);
+	return run_id;
+}
+
+/*
+ * How a recorded run ended ('succeeded', 'failed', 'skipped', or 'running'),
+ * in the caller's memory.
+ */
+char *
+medallion_run_status(int64 run_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	MedallionGateway gw;
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *status;
+
+	values[0] = Int64GetDatum(run_id);
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT r.status FROM medallion.runs r "
+							   "WHERE r.run_id OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) != 1)
+		elog(ERROR, "run %lld is not recorded", (long long) run_id);
+	status = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	medallion_gateway_leave(&gw);
+	return status;
+}

@@ -137,6 +137,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	char	   *description = NULL;
 	SilverRun	r = {0};
 	int			i;
+	List	   *referenced = NIL;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -204,6 +205,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 
 		if (col->ref_table)
 		{
+			char	   *upstream;
 			char	   *d = strchr(col->ref_table, '.');
 			Oid			rnsp = get_namespace_oid(pnstrdup(col->ref_table, d - col->ref_table), true);
 			Oid			rrel = OidIsValid(rnsp) ? get_relname_relid(d + 1, rnsp) : InvalidOid;
@@ -218,6 +220,10 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_UNDEFINED_COLUMN),
 						 errmsg("referenced column \"%s\" of \"%s\" does not exist",
 								col->ref_column, col->ref_table)));
+			/* a pipeline's table: an edge of the graph (run_all runs it first) */
+			upstream = medallion_pipeline_of_relation(rrel);
+			if (upstream)
+				referenced = lappend(referenced, upstream);
 		}
 	}
 
@@ -306,6 +312,10 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 								   : PG_GETARG_JSONB_P(5),
 								   description);
 	medallion_catalog_set_definition(medallion_pipeline_name("silver", name), bronze.pipeline, definition);
+	/* the graph: its bronze source, and the pipelines whose tables it references */
+	medallion_dependencies_set(medallion_pipeline_name("silver", name), "source",
+							   list_make1(bronze.pipeline));
+	medallion_dependencies_set(medallion_pipeline_name("silver", name), "reference", referenced);
 	PG_RETURN_OID(relid);
 }
 

@@ -1,0 +1,131 @@
+/*-------------------------------------------------------------------------
+ *
+ * dependencies.c
+ *	  The pipeline graph: the rows of medallion.dependencies.
+ *
+ * Edges are found from definitions (a silver pipeline's bronze source, the
+ * pipelines whose tables its contract references, a gold query's range
+ * table), never declared by hand.  The layers that define pipelines record
+ * their edges here; run_all() and the lineage view read them.  A cycle is
+ * refused: run_all() could not order it, and a pipeline that feeds itself
+ * has no meaning.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+
+#include "medallion.h"
+
+/*
+ * The name of the pipeline whose table a relation is, or NULL when the
+ * relation is no pipeline's (a table a user made in a layer's schema, say).
+ * Found from the relation's OID, never from a name a user could shadow.
+ */
+char *
+medallion_pipeline_of_relation(Oid relid)
+{
+	char	   *relname = get_rel_name(relid);
+	char	   *nspname = get_namespace_name(get_rel_namespace(relid));
+	Oid			argtypes[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	MedallionGateway gw;
+	char	   *pipeline = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (relname == NULL || nspname == NULL)
+		return NULL;
+	values[0] = CStringGetTextDatum(nspname);
+	values[1] = CStringGetTextDatum(relname);
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT p.name FROM medallion.pipelines p "
+							   "WHERE p.layer OPERATOR(pg_catalog.=) $1 "
+							   "AND p.relname OPERATOR(pg_catalog.=) $2",
+							   2, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		pipeline = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		MemoryContextSwitchTo(old);
+	}
+	medallion_gateway_leave(&gw);
+	return pipeline;
+}
+
+/*
+ * Refuses the graph if "pipeline" now depends on itself, naming the direct
+ * upstream through which the loop closes.  Reads the graph as it is in the
+ * caller's transaction: the new edges are in it.
+ */
+static void
+check_acyclic(MedallionGateway *gw, Datum pipeline)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {pipeline};
+	char	   *via;
+
+	/* UNION, not UNION ALL: each (via, node) once, so it ends even on a loop */
+	if (medallion_gateway_exec("WITH RECURSIVE up (via, node) AS ("
+							   "  SELECT d.upstream, d.upstream FROM medallion.dependencies d "
+							   "  WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
+							   "  UNION "
+							   "  SELECT up.via, d.upstream FROM up "
+							   "  JOIN medallion.dependencies d ON d.pipeline OPERATOR(pg_catalog.=) up.node"
+							   ") "
+							   "SELECT up.via FROM up WHERE up.node OPERATOR(pg_catalog.=) $1 "
+							   "ORDER BY up.via LIMIT 1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0)
+		return;
+	via = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	ereport(ERROR,
+			(errcode(MEDALLION_ERRCODE_DEPENDENCY_CYCLE),
+			 errmsg("pipeline \"%s\" cannot depend on itself", TextDatumGetCString(pipeline)),
+			 errdetail("Pipeline \"%s\" reads pipeline \"%s\", which depends on \"%s\" in turn.",
+					   TextDatumGetCString(pipeline), via, TextDatumGetCString(pipeline)),
+			 errhint("Pipelines form a directed graph without loops: remove the reference or the query that closes it.")));
+}
+
+/*
+ * Sets the upstreams of one kind of a pipeline (a list of pipeline names):
+ * the rows of that kind not in the list are removed, the others added.  A
+ * pipeline is never its own upstream (a table that references itself reads
+ * its own rows: no edge).  Raises MD020, and so rolls the caller's change
+ * back, when the graph would have a loop.
+ */
+void
+medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams)
+{
+	MedallionGateway gw;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTARRAYOID};
+	Datum		values[3];
+	Datum	   *names;
+	int			n = 0;
+	ListCell   *lc;
+
+	names = palloc(sizeof(Datum) * (list_length(upstreams) + 1));
+	foreach(lc, upstreams)
+	{
+		if (strcmp(lfirst(lc), pipeline) != 0)
+			names[n++] = CStringGetTextDatum(lfirst(lc));
+	}
+	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+
+	medallion_catalog_enter(&gw);
+	(void) medallion_gateway_exec("DELETE FROM medallion.dependencies d "
+								  "WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "AND d.kind OPERATOR(pg_catalog.=) $2 "
+								  "AND NOT d.upstream OPERATOR(pg_catalog.=) ANY ($3)",
+								  3, argtypes, values, NULL, 0, SPI_OK_DELETE);
+	(void) medallion_gateway_exec("INSERT INTO medallion.dependencies (pipeline, upstream, kind) "
+								  "SELECT $1, u.name, $2 FROM pg_catalog.unnest($3) AS u(name) "
+								  "ON CONFLICT (pipeline, upstream, kind) DO NOTHING",
+								  3, argtypes, values, NULL, 0, SPI_OK_INSERT);
+	check_acyclic(&gw, values[0]);
+	medallion_gateway_leave(&gw);
+}
