@@ -73,7 +73,6 @@ extern void medallion_catalog_set_definition(const char *pipeline, const char *s
 											 Jsonb *definition);
 
 /* catalog/dependencies.c: the pipeline graph (medallion.dependencies) */
-#define MEDALLION_ERRCODE_DEPENDENCY_CYCLE MAKE_SQLSTATE('M','D','0','2','0')
 extern char *medallion_pipeline_of_relation(Oid relid);
 extern void medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams);
 

@@ -6,9 +6,10 @@
  * Edges are found from definitions (a silver pipeline's bronze source, the
  * pipelines whose tables its contract references, a gold query's range
  * table), never declared by hand.  The layers that define pipelines record
- * their edges here; run_all() and the lineage view read them.  A cycle is
- * refused: run_all() could not order it, and a pipeline that feeds itself
- * has no meaning.
+ * their edges here; run_all() and the lineage view read them.  A loop is
+ * refused by the table's own trigger (medallion.dependencies_acyclic), so
+ * every writer is held to it: run_all() could not order a loop, and a
+ * pipeline that feeds itself has no meaning.
  *
  *-------------------------------------------------------------------------
  */
@@ -57,44 +58,15 @@ medallion_pipeline_of_relation(Oid relid)
 }
 
 /*
- * Refuses the graph if "pipeline" now depends on itself, naming the direct
- * upstream through which the loop closes.  Reads the graph as it is in the
- * caller's transaction: the new edges are in it.
- */
-static void
-check_acyclic(MedallionGateway *gw, Datum pipeline)
-{
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {pipeline};
-	char	   *via;
-
-	/* UNION, not UNION ALL: each (via, node) once, so it ends even on a loop */
-	if (medallion_gateway_exec("WITH RECURSIVE up (via, node) AS ("
-							   "  SELECT d.upstream, d.upstream FROM medallion.dependencies d "
-							   "  WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
-							   "  UNION "
-							   "  SELECT up.via, d.upstream FROM up "
-							   "  JOIN medallion.dependencies d ON d.pipeline OPERATOR(pg_catalog.=) up.node"
-							   ") "
-							   "SELECT up.via FROM up WHERE up.node OPERATOR(pg_catalog.=) $1 "
-							   "ORDER BY up.via LIMIT 1",
-							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 0)
-		return;
-	via = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	ereport(ERROR,
-			(errcode(MEDALLION_ERRCODE_DEPENDENCY_CYCLE),
-			 errmsg("pipeline \"%s\" cannot depend on itself", TextDatumGetCString(pipeline)),
-			 errdetail("Pipeline \"%s\" reads pipeline \"%s\", which depends on \"%s\" in turn.",
-					   TextDatumGetCString(pipeline), via, TextDatumGetCString(pipeline)),
-			 errhint("Pipelines form a directed graph without loops: remove the reference or the query that closes it.")));
-}
-
-/*
  * Sets the upstreams of one kind of a pipeline (a list of pipeline names):
  * the rows of that kind not in the list are removed, the others added.  A
  * pipeline is never its own upstream (a table that references itself reads
- * its own rows: no edge).  Raises MD020, and so rolls the caller's change
- * back, when the graph would have a loop.
+ * its own rows: no edge).  The table's trigger raises MD020, and so rolls
+ * the caller's change back, when the graph would have a loop.
+ *
+ * Writers of the graph take turns (a lock that conflicts with itself, held
+ * to commit; readers are not blocked): two transactions adding the two
+ * halves of a loop at once would each see no loop in the other's absence.
  */
 void
 medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams)
@@ -117,6 +89,8 @@ medallion_dependencies_set(const char *pipeline, const char *kind, List *upstrea
 	values[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
 
 	medallion_catalog_enter(&gw);
+	(void) medallion_gateway_exec("LOCK TABLE medallion.dependencies IN SHARE ROW EXCLUSIVE MODE",
+								  0, NULL, NULL, NULL, 0, SPI_OK_UTILITY);
 	(void) medallion_gateway_exec("DELETE FROM medallion.dependencies d "
 								  "WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
 								  "AND d.kind OPERATOR(pg_catalog.=) $2 "
@@ -126,6 +100,5 @@ medallion_dependencies_set(const char *pipeline, const char *kind, List *upstrea
 								  "SELECT $1, u.name, $2 FROM pg_catalog.unnest($3) AS u(name) "
 								  "ON CONFLICT (pipeline, upstream, kind) DO NOTHING",
 								  3, argtypes, values, NULL, 0, SPI_OK_INSERT);
-	check_acyclic(&gw, values[0]);
 	medallion_gateway_leave(&gw);
 }
