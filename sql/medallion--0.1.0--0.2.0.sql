@@ -717,7 +717,9 @@ SELECT e.upstream,
 FROM (SELECT d.upstream, d.pipeline, d.kind
       FROM medallion.dependencies d
       UNION ALL
-      SELECT COALESCE(sp.name, pg_catalog.format('%I.%I'::pg_catalog.text, sn.nspname, sc.relname)),
+      -- (format() of two names would carry their "C" collation against text's)
+      SELECT COALESCE(sp.name, pg_catalog.format('%I.%I'::pg_catalog.text, sn.nspname, sc.relname)
+                               COLLATE pg_catalog."default"),
              bp.name, 'capture'::pg_catalog.text
       FROM medallion.captures c
       JOIN pg_catalog.pg_class sc ON sc.oid OPERATOR(pg_catalog.=) c.source::pg_catalog.oid
