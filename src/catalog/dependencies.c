@@ -15,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
@@ -58,6 +59,19 @@ medallion_pipeline_of_relation(Oid relid)
 }
 
 /*
+ * Whether the catalog has the graph (0.2.0).  The library may serve a 0.1.0
+ * catalog until ALTER EXTENSION UPDATE, which records the edges of the
+ * pipelines made meanwhile.
+ */
+bool
+medallion_catalog_has_dependencies(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("dependencies", nsp));
+}
+
+/*
  * Sets the upstreams of one kind of a pipeline (a list of pipeline names):
  * the rows of that kind not in the list are removed, the others added.  A
  * pipeline is never its own upstream (a table that references itself reads
@@ -78,6 +92,8 @@ medallion_dependencies_set(const char *pipeline, const char *kind, List *upstrea
 	int			n = 0;
 	ListCell   *lc;
 
+	if (!medallion_catalog_has_dependencies())
+		return;
 	names = palloc(sizeof(Datum) * (list_length(upstreams) + 1));
 	foreach(lc, upstreams)
 	{

@@ -66,7 +66,9 @@ read_graph(int *count)
 	MemoryContext cxt = CurrentMemoryContext;
 
 	medallion_gateway_enter(GetUserId(), &gw);
-	n = medallion_gateway_exec("WITH n AS ("
+	/* a 0.1.0 catalog (until ALTER EXTENSION UPDATE) has no graph and no pause requests */
+	n = medallion_gateway_exec(medallion_catalog_has_dependencies() ?
+							   "WITH n AS ("
 							   "  SELECT p.name, p.layer, "
 							   "    p.state OPERATOR(pg_catalog.=) 'active' "
 							   "    AND NOT EXISTS (SELECT FROM medallion.pause_requests q "
@@ -80,7 +82,12 @@ read_graph(int *count)
 							   "  ARRAY(SELECT DISTINCT u.i FROM medallion.dependencies d "
 							   "        JOIN n u ON u.name OPERATOR(pg_catalog.=) d.upstream "
 							   "        WHERE d.pipeline OPERATOR(pg_catalog.=) n.name) "
-							   "FROM n ORDER BY n.i",
+							   "FROM n ORDER BY n.i" :
+							   "SELECT p.name, p.layer, "
+							   "  p.state OPERATOR(pg_catalog.=) 'active' "
+							   "  AND pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE'), "
+							   "  '{}'::pg_catalog.int4[] "
+							   "FROM medallion.pipelines p ORDER BY p.name",
 							   0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
 	/* out of SPI's memory, which medallion_gateway_leave frees */
 	MemoryContextSwitchTo(cxt);
