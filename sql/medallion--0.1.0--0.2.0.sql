@@ -606,8 +606,12 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- The graph has no loop: run_all() could not order one, and a pipeline that
 -- feeds itself means nothing.  Checked here, on every write whoever makes it
 -- (create_silver, gold models, contract changes); each written edge's
--- pipeline must not reach itself.  medallion's writers take turns on the
--- table (SHARE ROW EXCLUSIVE), so two halves of a loop cannot pass at once.
+-- pipeline must not reach itself.  Writers take turns on the table (SHARE ROW
+-- EXCLUSIVE conflicts with itself and with writes, not with reads), so two
+-- transactions cannot each add half of a loop: the second waits for the
+-- first to end, then sees its edges.  medallion's own writer takes the lock
+-- before it writes; a writer that did not waits here, or is chosen as a
+-- deadlock victim, rather than let a loop through.
 CREATE FUNCTION medallion.dependencies_acyclic()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -616,6 +620,7 @@ AS $function$
 DECLARE
     closing pg_catalog.text;
 BEGIN
+    LOCK TABLE medallion.dependencies IN SHARE ROW EXCLUSIVE MODE;
     -- UNION, not UNION ALL: each (via, node) pair once, so it ends on a loop
     WITH RECURSIVE up (via, node) AS (
         SELECT d.upstream, d.upstream FROM medallion.dependencies d
