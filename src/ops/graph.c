@@ -33,7 +33,8 @@ PG_FUNCTION_INFO_V1(medallion_run_all);
 typedef enum RoundOutcome
 {
 	ROUND_NOT_RUN,				/* not the caller's, not active, not runnable */
-	ROUND_SUCCEEDED,			/* or skipped because a run was in progress */
+	ROUND_SUCCEEDED,			/* or skipped: a run of it in progress
+								 * elsewhere commits on its own */
 	ROUND_FAILED,
 	ROUND_BLOCKED				/* recorded 'skipped': an upstream failed */
 } RoundOutcome;
@@ -85,7 +86,9 @@ read_graph(int *count)
 							   "FROM n ORDER BY n.i" :
 							   "SELECT p.name, p.layer, "
 							   "  p.state OPERATOR(pg_catalog.=) 'active' "
-							   "  AND pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE'), "
+							   "  AND CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles r "
+							   "                        WHERE r.oid OPERATOR(pg_catalog.=) p.owner::pg_catalog.oid) "
+							   "      THEN pg_catalog.pg_has_role(p.owner::pg_catalog.oid, 'USAGE') ELSE false END, "
 							   "  '{}'::pg_catalog.int4[] "
 							   "FROM medallion.pipelines p ORDER BY p.name",
 							   0, NULL, NULL, NULL, 0, SPI_OK_SELECT);

@@ -59,6 +59,9 @@ my $hash_before = $node->safe_psql('old',
 	q{SELECT _raw->>'card' FROM bronze.orders WHERE _raw->>'id' = '1'});
 isnt($hash_before, '4111', 'redaction hashed the card under 0.1.0');
 
+is($node->safe_psql('old', q{SET ROLE alice; SELECT count(*) FROM medallion.run_all()}),
+	'3', 'run_all works on a 0.1.0 catalog with the new library (by name: no graph yet)');
+
 # ---- the update ---------------------------------------------------------------------------
 $node->safe_psql('old', q{ALTER EXTENSION medallion UPDATE});
 is($node->safe_psql('old', q{SELECT extversion FROM pg_extension WHERE extname = 'medallion'}),
