@@ -75,7 +75,8 @@ extern void medallion_catalog_set_definition(const char *pipeline, const char *s
 /* catalog/dependencies.c: the pipeline graph (medallion.dependencies) */
 extern bool medallion_catalog_has_dependencies(void);
 extern char *medallion_pipeline_of_relation(Oid relid);
-extern void medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams);
+extern void medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams,
+									   List *partition_columns);
 
 /* dlq.c: dead-letter rows */
 typedef struct MedallionDlqEntry

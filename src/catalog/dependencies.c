@@ -73,7 +73,9 @@ medallion_catalog_has_dependencies(void)
 
 /*
  * Sets the upstreams of one kind of a pipeline (a list of pipeline names):
- * the rows of that kind not in the list are removed, the others added.  A
+ * the rows of that kind not in the list are removed, the others added or
+ * updated.  partition_columns is NIL, or a list as long as upstreams whose
+ * elements (NULL allowed) are each edge's partition_column (gold).  A
  * pipeline is never its own upstream (a table that references itself reads
  * its own rows: no edge).  The table's trigger raises MD020, and so rolls
  * the caller's change back, when the graph would have a loop.
@@ -83,26 +85,44 @@ medallion_catalog_has_dependencies(void)
  * halves of a loop at once would each see no loop in the other's absence.
  */
 void
-medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams)
+medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams,
+						   List *partition_columns)
 {
 	MedallionGateway gw;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTARRAYOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[4];
 	Datum	   *names;
+	Datum	   *columns;
+	bool	   *column_nulls;
+	int			dims[1];
+	int			lbs[1] = {1};
 	int			n = 0;
 	ListCell   *lc;
 
+	Assert(partition_columns == NIL || list_length(partition_columns) == list_length(upstreams));
 	if (!medallion_catalog_has_dependencies())
 		return;
 	names = palloc(sizeof(Datum) * (list_length(upstreams) + 1));
+	columns = palloc(sizeof(Datum) * (list_length(upstreams) + 1));
+	column_nulls = palloc(sizeof(bool) * (list_length(upstreams) + 1));
 	foreach(lc, upstreams)
 	{
-		if (strcmp(lfirst(lc), pipeline) != 0)
-			names[n++] = CStringGetTextDatum(lfirst(lc));
+		const char *column = partition_columns ?
+			list_nth(partition_columns, foreach_current_index(lc)) : NULL;
+
+		if (strcmp(lfirst(lc), pipeline) == 0)
+			continue;
+		names[n] = CStringGetTextDatum(lfirst(lc));
+		columns[n] = column ? CStringGetTextDatum(column) : (Datum) 0;
+		column_nulls[n] = (column == NULL);
+		n++;
 	}
+	dims[0] = n;
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = CStringGetTextDatum(kind);
 	values[2] = PointerGetDatum(construct_array(names, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = PointerGetDatum(construct_md_array(columns, column_nulls, 1, dims, lbs,
+												   TEXTOID, -1, false, TYPALIGN_INT));
 
 	medallion_catalog_enter(&gw);
 	(void) medallion_gateway_exec("LOCK TABLE medallion.dependencies IN SHARE ROW EXCLUSIVE MODE",
@@ -111,10 +131,15 @@ medallion_dependencies_set(const char *pipeline, const char *kind, List *upstrea
 								  "WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
 								  "AND d.kind OPERATOR(pg_catalog.=) $2 "
 								  "AND NOT d.upstream OPERATOR(pg_catalog.=) ANY ($3)",
-								  3, argtypes, values, NULL, 0, SPI_OK_DELETE);
-	(void) medallion_gateway_exec("INSERT INTO medallion.dependencies (pipeline, upstream, kind) "
-								  "SELECT $1, u.name, $2 FROM pg_catalog.unnest($3) AS u(name) "
-								  "ON CONFLICT (pipeline, upstream, kind) DO NOTHING",
-								  3, argtypes, values, NULL, 0, SPI_OK_INSERT);
+								  4, argtypes, values, NULL, 0, SPI_OK_DELETE);
+	/* one row per upstream, whose first partition column given wins */
+	(void) medallion_gateway_exec("INSERT INTO medallion.dependencies AS d "
+								  "(pipeline, upstream, kind, partition_column) "
+								  "SELECT DISTINCT ON (u.name) $1, u.name, $2, u.col "
+								  "FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) WITH ORDINALITY AS u(name, col, i) "
+								  "ORDER BY u.name, u.col IS NULL, u.i "
+								  "ON CONFLICT (pipeline, upstream, kind) "
+								  "DO UPDATE SET partition_column = EXCLUDED.partition_column",
+								  4, argtypes, values, NULL, 0, SPI_OK_INSERT);
 	medallion_gateway_leave(&gw);
 }

@@ -314,8 +314,8 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	medallion_catalog_set_definition(medallion_pipeline_name("silver", name), bronze.pipeline, definition);
 	/* the graph: its bronze source, and the pipelines whose tables it references */
 	medallion_dependencies_set(medallion_pipeline_name("silver", name), "source",
-							   list_make1(bronze.pipeline));
-	medallion_dependencies_set(medallion_pipeline_name("silver", name), "reference", referenced);
+							   list_make1(bronze.pipeline), NIL);
+	medallion_dependencies_set(medallion_pipeline_name("silver", name), "reference", referenced, NIL);
 	PG_RETURN_OID(relid);
 }
 
