@@ -603,7 +603,156 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- The pipeline graph: run_all order, lineage (issue 9)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- The graph has no loop: run_all() could not order one, and a pipeline that
+-- feeds itself means nothing.  Checked here, on every write whoever makes it
+-- (create_silver, gold models, contract changes); each written edge's
+-- pipeline must not reach itself.  Writers take turns on the table (SHARE ROW
+-- EXCLUSIVE conflicts with itself and with writes, not with reads), so two
+-- transactions cannot each add half of a loop: the second waits for the
+-- first to end, then sees its edges.  medallion's own writer takes the lock
+-- before it writes; a writer that did not waits here, or is chosen as a
+-- deadlock victim, rather than let a loop through.
+CREATE FUNCTION medallion.dependencies_acyclic()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+    closing pg_catalog.text;
+BEGIN
+    LOCK TABLE medallion.dependencies IN SHARE ROW EXCLUSIVE MODE;
+    -- UNION, not UNION ALL: each (via, node) pair once, so it ends on a loop
+    WITH RECURSIVE up (via, node) AS (
+        SELECT d.upstream, d.upstream FROM medallion.dependencies d
+        WHERE d.pipeline OPERATOR(pg_catalog.=) NEW.pipeline
+        UNION
+        SELECT up.via, d.upstream FROM up
+        JOIN medallion.dependencies d ON d.pipeline OPERATOR(pg_catalog.=) up.node
+    )
+    SELECT up.via INTO closing FROM up
+    WHERE up.node OPERATOR(pg_catalog.=) NEW.pipeline
+    ORDER BY up.via LIMIT 1;
+    IF closing IS NOT NULL THEN
+        RAISE EXCEPTION 'pipeline "%" cannot depend on itself', NEW.pipeline
+            USING ERRCODE = 'MD020',
+                  DETAIL = pg_catalog.format('Pipeline "%s" reads pipeline "%s", which depends on "%s" in turn.',
+                                             NEW.pipeline, closing, NEW.pipeline),
+                  HINT = 'Pipelines form a graph without loops: remove the reference or the query that closes it.';
+    END IF;
+    RETURN NULL;
+END
+$function$;
+COMMENT ON FUNCTION medallion.dependencies_acyclic() IS
+'trigger: refuses an edge of medallion.dependencies that closes a loop (MD020)';
+REVOKE EXECUTE ON FUNCTION medallion.dependencies_acyclic() FROM PUBLIC;
+CREATE TRIGGER dependencies_acyclic
+    AFTER INSERT OR UPDATE ON medallion.dependencies
+    FOR EACH ROW EXECUTE FUNCTION medallion.dependencies_acyclic();
+
+-- The edges of silver pipelines made before 0.2.0 (create_silver records
+-- them from now on): the bronze source, and every pipeline whose table a
+-- contract column references ("layer.table.column").  0.1.0 only let a
+-- contract reference a table that existed, so no loop can come out of this.
+INSERT INTO medallion.dependencies (pipeline, upstream, kind)
+SELECT p.name, u.name, 'source'
+FROM medallion.pipelines p
+JOIN medallion.pipelines u ON u.name OPERATOR(pg_catalog.=) p.source
+WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
+  AND u.name OPERATOR(pg_catalog.<>) p.name
+ON CONFLICT (pipeline, upstream, kind) DO NOTHING;
+
+INSERT INTO medallion.dependencies (pipeline, upstream, kind)
+SELECT DISTINCT p.name, u.name, 'reference'
+FROM medallion.pipelines p
+CROSS JOIN LATERAL (
+    SELECT c.value AS col
+    FROM pg_catalog.jsonb_each(
+             CASE WHEN pg_catalog.jsonb_typeof(p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text)
+                       OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+                  THEN p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text
+                  ELSE '{}'::pg_catalog.jsonb END) c
+    UNION ALL
+    SELECT a.value
+    FROM pg_catalog.jsonb_array_elements(
+             CASE WHEN pg_catalog.jsonb_typeof(p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text)
+                       OPERATOR(pg_catalog.=) 'array'::pg_catalog.text
+                  THEN p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text
+                  ELSE '[]'::pg_catalog.jsonb END) a
+) cols
+JOIN medallion.pipelines u
+  ON (u.layer OPERATOR(pg_catalog.||) '.'::pg_catalog.text OPERATOR(pg_catalog.||) u.relname)
+     OPERATOR(pg_catalog.=)
+     pg_catalog.regexp_replace(cols.col OPERATOR(pg_catalog.->>) 'references'::pg_catalog.text,
+                               '\.[^.]*$'::pg_catalog.text, ''::pg_catalog.text)
+WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
+  AND pg_catalog.jsonb_typeof(cols.col) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+  AND u.name OPERATOR(pg_catalog.<>) p.name
+ON CONFLICT (pipeline, upstream, kind) DO NOTHING;
+
+COMMENT ON FUNCTION medallion.run_all() IS
+'runs every active pipeline the caller may run once, upstream first (medallion.dependencies); a pipeline whose upstream failed in the round is recorded skipped; returns the run ids';
+
+-- One row per edge of the graph, with what an operator asks about the
+-- downstream pipeline: its last run, its DLQ and quarantine backlog, who owns
+-- and looks after it.  Captures join in (a captured table feeds its bronze
+-- table; the table is named as its pipeline when it is one).  The view reads
+-- as its owner, so the backlogs count every pipeline's rows; it shows no
+-- payload and no message (run_details shows messages to their owners).
+CREATE VIEW medallion.lineage AS
+SELECT e.upstream,
+       u.layer AS upstream_layer,
+       e.pipeline,
+       p.layer AS pipeline_layer,
+       e.kind,
+       lr.run_id AS last_run_id,
+       lr.status AS last_run_status,
+       lr.finished_at AS last_run_finished_at,
+       lr.rows_read,
+       lr.rows_inserted,
+       lr.rows_updated,
+       lr.rows_dlq,
+       lr.rows_quarantined,
+       (SELECT pg_catalog.count(*) FROM medallion.dlq q
+        WHERE q.pipeline OPERATOR(pg_catalog.=) e.pipeline AND NOT q.reprocessed) AS dlq_backlog,
+       (SELECT pg_catalog.count(*) FROM medallion.quarantine q
+        WHERE q.pipeline OPERATOR(pg_catalog.=) e.pipeline AND NOT q.reprocessed) AS quarantine_backlog,
+       p.owner,
+       p.steward,
+       p.description
+FROM (SELECT d.upstream, d.pipeline, d.kind
+      FROM medallion.dependencies d
+      UNION ALL
+      -- (format() of two names would carry their "C" collation against text's)
+      SELECT COALESCE(sp.name, pg_catalog.format('%I.%I'::pg_catalog.text, sn.nspname, sc.relname)
+                               COLLATE pg_catalog."default"),
+             bp.name, 'capture'::pg_catalog.text
+      FROM medallion.captures c
+      JOIN pg_catalog.pg_class sc ON sc.oid OPERATOR(pg_catalog.=) c.source::pg_catalog.oid
+      JOIN pg_catalog.pg_namespace sn ON sn.oid OPERATOR(pg_catalog.=) sc.relnamespace
+      JOIN pg_catalog.pg_class bc ON bc.oid OPERATOR(pg_catalog.=) c.bronze::pg_catalog.oid
+      JOIN medallion.pipelines bp
+        ON bp.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text
+       AND bp.relname OPERATOR(pg_catalog.=) bc.relname::pg_catalog.text
+      LEFT JOIN medallion.pipelines sp
+        ON sp.layer OPERATOR(pg_catalog.=) sn.nspname::pg_catalog.text
+       AND sp.relname OPERATOR(pg_catalog.=) sc.relname::pg_catalog.text) e
+JOIN medallion.pipelines p ON p.name OPERATOR(pg_catalog.=) e.pipeline
+LEFT JOIN medallion.pipelines u ON u.name OPERATOR(pg_catalog.=) e.upstream
+LEFT JOIN LATERAL (SELECT r.run_id, r.status, r.finished_at, r.rows_read, r.rows_inserted,
+                          r.rows_updated, r.rows_dlq, r.rows_quarantined
+                   FROM medallion.runs r
+                   WHERE r.pipeline OPERATOR(pg_catalog.=) e.pipeline
+                   ORDER BY r.run_id DESC LIMIT 1) lr ON true;
+COMMENT ON VIEW medallion.lineage IS
+'one row per edge of the pipeline graph (upstream feeds pipeline: source, reference, query, feed, export, capture), with the downstream''s last run, DLQ and quarantine backlog, owner, steward and description';
+GRANT SELECT ON medallion.lineage TO PUBLIC;
+
+CREATE FUNCTION medallion.lineage_graph(format text DEFAULT 'mermaid')
+RETURNS text
+AS 'MODULE_PATHNAME', 'medallion_lineage_graph'
+LANGUAGE C STABLE CALLED ON NULL INPUT;
+COMMENT ON FUNCTION medallion.lineage_graph(text) IS
+'the lineage graph as a diagram: ''mermaid'' (a flowchart) or ''dot'' (Graphviz); nodes are pipelines and captured tables, edges carry the last run''s counts';
 
 
 ------------------------------------------------------------------------------

@@ -84,6 +84,12 @@ extern char *medallion_pipeline_name(const char *layer, const char *relname);
 extern void medallion_catalog_set_definition(const char *pipeline, const char *source,
 											 Jsonb *definition);
 
+/* catalog/dependencies.c: the pipeline graph (medallion.dependencies) */
+extern bool medallion_catalog_has_dependencies(void);
+extern char *medallion_pipeline_of_relation(Oid relid);
+extern void medallion_dependencies_set(const char *pipeline, const char *kind, List *upstreams,
+									   List *partition_columns);
+
 /* dlq.c: dead-letter rows */
 typedef struct MedallionDlqEntry
 {
@@ -236,6 +242,9 @@ extern int64 medallion_run_record_start(const char *pipeline, const char *kind,
 extern void medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c,
 										ErrorData *edata, const char *class);
 extern void medallion_run_trim_skipped(const char *pipeline);
+extern int64 medallion_run_record_skipped(const char *pipeline, const char *kind,
+										  const char *reason);
+extern char *medallion_run_status(int64 run_id);
 extern void medallion_run_counts_datums(const RunCounts *c, Datum *values);
 
 /* silver/settings.c: the settings a run's SQL executes under */

@@ -18,15 +18,18 @@
 #include "medallion.h"
 
 /*
- * Records a new run (as the catalog owner) and returns its id.
+ * Inserts a run row (as the catalog owner) and returns its id.  With a
+ * reason, the run did not happen: it is finished at once, the reason in
+ * error_message.
  */
-int64
-medallion_run_record_start(const char *pipeline, const char *kind, const char *status, int worker_pid)
+static int64
+insert_run(const char *pipeline, const char *kind, const char *status, int worker_pid,
+		   const char *reason)
 {
 	MedallionGateway gw;
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, INT4OID};
-	Datum		values[4];
-	char		nulls[4] = "   ";
+	Oid			argtypes[5] = {TEXTOID, TEXTOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = "    ";
 	int64		run_id;
 	bool		isnull;
 
@@ -35,16 +38,39 @@ medallion_run_record_start(const char *pipeline, const char *kind, const char *s
 	values[2] = CStringGetTextDatum(status);
 	values[3] = Int32GetDatum(worker_pid);
 	nulls[3] = worker_pid ? ' ' : 'n';
+	values[4] = reason ? CStringGetTextDatum(medallion_capped_message(reason)) : (Datum) 0;
+	nulls[4] = reason ? ' ' : 'n';
 	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
-							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1 "
+	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt, "
+							   "finished_at, error_message) "
+							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1, "
+							   "CASE WHEN $5 IS NOT NULL THEN pg_catalog.clock_timestamp() END, $5 "
 							   "FROM medallion.pipelines p "
 							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
-							   4, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
+							   5, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
 		elog(ERROR, "could not record a run of \"%s\"", pipeline);
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	medallion_gateway_leave(&gw);
 	return run_id;
+}
+
+/*
+ * Records a new run (as the catalog owner) and returns its id.
+ */
+int64
+medallion_run_record_start(const char *pipeline, const char *kind, const char *status, int worker_pid)
+{
+	return insert_run(pipeline, kind, status, worker_pid, NULL);
+}
+
+/*
+ * Records a run that did not happen, with the reason in error_message (a
+ * run_all() round skips the downstream of a failed upstream); returns its id.
+ */
+int64
+medallion_run_record_skipped(const char *pipeline, const char *kind, const char *reason)
+{
+	return insert_run(pipeline, kind, "skipped", 0, reason);
 }
 
 /*
@@ -143,4 +169,28 @@ medallion_run_trim_skipped(const char *pipeline)
 								  "   AND k.status OPERATOR(pg_catalog.=) 'skipped' "
 								  "   ORDER BY k.run_id DESC OFFSET $2 LIMIT 1)",
 								  2, argtypes, values, NULL, SPI_OK_DELETE);
+}
+
+/*
+ * How a recorded run ended ('succeeded', 'failed', 'skipped', or 'running'),
+ * in the caller's memory.
+ */
+char *
+medallion_run_status(int64 run_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+	MedallionGateway gw;
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *status;
+
+	values[0] = Int64GetDatum(run_id);
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT r.status FROM medallion.runs r "
+							   "WHERE r.run_id OPERATOR(pg_catalog.=) $1",
+							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) != 1)
+		elog(ERROR, "run %lld is not recorded", (long long) run_id);
+	status = MemoryContextStrdup(cxt, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	medallion_gateway_leave(&gw);
+	return status;
 }

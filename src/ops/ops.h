@@ -62,4 +62,8 @@ extern void medallion_alert_raise(const char *pipeline, const char *kind, const 
 extern void medallion_alert_resolve(const char *pipeline, const char *kind);
 extern void medallion_alert_trim(const char *pipeline, const char *kind);
 
+/* run.c: the layers run() accepts, and a run as run() makes it (graph.c's run_all) */
+extern bool medallion_run_accepts_layer(const char *layer);
+extern int64 medallion_run_manual(const char *pipeline);
+
 #endif							/* MEDALLION_OPS_H */

@@ -37,7 +37,6 @@
 #include "ops/ops.h"
 
 PG_FUNCTION_INFO_V1(medallion_run);
-PG_FUNCTION_INFO_V1(medallion_run_all);
 PG_FUNCTION_INFO_V1(medallion_pause);
 PG_FUNCTION_INFO_V1(medallion_resume);
 PG_FUNCTION_INFO_V1(medallion_replay_dlq);
@@ -182,6 +181,16 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 }
 
 /*
+ * Whether run() runs pipelines of a layer (the others land data through
+ * their own functions).  run_all() selects its pipelines with it too.
+ */
+bool
+medallion_run_accepts_layer(const char *layer)
+{
+	return strcmp(layer, "silver") == 0;
+}
+
+/*
  * One run of a pipeline; returns its run id.  Shared by run(), run_all(),
  * replay_dlq() and scheduled runs (scheduled_run_id, already recorded;
  * strict: an error propagates, and *over_budget tells whether the run's
@@ -228,7 +237,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		medallion_run_trim_skipped(name);
 		return run_id;
 	}
-	if (strcmp(p.layer, "silver") != 0)
+	if (!medallion_run_accepts_layer(p.layer))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot run pipeline \"%s\"", name),
@@ -418,39 +427,12 @@ medallion_run(PG_FUNCTION_ARGS)
 }
 
 /*
- * medallion.run_all(): every active silver pipeline, upstream first.
+ * One run of a pipeline, as run() makes it with its defaults (run_all()).
  */
-Datum
-medallion_run_all(PG_FUNCTION_ARGS)
+int64
+medallion_run_manual(const char *pipeline)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	List	   *names = NIL;
-	ListCell   *lc;
-	MedallionGateway gw;
-
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-
-	/* as the caller, whose pipelines these are; the path pinned all the same */
-	medallion_gateway_enter(GetUserId(), &gw);
-	/* silver reads bronze only, so layer order is dependency order */
-	(void) medallion_gateway_exec("SELECT p.name FROM medallion.pipelines p "
-								  "JOIN pg_catalog.pg_roles r ON r.rolname OPERATOR(pg_catalog.=) p.owner "
-								  "WHERE p.layer OPERATOR(pg_catalog.=) 'silver' "
-								  "AND p.state OPERATOR(pg_catalog.=) 'active' "
-								  "AND pg_catalog.pg_has_role(r.oid, 'USAGE') "
-								  "ORDER BY p.name",
-								  0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
-	names = medallion_gateway_text_column(1, rsinfo->econtext->ecxt_per_query_memory);
-	medallion_gateway_leave(&gw);
-
-	foreach(lc, names)
-	{
-		Datum		value = Int64GetDatum(run_pipeline(lfirst(lc), false, true, "incremental", NULL, NULL, 0, NULL));
-		bool		isnull = false;
-
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-	}
-	return (Datum) 0;
+	return run_pipeline(pipeline, false, true, "incremental", NULL, NULL, 0, NULL);
 }
 
 /*

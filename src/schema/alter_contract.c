@@ -641,6 +641,7 @@ medallion_contract_alter(const Pipeline *p, Jsonb *columns, Jsonb *options, bool
 	ListCell   *lc;
 	int32		version;
 	char	   *dot;
+	List	   *referenced;
 
 	if (p->definition == NULL || p->definition_version <= 0)
 		ereport(ERROR,
@@ -668,7 +669,7 @@ medallion_contract_alter(const Pipeline *p, Jsonb *columns, Jsonb *options, bool
 	refuse_key_removal(oldc, columns, p->name);
 	newc = medallion_contract_parse(newdef, true);
 	refuse_rebuilds(oldc, newc, p->name);
-	silver_check_references(newc);
+	referenced = silver_check_references(newc);
 
 	broken = broken_rules(p, oldc, newc, &last);
 	if (broken != NIL && !force)
@@ -690,6 +691,8 @@ medallion_contract_alter(const Pipeline *p, Jsonb *columns, Jsonb *options, bool
 
 	version = medallion_contract_version_add(p->name, newdef, newc->compatibility, broken != NIL,
 											 GetUserId());
+	/* the graph follows the contract's references */
+	medallion_dependencies_set(p->name, "reference", referenced, NIL);
 	record_change(p, relation, version, broken != NIL, oldc->compatibility, &last, &tc);
 	ereport(NOTICE,
 			(errmsg("contract of pipeline \"%s\" is now version %d", p->name, version),

@@ -120,12 +120,13 @@ prepare_generated(const char *sql, SilverRun *r, const char *pipeline)
 
 /*
  * Refuses a contract whose references name a table or column that does not
- * exist.
+ * exist; returns the pipelines whose tables they reference (graph edges).
  */
-void
+List *
 silver_check_references(Contract *c)
 {
 	ListCell   *lc;
+	List	   *upstreams = NIL;
 
 	foreach(lc, c->columns)
 	{
@@ -133,6 +134,7 @@ silver_check_references(Contract *c)
 
 		if (col->ref_table)
 		{
+			char	   *upstream;
 			char	   *d = strchr(col->ref_table, '.');
 			Oid			rnsp = get_namespace_oid(pnstrdup(col->ref_table, d - col->ref_table), true);
 			Oid			rrel = OidIsValid(rnsp) ? get_relname_relid(d + 1, rnsp) : InvalidOid;
@@ -147,8 +149,13 @@ silver_check_references(Contract *c)
 						(errcode(ERRCODE_UNDEFINED_COLUMN),
 						 errmsg("referenced column \"%s\" of \"%s\" does not exist",
 								col->ref_column, col->ref_table)));
+			/* a pipeline's table: an edge of the graph (run_all runs it first) */
+			upstream = medallion_pipeline_of_relation(rrel);
+			if (upstream)
+				upstreams = lappend(upstreams, upstream);
 		}
 	}
+	return upstreams;
 }
 
 /*
@@ -226,6 +233,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	char	   *qrel;
 	char	   *description = NULL;
 	int			i;
+	List	   *referenced = NIL;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3))
 		ereport(ERROR,
@@ -287,7 +295,7 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	if (c->delete_when)
 		medallion_check_name(MEDALLION_NAME_SILVER_DELETES, name, SILVER_MAX_NAME_WITH_DELETES);
 
-	silver_check_references(c);
+	referenced = silver_check_references(c);
 
 	qrel = quote_qualified_identifier("silver", name);
 	initStringInfo(&ddl);
@@ -364,6 +372,10 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 	medallion_catalog_set_definition(medallion_pipeline_name("silver", name), bronze.pipeline, definition);
 	(void) medallion_contract_version_add(medallion_pipeline_name("silver", name), definition,
 										  c->compatibility, false, GetUserId());
+	/* the graph: its bronze source, and the pipelines whose tables it references */
+	medallion_dependencies_set(medallion_pipeline_name("silver", name), "source",
+							   list_make1(bronze.pipeline), NIL);
+	medallion_dependencies_set(medallion_pipeline_name("silver", name), "reference", referenced, NIL);
 	PG_RETURN_OID(relid);
 }
 

@@ -183,7 +183,7 @@ typedef enum MedallionNameKind
 	MEDALLION_NAME_COLUMN,
 } MedallionNameKind;
 extern void medallion_check_name(MedallionNameKind kind, const char *name, int max_len);
-extern void silver_check_references(Contract *c);
+extern List *silver_check_references(Contract *c);
 extern void silver_plan_contract(Contract *c, const char *qsource, const char *qtarget,
 								 const char *qtomb, Oid role, const char *pipeline);
 extern void silver_plan_expectation(Contract *c, const char *source, Oid owner,

@@ -51,6 +51,10 @@ is( $new->safe_psql('app',
 		q{SELECT string_agg(name || ':' || layer, ',' ORDER BY name) FROM medallion.pipelines}),
 	'bronze.orders:bronze,silver.orders:silver',
 	'the pipelines are restored');
+is( $new->safe_psql('app',
+		q{SELECT string_agg(pipeline || ' <- ' || upstream || ' (' || kind || ')', ',') FROM medallion.dependencies}),
+	'silver.orders <- bronze.orders (source)',
+	'the pipeline graph is restored, through its loop check');
 is($new->safe_psql('app', 'SELECT count(*) FROM bronze.orders'), '5', 'bronze rows are restored');
 is($new->safe_psql('app', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders'}),
 	'1', 'the DLQ is restored');

@@ -46,10 +46,21 @@ $node->safe_psql('old', q{
 	SELECT medallion.run('silver.orders');
 	SELECT medallion.capture('public.accounts');
 	INSERT INTO public.accounts VALUES (1, 'one');
+	-- the graph: a silver table referencing another, whose name sorts first
+	SELECT medallion.create_bronze('customers', 'crm');
+	SELECT medallion.create_silver('customers', 'bronze.customers',
+		'{"customer_id": {"path": "id", "type": "int", "required": true}}', '{customer_id}');
+	SELECT medallion.create_silver('a_checked', 'bronze.orders',
+		'[{"name": "order_id", "path": "id", "type": "int", "required": true},
+		  {"name": "customer_id", "path": "customer", "type": "int", "references": "silver.customers.customer_id"}]',
+		'{order_id}');
 });
 my $hash_before = $node->safe_psql('old',
 	q{SELECT _raw->>'card' FROM bronze.orders WHERE _raw->>'id' = '1'});
 isnt($hash_before, '4111', 'redaction hashed the card under 0.1.0');
+
+is($node->safe_psql('old', q{SET ROLE alice; SELECT count(*) FROM medallion.run_all()}),
+	'3', 'run_all works on a 0.1.0 catalog with the new library (by name: no graph yet)');
 
 # ---- the update ---------------------------------------------------------------------------
 $node->safe_psql('old', q{ALTER EXTENSION medallion UPDATE});
@@ -140,6 +151,32 @@ else
 }
 
 # ---- the pipelines keep working ----------------------------------------------------------
+is($node->safe_psql('old', q{
+		SELECT string_agg(pipeline || ' <- ' || upstream || ' (' || kind || ')', ', ' ORDER BY pipeline, upstream)
+		FROM medallion.dependencies}),
+	'silver.a_checked <- bronze.orders (source), silver.a_checked <- silver.customers (reference), '
+	  . 'silver.customers <- bronze.customers (source), silver.orders <- bronze.orders (source)',
+	'the update records the graph of 0.1.0 pipelines: bronze sources and contract references');
+is($node->safe_psql('old', q{
+		SELECT string_agg(upstream || ' -> ' || pipeline, ', ') FROM medallion.lineage WHERE kind = 'capture'}),
+	'public.accounts -> bronze.accounts', 'and the lineage shows the capture made under 0.1.0');
+is($node->safe_psql('old', q{
+		SET ROLE alice;
+		DO $$ BEGIN
+			PERFORM medallion.ingest('bronze.customers', '{"id": 7}', 'c1');
+			PERFORM medallion.ingest('bronze.orders', '{"id": 5, "amount": 50, "customer": 7}', 'b5');
+		END $$;
+		CREATE TEMP TABLE round AS SELECT r AS run_id FROM medallion.run_all() r;
+		SELECT string_agg(r.pipeline || '=' || r.status, ', ' ORDER BY r.run_id)
+		FROM medallion.runs r JOIN round USING (run_id);
+	}),
+	'silver.customers=succeeded, silver.a_checked=succeeded, silver.orders=succeeded',
+	'run_all runs a 0.1.0 pipeline after the one it references, though its name sorts first');
+is($node->safe_psql('old', q{
+		SELECT (SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.a_checked') || ' '
+		    || (SELECT string_agg(order_id || ':' || coalesce(customer_id::text, '-'), ',' ORDER BY order_id)
+		        FROM silver.a_checked)}),
+	'0 1:-,2:-,5:7', 'so the order of the new customer is loaded, not sent to the DLQ');
 is($node->safe_psql('old',
 		q{SELECT _raw->>'card' FROM bronze.orders WHERE _raw->>'id' = '1'}),
 	$hash_before, 'data redacted under 0.1.0 is unchanged');
@@ -160,7 +197,7 @@ my $run_id = $node->safe_psql('old', q{SET ROLE alice; SELECT medallion.run('sil
 is($node->safe_psql('old', "SELECT status FROM medallion.runs WHERE run_id = $run_id"),
 	'succeeded', 'a manual run of a 0.1.0 pipeline succeeds after the update');
 is($node->safe_psql('old', q{SELECT string_agg(order_id || '=' || amount, ',' ORDER BY order_id) FROM silver.orders}),
-	'1=10,3=30', 'silver has the old and the new rows');
+	'1=10,3=30,5=50', 'silver has the old and the new rows');
 is($node->safe_psql('old', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders'}),
 	'1', 'the DLQ row from 0.1.0 is kept, not duplicated');
 
