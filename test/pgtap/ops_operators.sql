@@ -1,7 +1,7 @@
 -- The operator role: granted by the owner, it may run, trigger, pause, resume and replay a
 -- pipeline (which still runs as the owner), and nothing that redefines it; revoked, nothing.
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 CREATE ROLE medallion_tap_opr_owner NOLOGIN;
 CREATE ROLE medallion_tap_opr_oncall NOLOGIN;
@@ -35,6 +35,8 @@ SELECT lives_ok($$SELECT medallion.pause('silver.opr')$$, 'an operator pauses');
 SELECT lives_ok($$SELECT medallion.resume('silver.opr')$$, 'and resumes');
 SELECT lives_ok($$SELECT medallion.trigger('silver.opr')$$, 'and triggers');
 SELECT is(medallion.replay_dlq('silver.opr'), 0::bigint, 'and replays');
+SELECT is((SELECT count(*) FROM medallion.run_all() r JOIN medallion.runs x ON x.run_id = r
+           WHERE x.pipeline = 'silver.opr'), 1::bigint, 'run_all runs the pipelines the caller operates');
 SELECT throws_ok($$SELECT medallion.alter_pipeline('silver.opr', '{"max_retries": 1}')$$, '42501', NULL,
                  'an operator cannot alter the pipeline');
 SELECT throws_ok($$SELECT medallion.schedule('silver.opr', '1 minute')$$, '42501', NULL, 'nor schedule it');
