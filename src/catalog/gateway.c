@@ -13,6 +13,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "common/hashfn.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/dependency.h"
@@ -20,7 +21,9 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "medallion.h"
@@ -164,6 +167,105 @@ medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
 	int			ret;
 
 	ret = SPI_execute_with_args(sql, nargs, types, values, nulls, false, count);
+	if (ret < 0 || (expect != 0 && ret != expect))
+		elog(ERROR, "catalog statement failed: SPI error %d", ret);
+	return SPI_processed;
+}
+
+/*
+ * Saved plans of the statements a run sends every time (the lookup, the run
+ * row, the watermark, the success record): parsing and planning them anew
+ * cost most of a run that finds nothing to do.
+ *
+ * A plan is kept (SPI_keepplan) per statement text, argument count and
+ * types.  PostgreSQL's plan cache keeps it valid: a change to a table or
+ * function it uses (DROP EXTENSION and CREATE EXTENSION again included)
+ * makes it analyse the text again, under the search_path it was saved with,
+ * which is the gateway's pinned one; permissions are checked at every
+ * execution, and plans that depend on row-level security are made again for
+ * another role.  The plans are generic: they look rows up by key, where a
+ * plan for the values would cost its planning every time.
+ *
+ * Only statements whose text is a constant come here, so the set is small;
+ * MEDALLION_SAVED_PLANS_MAX bounds it all the same.
+ */
+#define MEDALLION_SAVED_PLANS_MAX 128
+
+typedef struct SavedStatement
+{
+	uint64		key;			/* hash of the text (the hash table's key) */
+	char	   *sql;			/* the text, to tell a collision */
+	int			nargs;
+	Oid		   *types;
+	SPIPlanPtr	plan;
+} SavedStatement;
+
+static HTAB *saved_statements = NULL;
+
+/*
+ * The saved plan of a statement, prepared and kept on first use; NULL when
+ * it cannot be kept (a hash collision, or the bound reached): the caller
+ * then executes it unsaved.
+ */
+static SPIPlanPtr
+saved_plan(const char *sql, int nargs, Oid *types)
+{
+	uint64		key = hash_bytes_extended((const unsigned char *) sql, strlen(sql), 0);
+	SavedStatement *entry;
+	bool		found;
+	SPIPlanPtr	plan;
+
+	if (saved_statements == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(uint64);
+		ctl.entrysize = sizeof(SavedStatement);
+		ctl.hcxt = CacheMemoryContext;
+		saved_statements = hash_create("medallion saved statements", 32, &ctl,
+									   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	entry = hash_search(saved_statements, &key, HASH_FIND, NULL);
+	if (entry)
+	{
+		if (entry->nargs == nargs && strcmp(entry->sql, sql) == 0 &&
+			(nargs == 0 || memcmp(entry->types, types, sizeof(Oid) * nargs) == 0))
+			return entry->plan;
+		return NULL;
+	}
+	if (hash_get_num_entries(saved_statements) >= MEDALLION_SAVED_PLANS_MAX)
+		return NULL;
+
+	/* prepared before the entry exists: an error leaves nothing half made */
+	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare catalog statement: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "could not keep the plan of a catalog statement");
+	entry = hash_search(saved_statements, &key, HASH_ENTER, &found);
+	entry->sql = MemoryContextStrdup(CacheMemoryContext, sql);
+	entry->nargs = nargs;
+	entry->types = MemoryContextAlloc(CacheMemoryContext, sizeof(Oid) * Max(nargs, 1));
+	if (nargs > 0)
+		memcpy(entry->types, types, sizeof(Oid) * nargs);
+	entry->plan = plan;
+	return plan;
+}
+
+/*
+ * medallion_gateway_exec for a statement whose text is a constant: its plan
+ * is saved on first use and reused (see saved_plan).  Same contract.
+ */
+uint64
+medallion_gateway_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, long count, int expect)
+{
+	SPIPlanPtr	plan = saved_plan(sql, nargs, types);
+	int			ret;
+
+	if (plan == NULL)
+		return medallion_gateway_exec(sql, nargs, types, values, nulls, count, expect);
+	ret = SPI_execute_plan(plan, values, nulls, false, count);
 	if (ret < 0 || (expect != 0 && ret != expect))
 		elog(ERROR, "catalog statement failed: SPI error %d", ret);
 	return SPI_processed;

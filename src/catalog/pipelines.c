@@ -110,8 +110,8 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		*busy = false;
 	values[0] = CStringGetTextDatum(name);
 	medallion_catalog_enter(&gw);
-	found = medallion_gateway_exec(lock ? psprintf("%s" LOCK_SKIP, plain) : plain,
-								   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
+	found = medallion_gateway_exec_saved(lock ? psprintf("%s" LOCK_SKIP, plain) : plain,
+										 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
 	if (!found && lock && nowait)
 	{
 		/* skipped: a run holds it, or there is no such pipeline */

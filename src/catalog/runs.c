@@ -36,7 +36,7 @@ medallion_run_record_start(const char *pipeline, const char *kind, const char *s
 	values[3] = Int32GetDatum(worker_pid);
 	nulls[3] = worker_pid ? ' ' : 'n';
 	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
+	if (medallion_gateway_exec_saved("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
 							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1 "
 							   "FROM medallion.pipelines p "
 							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",

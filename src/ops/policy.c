@@ -418,7 +418,7 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 	values[1] = Int64GetDatum(run_id);
 	medallion_run_counts_datums(c, &values[2]);
 	medallion_catalog_enter(&gw);
-	(void) medallion_gateway_exec(pauses ?
+	(void) medallion_gateway_exec_saved(pauses ?
 								  SUCCESS_RUN
 								  "f AS (DELETE FROM medallion.pause_requests r "
 								  "  WHERE r.pipeline OPERATOR(pg_catalog.=) $1 RETURNING 1), "

@@ -389,7 +389,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		MedallionGateway gw;
 
 		medallion_catalog_enter(&gw);
-		n = medallion_gateway_exec("SELECT name, check_sql, on_fail FROM medallion.expectations "
+		n = medallion_gateway_exec_saved("SELECT name, check_sql, on_fail FROM medallion.expectations "
 								   "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
 								   1, t, v, NULL, 0, SPI_OK_SELECT);
 		for (k = 0; k < n; k++)

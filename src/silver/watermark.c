@@ -53,7 +53,7 @@ medallion_watermark_load(const char *pipeline, Watermark *wm)
 	values[0] = CStringGetTextDatum(pipeline);
 
 	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("SELECT system_identifier, done_snapshot, target_snapshot, "
+	if (medallion_gateway_exec_saved("SELECT system_identifier, done_snapshot, target_snapshot, "
 							   "resume_xid, resume_seq FROM medallion.watermarks "
 							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
 							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
