@@ -46,6 +46,8 @@ extern void medallion_gateway_leave(MedallionGateway *gw);
 extern void medallion_catalog_enter(MedallionGateway *gw);
 extern uint64 medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, long count, int expect);
+extern int	medallion_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
+								 const char *nulls, long count);
 extern uint64 medallion_gateway_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
 										   const char *nulls, long count, int expect);
 extern List *medallion_gateway_text_column(int column, MemoryContext cxt);

@@ -186,8 +186,9 @@ medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
  * another role.  The plans are generic: they look rows up by key, where a
  * plan for the values would cost its planning every time.
  *
- * Only statements whose text is a constant come here, so the set is small;
- * MEDALLION_SAVED_PLANS_MAX bounds it all the same.
+ * Only statements whose text is a constant (or, for a run's probe, fixed
+ * per pipeline) come here, so the set is small; MEDALLION_SAVED_PLANS_MAX
+ * bounds it all the same.
  */
 #define MEDALLION_SAVED_PLANS_MAX 128
 
@@ -239,9 +240,9 @@ saved_plan(const char *sql, int nargs, Oid *types)
 	/* prepared before the entry exists: an error leaves nothing half made */
 	plan = SPI_prepare_cursor(sql, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL)
-		elog(ERROR, "could not prepare catalog statement: %s", SPI_result_code_string(SPI_result));
+		elog(ERROR, "could not prepare statement: %s", SPI_result_code_string(SPI_result));
 	if (SPI_keepplan(plan) != 0)
-		elog(ERROR, "could not keep the plan of a catalog statement");
+		elog(ERROR, "could not keep the plan of a statement");
 	entry = hash_search(saved_statements, &key, HASH_ENTER, &found);
 	entry->sql = MemoryContextStrdup(CacheMemoryContext, sql);
 	entry->nargs = nargs;
@@ -253,19 +254,32 @@ saved_plan(const char *sql, int nargs, Oid *types)
 }
 
 /*
+ * Executes a statement through its saved plan (see saved_plan), in the SPI
+ * connection of the caller, who has pinned the settings it runs under;
+ * unsaved when it cannot be kept.  Returns SPI's result code.  Also used for
+ * a run's probe of its window, as the pipeline's owner (silver_run.c).
+ */
+int
+medallion_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
+					 const char *nulls, long count)
+{
+	SPIPlanPtr	plan = saved_plan(sql, nargs, types);
+
+	if (plan == NULL)
+		return SPI_execute_with_args(sql, nargs, types, values, nulls, false, count);
+	return SPI_execute_plan(plan, values, nulls, false, count);
+}
+
+/*
  * medallion_gateway_exec for a statement whose text is a constant: its plan
- * is saved on first use and reused (see saved_plan).  Same contract.
+ * is saved on first use and reused.  Same contract.
  */
 uint64
 medallion_gateway_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
 							 const char *nulls, long count, int expect)
 {
-	SPIPlanPtr	plan = saved_plan(sql, nargs, types);
-	int			ret;
+	int			ret = medallion_exec_saved(sql, nargs, types, values, nulls, count);
 
-	if (plan == NULL)
-		return medallion_gateway_exec(sql, nargs, types, values, nulls, count, expect);
-	ret = SPI_execute_plan(plan, values, nulls, false, count);
 	if (ret < 0 || (expect != 0 && ret != expect))
 		elog(ERROR, "catalog statement failed: SPI error %d", ret);
 	return SPI_processed;

@@ -437,10 +437,17 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		}
 	}
 
-	/* an empty window: no MERGE (one probe of the index) */
+	/*
+	 * An empty window: no MERGE.  The probe is one index probe: in _xid
+	 * order, so even its saved generic plan, which cannot see how narrow the
+	 * xid range is, walks the (_xid, _seq) index and stops at the first row.
+	 */
 	ar->read = 0;
 	ar->inserted = 0;
-	silver_exec(&r, psprintf("SELECT 1 FROM (%s) b LIMIT 1", silver_source_sql(&r, false, false)), 1);
+	if (medallion_exec_saved(psprintf("SELECT 1 FROM (%s) b ORDER BY b._xid LIMIT 1",
+									  silver_source_sql(&r, false, false)),
+							 NPARAMS, r.types, r.values, r.nulls, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not probe the window of pipeline \"%s\"", p->name);
 	empty = (SPI_processed == 0);
 	if (!empty)
 	{
