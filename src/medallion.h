@@ -251,6 +251,8 @@ extern void medallion_policy_after_failure(const char *pipeline, ErrorData *edat
 										   const char *class, bool scheduled);
 extern void medallion_policy_after_success(const char *pipeline, int64 run_id,
 										   const RunCounts *counts);
+extern TimestampTz medallion_policy_trial_at(bool opened, TimestampTz opened_at,
+											 const char *cooldown);
 
 /* run.c: scheduled runs (worker.c) */
 extern int	medallion_history_days;

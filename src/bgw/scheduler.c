@@ -385,15 +385,12 @@ schedule_pass(uint64 wake_count)
 
 	medallion_bgw_xact_begin();
 	medallion_catalog_enter(&gw);
-	n = medallion_gateway_exec("SELECT name, schedule, state, "
-							   "COALESCE(circuit_opened_at, '-infinity'::pg_catalog.timestamptz) "
-							   "  OPERATOR(pg_catalog.+) COALESCE((options OPERATOR(pg_catalog.->>) "
-							   "    'breaker_cooldown'::pg_catalog.text)::pg_catalog.interval, "
-							   "    '5 minutes'::pg_catalog.interval), "
+	n = medallion_gateway_exec("SELECT name, schedule, state, circuit_opened_at, "
 							   "retry_at, trigger_requested, "
 							   "CASE WHEN schedule_kind OPERATOR(pg_catalog.=) 'interval'::pg_catalog.text "
 							   "  THEN pg_catalog.date_part('epoch'::pg_catalog.text, schedule::pg_catalog.interval) END, "
-							   "schedule_kind, owner::pg_catalog.text "
+							   "schedule_kind, owner::pg_catalog.text, "
+							   "options OPERATOR(pg_catalog.->>) 'breaker_cooldown'::pg_catalog.text "
 							   "FROM medallion.pipelines WHERE layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text "
 							   "AND (schedule_kind OPERATOR(pg_catalog.=) ANY ('{interval,on_change}'::pg_catalog.text[]) "
 							   "     OR trigger_requested OR retry_at IS NOT NULL "
@@ -410,7 +407,8 @@ schedule_pass(uint64 wake_count)
 		char	   *state = SPI_getvalue(tup, desc, 3);
 		char	   *owner = SPI_getvalue(tup, desc, 9);
 		bool		isnull;
-		Datum		trial_at = SPI_getbinval(tup, desc, 4, &isnull);
+		Datum		opened_at = SPI_getbinval(tup, desc, 4, &isnull);
+		bool		opened = !isnull;
 		Datum		retry_at = SPI_getbinval(tup, desc, 5, &isnull);
 		bool		has_retry = !isnull;
 		bool		triggered = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
@@ -422,7 +420,9 @@ schedule_pass(uint64 wake_count)
 		if (is_running(name) || strcmp(state, "paused") == 0 || strcmp(state, "halted") == 0)
 			continue;
 		if (strcmp(state, "circuit_open") == 0)
-			when = DatumGetTimestampTz(trial_at);	/* half-open: one trial run */
+			/* half-open: one trial run, after the cooldown (policy.c) */
+			when = medallion_policy_trial_at(opened, DatumGetTimestampTz(opened_at),
+											 SPI_getvalue(tup, desc, 10));
 		else if (has_retry)
 			when = DatumGetTimestampTz(retry_at);
 		else if (triggered)

@@ -240,6 +240,21 @@ medallion_option_usecs(const char *text)
 }
 
 /*
+ * When the scheduler tries a circuit_open pipeline once more: its
+ * breaker_cooldown (as set, NULL for the default) after the breaker opened;
+ * at once when the opening time is not known.
+ */
+TimestampTz
+medallion_policy_trial_at(bool opened, TimestampTz opened_at, const char *cooldown)
+{
+	if (!opened)
+		return DT_NOBEGIN;
+	if (cooldown == NULL)
+		cooldown = option_default("breaker_cooldown");
+	return opened_at + (int64) medallion_option_usecs(cooldown);
+}
+
+/*
  * The text of option "key" in a row read by policy_after_failure (column
  * "col"), or its default.
  */
