@@ -16,6 +16,7 @@
 #include "storage/lwlock.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 
 /* guc.c */
 extern int	medallion_premake_days;
@@ -48,6 +49,9 @@ extern uint64 medallion_gateway_exec(const char *sql, int nargs, Oid *types, Dat
 									 const char *nulls, long count, int expect);
 extern int	medallion_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
 								 const char *nulls, long count);
+extern uint64 medallion_gateway_exec_saved_snapshot(const char *sql, int nargs, Oid *types,
+													Datum *values, const char *nulls, long count,
+													int expect, Snapshot snapshot);
 extern uint64 medallion_gateway_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
 										   const char *nulls, long count, int expect);
 extern List *medallion_gateway_text_column(int column, MemoryContext cxt);
@@ -190,6 +194,21 @@ typedef struct RunCounts
 	int64		replayed;		/* replay_dlq: DLQ rows that now passed */
 } RunCounts;
 
+/*
+ * What the lookup of a run (medallion_pipeline_lookup_run) reads in the same
+ * statement besides the pipeline's row: its watermark row and its
+ * expectations, so that a run with nothing to do costs two catalog
+ * statements (this one, and the success record).
+ */
+typedef struct RunPrefetch
+{
+	bool		has_watermark;
+	/* system_identifier, done_snapshot, target_snapshot, resume_xid, resume_seq */
+	Datum		watermark[5];
+	bool		watermark_null[5];
+	List	   *expectations;	/* of char *[3]: name, check_sql, on_fail, by name */
+} RunPrefetch;
+
 typedef struct Pipeline
 {
 	char	   *name;
@@ -202,10 +221,13 @@ typedef struct Pipeline
 	char	   *source;
 	Jsonb	   *definition;
 	char	   *time_budget;	/* options.time_budget as set, or NULL */
+	RunPrefetch *prefetch;		/* NULL: the run reads them itself */
 } Pipeline;
 
 extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 									  bool *busy);
+extern bool medallion_pipeline_lookup_run(const char *name, Pipeline *p, bool nowait, bool *busy,
+										  const char *kind, int64 *run_id);
 extern bool medallion_catalog_has_pause_requests(void);
 
 /* messages stored in medallion.runs and medallion.alerts are capped */

@@ -13,10 +13,10 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "common/hashfn.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/dependency.h"
+#include "common/hashfn.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -268,6 +268,28 @@ medallion_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
 	if (plan == NULL)
 		return SPI_execute_with_args(sql, nargs, types, values, nulls, false, count);
 	return SPI_execute_plan(plan, values, nulls, false, count);
+}
+
+/*
+ * medallion_gateway_exec_saved under a snapshot the caller took and
+ * registered, so that it can tell afterwards which row versions the
+ * statement could see (a row locked after a concurrent update is the
+ * newest version, which its snapshot may not see).
+ */
+uint64
+medallion_gateway_exec_saved_snapshot(const char *sql, int nargs, Oid *types, Datum *values,
+									  const char *nulls, long count, int expect,
+									  Snapshot snapshot)
+{
+	SPIPlanPtr	plan = saved_plan(sql, nargs, types);
+	int			ret;
+
+	if (plan == NULL && (plan = SPI_prepare(sql, nargs, types)) == NULL)
+		elog(ERROR, "could not prepare statement: %s", SPI_result_code_string(SPI_result));
+	ret = SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot, false, true, count);
+	if (ret < 0 || (expect != 0 && ret != expect))
+		elog(ERROR, "catalog statement failed: SPI error %d", ret);
+	return SPI_processed;
 }
 
 /*

@@ -208,7 +208,7 @@ set_xid_bounds(SilverRun *r)
 static void
 open_window(SilverRun *r, Watermark *wm)
 {
-	medallion_watermark_load(r->p->name, wm);
+	medallion_watermark_load(r->p, wm);
 	if (wm->has_done)
 	{
 		r->has_prev = true;
@@ -380,7 +380,10 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	setup_run(&r, p, run_id);
 	ar = silver_active_run_register(&r);
 
-	/* expectations, as the catalog owner */
+	/* expectations, as the catalog owner (or as the run's lookup read them) */
+	if (p->prefetch)
+		r.expectations = p->prefetch->expectations;
+	else
 	{
 		Oid			t[1] = {TEXTOID};
 		Datum		v[1] = {CStringGetTextDatum(p->name)};
