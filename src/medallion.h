@@ -104,6 +104,7 @@ extern void medallion_dlq_add(const MedallionDlqEntry *entry);
 /* a batched writer: rows are written as batches fill, and by _flush */
 typedef struct MedallionDlqWriter MedallionDlqWriter;
 extern MedallionDlqWriter *medallion_dlq_writer_create(void);
+extern void medallion_dlq_writer_skip_pending(MedallionDlqWriter *w);
 extern void medallion_dlq_writer_add(MedallionDlqWriter *w, const MedallionDlqEntry *entry);
 extern void medallion_dlq_writer_flush(MedallionDlqWriter *w);
 extern void medallion_dlq_writer_discard(MedallionDlqWriter *w);
