@@ -55,6 +55,17 @@ extern uint64 medallion_gateway_exec_saved_snapshot(const char *sql, int nargs, 
 extern uint64 medallion_gateway_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
 										   const char *nulls, long count, int expect);
 extern List *medallion_gateway_text_column(int column, MemoryContext cxt);
+
+/* a row of a gateway result, copied out of SPI's memory */
+typedef struct MedallionRow
+{
+	Datum	   *values;			/* by column, from 0 */
+	bool	   *nulls;
+} MedallionRow;
+extern MedallionRow *medallion_gateway_row(uint64 row, MemoryContext cxt);
+extern List *medallion_gateway_rows(MemoryContext cxt);
+extern List *medallion_catalog_query(const char *sql, int nargs, Oid *types, Datum *values,
+									 const char *nulls);
 extern uint64 medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, int expect);
 

@@ -20,6 +20,7 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -338,4 +339,68 @@ medallion_gateway_text_column(int column, MemoryContext cxt)
 		values = lappend(values, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, column));
 	MemoryContextSwitchTo(old);
 	return values;
+}
+
+/*
+ * Row "row" (from 0) of the last gateway statement's result, every column
+ * copied into "cxt" so that it outlives medallion_gateway_leave.
+ */
+MedallionRow *
+medallion_gateway_row(uint64 row, MemoryContext cxt)
+{
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	HeapTuple	tup = SPI_tuptable->vals[row];
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	MedallionRow *r = palloc(sizeof(MedallionRow));
+
+	r->values = palloc(sizeof(Datum) * desc->natts);
+	r->nulls = palloc(sizeof(bool) * desc->natts);
+	for (int col = 0; col < desc->natts; col++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, col);
+		Datum		d = SPI_getbinval(tup, desc, col + 1, &r->nulls[col]);
+
+		r->values[col] = r->nulls[col] ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+	}
+	MemoryContextSwitchTo(old);
+	return r;
+}
+
+/*
+ * Every row of the last gateway statement's result (a List of
+ * MedallionRow), copied into "cxt".
+ */
+List *
+medallion_gateway_rows(MemoryContext cxt)
+{
+	List	   *rows = NIL;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MedallionRow *r = medallion_gateway_row(i, cxt);
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		rows = lappend(rows, r);
+		MemoryContextSwitchTo(old);
+	}
+	return rows;
+}
+
+/*
+ * One query as the catalog owner, through the gateway: its rows (a List of
+ * MedallionRow), copied into the caller's memory context.
+ */
+List *
+medallion_catalog_query(const char *sql, int nargs, Oid *types, Datum *values,
+						const char *nulls)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	MedallionGateway gw;
+	List	   *rows;
+
+	medallion_catalog_enter(&gw);
+	(void) medallion_gateway_exec(sql, nargs, types, values, nulls, 0, SPI_OK_SELECT);
+	rows = medallion_gateway_rows(caller);
+	medallion_gateway_leave(&gw);
+	return rows;
 }
