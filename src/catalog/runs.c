@@ -37,10 +37,10 @@ medallion_run_record_start(const char *pipeline, const char *kind, const char *s
 	nulls[3] = worker_pid ? ' ' : 'n';
 	medallion_catalog_enter(&gw);
 	if (medallion_gateway_exec_saved("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt) "
-							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1 "
-							   "FROM medallion.pipelines p "
-							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
-							   4, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
+									 "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1 "
+									 "FROM medallion.pipelines p "
+									 "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
+									 4, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
 		elog(ERROR, "could not record a run of \"%s\"", pipeline);
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	medallion_gateway_leave(&gw);

@@ -434,15 +434,15 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 	medallion_run_counts_datums(c, &values[2]);
 	medallion_catalog_enter(&gw);
 	(void) medallion_gateway_exec_saved(pauses ?
-								  SUCCESS_RUN
-								  "f AS (DELETE FROM medallion.pause_requests r "
-								  "  WHERE r.pipeline OPERATOR(pg_catalog.=) $1 RETURNING 1), "
-								  SUCCESS_UPDATE("EXISTS (SELECT 1 FROM f)")
-								  SUCCESS_RESOLVE :
-								  SUCCESS_RUN
-								  SUCCESS_UPDATE("false")
-								  SUCCESS_RESOLVE,
-								  10, types, values, NULL, 0, SPI_OK_SELECT);
+										SUCCESS_RUN
+										"f AS (DELETE FROM medallion.pause_requests r "
+										"  WHERE r.pipeline OPERATOR(pg_catalog.=) $1 RETURNING 1), "
+										SUCCESS_UPDATE("EXISTS (SELECT 1 FROM f)")
+										SUCCESS_RESOLVE :
+										SUCCESS_RUN
+										SUCCESS_UPDATE("false")
+										SUCCESS_RESOLVE,
+										10, types, values, NULL, 0, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		resolved = lappend(resolved,
 						   MemoryContextStrdup(callercxt,

@@ -393,8 +393,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 
 		medallion_catalog_enter(&gw);
 		n = medallion_gateway_exec_saved("SELECT name, check_sql, on_fail FROM medallion.expectations "
-								   "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
-								   1, t, v, NULL, 0, SPI_OK_SELECT);
+										 "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
+										 1, t, v, NULL, 0, SPI_OK_SELECT);
 		for (k = 0; k < n; k++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(r.cxt);
