@@ -189,9 +189,10 @@ medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
  *
  * Only statements whose text is a constant (or, for a run's probe, fixed
  * per pipeline) come here, so the set is small; MEDALLION_SAVED_PLANS_MAX
- * bounds it all the same.
+ * bounds it all the same (a probe's plan covers every partition of its
+ * bronze table), and statements beyond it are planned each time.
  */
-#define MEDALLION_SAVED_PLANS_MAX 128
+#define MEDALLION_SAVED_PLANS_MAX 64
 
 typedef struct SavedStatement
 {
