@@ -16,6 +16,7 @@
 #include "storage/lwlock.h"
 #include "utils/array.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 
 /* guc.c */
 extern int	medallion_premake_days;
@@ -46,7 +47,25 @@ extern void medallion_gateway_leave(MedallionGateway *gw);
 extern void medallion_catalog_enter(MedallionGateway *gw);
 extern uint64 medallion_gateway_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, long count, int expect);
+extern int	medallion_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
+								 const char *nulls, long count);
+extern uint64 medallion_gateway_exec_saved_snapshot(const char *sql, int nargs, Oid *types,
+													Datum *values, const char *nulls, long count,
+													int expect, Snapshot snapshot);
+extern uint64 medallion_gateway_exec_saved(const char *sql, int nargs, Oid *types, Datum *values,
+										   const char *nulls, long count, int expect);
 extern List *medallion_gateway_text_column(int column, MemoryContext cxt);
+
+/* a row of a gateway result, copied out of SPI's memory */
+typedef struct MedallionRow
+{
+	Datum	   *values;			/* by column, from 0 */
+	bool	   *nulls;
+} MedallionRow;
+extern MedallionRow *medallion_gateway_row(uint64 row, MemoryContext cxt);
+extern List *medallion_gateway_rows(MemoryContext cxt);
+extern List *medallion_catalog_query(const char *sql, int nargs, Oid *types, Datum *values,
+									 const char *nulls);
 extern uint64 medallion_catalog_exec(const char *sql, int nargs, Oid *types, Datum *values,
 									 const char *nulls, int expect);
 
@@ -114,6 +133,7 @@ extern void medallion_dlq_add(const MedallionDlqEntry *entry);
 /* a batched writer: rows are written as batches fill, and by _flush */
 typedef struct MedallionDlqWriter MedallionDlqWriter;
 extern MedallionDlqWriter *medallion_dlq_writer_create(void);
+extern void medallion_dlq_writer_skip_pending(MedallionDlqWriter *w);
 extern void medallion_dlq_writer_add(MedallionDlqWriter *w, const MedallionDlqEntry *entry);
 extern void medallion_dlq_writer_flush(MedallionDlqWriter *w);
 extern void medallion_dlq_writer_discard(MedallionDlqWriter *w);
@@ -207,6 +227,21 @@ typedef struct RunCounts
 	int64		replayed;		/* replay_dlq: DLQ rows that now passed */
 } RunCounts;
 
+/*
+ * What the lookup of a run (medallion_pipeline_lookup_run) reads in the same
+ * statement besides the pipeline's row: its watermark row and its
+ * expectations, so that a run with nothing to do costs two catalog
+ * statements (this one, and the success record).
+ */
+typedef struct RunPrefetch
+{
+	bool		has_watermark;
+	/* system_identifier, done_snapshot, target_snapshot, resume_xid, resume_seq */
+	Datum		watermark[5];
+	bool		watermark_null[5];
+	List	   *expectations;	/* of char *[3]: name, check_sql, on_fail, by name */
+} RunPrefetch;
+
 typedef struct Pipeline
 {
 	char	   *name;
@@ -220,10 +255,13 @@ typedef struct Pipeline
 	Jsonb	   *definition;
 	int32		definition_version; /* 0: not versioned (a 0.1.0 catalog) */
 	char	   *time_budget;	/* options.time_budget as set, or NULL */
+	RunPrefetch *prefetch;		/* NULL: the run reads them itself */
 } Pipeline;
 
 extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 									  bool *busy);
+extern bool medallion_pipeline_lookup_run(const char *name, Pipeline *p, bool nowait, bool *busy,
+										  const char *kind, int64 *run_id);
 extern bool medallion_catalog_has_pause_requests(void);
 
 /*
@@ -280,6 +318,8 @@ extern void medallion_policy_after_failure(const char *pipeline, ErrorData *edat
 										   const char *class, bool scheduled);
 extern void medallion_policy_after_success(const char *pipeline, int64 run_id,
 										   const RunCounts *counts);
+extern TimestampTz medallion_policy_trial_at(bool opened, TimestampTz opened_at,
+											 const char *cooldown);
 
 /* run.c: scheduled runs (worker.c) */
 extern int	medallion_history_days;

@@ -378,85 +378,80 @@ schedule_pass(uint64 wake_count)
 	TimestampTz next = TimestampTzPlusMilliseconds(now, SCHEDULER_MAX_NAP_MS);
 	List	   *due = NIL;
 	ListCell   *lc;
-	uint64		i;
-	uint64		n;
 	ArrayBuildState *idle_names;
-	MedallionGateway gw;
+	List	   *rows;
 
 	medallion_bgw_xact_begin();
-	medallion_catalog_enter(&gw);
-	n = medallion_gateway_exec("SELECT name, schedule, state, "
-							   "COALESCE(circuit_opened_at, '-infinity'::pg_catalog.timestamptz) "
-							   "  OPERATOR(pg_catalog.+) COALESCE((options OPERATOR(pg_catalog.->>) "
-							   "    'breaker_cooldown'::pg_catalog.text)::pg_catalog.interval, "
-							   "    '5 minutes'::pg_catalog.interval), "
-							   "retry_at, trigger_requested, "
-							   "CASE WHEN schedule_kind OPERATOR(pg_catalog.=) 'interval'::pg_catalog.text "
-							   "  THEN pg_catalog.date_part('epoch'::pg_catalog.text, schedule::pg_catalog.interval) END, "
-							   "schedule_kind, owner::pg_catalog.text "
-							   "FROM medallion.pipelines WHERE layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text "
-							   "AND (schedule_kind OPERATOR(pg_catalog.=) ANY ('{interval,on_change}'::pg_catalog.text[]) "
-							   "     OR trigger_requested OR retry_at IS NOT NULL "
-							   "     OR state OPERATOR(pg_catalog.=) 'circuit_open'::pg_catalog.text) "
-							   "ORDER BY name",
-							   0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
+	rows = medallion_catalog_query("SELECT name, state, circuit_opened_at, "
+								   "retry_at, trigger_requested, "
+								   "CASE WHEN schedule_kind OPERATOR(pg_catalog.=) 'interval'::pg_catalog.text "
+								   "  THEN pg_catalog.date_part('epoch'::pg_catalog.text, schedule::pg_catalog.interval) END, "
+								   "schedule_kind, owner::pg_catalog.text, "
+								   "options OPERATOR(pg_catalog.->>) 'breaker_cooldown'::pg_catalog.text "
+								   "FROM medallion.pipelines WHERE layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text "
+								   "AND (schedule_kind OPERATOR(pg_catalog.=) ANY ('{interval,on_change}'::pg_catalog.text[]) "
+								   "     OR trigger_requested OR retry_at IS NOT NULL "
+								   "     OR state OPERATOR(pg_catalog.=) 'circuit_open'::pg_catalog.text) "
+								   "ORDER BY name",
+								   0, NULL, NULL, NULL);
 
-	for (i = 0; i < n; i++)
+	/*
+	 * The columns: name, state, circuit_opened_at, retry_at,
+	 * trigger_requested, interval in seconds, schedule_kind, owner,
+	 * breaker_cooldown.
+	 */
+	foreach(lc, rows)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		char	   *name = SPI_getvalue(tup, desc, 1);
-		char	   *kind = SPI_getvalue(tup, desc, 8);
-		char	   *state = SPI_getvalue(tup, desc, 3);
-		char	   *owner = SPI_getvalue(tup, desc, 9);
-		bool		isnull;
-		Datum		trial_at = SPI_getbinval(tup, desc, 4, &isnull);
-		Datum		retry_at = SPI_getbinval(tup, desc, 5, &isnull);
-		bool		has_retry = !isnull;
-		bool		triggered = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
-		Datum		every = SPI_getbinval(tup, desc, 7, &isnull);
-		bool		has_interval = !isnull;
+		MedallionRow *row = lfirst(lc);
+		char	   *name = TextDatumGetCString(row->values[0]);
+		char	   *state = TextDatumGetCString(row->values[1]);
+		bool		opened = !row->nulls[2];
+		bool		has_retry = !row->nulls[3];
+		bool		triggered = DatumGetBool(row->values[4]);
+		bool		has_interval = !row->nulls[5];
+		double		every = has_interval ? DatumGetFloat8(row->values[5]) : 0;
+		char	   *kind = row->nulls[6] ? NULL : TextDatumGetCString(row->values[6]);
+		char	   *owner = row->nulls[7] ? NULL : TextDatumGetCString(row->values[7]);
 		PipelineMemo *m = memo_for(name);
 		TimestampTz when = DT_NOEND;
 
 		if (is_running(name) || strcmp(state, "paused") == 0 || strcmp(state, "halted") == 0)
 			continue;
 		if (strcmp(state, "circuit_open") == 0)
-			when = DatumGetTimestampTz(trial_at);	/* half-open: one trial run */
+			/* half-open: one trial run, after the cooldown (policy.c) */
+			when = medallion_policy_trial_at(opened, DatumGetTimestampTz(row->values[2]),
+											 row->nulls[8] ? NULL : TextDatumGetCString(row->values[8]));
 		else if (has_retry)
-			when = DatumGetTimestampTz(retry_at);
+			when = DatumGetTimestampTz(row->values[3]);
 		else if (triggered)
 			when = now;
 		else if (has_interval)
 			when = m->last_start == 0 ? now :
-				TimestampTzPlusMilliseconds(m->last_start, (int64) (DatumGetFloat8(every) * 1000));
+				TimestampTzPlusMilliseconds(m->last_start, (int64) (every * 1000));
 		else if (kind && strcmp(kind, "on_change") == 0 && m->wake_seen != wake_count)
 			when = now;
 
 		if (when <= now)
 		{
-			MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 			DuePipeline *d = palloc(sizeof(DuePipeline));
 
 			/* the tick after this one, whether this one finds work or not */
 			if (has_interval && !triggered && !has_retry && strcmp(state, "circuit_open") != 0)
-				next = Min(next, TimestampTzPlusMilliseconds(now, (int64) (DatumGetFloat8(every) * 1000)));
+				next = Min(next, TimestampTzPlusMilliseconds(now, (int64) (every * 1000)));
 
 			/*
 			 * a routine check (no trigger, no retry) starts no idle worker; a
 			 * trial waits for rows to try on
 			 */
-			d->name = pstrdup(name);
-			d->owner = pstrdup(owner ? owner : "");
+			d->name = name;
+			d->owner = owner ? owner : "";
 			d->routine = !triggered && !has_retry;
 			d->memo = m;
 			due = lappend(due, d);
-			MemoryContextSwitchTo(old);
 		}
 		else if (when != DT_NOEND)
 			next = Min(next, when);
 	}
-	medallion_gateway_leave(&gw);
 	memos_sweep();
 
 	idle_names = initArrayResult(TEXTOID, CurrentMemoryContext, false);

@@ -15,7 +15,6 @@
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -40,42 +39,31 @@ typedef struct Reader
 static List *
 readers_of(const char *bronze_pipeline)
 {
-	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
 	List	   *readers = NIL;
-	uint64		n,
-				i;
-	MemoryContext caller = CurrentMemoryContext;
+	List	   *rows;
+	ListCell   *lc;
 
 	values[0] = CStringGetTextDatum(bronze_pipeline);
-	medallion_catalog_enter(&gw);
-	n = medallion_gateway_exec("SELECT p.name, w.done_snapshot, w.target_snapshot, w.resume_xid, w.resume_seq "
-							   "FROM medallion.pipelines p "
-							   "LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name "
-							   "WHERE p.source OPERATOR(pg_catalog.=) $1 ORDER BY p.name",
-							   1, argtypes, values, NULL, 0, SPI_OK_SELECT);
-	for (i = 0; i < n; i++)
+	rows = medallion_catalog_query("SELECT p.name, w.done_snapshot, w.target_snapshot, w.resume_xid, w.resume_seq "
+								   "FROM medallion.pipelines p "
+								   "LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name "
+								   "WHERE p.source OPERATOR(pg_catalog.=) $1 ORDER BY p.name",
+								   1, argtypes, values, NULL);
+	foreach(lc, rows)
 	{
-		MemoryContext old = MemoryContextSwitchTo(caller);
+		MedallionRow *row = lfirst(lc);
 		Reader	   *r = palloc0(sizeof(Reader));
-		int			col;
 
-		r->name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		for (col = 0; col < 4; col++)
+		r->name = TextDatumGetCString(row->values[0]);
+		for (int col = 0; col < 4; col++)
 		{
-			bool		isnull;
-			Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-										  col + 2, &isnull);
-			Form_pg_attribute att = TupleDescAttr(SPI_tuptable->tupdesc, col + 1);
-
-			r->nulls[col] = isnull ? 'n' : ' ';
-			r->values[col] = isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+			r->values[col] = row->values[col + 1];
+			r->nulls[col] = row->nulls[col + 1] ? 'n' : ' ';
 		}
 		readers = lappend(readers, r);
-		MemoryContextSwitchTo(old);
 	}
-	medallion_gateway_leave(&gw);
 	return readers;
 }
 
@@ -134,54 +122,32 @@ Datum
 medallion_apply_retention(PG_FUNCTION_ARGS)
 {
 	int64		dropped = 0;
-	uint64		n,
-				i;
 	Oid			nsp = get_namespace_oid("bronze", false);
-	List	   *names = NIL;
-	List	   *relnames = NIL;
-	List	   *cutoffs = NIL;
-	ListCell   *lc,
-			   *lr,
-			   *lt;
+	List	   *tables;
+	ListCell   *lc;
 	MedallionGateway gw;
-	MemoryContext caller = CurrentMemoryContext;
 
 	/*
 	 * The cutoff is computed in UTC, as a partition holds one UTC day, so
 	 * that the session's TimeZone (and its daylight-saving shifts) cannot
 	 * move it.
 	 */
-	medallion_catalog_enter(&gw);
-	n = medallion_gateway_exec("SELECT p.name, p.relname, "
-							   "(pg_catalog.now() AT TIME ZONE 'UTC'::pg_catalog.text) "
-							   "  OPERATOR(pg_catalog.-) p.retention "
-							   "FROM medallion.pipelines p "
-							   "WHERE p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text "
-							   "AND p.retention IS NOT NULL ORDER BY p.name",
-							   0, NULL, NULL, NULL, 0, SPI_OK_SELECT);
-	for (i = 0; i < n; i++)
+	tables = medallion_catalog_query("SELECT p.name, p.relname, "
+									 "(pg_catalog.now() AT TIME ZONE 'UTC'::pg_catalog.text) "
+									 "  OPERATOR(pg_catalog.-) p.retention "
+									 "FROM medallion.pipelines p "
+									 "WHERE p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text "
+									 "AND p.retention IS NOT NULL ORDER BY p.name",
+									 0, NULL, NULL, NULL);
+
+	foreach(lc, tables)
 	{
-		MemoryContext old = MemoryContextSwitchTo(caller);
-
-		names = lappend(names, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-		relnames = lappend(relnames, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2));
-		{
-			bool		isnull;
-			Timestamp  *cutoff = palloc(sizeof(Timestamp));
-
-			*cutoff = DatumGetTimestamp(SPI_getbinval(SPI_tuptable->vals[i],
-													  SPI_tuptable->tupdesc, 3, &isnull));
-			cutoffs = lappend(cutoffs, cutoff);
-		}
-		MemoryContextSwitchTo(old);
-	}
-	medallion_gateway_leave(&gw);
-
-	forthree(lc, names, lr, relnames, lt, cutoffs)
-	{
-		Oid			parent = get_relname_relid((char *) lfirst(lr), nsp);
+		MedallionRow *table = lfirst(lc);
+		char	   *pipeline = TextDatumGetCString(table->values[0]);
+		char	   *relname = TextDatumGetCString(table->values[1]);
+		Timestamp	cutoff = DatumGetTimestamp(table->values[2]);
+		Oid			parent = get_relname_relid(relname, nsp);
 		Oid			owner;
-		Timestamp	cutoff;
 		List	   *children;
 		List	   *readers = NIL;
 		bool		readers_loaded = false;
@@ -192,7 +158,6 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 		owner = medallion_rel_owner(parent);
 		if (!has_privs_of_role(GetUserId(), owner))
 			continue;
-		cutoff = *(Timestamp *) lfirst(lt);
 
 		children = find_inheritance_children(parent, NoLock);
 		foreach(lch, children)
@@ -206,13 +171,13 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 				get_rel_relkind(child) != RELKIND_RELATION ||
 				get_rel_namespace(child) != nsp ||
 				medallion_rel_owner(child) != owner ||
-				!medallion_bronze_partition_day((char *) lfirst(lr), childname, &day) ||
+				!medallion_bronze_partition_day(relname, childname, &day) ||
 				(int64) (day + 1) * USECS_PER_DAY > cutoff)
 				continue;
 
 			if (!readers_loaded)
 			{
-				readers = readers_of((char *) lfirst(lc));
+				readers = readers_of(pipeline);
 				readers_loaded = true;
 			}
 			reader = unprocessed_by(readers, child, owner);

@@ -53,6 +53,7 @@ struct MedallionDlqWriter
 	int			n;
 	Size		bytes;
 	int64		written;
+	bool		skip_pending;	/* see medallion_dlq_writer_skip_pending */
 	Datum		values[DLQ_NCOLS][DLQ_BATCH_ROWS];
 	bool		nulls[DLQ_NCOLS][DLQ_BATCH_ROWS];
 };
@@ -68,6 +69,17 @@ medallion_dlq_writer_create(void)
 	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion DLQ batch",
 								   ALLOCSET_DEFAULT_SIZES);
 	return w;
+}
+
+/*
+ * Makes the writer leave out a row whose source row (pipeline and
+ * source_seq) already waits in the DLQ, not reprocessed: a silver run that
+ * reads a source row again (after a restore, say) does not add it twice.
+ */
+void
+medallion_dlq_writer_skip_pending(MedallionDlqWriter *w)
+{
+	w->skip_pending = true;
 }
 
 static void
@@ -130,35 +142,50 @@ dlq_has_length(void)
 }
 
 /*
+ * The INSERT of a batch: the arrays $1... unnested side by side, in the
+ * order the rows were added; COLS is the column list, ARGS the unnest()
+ * calls, WHERE empty or the pending check.  (ROWS FROM: the multi-argument
+ * unnest() shorthand needs an unqualified name.)
+ */
+#define DLQ_COLS_010 \
+	"pipeline, original_payload, error_message, error_type, sqlstate, field, source_table, " \
+	"source_seq, pipeline_run_id, batch_id, file_name, line_number"
+#define DLQ_ARGS_010 \
+	"pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), " \
+	"pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), " \
+	"pg_catalog.unnest($7), pg_catalog.unnest($8), pg_catalog.unnest($9), " \
+	"pg_catalog.unnest($10), pg_catalog.unnest($11), pg_catalog.unnest($12)"
+#define DLQ_INSERT(COLS, ARGS, WHERE) \
+	"INSERT INTO medallion.dlq (" COLS ") SELECT " COLS " " \
+	"FROM ROWS FROM (" ARGS ") WITH ORDINALITY AS u(" COLS ", n) " WHERE "ORDER BY u.n"
+#define DLQ_NOT_PENDING \
+	"WHERE NOT EXISTS (SELECT 1 FROM medallion.dlq d " \
+	"WHERE d.pipeline OPERATOR(pg_catalog.=) u.pipeline " \
+	"AND d.source_seq OPERATOR(pg_catalog.=) u.source_seq AND NOT d.reprocessed) "
+
+/*
  * Writes the rows added so far, in one statement, as the catalog owner.
  */
 void
 medallion_dlq_writer_flush(MedallionDlqWriter *w)
 {
-	/* ROWS FROM: the multi-argument unnest() shorthand needs an unqualified name */
-	static const char *insert_sql =
-		"INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
-		"error_type, sqlstate, field, source_table, source_seq, pipeline_run_id, "
-		"batch_id, file_name, line_number, original_length) "
-		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-		"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
-		"pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), "
-		"pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11), "
-		"pg_catalog.unnest($12), pg_catalog.unnest($13))";
-	static const char *insert_sql_010 =
-		"INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
-		"error_type, sqlstate, field, source_table, source_seq, pipeline_run_id, "
-		"batch_id, file_name, line_number) "
-		"SELECT * FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), "
-		"pg_catalog.unnest($3), pg_catalog.unnest($4), pg_catalog.unnest($5), "
-		"pg_catalog.unnest($6), pg_catalog.unnest($7), pg_catalog.unnest($8), "
-		"pg_catalog.unnest($9), pg_catalog.unnest($10), pg_catalog.unnest($11), "
-		"pg_catalog.unnest($12))";
+	/* [0.1.0 catalog (no original_length)][skip pending] */
+	static const char *const insert_sql[2][2] = {
+		{
+			DLQ_INSERT(DLQ_COLS_010 ", original_length", DLQ_ARGS_010 ", pg_catalog.unnest($13)", ""),
+			DLQ_INSERT(DLQ_COLS_010 ", original_length", DLQ_ARGS_010 ", pg_catalog.unnest($13)", DLQ_NOT_PENDING)
+		},
+		{
+			DLQ_INSERT(DLQ_COLS_010, DLQ_ARGS_010, ""),
+			DLQ_INSERT(DLQ_COLS_010, DLQ_ARGS_010, DLQ_NOT_PENDING)
+		}
+	};
 	static const Oid elemtypes[DLQ_NCOLS] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 		TEXTOID, TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, INT8OID, INT8OID};
 	Oid			argtypes[DLQ_NCOLS];
 	Datum		args[DLQ_NCOLS];
-	int			ncols = dlq_has_length() ? DLQ_NCOLS : DLQ_NCOLS - 1;
+	bool		old_catalog = !dlq_has_length();
+	int			ncols = old_catalog ? DLQ_NCOLS - 1 : DLQ_NCOLS;
 	MemoryContext old;
 	int			dims[1];
 	int			lbs[1] = {1};
@@ -178,7 +205,7 @@ medallion_dlq_writer_flush(MedallionDlqWriter *w)
 													 text ? false : FLOAT8PASSBYVAL,
 													 text ? TYPALIGN_INT : TYPALIGN_DOUBLE));
 	}
-	(void) medallion_catalog_exec(ncols == DLQ_NCOLS ? insert_sql : insert_sql_010,
+	(void) medallion_catalog_exec(insert_sql[old_catalog][w->skip_pending],
 								  ncols, argtypes, args, NULL, SPI_OK_INSERT);
 	MemoryContextSwitchTo(old);
 	w->written += w->n;

@@ -10,14 +10,17 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "medallion.h"
 
@@ -113,8 +116,8 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 		*busy = false;
 	values[0] = CStringGetTextDatum(name);
 	medallion_catalog_enter(&gw);
-	found = medallion_gateway_exec(lock ? psprintf("%s" LOCK_SKIP, plain) : plain,
-								   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
+	found = medallion_gateway_exec_saved(lock ? psprintf("%s" LOCK_SKIP, plain) : plain,
+										 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
 	if (!found && lock && nowait)
 	{
 		/* skipped: a run holds it, or there is no such pipeline */
@@ -149,6 +152,149 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	if (found)
 		p->owner = get_role_oid(p->owner_name, true);
 	return found;
+}
+
+/*
+ * The lookup of a run, with what the run reads next (0.2.0 catalog): the
+ * pipeline's row, locked if free, in LOOKUP_COLUMNS' order; then the run
+ * row recorded when $3 (its id); the watermark row; the expectations as a
+ * text[][] of (name, check_sql, on_fail); the pipeline row's xmin.
+ */
+#define RUN_LOOKUP \
+	"WITH p AS (SELECT p.name, p.layer, p.relname, p.state, p.owner, p.source, p.definition, " \
+	"  EXISTS (SELECT 1 FROM medallion.pause_requests r " \
+	"    WHERE r.pipeline OPERATOR(pg_catalog.=) p.name) AS pause_requested, " \
+	"  p.options OPERATOR(pg_catalog.->>) 'time_budget' AS time_budget, " \
+	"  p.retry_attempt, p.xmin AS row_xmin " \
+	"  FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1 " \
+	"  FOR NO KEY UPDATE OF p SKIP LOCKED), " \
+	"r AS (INSERT INTO medallion.runs (pipeline, kind, status, attempt) " \
+	"  SELECT p.name, $2, 'running', p.retry_attempt OPERATOR(pg_catalog.+) 1 FROM p WHERE $3 " \
+	"  RETURNING run_id) " \
+	"SELECT p.name, p.layer, p.relname, p.state, p.owner, p.source, p.definition, " \
+	"  p.pause_requested, p.time_budget, (SELECT r.run_id FROM r), " \
+	"  w.system_identifier, w.done_snapshot, w.target_snapshot, w.resume_xid, w.resume_seq, " \
+	"  (SELECT pg_catalog.array_agg(ARRAY[e.name, e.check_sql, e.on_fail] ORDER BY e.name) " \
+	"   FROM medallion.expectations e WHERE e.pipeline OPERATOR(pg_catalog.=) p.name), " \
+	"  p.row_xmin " \
+	"FROM p LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name"
+
+#define RUN_LOOKUP_RUN_ID 10
+#define RUN_LOOKUP_WATERMARK 11
+#define RUN_LOOKUP_EXPECTATIONS 16
+#define RUN_LOOKUP_XMIN 17
+
+/*
+ * Copies the watermark and expectations the run's lookup read into a new
+ * RunPrefetch, in the caller's memory context.
+ */
+static RunPrefetch *
+run_prefetch_copy(MemoryContext callercxt)
+{
+	HeapTuple	tup = SPI_tuptable->vals[0];
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+	MemoryContext spicxt = MemoryContextSwitchTo(callercxt);
+	RunPrefetch *pf = palloc0(sizeof(RunPrefetch));
+	bool		isnull;
+	Datum		d;
+
+	for (int i = 0; i < 5; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, RUN_LOOKUP_WATERMARK + i - 1);
+
+		d = SPI_getbinval(tup, desc, RUN_LOOKUP_WATERMARK + i, &isnull);
+		pf->watermark_null[i] = isnull;
+		pf->watermark[i] = isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
+	}
+	/* the system identifier is NOT NULL: a NULL means no watermark row */
+	pf->has_watermark = !pf->watermark_null[0];
+
+	d = SPI_getbinval(tup, desc, RUN_LOOKUP_EXPECTATIONS, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (int i = 0; i + 2 < n; i += 3)
+		{
+			char	  **e = palloc(sizeof(char *) * 3);
+
+			for (int k = 0; k < 3; k++)
+				e[k] = nulls[i + k] ? NULL : TextDatumGetCString(elems[i + k]);
+			pf->expectations = lappend(pf->expectations, e);
+		}
+	}
+	MemoryContextSwitchTo(spicxt);
+	return pf;
+}
+
+/*
+ * The lookup at the start of a run: medallion_pipeline_lookup with lock,
+ * and, when the pipeline's row is free, in the same statement: the run row
+ * recorded as 'running' (unless *run_id names one already, as for a
+ * scheduled run; *run_id is then set), and the watermark and expectations
+ * read into p->prefetch.  When the row is held by another transaction, or
+ * the catalog is 0.1.0's, this is medallion_pipeline_lookup, *run_id is
+ * left alone and p->prefetch NULL: the caller records the run.
+ *
+ * The run row is written before the caller's checks (privileges, state):
+ * a refusal is an error, which takes the row back with it.
+ *
+ * The watermark a run reads must be the one the previous run committed.
+ * That run held the pipeline's row and updated it at its end; the row is
+ * then locked in its newest version, which this statement's snapshot may
+ * not see (the previous run committed between the snapshot and the lock),
+ * and neither does it see that run's watermark: p->prefetch is then left
+ * NULL and the run reads the watermark again, under a new snapshot.
+ */
+bool
+medallion_pipeline_lookup_run(const char *name, Pipeline *p, bool nowait, bool *busy,
+							  const char *kind, int64 *run_id)
+{
+	MedallionGateway gw;
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[3];
+	MemoryContext callercxt = CurrentMemoryContext;
+	Snapshot	snapshot;
+	bool		found;
+
+	if (!medallion_catalog_has_pause_requests())
+		return medallion_pipeline_lookup(name, p, true, nowait, busy);
+
+	if (busy)
+		*busy = false;
+	values[0] = CStringGetTextDatum(name);
+	values[1] = CStringGetTextDatum(kind);
+	values[2] = BoolGetDatum(*run_id == 0);
+	snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	medallion_catalog_enter(&gw);
+	found = medallion_gateway_exec_saved_snapshot(RUN_LOOKUP, 3, argtypes, values, NULL, 1,
+												  SPI_OK_SELECT, snapshot) == 1;
+	if (found)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		TransactionId xmin;
+
+		lookup_copy_row(p, callercxt);
+		d = SPI_getbinval(tup, desc, RUN_LOOKUP_RUN_ID, &isnull);
+		if (!isnull)
+			*run_id = DatumGetInt64(d);
+		xmin = DatumGetTransactionId(SPI_getbinval(tup, desc, RUN_LOOKUP_XMIN, &isnull));
+		if (!XidInMVCCSnapshot(xmin, snapshot))
+			p->prefetch = run_prefetch_copy(callercxt);
+	}
+	medallion_gateway_leave(&gw);
+	UnregisterSnapshot(snapshot);
+	if (!found)
+		return medallion_pipeline_lookup(name, p, true, nowait, busy);
+	p->owner = get_role_oid(p->owner_name, true);
+	return true;
 }
 
 /*

@@ -41,13 +41,13 @@ insert_run(const char *pipeline, const char *kind, const char *status, int worke
 	values[4] = reason ? CStringGetTextDatum(medallion_capped_message(reason)) : (Datum) 0;
 	nulls[4] = reason ? ' ' : 'n';
 	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt, "
-							   "finished_at, error_message) "
-							   "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1, "
-							   "CASE WHEN $5 IS NOT NULL THEN pg_catalog.clock_timestamp() END, $5 "
-							   "FROM medallion.pipelines p "
-							   "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
-							   5, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
+	if (medallion_gateway_exec_saved("INSERT INTO medallion.runs (pipeline, kind, status, worker_pid, attempt, "
+									 "finished_at, error_message) "
+									 "SELECT $1, $2, $3, $4, p.retry_attempt OPERATOR(pg_catalog.+) 1, "
+									 "CASE WHEN $5 IS NOT NULL THEN pg_catalog.clock_timestamp() END, $5 "
+									 "FROM medallion.pipelines p "
+									 "WHERE p.name OPERATOR(pg_catalog.=) $1 RETURNING run_id",
+									 5, argtypes, values, nulls, 1, SPI_OK_INSERT_RETURNING) != 1)
 		elog(ERROR, "could not record a run of \"%s\"", pipeline);
 	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	medallion_gateway_leave(&gw);

@@ -240,6 +240,21 @@ medallion_option_usecs(const char *text)
 }
 
 /*
+ * When the scheduler tries a circuit_open pipeline once more: its
+ * breaker_cooldown (as set, NULL for the default) after the breaker opened;
+ * at once when the opening time is not known.
+ */
+TimestampTz
+medallion_policy_trial_at(bool opened, TimestampTz opened_at, const char *cooldown)
+{
+	if (!opened)
+		return DT_NOBEGIN;
+	if (cooldown == NULL)
+		cooldown = option_default("breaker_cooldown");
+	return opened_at + (int64) medallion_option_usecs(cooldown);
+}
+
+/*
  * The text of option "key" in a row read by policy_after_failure (column
  * "col"), or its default.
  */
@@ -418,16 +433,16 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 	values[1] = Int64GetDatum(run_id);
 	medallion_run_counts_datums(c, &values[2]);
 	medallion_catalog_enter(&gw);
-	(void) medallion_gateway_exec(pauses ?
-								  SUCCESS_RUN
-								  "f AS (DELETE FROM medallion.pause_requests r "
-								  "  WHERE r.pipeline OPERATOR(pg_catalog.=) $1 RETURNING 1), "
-								  SUCCESS_UPDATE("EXISTS (SELECT 1 FROM f)")
-								  SUCCESS_RESOLVE :
-								  SUCCESS_RUN
-								  SUCCESS_UPDATE("false")
-								  SUCCESS_RESOLVE,
-								  10, types, values, NULL, 0, SPI_OK_SELECT);
+	(void) medallion_gateway_exec_saved(pauses ?
+										SUCCESS_RUN
+										"f AS (DELETE FROM medallion.pause_requests r "
+										"  WHERE r.pipeline OPERATOR(pg_catalog.=) $1 RETURNING 1), "
+										SUCCESS_UPDATE("EXISTS (SELECT 1 FROM f)")
+										SUCCESS_RESOLVE :
+										SUCCESS_RUN
+										SUCCESS_UPDATE("false")
+										SUCCESS_RESOLVE,
+										10, types, values, NULL, 0, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		resolved = lappend(resolved,
 						   MemoryContextStrdup(callercxt,

@@ -147,10 +147,11 @@ attempt_run(void *arg)
  * (42704), recorded as failed, and the pipeline halted until the role
  * exists again (or the owner is changed) and resume() is called.  strict
  * raises the error; a scheduled run's worker records it in a new
- * transaction and the failure policy halts the pipeline.
+ * transaction and the failure policy halts the pipeline.  recorded_run_id:
+ * the run's row, when it is recorded already.
  */
 static int64
-refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run_id)
+refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 recorded_run_id)
 {
 	ErrorData  *edata;
 	int64		run_id;
@@ -169,7 +170,7 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 	edata->elevel = ERROR;
 	edata->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
 	edata->message = psprintf("role \"%s\" does not exist", p->owner_name);
-	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(p->name, kind, "running", 0);
+	run_id = recorded_run_id ? recorded_run_id : medallion_run_record_start(p->name, kind, "running", 0);
 	medallion_run_record_finish(run_id, "failed", NULL, edata, "schema");
 	medallion_policy_after_failure(p->name, edata, "schema", true);
 	ereport(WARNING,
@@ -203,7 +204,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 {
 	Pipeline	p = {0};
 	bool		busy;
-	int64		run_id;
+	int64		run_id = scheduled_run_id;
 	RunCounts	counts = {0};
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ErrorData  *edata;
@@ -219,14 +220,15 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				 errdetail("A run must see the watermark committed by the previous run."),
 				 errhint("Run it in a READ COMMITTED transaction.")));
 
-	if (!medallion_pipeline_lookup(name, &p, true, !wait, &busy))
+	/* with the run row, when the pipeline is free (taken back by a refusal below) */
+	if (!medallion_pipeline_lookup_run(name, &p, !wait, &busy, kind, &run_id))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("pipeline \"%s\" does not exist", name),
 				 errhint("Pipelines are listed in medallion.pipelines.")));
 	if (!OidIsValid(p.owner))
-		return refuse_ownerless(&p, kind, strict, scheduled_run_id);
-	/* before anything is recorded: a 'skipped' row is a write too */
+		return refuse_ownerless(&p, kind, strict, run_id);
+	/* before a 'skipped' row is recorded: that is a write too */
 	medallion_require_operator(&p, "run");
 	if (busy)
 	{
@@ -245,7 +247,8 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 						   name, p.layer)));
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 
-	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(name, kind, "running", 0);
+	if (run_id == 0)
+		run_id = medallion_run_record_start(name, kind, "running", 0);
 	budget_arm(&budget, &p);
 
 	if (strict)

@@ -126,7 +126,7 @@ typedef struct Watermark
 	bool		rebase;			/* stored by another cluster: xids are foreign */
 } Watermark;
 
-extern void medallion_watermark_load(const char *pipeline, Watermark *wm);
+extern void medallion_watermark_load(const Pipeline *p, Watermark *wm);
 extern void medallion_watermark_save(const char *pipeline, const Watermark *wm);
 extern Datum medallion_current_snapshot(void);
 extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);

@@ -208,7 +208,7 @@ set_xid_bounds(SilverRun *r)
 static void
 open_window(SilverRun *r, Watermark *wm)
 {
-	medallion_watermark_load(r->p->name, wm);
+	medallion_watermark_load(r->p, wm);
 	if (wm->has_done)
 	{
 		r->has_prev = true;
@@ -380,7 +380,10 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	setup_run(&r, p, run_id);
 	ar = silver_active_run_register(&r);
 
-	/* expectations, as the catalog owner */
+	/* expectations, as the catalog owner (or as the run's lookup read them) */
+	if (p->prefetch)
+		r.expectations = p->prefetch->expectations;
+	else
 	{
 		Oid			t[1] = {TEXTOID};
 		Datum		v[1] = {CStringGetTextDatum(p->name)};
@@ -389,9 +392,9 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		MedallionGateway gw;
 
 		medallion_catalog_enter(&gw);
-		n = medallion_gateway_exec("SELECT name, check_sql, on_fail FROM medallion.expectations "
-								   "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
-								   1, t, v, NULL, 0, SPI_OK_SELECT);
+		n = medallion_gateway_exec_saved("SELECT name, check_sql, on_fail FROM medallion.expectations "
+										 "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
+										 1, t, v, NULL, 0, SPI_OK_SELECT);
 		for (k = 0; k < n; k++)
 		{
 			MemoryContext old = MemoryContextSwitchTo(r.cxt);
@@ -437,10 +440,17 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		}
 	}
 
-	/* an empty window: no MERGE (one probe of the index) */
+	/*
+	 * An empty window: no MERGE.  The probe is one index probe: in _xid
+	 * order, so even its saved generic plan, which cannot see how narrow the
+	 * xid range is, walks the (_xid, _seq) index and stops at the first row.
+	 */
 	ar->read = 0;
 	ar->inserted = 0;
-	silver_exec(&r, psprintf("SELECT 1 FROM (%s) b LIMIT 1", silver_source_sql(&r, false, false)), 1);
+	if (medallion_exec_saved(psprintf("SELECT 1 FROM (%s) b ORDER BY b._xid LIMIT 1",
+									  silver_source_sql(&r, false, false)),
+							 NPARAMS, r.types, r.values, r.nulls, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not probe the window of pipeline \"%s\"", p->name);
 	empty = (SPI_processed == 0);
 	if (!empty)
 	{

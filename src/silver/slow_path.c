@@ -553,34 +553,45 @@ bad_rows_exec(SilverRun *r, BadArrays *a, const char *sql, int expect)
 	"pg_catalog.unnest($11)) WITH ORDINALITY AS u(raw, msg, type, field, seq, batch, state, dlq_id, n) "
 
 /*
- * Inserts new DLQ rows, in one statement (not 10k statements for 1% of 1M
- * rows); a row already waiting in the DLQ (a source read again) is not
- * added twice.  Returns how many rows were given.
+ * Inserts new DLQ rows through the catalog's batched DLQ writer (one
+ * statement per batch, not 10k statements for 1% of 1M rows); a row already
+ * waiting in the DLQ (a source read again) is not added twice.  Returns how
+ * many rows were given.
  */
 int64
 silver_insert_dlq_rows(SilverRun *r, List *rows)
 {
-	BadArrays	a;
+	MedallionDlqWriter *w;
 	ListCell   *lc;
 	MemoryContext cxt;
 	MemoryContext old;
 
 	if (rows == NIL)
 		return 0;
-	/* a batch's copies go when it is written: a run writes many */
+	/* the writer's copies go when the batch is written: a run writes many */
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion DLQ batch", ALLOCSET_DEFAULT_SIZES);
 	old = MemoryContextSwitchTo(cxt);
-	bad_arrays_init(&a);
+	w = medallion_dlq_writer_create();
+	medallion_dlq_writer_skip_pending(w);
 	foreach(lc, rows)
-		bad_arrays_add(&a, lfirst(lc));
-	(void) bad_rows_exec(r, &a,
-						 "INSERT INTO medallion.dlq (pipeline, original_payload, error_message, "
-						 "error_type, field, source_table, source_seq, pipeline_run_id, batch_id, sqlstate) "
-						 "SELECT $1, u.raw, u.msg, u.type, u.field, $2, u.seq, $3, u.batch, u.state "
-						 BAD_ROWS_FROM
-						 "WHERE NOT EXISTS (SELECT 1 FROM medallion.dlq d WHERE d.pipeline OPERATOR(pg_catalog.=) $1 "
-						 "AND d.source_seq OPERATOR(pg_catalog.=) u.seq AND NOT d.reprocessed) ORDER BY u.n",
-						 SPI_OK_INSERT);
+	{
+		BadRow	   *b = lfirst(lc);
+		MedallionDlqEntry e = {0};
+
+		e.pipeline = r->p->name;
+		e.payload = b->raw;
+		e.payload_len = b->raw ? strlen(b->raw) : 0;
+		e.error_message = b->message;
+		e.error_type = b->type;
+		e.sqlstate = b->sqlstate;
+		e.field = b->field;
+		e.source_table = r->source_table;
+		e.source_seq = b->seq;
+		e.run_id = r->run_id;
+		e.batch_id = b->batch;
+		medallion_dlq_writer_add(w, &e);
+	}
+	medallion_dlq_writer_flush(w);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
 	return list_length(rows);

@@ -40,57 +40,74 @@
 #include "silver/silver.h"
 
 /*
- * Reads a pipeline's watermark (as the catalog owner).
+ * A watermark from the columns of its row (system_identifier, done_snapshot,
+ * target_snapshot, resume_xid, resume_seq); found tells whether there is a
+ * row.  A watermark another cluster wrote is reset (rebase).
+ */
+static void
+watermark_from_columns(const char *pipeline, bool found, const Datum *values, const bool *nulls,
+					   Watermark *wm)
+{
+	memset(wm, 0, sizeof(Watermark));
+	if (!found)
+		return;
+	wm->found = true;
+	if (DatumGetInt64(values[0]) != (int64) GetSystemIdentifier())
+	{
+		wm->rebase = true;
+		ereport(NOTICE,
+				(errmsg("watermark of pipeline \"%s\" comes from another cluster and is reset",
+						pipeline),
+				 errdetail("This run reprocesses the whole source; merging keeps the newest versions.")));
+		return;
+	}
+	if ((wm->has_done = !nulls[1]))
+		wm->done_snapshot = values[1];
+	if ((wm->has_target = !nulls[2]))
+		wm->target_snapshot = values[2];
+	if ((wm->has_resume = !nulls[3]))
+	{
+		wm->resume_xid = values[3];		/* xid8 is pass-by-value */
+		wm->resume_seq = DatumGetInt64(values[4]);
+	}
+}
+
+/*
+ * Reads a pipeline's watermark (as the catalog owner), or takes the one the
+ * lookup of its run read already (Pipeline.prefetch).
  */
 void
-medallion_watermark_load(const char *pipeline, Watermark *wm)
+medallion_watermark_load(const Pipeline *p, Watermark *wm)
 {
 	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Datum		values[5];
+	bool		nulls[5];
+	bool		found;
 
-	memset(wm, 0, sizeof(Watermark));
-	values[0] = CStringGetTextDatum(pipeline);
-
-	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("SELECT system_identifier, done_snapshot, target_snapshot, "
-							   "resume_xid, resume_seq FROM medallion.watermarks "
-							   "WHERE pipeline OPERATOR(pg_catalog.=) $1",
-							   1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1)
+	if (p->prefetch)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		sysid = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-
-		wm->found = true;
-		if (sysid != (int64) GetSystemIdentifier())
+		watermark_from_columns(p->name, p->prefetch->has_watermark, p->prefetch->watermark,
+							   p->prefetch->watermark_null, wm);
+		return;
+	}
+	values[0] = CStringGetTextDatum(p->name);
+	medallion_catalog_enter(&gw);
+	found = medallion_gateway_exec_saved("SELECT system_identifier, done_snapshot, target_snapshot, "
+										 "resume_xid, resume_seq FROM medallion.watermarks "
+										 "WHERE pipeline OPERATOR(pg_catalog.=) $1",
+										 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
+	if (found)
+	{
+		for (int i = 0; i < 5; i++)
 		{
-			wm->rebase = true;
-			ereport(NOTICE,
-					(errmsg("watermark of pipeline \"%s\" comes from another cluster and is reset",
-							pipeline),
-					 errdetail("This run reprocesses the whole source; merging keeps the newest versions.")));
-		}
-		else
-		{
-			Datum		d;
-
-			d = SPI_getbinval(tup, desc, 2, &isnull);
-			if ((wm->has_done = !isnull))
-				wm->done_snapshot = SPI_datumTransfer(d, false, -1);
-			d = SPI_getbinval(tup, desc, 3, &isnull);
-			if ((wm->has_target = !isnull))
-				wm->target_snapshot = SPI_datumTransfer(d, false, -1);
-			d = SPI_getbinval(tup, desc, 4, &isnull);
-			if ((wm->has_resume = !isnull))
-			{
-				wm->resume_xid = d;		/* xid8 is pass-by-value */
-				wm->resume_seq = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-			}
+			values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &nulls[i]);
+			if (!nulls[i] && (i == 1 || i == 2))
+				values[i] = SPI_datumTransfer(values[i], false, -1);	/* pg_snapshot */
 		}
 	}
 	medallion_gateway_leave(&gw);
+	watermark_from_columns(p->name, found, values, nulls, wm);
 }
 
 /*

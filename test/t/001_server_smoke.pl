@@ -6,11 +6,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode;
 
-my $node = PostgreSQL::Test::Cluster->new('smoke');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'medallion'\n");
-$node->start;
+my $node = medallion_node('smoke');
 
 $node->safe_psql('postgres', 'CREATE EXTENSION medallion');
 

@@ -37,22 +37,16 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode qw(medallion_node);
 
 my $LOAD_SECONDS = 32;
 my $INGESTERS = 8;
 my $KEYS = 200;    # small key space: many duplicate keys
 
-my $node = PostgreSQL::Test::Cluster->new('silver_stress');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
+my $node = medallion_node('silver_stress', workers => 16, quiet => 1, conf => qq{
 max_connections = 40
-max_worker_processes = 16
-log_min_messages = warning
 log_statement = none
 });
-$node->start;
 
 $node->safe_psql(
 	'postgres', qq{

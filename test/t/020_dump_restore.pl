@@ -7,11 +7,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode qw(medallion_node);
 
-my $old = PostgreSQL::Test::Cluster->new('old');
-$old->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$old->append_conf('postgresql.conf', "shared_preload_libraries = 'medallion'\n");
-$old->start;
+my $old = medallion_node('old');
 
 $old->safe_psql('postgres', 'CREATE DATABASE app');
 $old->safe_psql('app', q{
@@ -39,10 +37,7 @@ my $tempdir = PostgreSQL::Test::Utils::tempdir;
 my $dump = "$tempdir/app.dump";
 $old->command_ok([ 'pg_dump', '-Fc', '-d', $old->connstr('app'), '-f', $dump ], 'pg_dump');
 
-my $new = PostgreSQL::Test::Cluster->new('new');
-$new->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$new->append_conf('postgresql.conf', "shared_preload_libraries = 'medallion'\n");
-$new->start;
+my $new = medallion_node('new');
 $new->safe_psql('postgres', 'CREATE DATABASE app');
 $new->command_ok([ 'pg_restore', '--exit-on-error', '-d', $new->connstr('app'), $dump ],
 	'pg_restore into another cluster');

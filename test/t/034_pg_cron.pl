@@ -11,12 +11,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use MedallionNode;
 
-my $node = medallion_node('cron', preload => 'medallion,pg_cron', conf => qq{
-cron.database_name = 'crondb'
-cron.use_background_workers = on
-max_worker_processes = 16
-log_min_messages = warning
-});
+my $node = medallion_node('cron', cron => 'crondb', workers => 16, quiet => 1);
 $node->safe_psql('postgres', 'CREATE DATABASE crondb');
 $node->safe_psql('postgres', 'CREATE DATABASE other');
 

@@ -10,12 +10,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use MedallionNode;
 
-my $node = medallion_node('ops_security', preload => 'medallion,pg_cron', conf => qq{
-cron.database_name = 'postgres'
-cron.use_background_workers = on
-max_worker_processes = 16
-log_min_messages = warning
-});
+my $node = medallion_node('ops_security', cron => 'postgres', workers => 16, quiet => 1);
 my $db = 'postgres';
 
 sq(q{

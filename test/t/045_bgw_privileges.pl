@@ -14,17 +14,10 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode qw(medallion_node);
 use Time::HiRes qw(usleep);
 
-my $node = PostgreSQL::Test::Cluster->new('bgw_privileges');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
-max_worker_processes = 20
-log_min_messages = warning
-});
-$node->start;
+my $node = medallion_node('bgw_privileges', workers => 20, quiet => 1);
 
 sub sq { my ($db, $sql) = @_; return $node->safe_psql($db, $sql); }
 sub wait_for

@@ -12,16 +12,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode qw(medallion_node);
 
-my $node = PostgreSQL::Test::Cluster->new('bgw_search_path');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
-max_worker_processes = 16
-log_min_messages = warning
-});
-$node->start;
+my $node = medallion_node('bgw_search_path', workers => 16, quiet => 1);
 
 my $db = 'trust';
 # Our own sessions put pg_catalog first (a client setting beats the database's): only

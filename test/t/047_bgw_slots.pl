@@ -6,17 +6,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode qw(medallion_node);
 
-my $node = PostgreSQL::Test::Cluster->new('bgw_slots');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
-max_worker_processes = 16
-log_min_messages = warning
-fsync = off
-});
-$node->start;
+my $node = medallion_node('bgw_slots', workers => 16, quiet => 1, conf => "fsync = off\n");
 
 # 70 databases without the extension (more than the 64 slots); the launcher looks at each.
 $node->safe_psql('postgres', join("\n", map { "CREATE DATABASE plain$_ TEMPLATE template0;" } 1 .. 70));

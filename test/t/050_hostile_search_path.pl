@@ -17,18 +17,9 @@ use File::Basename qw(dirname);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode qw(medallion_node);
 
-my $node = PostgreSQL::Test::Cluster->new('hostile');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'medallion,pg_cron'
-cron.database_name = 'hostile'
-cron.use_background_workers = on
-max_worker_processes = 20
-log_min_messages = warning
-});
-$node->start;
+my $node = medallion_node('hostile', cron => 'hostile', workers => 20, quiet => 1);
 
 my $db = 'hostile';
 # Our own statements as the superuser never see the look-alikes.

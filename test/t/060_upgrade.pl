@@ -10,14 +10,9 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use MedallionNode qw(medallion_node);
 
-my $node = PostgreSQL::Test::Cluster->new('upgrade');
-$node->init(extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'medallion'
-max_worker_processes = 32
-});
-$node->start;
+my $node = medallion_node('upgrade', workers => 32);
 
 $node->safe_psql('postgres', 'CREATE DATABASE old');
 $node->safe_psql('postgres', 'CREATE DATABASE fresh');

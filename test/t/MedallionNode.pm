@@ -2,7 +2,7 @@
 #
 #   use lib 'test/t';            # or prove -I test/t, as test/run does
 #   use MedallionNode;
-#   my $node = medallion_node('scheduler', conf => "max_worker_processes = 16\n");
+#   my $node = medallion_node('scheduler', workers => 16, quiet => 1);
 #   sq(q{CREATE EXTENSION medallion});
 #   wait_for(q{SELECT count(*) = 1 FROM silver.ev}, 'the pipeline ran');
 #
@@ -23,7 +23,11 @@ my ($current_node, $current_db);
 
 # medallion_node(NAME, OPTIONS): a new, started node.  OPTIONS:
 #   preload          shared_preload_libraries ('medallion' by default; '' for none)
-#   conf             more postgresql.conf lines, appended after that setting
+#   cron             a database name: pg_cron preloaded too, its jobs kept in that
+#                    database and run by background workers
+#   workers          max_worker_processes (schedulers, run workers, pg_cron's)
+#   quiet            1: log_min_messages = warning (the processes' LOG lines left out)
+#   conf             more postgresql.conf lines, appended after those settings
 #   allows_streaming 1 to let the node have a standby
 #   db               the database of sq() and wait_for() ('postgres' by default)
 sub medallion_node
@@ -35,7 +39,12 @@ sub medallion_node
 
 	$node->init(($opt{allows_streaming} ? (allows_streaming => 1) : ()),
 		extra => [ '-E', 'UTF8', '--locale=C.UTF-8' ]);
+	$preload = join(',', grep { $_ ne '' } $preload, 'pg_cron') if defined $opt{cron};
 	$conf .= "shared_preload_libraries = '$preload'\n" if $preload ne '';
+	$conf .= "cron.database_name = '$opt{cron}'\ncron.use_background_workers = on\n"
+	  if defined $opt{cron};
+	$conf .= "max_worker_processes = $opt{workers}\n" if defined $opt{workers};
+	$conf .= "log_min_messages = warning\n" if $opt{quiet};
 	$conf .= $opt{conf} if defined $opt{conf};
 	$node->append_conf('postgresql.conf', $conf) if $conf ne '';
 	$node->start;
