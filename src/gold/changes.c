@@ -378,6 +378,9 @@ gold_changes_read(GoldModel *m, Datum target, GoldChanges *out)
 				{
 					add_day(out, d - 1);
 					add_day(out, d + 1);
+					/* a local month's start can fall in the UTC month before */
+					if (m->monthly)
+						add_day(out, gold_partition_start(d, true) - 1);
 				}
 				MemoryContextSwitchTo(old);
 			}

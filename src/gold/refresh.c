@@ -101,6 +101,7 @@ gold_model_load(Pipeline *p, GoldModel *m)
 	uint64		i;
 	JsonbValue	k;
 	JsonbValue *opts;
+	bool		utc;
 
 	memset(m, 0, sizeof(*m));
 	m->p = p;
@@ -125,6 +126,15 @@ gold_model_load(Pipeline *p, GoldModel *m)
 	k.val.string.len = strlen("options");
 	opts = findJsonbValueFromContainer(&p->definition->root, JB_FOBJECT, &k);
 	gold_parse_settings(opts && opts->type == jbvBinary ? JsonbValueToJsonb(opts) : NULL, &m->settings);
+	utc = true;
+	{
+		ListCell   *sn,
+				   *sv;
+
+		forboth(sn, m->settings.setting_names, sv, m->settings.setting_values)
+			if (pg_strcasecmp(lfirst(sn), "TimeZone") == 0 && pg_strcasecmp(lfirst(sv), "UTC") != 0)
+				utc = false;
+	}
 
 	v[0] = CStringGetTextDatum(p->name);
 	medallion_catalog_enter(&gw);
@@ -140,7 +150,8 @@ gold_model_load(Pipeline *p, GoldModel *m)
 
 		u->pipeline = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		u->column = col ? pstrdup(col) : NULL;
-		u->widen = def_lists(p->definition, "widen", u->pipeline);
+		/* change records keep UTC days: another time zone shifts them by up to a day */
+		u->widen = !utc && def_lists(p->definition, "widen", u->pipeline);
 		m->upstreams = lappend(m->upstreams, u);
 		MemoryContextSwitchTo(old);
 	}
