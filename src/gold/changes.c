@@ -288,7 +288,8 @@ upstream_names(GoldModel *m)
 	"AND c.xid OPERATOR(pg_catalog.>=) pg_catalog.pg_snapshot_xmin($2) " \
 	"AND c.xid OPERATOR(pg_catalog.<) pg_catalog.pg_snapshot_xmax($3) " \
 	"AND pg_catalog.pg_visible_in_snapshot(c.xid, $3) " \
-	"AND NOT pg_catalog.pg_visible_in_snapshot(c.xid, $2)"
+	"AND NOT pg_catalog.pg_visible_in_snapshot(c.xid, $2) " \
+	"AND NOT COALESCE(c.xid OPERATOR(pg_catalog.=) $4 AND c.id OPERATOR(pg_catalog.<=) $5, false)"
 
 static void
 add_day(GoldChanges *out, int day)
@@ -306,8 +307,9 @@ gold_changes_read(GoldModel *m, Datum target, GoldChanges *out)
 {
 	Watermark	wm;
 	MedallionGateway gw;
-	Oid			t[3] = {TEXTARRAYOID, PG_SNAPSHOTOID, PG_SNAPSHOTOID};
-	Datum		v[3];
+	Oid			t[5] = {TEXTARRAYOID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID};
+	Datum		v[5];
+	char		nulls[5] = "     ";
 	uint64		n;
 	uint64		i;
 
@@ -323,8 +325,12 @@ gold_changes_read(GoldModel *m, Datum target, GoldChanges *out)
 	v[0] = upstream_names(m);
 	v[1] = wm.done_snapshot;
 	v[2] = target;
+	/* a transaction whose records up to an id are consumed (see gold_watermark_advance) */
+	v[3] = wm.resume_xid;
+	v[4] = Int64GetDatum(wm.resume_seq);
+	nulls[3] = nulls[4] = wm.has_resume ? ' ' : 'n';
 	medallion_catalog_enter(&gw);
-	n = medallion_gateway_exec(UNCONSUMED_SQL, 3, t, v, NULL, 0, SPI_OK_SELECT);
+	n = medallion_gateway_exec(UNCONSUMED_SQL, 5, t, v, nulls, 0, SPI_OK_SELECT);
 	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -410,7 +416,9 @@ gold_changes_oldest(GoldModel *m)
 /*
  * Advances a model's watermark to target, with the run's own transaction
  * left in progress: it may record changes after this run, which the next
- * run must see.  Then drops the records every model reading their pipeline
+ * run must see; its records read already are done (resume_xid, resume_seq:
+ * that transaction's records up to that id), as silver does with its own
+ * transaction's bronze rows.  Then drops the records every model reading their pipeline
  * has consumed.
  */
 void
@@ -418,18 +426,39 @@ gold_watermark_advance(GoldModel *m, Datum target)
 {
 	Watermark	wm = {0};
 	FullTransactionId me = GetTopFullTransactionIdIfAny();
-	Oid			t[1] = {TEXTARRAYOID};
-	Datum		v[1];
+	Oid			t[2] = {TEXTARRAYOID, XID8OID};
+	Datum		v[2];
 
+	v[0] = upstream_names(m);
 	wm.has_done = true;
 	wm.done_snapshot = target;
 	if (FullTransactionIdIsValid(me))
-		wm.done_snapshot = medallion_snapshot_set_visible(target, FullTransactionIdGetDatum(me), false);
+	{
+		MedallionGateway gw;
+		bool		isnull;
+		Datum		d;
+
+		v[1] = FullTransactionIdGetDatum(me);
+		wm.done_snapshot = medallion_snapshot_set_visible(target, v[1], false);
+		/* its records so far are read (no upstream writes during this run) */
+		medallion_catalog_enter(&gw);
+		(void) medallion_gateway_exec("SELECT pg_catalog.max(c.id) FROM medallion.changes c "
+									  "WHERE c.pipeline OPERATOR(pg_catalog.=) ANY ($1) "
+									  "AND c.xid OPERATOR(pg_catalog.=) $2",
+									  2, t, v, NULL, 1, SPI_OK_SELECT);
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (!isnull)
+		{
+			wm.has_resume = true;
+			wm.resume_xid = v[1];
+			wm.resume_seq = DatumGetInt64(d);
+		}
+		medallion_gateway_leave(&gw);
+	}
 	medallion_watermark_save(m->p->name, &wm);
 
 	if (m->upstreams == NIL)
 		return;
-	v[0] = upstream_names(m);
 	(void) medallion_catalog_exec("DELETE FROM medallion.changes c "
 								  "WHERE c.pipeline OPERATOR(pg_catalog.=) ANY ($1) "
 								  "AND NOT EXISTS (SELECT 1 FROM medallion.dependencies d "
