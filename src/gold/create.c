@@ -526,7 +526,7 @@ column_list(Query *q, const char *partition_by, Oid *part_type)
 		if (get_typtype(typid) == TYPTYPE_PSEUDO)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-					 errmsg("output column \"%s\" has pseudo-type %s", te->resname, format_type_be(typid)),
+					 errmsg("output column \"%s\" has pseudo-type %s", te->resname, format_type_extended(typid, -1, FORMAT_TYPE_FORCE_QUALIFY)),
 					 errhint("Cast it to a type a table column can have.")));
 		appendStringInfo(&buf, "%s%s %s", buf.len ? ", " : "", quote_identifier(te->resname),
 						 format_type_extended(typid, exprTypmod((Node *) te->expr),
@@ -541,7 +541,7 @@ column_list(Query *q, const char *partition_by, Oid *part_type)
 			if (!is_partition_type(*part_type))
 				ereport(ERROR,
 						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("partition_by column \"%s\" is of type %s", partition_by, format_type_be(typid)),
+						 errmsg("partition_by column \"%s\" is of type %s", partition_by, format_type_extended(typid, -1, FORMAT_TYPE_FORCE_QUALIFY)),
 						 errdetail("A model is partitioned on a date, timestamp or timestamptz column.")));
 		}
 	}
@@ -571,9 +571,9 @@ check_no_cycle(const char *pipeline)
 	char	   *on = NULL;
 
 	medallion_catalog_enter(&gw);
-	n = medallion_gateway_exec("WITH RECURSIVE up(name, path, cycle) AS ("
-							   " SELECT d.upstream, ARRAY[$1, d.upstream]::pg_catalog.text[], "
-							   "        d.upstream OPERATOR(pg_catalog.=) $1"
+	n = medallion_gateway_exec("WITH RECURSIVE up AS ("
+							   " SELECT d.upstream AS name, ARRAY[$1, d.upstream]::pg_catalog.text[] AS path, "
+							   "        d.upstream OPERATOR(pg_catalog.=) $1 AS cycle"
 							   " FROM medallion.dependencies d WHERE d.pipeline OPERATOR(pg_catalog.=) $1"
 							   " UNION ALL"
 							   " SELECT d.upstream, up.path OPERATOR(pg_catalog.||) d.upstream, "
