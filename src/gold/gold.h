@@ -54,7 +54,7 @@ extern int	gold_partition_end(int day, bool monthly);
 extern void gold_ensure_partition(GoldModel *m, int day);
 
 /* refresh.c */
-extern void gold_model_load(Pipeline *p, GoldModel *m);
+extern void gold_model_load(Pipeline *p, GoldModel *m, bool need_table);
 
 /* changes.c: change records and the model's watermark */
 typedef struct GoldChanges

@@ -86,10 +86,12 @@ def_lists(Jsonb *def, const char *key, const char *item)
 }
 
 /*
- * Loads a model: its table, definition and upstreams.
+ * Loads a model: its table, definition and upstreams.  The pending check
+ * needs no table: a model whose table is gone is then due, and its run
+ * fails with the error.
  */
 void
-gold_model_load(Pipeline *p, GoldModel *m)
+gold_model_load(Pipeline *p, GoldModel *m, bool need_table)
 {
 	Oid			nsp = get_namespace_oid("gold", false);
 	char	   *type;
@@ -107,7 +109,7 @@ gold_model_load(Pipeline *p, GoldModel *m)
 	m->p = p;
 	m->cxt = CurrentMemoryContext;
 	m->relid = get_relname_relid(p->relname, nsp);
-	if (!OidIsValid(m->relid) || p->definition == NULL)
+	if ((need_table && !OidIsValid(m->relid)) || p->definition == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table \"gold.%s\" of pipeline \"%s\" does not exist", p->relname, p->name)));
@@ -435,7 +437,7 @@ medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	int			nestlevel;
 	uint64		rows;
 
-	gold_model_load(p, &m);
+	gold_model_load(p, &m, true);
 	target = medallion_current_snapshot();
 	if (m.upstreams == NIL)
 		ch.first = true;		/* nothing tracked: every run refreshes */
@@ -474,6 +476,8 @@ medallion_gold_oldest_pending(Pipeline *p)
 {
 	GoldModel	m;
 
-	gold_model_load(p, &m);
+	gold_model_load(p, &m, false);
+	if (!OidIsValid(m.relid))
+		return GetCurrentTransactionStartTimestamp();
 	return gold_changes_oldest(&m);
 }
