@@ -603,8 +603,9 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- run could not tell (a whole refresh for the models mapping through it).
 -- Stamped with the writing transaction (xid8) and consumed by each model
 -- with a snapshot watermark in medallion.watermarks: run ids are not commit
--- order.  Not dumped: xids mean nothing in another cluster, and a restored
--- model's watermark is reset, so its first run refreshes it whole anyway.
+-- order.  Dumped like every catalog table; restored into another cluster,
+-- the models' watermarks are reset (watermark.c), so their first run
+-- refreshes them whole and the old records only cost a refresh at most.
 -- The buckets tell which days of data changed: the catalog owner's only.
 CREATE TABLE medallion.changes (
     id          bigserial PRIMARY KEY,
@@ -618,6 +619,8 @@ CREATE TABLE medallion.changes (
 CREATE INDEX changes_pipeline_xid_idx ON medallion.changes (pipeline, xid);
 COMMENT ON TABLE medallion.changes IS
 'change records: the day buckets of the old and new values a run changed, for the gold models that read its table';
+SELECT pg_catalog.pg_extension_config_dump('medallion.changes', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.changes_id_seq', '');
 REVOKE ALL ON medallion.changes FROM PUBLIC;
 
 CREATE FUNCTION medallion.create_gold(name text, query text, partition_by text DEFAULT NULL,
