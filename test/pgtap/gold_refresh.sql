@@ -5,7 +5,7 @@
 -- empty change set touches nothing. The model's query runs as its owner
 -- (docs/architecture.md, "Gold models").
 BEGIN;
-SELECT plan(32);
+SELECT plan(33);
 
 CREATE ROLE medallion_tap_gr_owner NOLOGIN;
 CREATE ROLE medallion_tap_gr_reader NOLOGIN;
@@ -67,6 +67,11 @@ GRANT SELECT ON gold.gr_total TO medallion_tap_gr_reader;
 RESET ROLE;
 CREATE TEMP TABLE gr_oid AS SELECT 'gold.gr_total'::regclass::oid AS oid;
 
+-- an index the owner makes on the model is on every partition made later
+SET ROLE medallion_tap_gr_owner;
+CREATE INDEX gr_daily_channel ON gold.gr_daily (channel);
+RESET ROLE;
+
 -- An empty change set -------------------------------------------------------------------------
 
 SELECT ok(medallion.run('gold.gr_daily') > 0, 'a run with nothing changed upstream');
@@ -95,6 +100,10 @@ SELECT results_eq($$SELECT rows_read, rows_inserted FROM pg_temp.last('gold.gr_d
                   $$VALUES (3::bigint, 3::bigint)$$, 'counts are the rows of the refreshed partitions');
 SELECT ok(pg_temp.daily_ok(), 'the model equals its query after the change');
 SELECT is((SELECT count(*)::int FROM gold.gr_daily_p20240105), 0, 'the deleted row''s day is empty now');
+SELECT is((SELECT count(*)::int FROM pg_inherits i JOIN pg_index x ON x.indexrelid = i.inhrelid
+           WHERE i.inhparent = 'gold.gr_daily_channel'::regclass
+             AND x.indrelid IN ('gold.gr_daily_p20240103'::regclass, 'gold.gr_daily_p20240107'::regclass)), 2,
+          'partitions made after the owner indexed the model carry that index, attached to the parent''s');
 SELECT ok(medallion.run('gold.gr_daily') > 0 AND (pg_temp.last('gold.gr_daily')).detail->>'mode' = 'none',
           'the records are consumed: the next run has nothing to do');
 
