@@ -304,29 +304,52 @@ partition_var(Expr *expr, bool *exact)
 }
 
 /*
- * The upstream column the model's partitions map through, inferred from
- * the query, or NULL.  Only where a row of the model's partition P can come
- * from the upstream's rows of P alone: the upstream read once, at the top
- * level, and no window functions, LIMIT, set operations, grouping sets or
- * DISTINCT ON there (each can mix rows of several days into one).
+ * The column of an upstream the model's partition column is computed from,
+ * as a Var of the query's top level, or NULL.  Only where a row of the
+ * model's partition P can come from the upstream's rows of P alone: the
+ * upstream read once in the whole query, at the top level, and no window
+ * functions, LIMIT, set operations, grouping sets or DISTINCT ON there
+ * (each can mix rows of several days into one).  Then the partition's rows
+ * are the query's over the upstream rows whose column lies in P's range.
+ * *exact: no time zone between the column's days and the model's.
  */
-static char *
-infer_column(Query *q, TargetEntry *part, ReadRelation *rel, bool *widen)
+Var *
+gold_partition_source(Query *q, TargetEntry *part, bool *exact)
 {
 	Var		   *var;
-	bool		exact;
 	RangeTblEntry *rte;
+	List	   *rels = NIL;
+	ListCell   *lc;
 
-	*widen = false;
-	if (rel->count != 1 || q->setOperations || q->hasWindowFuncs || q->limitCount ||
+	if (q->setOperations || q->hasWindowFuncs || q->limitCount ||
 		q->limitOffset || q->groupingSets || q->hasDistinctOn || q->hasTargetSRFs)
 		return NULL;
-	var = partition_var(part->expr, &exact);
+	var = partition_var(part->expr, exact);
 	if (var == NULL || var->varlevelsup != 0 || var->varattno <= 0 ||
 		var->varno < 1 || var->varno > list_length(q->rtable))
 		return NULL;
 	rte = rt_fetch(var->varno, q->rtable);
-	if (rte->rtekind != RTE_RELATION || rte->relid != rel->relid)
+	if (rte->rtekind != RTE_RELATION)
+		return NULL;
+	(void) query_tree_walker(q, collect_relations, &rels, QTW_EXAMINE_RTES_BEFORE);
+	foreach(lc, rels)
+		if (((ReadRelation *) lfirst(lc))->relid == rte->relid && ((ReadRelation *) lfirst(lc))->count != 1)
+			return NULL;
+	return var;
+}
+
+/*
+ * The upstream column the model's partitions map through, inferred from
+ * the query (gold_partition_source), or NULL.
+ */
+static char *
+infer_column(Query *q, TargetEntry *part, ReadRelation *rel, bool *widen)
+{
+	bool		exact;
+	Var		   *var = gold_partition_source(q, part, &exact);
+
+	*widen = false;
+	if (var == NULL || rt_fetch(var->varno, q->rtable)->relid != rel->relid)
 		return NULL;
 	*widen = !exact;
 	return get_attname(rel->relid, var->varattno, false);

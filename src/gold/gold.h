@@ -10,6 +10,8 @@
 #define GOLD_H
 
 #include "medallion.h"
+#include "nodes/parsenodes.h"
+#include "nodes/primnodes.h"
 
 /* SQLSTATEs of the gold room (MD010-MD019) */
 #define MEDALLION_ERRCODE_GOLD_CYCLE		MAKE_SQLSTATE('M','D','0','1','0')
@@ -45,6 +47,10 @@ typedef struct GoldModel
 
 /* create.c */
 extern void gold_parse_settings(Jsonb *options, Contract *settings);
+extern Var *gold_partition_source(Query *q, TargetEntry *part, bool *exact);
+
+/* pushdown.c */
+extern char *gold_query_for_partitions(GoldModel *m, List *starts);
 
 /* partitions.c: day or month partitions, by their first day */
 extern char *gold_partition_name(const char *relname, int day);

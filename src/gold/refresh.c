@@ -314,7 +314,7 @@ refresh_partitions(GoldModel *m, List *starts)
 		gold_ensure_partition(m, lfirst_int(lc));
 	(void) exec(psprintf("DELETE FROM %s t WHERE %s", m->qrel, ranges_sql(m, starts, "t.")), SPI_OK_DELETE);
 	return exec(psprintf("INSERT INTO %s SELECT * FROM (%s\n) q WHERE %s",
-						 m->qrel, m->query, ranges_sql(m, starts, "q.")),
+						 m->qrel, gold_query_for_partitions(m, starts), ranges_sql(m, starts, "q.")),
 				SPI_OK_INSERT);
 }
 
