@@ -5,7 +5,7 @@
 -- empty change set touches nothing. The model's query runs as its owner
 -- (docs/architecture.md, "Gold models").
 BEGIN;
-SELECT plan(33);
+SELECT plan(36);
 
 CREATE ROLE medallion_tap_gr_owner NOLOGIN;
 CREATE ROLE medallion_tap_gr_reader NOLOGIN;
@@ -128,6 +128,35 @@ SELECT results_eq($$SELECT detail FROM pg_temp.last('gold.gr_weekly')$$,
                   'and refreshes only those days');
 SELECT results_eq($$SELECT day, orders FROM gold.gr_weekly ORDER BY 1$$,
                   $$SELECT day, sum(orders) FROM gold.gr_daily GROUP BY 1 ORDER BY 1$$, 'it equals its query');
+
+-- lookback: the trailing days are refreshed at every run ------------------------------------
+
+SET ROLE medallion_tap_gr_owner;
+SELECT FROM medallion.create_gold('gr_recent', 'SELECT date(ordered_at) AS day, count(*) AS n FROM silver.gr_orders GROUP BY 1',
+                                  'day', '{"lookback": "2 days"}');
+RESET ROLE;
+SELECT FROM medallion.run('gold.gr_recent');
+SELECT FROM medallion.run('gold.gr_recent');
+SELECT results_eq($$SELECT detail->>'mode', jsonb_array_length(detail->'partitions') FROM pg_temp.last('gold.gr_recent')$$,
+                  $$VALUES ('incremental', 3)$$, 'with nothing changed, a run still refreshes the lookback''s 3 days');
+
+-- another time zone: days of the model's zone, change days widened -------------------------
+
+SET ROLE medallion_tap_gr_owner;
+SELECT FROM medallion.create_gold('gr_tokyo', 'SELECT date(ordered_at) AS day, sum(amount) AS amount FROM silver.gr_orders GROUP BY 1',
+                                  'day', '{"settings": {"TimeZone": "Asia/Tokyo"}}');
+RESET ROLE;
+SELECT FROM medallion.run('gold.gr_tokyo');
+SELECT FROM medallion.ingest('bronze.gr_raw', '[{"id": 20, "channel": "web", "amount": 100, "ordered_at": "2024-01-05T20:00:00Z"}]');
+SELECT FROM medallion.run('silver.gr_orders');
+SELECT FROM medallion.run('gold.gr_tokyo');
+SET LOCAL TimeZone = 'Asia/Tokyo';
+SELECT results_eq($$SELECT day, amount FROM gold.gr_tokyo ORDER BY 1$$,
+                  $$SELECT date(ordered_at), sum(amount) FROM silver.gr_orders GROUP BY 1 ORDER BY 1$$,
+                  'a model with TimeZone set counts days in that zone, also after a change near midnight UTC');
+RESET TimeZone;
+SELECT ok((SELECT detail->'partitions' ? '2024-01-06' FROM pg_temp.last('gold.gr_tokyo')),
+          'the change of 2024-01-05 20:00 UTC refreshed Tokyo''s 2024-01-06');
 
 -- NULL partition values are refused --------------------------------------------------------
 
