@@ -476,7 +476,7 @@ check_declared_upstreams(GoldOptions *o, List *pipelines)
  * relation, column privileges included, as the executor would).
  */
 static Query *
-analyse_query(const char *query, Contract *settings)
+analyse_query(const char *query, Contract *settings, char **statement)
 {
 	List	   *raw;
 	RawStmt    *rs;
@@ -497,6 +497,9 @@ analyse_query(const char *query, Contract *settings)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("query must be a SELECT statement"),
 				 errdetail("A gold model is a query over silver and gold tables.")));
+	/* the statement alone (no trailing semicolon): runs wrap it in a subquery */
+	*statement = rs->stmt_len > 0 ? pnstrdup(query + rs->stmt_location, rs->stmt_len)
+		: pstrdup(query + rs->stmt_location);
 	q = parse_analyze_fixedparams(rs, query, NULL, 0, NULL);
 	if (q->commandType != CMD_SELECT || q->utilityStmt != NULL || q->hasModifyingCTE)
 		ereport(ERROR,
@@ -681,7 +684,7 @@ medallion_create_gold(PG_FUNCTION_ARGS)
 				 errmsg("relation \"gold.%s\" already exists", name)));
 	pipeline = medallion_pipeline_name("gold", name);
 
-	q = analyse_query(query, &o.settings);
+	q = analyse_query(query, &o.settings, &query);
 	columns = column_list(q, partition_by, &part_type);
 	if (partition_by)
 		foreach(lc, q->targetList)

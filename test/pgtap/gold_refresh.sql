@@ -27,7 +27,7 @@ SELECT FROM medallion.create_gold('gr_daily',
     $$SELECT date(ordered_at) AS day, channel, count(*) AS orders, sum(amount) AS revenue, current_user::text AS made_by
       FROM silver.gr_orders GROUP BY 1, 2$$, 'day');
 SELECT FROM medallion.create_gold('gr_total',
-    'SELECT channel, sum(amount) AS revenue FROM silver.gr_orders GROUP BY 1');
+    'SELECT channel, sum(amount) AS revenue FROM silver.gr_orders GROUP BY 1 ; ');
 SELECT FROM medallion.create_gold('gr_weekly', 'SELECT day, sum(orders) AS orders FROM gold.gr_daily GROUP BY 1', 'day');
 RESET ROLE;
 
