@@ -5,7 +5,7 @@
 -- empty change set touches nothing. The model's query runs as its owner
 -- (docs/architecture.md, "Gold models").
 BEGIN;
-SELECT plan(36);
+SELECT plan(38);
 
 CREATE ROLE medallion_tap_gr_owner NOLOGIN;
 CREATE ROLE medallion_tap_gr_reader NOLOGIN;
@@ -185,6 +185,17 @@ SELECT FROM medallion.run('gold.gr_daily');
 SELECT is((SELECT lag FROM medallion.freshness WHERE pipeline = 'gold.gr_daily'), '0'::interval,
           'consumed by a run: lag 0 again');
 SELECT throws_ok($$SELECT medallion.replay_dlq('gold.gr_daily')$$, '0A000', NULL, 'a model has no DLQ to replay');
+
+-- a DLQ replay records its changes too
+SELECT FROM medallion.ingest('bronze.gr_raw', '[{"id": 30, "channel": "web", "amount": "oops", "ordered_at": "2024-02-10T10:00:00Z"}]');
+SELECT FROM medallion.run('silver.gr_orders');
+UPDATE medallion.dlq SET original_payload = replace(original_payload, '"oops"', '3')
+WHERE pipeline = 'silver.gr_orders' AND NOT reprocessed;
+SELECT is(medallion.replay_dlq('silver.gr_orders'), 1::bigint, 'the corrected row is replayed');
+SELECT FROM medallion.run('gold.gr_daily');
+SELECT results_eq($$SELECT day, channel, orders, revenue FROM gold.gr_daily WHERE day = '2024-02-10'$$,
+                  $$VALUES ('2024-02-10'::date, 'web', 1::bigint, 3::numeric)$$,
+                  'the model picked the replayed row''s day up from its change record');
 
 SELECT * FROM finish();
 ROLLBACK;
