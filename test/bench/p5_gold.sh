@@ -5,8 +5,8 @@
 #
 # P5: a gold model partitioned by day over a silver table covering 365 days
 #     (BENCH_GOLD_ROWS rows, default 730000: 2000 a day, 5 countries), the model
-#       SELECT created AS day, country, count(*), sum(amount), sum(qty)
-#       FROM silver.p5 GROUP BY 1, 2                      partition_by => 'day'
+#       SELECT created AS day, country, active, count(*), sum(amount), sum(qty)
+#       FROM silver.p5 GROUP BY 1, 2, 3                   partition_by => 'day'
 #     with an index on silver.p5 (created), as a user would have.  Measured:
 #       - "P5 full refresh": medallion.run('gold.p5_daily') with its watermark removed, so
 #         the run recomputes every partition (what the first run, or a change that maps to
@@ -41,23 +41,23 @@ sql -c "SELECT medallion.run('silver.p5')" >/dev/null
 sql -c "CREATE INDEX ON silver.p5 (created)"
 sql -c "VACUUM ANALYZE silver.p5"
 sql -c "SELECT medallion.create_gold('p5_daily',
-          'SELECT created AS day, country, count(*) AS orders, sum(amount) AS amount, sum(qty) AS qty
-           FROM silver.p5 GROUP BY 1, 2', 'day')" >/dev/null
+          'SELECT created AS day, country, active, count(*) AS orders, sum(amount) AS amount, sum(qty) AS qty
+           FROM silver.p5 GROUP BY 1, 2, 3', 'day')" >/dev/null
 sql -c "SELECT medallion.run('gold.p5_daily')" >/dev/null
 echo "  silver.p5: $(sql -c "SELECT count(*) || ' rows, ' || count(DISTINCT created) || ' days' FROM silver.p5")"
 echo "  gold.p5_daily: $(sql -c "SELECT count(*) || ' rows in ' || (SELECT count(*) FROM pg_inherits WHERE inhparent = 'gold.p5_daily'::regclass) || ' partitions' FROM gold.p5_daily")"
 
 check_equal() {
   sql -c "SELECT count(*) FROM ((TABLE gold.p5_daily EXCEPT ALL
-            SELECT created, country, count(*), sum(amount), sum(qty) FROM silver.p5 GROUP BY 1, 2)
-          UNION ALL (SELECT created, country, count(*), sum(amount), sum(qty) FROM silver.p5 GROUP BY 1, 2
+            SELECT created, country, active, count(*), sum(amount), sum(qty) FROM silver.p5 GROUP BY 1, 2, 3)
+          UNION ALL (SELECT created, country, active, count(*), sum(amount), sum(qty) FROM silver.p5 GROUP BY 1, 2, 3
             EXCEPT ALL TABLE gold.p5_daily)) d"
 }
 
 full_side() {   # full_side REP
   local r mode
   sql -c "DELETE FROM medallion.watermarks WHERE pipeline = 'gold.p5_daily'"
-  r=$(timed "SELECT medallion.run('gold.p5_daily')")
+  r=$(timed "SELECT medallion.run('gold.p5_daily');")
   mode=$(sql -c "SELECT detail->>'mode' || ' ' || rows_inserted FROM medallion.runs WHERE pipeline = 'gold.p5_daily' ORDER BY run_id DESC LIMIT 1")
   record "P5 full refresh" "$1" "$r" "mode/rows: $mode"
 }
@@ -69,7 +69,7 @@ incr_side() {   # incr_side REP: new versions of CHANGED rows of one day, a silv
           FROM (SELECT b._raw, row_number() OVER () AS g FROM bronze.p5 b
                 WHERE (b._raw->>'created')::date = date '2020-01-01' + $day LIMIT $CHANGED) s"
   sql -c "SELECT medallion.run('silver.p5')" >/dev/null
-  r=$(timed "SELECT medallion.run('gold.p5_daily')")
+  r=$(timed "SELECT medallion.run('gold.p5_daily');")
   mode=$(sql -c "SELECT detail->>'mode' || ' ' || (detail->'partitions')::text || ' rows ' || rows_inserted FROM medallion.runs WHERE pipeline = 'gold.p5_daily' ORDER BY run_id DESC LIMIT 1")
   diff=$(check_equal)
   record "P5 refresh 1 day" "$1" "$r" "$mode; differs from its query: $diff rows"
