@@ -57,7 +57,7 @@ check_equal() {
 full_side() {   # full_side REP
   local r mode
   sql -c "DELETE FROM medallion.watermarks WHERE pipeline = 'gold.p5_daily'"
-  r=$(timed "SELECT medallion.run('gold.p5_daily');")
+  r=$(timed "SELECT medallion.run('gold.p5_daily') AS run_id \\gset")
   mode=$(sql -c "SELECT detail->>'mode' || ' ' || rows_inserted FROM medallion.runs WHERE pipeline = 'gold.p5_daily' ORDER BY run_id DESC LIMIT 1")
   record "P5 full refresh" "$1" "$r" "mode/rows: $mode"
 }
@@ -69,7 +69,7 @@ incr_side() {   # incr_side REP: new versions of CHANGED rows of one day, a silv
           FROM (SELECT b._raw, row_number() OVER () AS g FROM bronze.p5 b
                 WHERE (b._raw->>'created')::date = date '2020-01-01' + $day LIMIT $CHANGED) s"
   sql -c "SELECT medallion.run('silver.p5')" >/dev/null
-  r=$(timed "SELECT medallion.run('gold.p5_daily');")
+  r=$(timed "SELECT medallion.run('gold.p5_daily') AS run_id \\gset")
   mode=$(sql -c "SELECT detail->>'mode' || ' ' || (detail->'partitions')::text || ' rows ' || rows_inserted FROM medallion.runs WHERE pipeline = 'gold.p5_daily' ORDER BY run_id DESC LIMIT 1")
   diff=$(check_equal)
   record "P5 refresh 1 day" "$1" "$r" "$mode; differs from its query: $diff rows"
