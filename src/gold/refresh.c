@@ -22,6 +22,13 @@
  *     run in the run's transaction.  Partition pruning keeps both statements
  *     to the changed partitions.  The price is dead rows for autovacuum.
  *
+ * Measured on this project's 2-core test machine (300k rows of 3 columns,
+ * a loaded machine, two runs each): DELETE + INSERT 1.4-1.7 s, TRUNCATE +
+ * INSERT 1.1 s, REFRESH MATERIALIZED VIEW (heap swap, one index rebuilt)
+ * 1.6-2.3 s.  A whole refresh pays about a third more than TRUNCATE for
+ * readers that never wait nor see an empty table; incremental refreshes,
+ * the common case of a partitioned model, touch only the changed days.
+ *
  * Counts: rows_read = rows_inserted = the rows the query produced for the
  * refreshed partitions (or the whole model).  runs.detail holds the mode
  * and the partitions.
