@@ -216,6 +216,8 @@ extern void medallion_run_counts_datums(const RunCounts *c, Datum *values);
 
 /* silver/settings.c: the settings a run's SQL executes under */
 extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
+/* silver/contract_parse.c: what options.settings may set (silver and gold) */
+extern bool medallion_setting_allowed(const char *name);
 
 /* silver/silver_run.c */
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,

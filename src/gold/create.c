@@ -63,22 +63,6 @@ typedef struct ReadRelation
 	int			count;
 } ReadRelation;
 
-static bool
-setting_allowed(const char *name)
-{
-	static const char *const allowed[] = {
-		"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "work_mem", "jit", NULL
-	};
-	int			i;
-
-	if (pg_strncasecmp(name, "lc_", 3) == 0)
-		return true;
-	for (i = 0; allowed[i]; i++)
-		if (pg_strcasecmp(name, allowed[i]) == 0)
-			return true;
-	return false;
-}
-
 static char *
 jb_text(JsonbValue *v)
 {
@@ -123,7 +107,7 @@ gold_parse_settings(Jsonb *options, Contract *settings)
 		if (tok == WJB_KEY)
 		{
 			key = pnstrdup(e.val.string.val, e.val.string.len);
-			if (!setting_allowed(key))
+			if (!medallion_setting_allowed(key))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("setting \"%s\" cannot be set by option settings", key),
