@@ -5,7 +5,7 @@
 -- empty change set touches nothing. The model's query runs as its owner
 -- (docs/architecture.md, "Gold models").
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 
 CREATE ROLE medallion_tap_gr_owner NOLOGIN;
 CREATE ROLE medallion_tap_gr_reader NOLOGIN;
@@ -185,6 +185,10 @@ SELECT FROM medallion.run('gold.gr_daily');
 SELECT is((SELECT lag FROM medallion.freshness WHERE pipeline = 'gold.gr_daily'), '0'::interval,
           'consumed by a run: lag 0 again');
 SELECT throws_ok($$SELECT medallion.replay_dlq('gold.gr_daily')$$, '0A000', NULL, 'a model has no DLQ to replay');
+SET ROLE medallion_tap_gr_reader;
+SELECT throws_ok($$SELECT medallion.change_note(0, NULL::date, current_date)$$, '55000', NULL,
+                 'change_note() refuses to work outside a run of the caller''s own pipeline (55000)');
+RESET ROLE;
 
 -- a DLQ replay records its changes too
 SELECT FROM medallion.ingest('bronze.gr_raw', '[{"id": 30, "channel": "web", "amount": "oops", "ordered_at": "2024-02-10T10:00:00Z"}]');
