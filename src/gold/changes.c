@@ -32,7 +32,7 @@
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
-#include "utils/hsearch.h"
+#include "nodes/bitmapset.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -46,18 +46,22 @@
 /* Most columns a change set follows (models rarely map through more). */
 #define CHANGESET_MAX_COLUMNS 32
 
-typedef struct ChangeKey
-{
-	int32		slot;
-	int32		day;
-} ChangeKey;
+/*
+ * Days are kept as members of a bitmap per column, offset so that every
+ * day within some 2870 years of 2000 fits (others make the column unknown):
+ * a MERGE calls change_note for each row it writes, and setting a bit is
+ * cheaper than a hash lookup.  A run rarely sees
+ * more than a few hundred distinct days; the bitmap spans them.
+ */
+#define CHANGESET_DAY_OFFSET (1 << 20)
 
 struct MedallionChangeSet
 {
 	char	   *pipeline;
 	List	   *columns;		/* of char *: slot i is the i-th */
 	bool		unknown[CHANGESET_MAX_COLUMNS]; /* a value gave no day */
-	HTAB	   *days;			/* of ChangeKey */
+	Bitmapset  *days[CHANGESET_MAX_COLUMNS];	/* day + CHANGESET_DAY_OFFSET */
+	int			last_day[CHANGESET_MAX_COLUMNS];	/* the day noted last (+1: none) */
 	MemoryContext cxt;
 };
 
@@ -86,7 +90,6 @@ medallion_changeset_open(const char *pipeline, MemoryContext cxt)
 	uint64		i;
 	MedallionChangeSet *cs;
 	MemoryContext old;
-	HASHCTL		ctl;
 
 	if (!catalog_has_changes())
 		return NULL;
@@ -116,11 +119,8 @@ medallion_changeset_open(const char *pipeline, MemoryContext cxt)
 	MemoryContextSwitchTo(old);
 	medallion_gateway_leave(&gw);
 
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(ChangeKey);
-	ctl.entrysize = sizeof(ChangeKey);
-	ctl.hcxt = cxt;
-	cs->days = hash_create("medallion change days", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	for (i = 0; i < CHANGESET_MAX_COLUMNS; i++)
+		cs->last_day[i] = INT_MIN;
 	return cs;
 }
 
@@ -171,13 +171,20 @@ medallion_changeset_note(MedallionChangeSet *cs, int slot, Oid typid, Datum valu
 void
 medallion_changeset_note_day(MedallionChangeSet *cs, int slot, int day)
 {
-	ChangeKey	key;
+	MemoryContext old;
 
-	if (cs == NULL || slot < 0 || slot >= list_length(cs->columns))
+	if (cs == NULL || slot < 0 || slot >= list_length(cs->columns) || day == cs->last_day[slot])
 		return;
-	key.slot = slot;
-	key.day = day;
-	(void) hash_search(cs->days, &key, HASH_ENTER, NULL);
+	if (day < -CHANGESET_DAY_OFFSET || day >= CHANGESET_DAY_OFFSET)
+	{
+		cs->unknown[slot] = true;
+		return;
+	}
+	cs->last_day[slot] = day;
+	/* called from inside the MERGE: the set lives as long as the run */
+	old = MemoryContextSwitchTo(cs->cxt);
+	cs->days[slot] = bms_add_member(cs->days[slot], day + CHANGESET_DAY_OFFSET);
+	MemoryContextSwitchTo(old);
 }
 
 /* This run cannot tell the days of a column: its models refresh whole. */
@@ -186,15 +193,6 @@ medallion_changeset_forget(MedallionChangeSet *cs, int slot)
 {
 	if (cs != NULL && slot >= 0 && slot < list_length(cs->columns))
 		cs->unknown[slot] = true;
-}
-
-static int
-day_cmp(const ListCell *a, const ListCell *b)
-{
-	int			x = lfirst_int(a);
-	int			y = lfirst_int(b);
-
-	return (x > y) - (x < y);
 }
 
 /*
@@ -209,23 +207,17 @@ medallion_changeset_write(MedallionChangeSet *cs, int64 run_id)
 	int			slot = 0;
 	Oid			t[3] = {TEXTOID, INT8OID, JSONBOID};
 	Datum		v[3];
-	List	  **days;
-	HASH_SEQ_STATUS seq;
-	ChangeKey  *k;
 	bool		first = true;
 
 	if (cs == NULL)
 		return;
-	days = palloc0(sizeof(List *) * Max(list_length(cs->columns), 1));
-	hash_seq_init(&seq, cs->days);
-	while ((k = hash_seq_search(&seq)) != NULL)
-		days[k->slot] = lappend_int(days[k->slot], k->day);
 
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, '{');
 	foreach(lc, cs->columns)
 	{
-		ListCell   *d;
+		int			member = -1;
+		bool		first_day = true;
 
 		if (!cs->unknown[slot])
 		{
@@ -234,15 +226,16 @@ medallion_changeset_write(MedallionChangeSet *cs, int64 run_id)
 			first = false;
 			escape_json(&buf, lfirst(lc));
 			appendStringInfoString(&buf, ": [");
-			list_sort(days[slot], day_cmp);
-			foreach(d, days[slot])
+			/* in order: members come out sorted */
+			while ((member = bms_next_member(cs->days[slot], member)) >= 0)
 			{
 				int			y,
 							m,
 							dd;
 
-				j2date(lfirst_int(d) + POSTGRES_EPOCH_JDATE, &y, &m, &dd);
-				appendStringInfo(&buf, "%s\"%04d-%02d-%02d\"", d == list_head(days[slot]) ? "" : ", ", y, m, dd);
+				j2date(member - CHANGESET_DAY_OFFSET + POSTGRES_EPOCH_JDATE, &y, &m, &dd);
+				appendStringInfo(&buf, "%s\"%04d-%02d-%02d\"", first_day ? "" : ", ", y, m, dd);
+				first_day = false;
 			}
 			appendStringInfoChar(&buf, ']');
 		}

@@ -254,11 +254,20 @@ PG_FUNCTION_INFO_V1(medallion_change_note);
 Datum
 medallion_change_note(PG_FUNCTION_ARGS)
 {
-	Oid			typid = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	Oid			typid;
 	MedallionChangeSet *cs;
 	int			slot;
 
 	medallion_active_run_check("medallion.change_note()");
+	/* once per call site: the argument type, cached */
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		Oid		   *t = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
+
+		*t = get_fn_expr_argtype(fcinfo->flinfo, 1);
+		fcinfo->flinfo->fn_extra = t;
+	}
+	typid = *(Oid *) fcinfo->flinfo->fn_extra;
 	cs = active_run->r->changes;
 	slot = PG_ARGISNULL(0) ? -1 : PG_GETARG_INT32(0);
 	if (!PG_ARGISNULL(1))
