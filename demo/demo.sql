@@ -87,3 +87,73 @@ SELECT error_type, reprocessed FROM medallion.dlq WHERE pipeline = 'silver.conta
 \set ON_ERROR_STOP off
 DELETE FROM bronze.crm_contacts WHERE _raw->>'id' = '1';
 \set ON_ERROR_STOP on
+
+\echo
+\echo '== 13. Gold: the guide''s gold_marketing_daily_metrics, from signups and orders'
+SELECT medallion.create_bronze('crm_signups', 'crm') IS NOT NULL AS created;
+SELECT medallion.create_bronze('shop_orders', 'shop') IS NOT NULL AS created;
+SELECT medallion.create_silver('signups', 'bronze.crm_signups',
+    columns => '{"contact_id": {"type": "bigint", "required": true},
+                 "acquisition_channel": {"path": "channel", "type": "text", "required": true},
+                 "created_at": {"type": "timestamptz", "required": true}}',
+    unique_key => '{contact_id}') IS NOT NULL AS created;
+SELECT medallion.create_silver('orders', 'bronze.shop_orders',
+    columns => '{"order_id": {"type": "bigint", "required": true},
+                 "contact_id": {"type": "bigint", "required": true},
+                 "revenue_usd": {"type": "numeric(12,2)", "required": true},
+                 "order_date": {"type": "date", "required": true}}',
+    unique_key => '{order_id}') IS NOT NULL AS created;
+SELECT medallion.ingest('bronze.crm_signups',
+    '[{"contact_id": 1, "channel": "search", "created_at": "2026-11-01T09:00:00Z"},
+      {"contact_id": 2, "channel": "social", "created_at": "2026-11-01T10:00:00Z"},
+      {"contact_id": 3, "channel": "search", "created_at": "2026-11-01T11:00:00Z"},
+      {"contact_id": 4, "channel": "social", "created_at": "2026-11-02T09:30:00Z"},
+      {"contact_id": 5, "channel": "email",  "created_at": "2026-11-02T15:00:00Z"}]') AS rows_landed;
+SELECT medallion.ingest('bronze.shop_orders',
+    '[{"order_id": 100, "contact_id": 1, "revenue_usd": 120.00, "order_date": "2026-11-01"},
+      {"order_id": 101, "contact_id": 2, "revenue_usd": 35.50,  "order_date": "2026-11-01"},
+      {"order_id": 102, "contact_id": 5, "revenue_usd": 80.00,  "order_date": "2026-11-02"}]') AS rows_landed;
+SELECT medallion.run('silver.signups') IS NOT NULL AND medallion.run('silver.orders') IS NOT NULL AS ran;
+
+-- orders join on their day: declared, since the query's partition column comes from signups
+SELECT medallion.create_gold('marketing_daily_metrics',
+    $$SELECT date(c.created_at)             AS metric_date,
+             c.acquisition_channel          AS channel,
+             count(DISTINCT c.contact_id)   AS new_contacts,
+             count(DISTINCT o.order_id)     AS conversions,
+             COALESCE(sum(o.revenue_usd), 0) AS total_revenue,
+             round(count(DISTINCT o.order_id)::numeric / count(DISTINCT c.contact_id), 3) AS conversion_rate
+      FROM silver.signups c
+      LEFT JOIN silver.orders o ON o.contact_id = c.contact_id AND o.order_date = date(c.created_at)
+      GROUP BY 1, 2$$,
+    partition_by => 'metric_date',
+    options => '{"partition_sources": {"silver.orders": "order_date"},
+                 "description": "daily marketing metrics per acquisition channel"}');
+SELECT upstream, pipeline, kind, partition_column FROM medallion.dependencies
+WHERE pipeline = 'gold.marketing_daily_metrics' ORDER BY upstream;
+
+\echo
+\echo '== 14. The first run computes every day'
+SELECT medallion.run('gold.marketing_daily_metrics') IS NOT NULL AS ran;
+SELECT * FROM gold.marketing_daily_metrics ORDER BY metric_date, channel;
+SELECT kind, rows_inserted, detail FROM medallion.runs WHERE pipeline = 'gold.marketing_daily_metrics' ORDER BY run_id;
+
+\echo
+\echo '== 15. A late order for Nov 2: the silver run records the day, the gold run recomputes only it'
+SELECT medallion.ingest('bronze.shop_orders',
+    '{"order_id": 103, "contact_id": 4, "revenue_usd": 42.00, "order_date": "2026-11-02"}') AS rows_landed;
+SELECT medallion.run('silver.orders') IS NOT NULL AND medallion.run('gold.marketing_daily_metrics') IS NOT NULL AS ran;
+SELECT * FROM gold.marketing_daily_metrics ORDER BY metric_date, channel;
+SELECT kind, rows_inserted, detail FROM medallion.runs WHERE pipeline = 'gold.marketing_daily_metrics' ORDER BY run_id;
+SELECT pipeline, lag, status FROM medallion.freshness ORDER BY pipeline;
+
+\echo
+\echo '== 16. Lineage (Mermaid), from medallion.dependencies'
+\pset format unaligned
+\pset tuples_only on
+SELECT 'graph LR' || E'\n' || string_agg(format('  %s["%s"] --> %s["%s"]',
+           replace(upstream, '.', '_'), upstream, replace(pipeline, '.', '_'), pipeline), E'\n' ORDER BY upstream, pipeline)
+       AS mermaid
+FROM medallion.dependencies;
+\pset tuples_only off
+\pset format aligned

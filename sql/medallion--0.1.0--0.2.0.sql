@@ -596,7 +596,66 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- Gold models, partition swaps, change records (issue 9)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- Change records: for each run of a silver (or gold) pipeline that some gold
+-- model reads, and that changed rows, the day buckets of the old and new
+-- values of the columns those models map their partitions through, as
+-- {"column": ["YYYY-MM-DD", ...]}.  A column missing from buckets means the
+-- run could not tell (a whole refresh for the models mapping through it).
+-- Stamped with the writing transaction (xid8) and consumed by each model
+-- with a snapshot watermark in medallion.watermarks: run ids are not commit
+-- order.  Dumped like every catalog table; restored into another cluster,
+-- the models' watermarks are reset (watermark.c), so their first run
+-- refreshes them whole and the old records only cost a refresh at most.
+-- The buckets tell which days of data changed: the catalog owner's only.
+CREATE TABLE medallion.changes (
+    id          bigserial PRIMARY KEY,
+    pipeline    text NOT NULL REFERENCES medallion.pipelines (name)
+                ON DELETE CASCADE ON UPDATE CASCADE,
+    xid         pg_catalog.xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    run_id      bigint,
+    recorded_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    buckets     pg_catalog.jsonb NOT NULL DEFAULT '{}'::pg_catalog.jsonb
+);
+CREATE INDEX changes_pipeline_xid_idx ON medallion.changes (pipeline, xid);
+COMMENT ON TABLE medallion.changes IS
+'change records: the day buckets of the old and new values a run changed, for the gold models that read its table';
+SELECT pg_catalog.pg_extension_config_dump('medallion.changes', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.changes_id_seq', '');
+REVOKE ALL ON medallion.changes FROM PUBLIC;
+
+CREATE FUNCTION medallion.create_gold(name text, query text, partition_by text DEFAULT NULL,
+                                      options jsonb DEFAULT '{}')
+RETURNS regclass
+AS 'MODULE_PATHNAME', 'medallion_create_gold'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.create_gold(text, text, text, jsonb) IS
+'creates gold.<name> with exactly the columns of query (a SELECT over silver and gold tables), partitioned by day or month on partition_by, and registers pipeline gold.<name>';
+
+-- Called by a silver run's MERGE for each row it writes, with the old and
+-- new value of a column some gold model maps through; returns the new one.
+-- Stays executable by PUBLIC (pipeline owners run it): it refuses to work
+-- outside a run of the current user's own pipeline.
+CREATE FUNCTION medallion.change_note(slot integer, old_value anyelement, new_value anyelement)
+RETURNS anyelement
+AS 'MODULE_PATHNAME', 'medallion_change_note'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.change_note(integer, anyelement, anyelement) IS
+'internal: records the day buckets of a row a run changes, for the gold models reading its table';
+
+-- Freshness covers gold models: their lag is the age of the oldest change
+-- of their upstreams they have not consumed.  Same columns.
+CREATE OR REPLACE VIEW medallion.freshness AS
+SELECT f.pipeline, f.last_success_at, f.lag, f.sla,
+       CASE WHEN f.sla IS NULL THEN 'no_sla'
+            WHEN f.lag OPERATOR(pg_catalog.>) f.sla THEN 'breached'
+            ELSE 'fresh' END AS status
+FROM (SELECT p.name AS pipeline,
+             p.last_success_at,
+             medallion.pipeline_lag(p.name) AS lag,
+             (p.options OPERATOR(pg_catalog.->>) 'freshness_sla')::pg_catalog.interval AS sla
+      FROM medallion.pipelines p
+      WHERE p.layer OPERATOR(pg_catalog.=) ANY (ARRAY['silver', 'gold']::pg_catalog.text[])
+      OFFSET 0) f;
 
 
 ------------------------------------------------------------------------------

@@ -287,6 +287,8 @@ extern void medallion_run_counts_datums(const RunCounts *c, Datum *values);
 
 /* silver/settings.c: the settings a run's SQL executes under */
 extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
+/* silver/contract_parse.c: what options.settings may set (silver and gold) */
+extern bool medallion_setting_allowed(const char *name);
 
 /* silver/silver_run.c */
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
@@ -328,6 +330,46 @@ extern bool medallion_run_pending(Pipeline *p);
 extern void medallion_run_scheduled(const char *pipeline, int64 run_id, bool *over_budget);
 extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata,
 										   bool over_budget);
+
+/* silver/watermark.c: snapshot watermarks (silver runs, and gold models' change records) */
+typedef struct Watermark
+{
+	bool		found;
+	bool		has_done;
+	Datum		done_snapshot;	/* pg_snapshot */
+	bool		has_target;
+	Datum		target_snapshot;
+	bool		has_resume;
+	Datum		resume_xid;		/* xid8 */
+	int64		resume_seq;
+	bool		rebase;			/* stored by another cluster: xids are foreign */
+} Watermark;
+
+extern void medallion_watermark_load(const Pipeline *p, Watermark *wm);
+extern void medallion_watermark_save(const char *pipeline, const Watermark *wm);
+extern Datum medallion_current_snapshot(void);
+extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);
+extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
+extern Datum medallion_snapshot_xmin(Datum snapshot);
+extern Datum medallion_snapshot_xmax(Datum snapshot);
+extern Datum medallion_snapshot_xip(Datum snapshot, bool *isnull);
+
+/*
+ * gold/changes.c: change records.  A run of a pipeline that gold models
+ * read notes the day buckets of the old and new values of the columns those
+ * models map their partitions through, and writes them with its output.
+ */
+typedef struct MedallionChangeSet MedallionChangeSet;
+extern MedallionChangeSet *medallion_changeset_open(const char *pipeline, MemoryContext cxt);
+extern List *medallion_changeset_columns(MedallionChangeSet *cs);
+extern void medallion_changeset_note(MedallionChangeSet *cs, int slot, Oid typid, Datum value);
+extern void medallion_changeset_note_day(MedallionChangeSet *cs, int slot, int day);
+extern void medallion_changeset_forget(MedallionChangeSet *cs, int slot);
+extern void medallion_changeset_write(MedallionChangeSet *cs, int64 run_id);
+
+/* gold/refresh.c: a run of a gold model; its cheap pending check */
+extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
+extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);
 
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);

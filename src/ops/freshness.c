@@ -72,9 +72,11 @@ medallion_pipeline_lag(PG_FUNCTION_ARGS)
 		PG_RETURN_NULL();
 	/* no role to look as: unknown (the pipeline's runs are refused) */
 	if (!medallion_pipeline_lookup(text_to_cstring(PG_GETARG_TEXT_PP(0)), &p, false, false, NULL) ||
-		strcmp(p.layer, "silver") != 0 || !OidIsValid(p.owner))
+		(strcmp(p.layer, "silver") != 0 && strcmp(p.layer, "gold") != 0) || !OidIsValid(p.owner))
 		PG_RETURN_NULL();
-	oldest = medallion_silver_oldest_pending(&p);
+	/* gold: the oldest upstream change the model has not consumed */
+	oldest = strcmp(p.layer, "gold") == 0 ? medallion_gold_oldest_pending(&p) :
+		medallion_silver_oldest_pending(&p);
 	if (oldest == 0)
 		PG_RETURN_DATUM(DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
 											TimestampTzGetDatum(GetCurrentTransactionStartTimestamp())));

@@ -132,12 +132,24 @@ typedef struct RunAttempt
 	RunBudget  *budget;
 } RunAttempt;
 
+/*
+ * The layer's work of a run: a silver run, or a gold model's refresh.
+ */
+static void
+run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
+{
+	if (strcmp(p->layer, "gold") == 0)
+		medallion_gold_run(p, run_id, counts);
+	else
+		medallion_silver_run(p, run_id, kind, replay_ids, counts);
+}
+
 static void
 attempt_run(void *arg)
 {
 	RunAttempt *a = arg;
 
-	medallion_silver_run(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
+	run_layer(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
 	budget_disarm(a->budget);
 }
 
@@ -188,7 +200,7 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 recorded_run_
 bool
 medallion_run_accepts_layer(const char *layer)
 {
-	return strcmp(layer, "silver") == 0;
+	return strcmp(layer, "silver") == 0 || strcmp(layer, "gold") == 0;
 }
 
 /*
@@ -243,8 +255,13 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot run pipeline \"%s\"", name),
-				 errdetail("Only silver pipelines are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+				 errdetail("Only silver and gold pipelines are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
+	if (replay_ids != NULL && strcmp(p.layer, "gold") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pipeline \"%s\" has no dead-letter queue to replay", name),
+				 errdetail("Gold models compute their rows from silver and gold tables; they send none to the DLQ.")));
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 
 	if (run_id == 0)
@@ -255,7 +272,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		PG_TRY();
 		{
-			medallion_silver_run(&p, run_id, kind, replay_ids, &counts);
+			run_layer(&p, run_id, kind, replay_ids, &counts);
 		}
 		PG_CATCH();
 		{
@@ -325,7 +342,10 @@ attempt_pending(void *arg)
 {
 	PendingAttempt *a = arg;
 
-	a->pending = medallion_silver_oldest_pending(a->p) != 0;
+	if (strcmp(a->p->layer, "gold") == 0)
+		a->pending = medallion_gold_oldest_pending(a->p) != 0;
+	else
+		a->pending = medallion_silver_oldest_pending(a->p) != 0;
 }
 
 /*
@@ -367,7 +387,8 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 	bool		pending;
 
 	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
-		strcmp(p.layer, "silver") != 0 || !medallion_policy_schedulable(&p))
+		(strcmp(p.layer, "silver") != 0 && strcmp(p.layer, "gold") != 0) ||
+		!medallion_policy_schedulable(&p))
 	{
 		if (p.pause_requested)
 			medallion_pause_fold(pipeline);

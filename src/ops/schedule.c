@@ -235,11 +235,11 @@ medallion_schedule(PG_FUNCTION_ARGS)
 				 errmsg("schedule must not be NULL"),
 				 errhint("Use medallion.unschedule() to remove a schedule.")));
 	schedule = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(p.layer, "silver") != 0)
+	if (strcmp(p.layer, "silver") != 0 && strcmp(p.layer, "gold") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot schedule pipeline \"%s\"", name),
-				 errdetail("Only silver pipelines are scheduled; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+				 errdetail("Only silver and gold pipelines are scheduled; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
 
 	if (strcmp(schedule, "on_change") == 0)

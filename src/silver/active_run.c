@@ -260,3 +260,37 @@ medallion_window_support(PG_FUNCTION_ARGS)
 	}
 	PG_RETURN_POINTER(NULL);
 }
+
+PG_FUNCTION_INFO_V1(medallion_change_note);
+
+/*
+ * medallion.change_note(slot, old_value, new_value) → new_value: called by
+ * a run's MERGE for each row it writes, with the old and new value of a
+ * column some gold model maps through (gold/changes.c keeps the days).
+ */
+Datum
+medallion_change_note(PG_FUNCTION_ARGS)
+{
+	Oid			typid;
+	MedallionChangeSet *cs;
+	int			slot;
+
+	medallion_active_run_check("medallion.change_note()");
+	/* once per call site: the argument type, cached */
+	if (fcinfo->flinfo->fn_extra == NULL)
+	{
+		Oid		   *t = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(Oid));
+
+		*t = get_fn_expr_argtype(fcinfo->flinfo, 1);
+		fcinfo->flinfo->fn_extra = t;
+	}
+	typid = *(Oid *) fcinfo->flinfo->fn_extra;
+	cs = active_run->r->changes;
+	slot = PG_ARGISNULL(0) ? -1 : PG_GETARG_INT32(0);
+	if (!PG_ARGISNULL(1))
+		medallion_changeset_note(cs, slot, typid, PG_GETARG_DATUM(1));
+	if (PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	medallion_changeset_note(cs, slot, typid, PG_GETARG_DATUM(2));
+	PG_RETURN_DATUM(PG_GETARG_DATUM(2));
+}

@@ -371,8 +371,8 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
  * read and print, and costs.  Not search_path: a run's SQL names its own
  * objects qualified, and user snippets resolve on the pinned path.
  */
-static bool
-setting_allowed(const char *name)
+bool
+medallion_setting_allowed(const char *name)
 {
 	static const char *const allowed[] = {
 		"TimeZone", "DateStyle", "IntervalStyle", "extra_float_digits", "work_mem", "jit", NULL
@@ -450,7 +450,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 					if (tok == WJB_KEY)
 					{
 						skey = jb_cstring(&sv);
-						if (!setting_allowed(skey))
+						if (!medallion_setting_allowed(skey))
 							ereport(ERROR,
 									(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 									 errmsg("setting \"%s\" cannot be set by option settings", skey),

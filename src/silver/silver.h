@@ -75,6 +75,7 @@ typedef struct SilverRun
 	int64		ndlq_written;	/* of which new DLQ rows */
 	MemoryContext cxt;			/* lives as long as the run */
 	struct ActiveRun *ar;		/* its registration (active_run.c) */
+	MedallionChangeSet *changes;	/* change records for gold models, or NULL */
 } SilverRun;
 
 /*
@@ -112,29 +113,6 @@ extern bool silver_is_datetime_type(Oid typid);
 extern Contract *silver_contract_get(const Pipeline *p);
 extern void silver_reject_relative_datetime(const char *s, const char *column);
 
-/* watermark.c: snapshot watermarks */
-typedef struct Watermark
-{
-	bool		found;
-	bool		has_done;
-	Datum		done_snapshot;	/* pg_snapshot */
-	bool		has_target;
-	Datum		target_snapshot;
-	bool		has_resume;
-	Datum		resume_xid;		/* xid8 */
-	int64		resume_seq;
-	bool		rebase;			/* stored by another cluster: xids are foreign */
-} Watermark;
-
-extern void medallion_watermark_load(const Pipeline *p, Watermark *wm);
-extern void medallion_watermark_save(const char *pipeline, const Watermark *wm);
-extern Datum medallion_current_snapshot(void);
-extern Datum medallion_snapshot_set_visible(Datum snapshot, Datum xid, bool visible);
-extern bool medallion_snapshot_visible(Datum snapshot, Datum xid);
-extern Datum medallion_snapshot_xmin(Datum snapshot);
-extern Datum medallion_snapshot_xmax(Datum snapshot);
-extern Datum medallion_snapshot_xip(Datum snapshot, bool *isnull);
-
 /* active_run.c */
 extern void medallion_active_run_check(const char *function);
 
@@ -157,6 +135,7 @@ extern void silver_write_bad_rows(SilverRun *r, RunCounts *counts);
 
 /* sql_gen.c */
 extern char *silver_checked_sql(SilverRun *r, bool with_exclusions, bool range);
+extern int	silver_change_slot(SilverRun *r, ColumnSpec *col);
 extern void silver_init_params(SilverRun *r);
 extern bool silver_is_stored(ColumnSpec *col);
 extern char *silver_merge_sql(SilverRun *r);

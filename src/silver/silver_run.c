@@ -340,6 +340,29 @@ medallion_silver_oldest_pending(Pipeline *p)
 }
 
 /*
+ * Opens the run's change set when gold models read this table: the MERGE
+ * notes the days of the columns they map through.  A column the MERGE
+ * cannot note (not a stored date/time column of the contract) is unknown
+ * for this run: its models refresh whole rather than miss a change.
+ */
+static void
+open_changes(SilverRun *r)
+{
+	ListCell   *lc;
+	int			slot = 0;
+
+	r->changes = medallion_changeset_open(r->p->name, r->cxt);
+	foreach(lc, medallion_changeset_columns(r->changes))
+	{
+		ColumnSpec *col = medallion_contract_column(r->c, lfirst(lc));
+
+		if (col == NULL || silver_change_slot(r, col) != slot)
+			medallion_changeset_forget(r->changes, slot);
+		slot++;
+	}
+}
+
+/*
  * A run stopped at max_rows_per_run asks for the next one itself, whatever
  * its pipeline's schedule (an on_change pipeline would otherwise wait for
  * the next landing, a cron one for its next tick).
@@ -378,6 +401,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 
 	r.replay = (replay_ids != NULL);
 	setup_run(&r, p, run_id);
+	open_changes(&r);
 	ar = silver_active_run_register(&r);
 
 	/* expectations, as the catalog owner (or as the run's lookup read them) */
@@ -513,6 +537,10 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	silver_write_bad_rows(&r, counts);
 	counts->unchanged = counts->read - counts->inserted - counts->updated - counts->dlq -
 		counts->quarantined - counts->dropped;
+
+	/* what changed, for the gold models reading this table (with the output) */
+	if (merged > 0)
+		medallion_changeset_write(r.changes, run_id);
 
 	if (!r.replay && !keep_watermark)
 	{

@@ -456,6 +456,32 @@ silver_tombstone_sql(SilverRun *r)
 }
 
 /*
+ * The change-record slot of a column (some gold model maps its partitions
+ * through it), or -1.  Only stored date/time columns: a PII column is
+ * stored as text, and its models refresh whole (its key is then missing
+ * from the run's change record).
+ */
+int
+silver_change_slot(SilverRun *r, ColumnSpec *col)
+{
+	ListCell   *lc;
+	int			slot = 0;
+
+	foreach(lc, medallion_changeset_columns(r->changes))
+	{
+		if (strcmp(lfirst(lc), col->name) == 0)
+		{
+			if (col->pii == NULL && silver_is_stored(col) &&
+				(col->typid == DATEOID || col->typid == TIMESTAMPOID || col->typid == TIMESTAMPTZOID))
+				return slot;
+			return -1;
+		}
+		slot++;
+	}
+	return -1;
+}
+
+/*
  * The MERGE of a run: dedup by key (latest (order_by, _seq) wins), newer
  * versions update, new keys insert, delete markers delete.
  */
@@ -467,7 +493,8 @@ silver_merge_sql(SilverRun *r)
 				on,
 				set,
 				cols,
-				vals;
+				vals,
+				noted;
 	char	   *newer;
 	char	   *not_deleted = "";
 	ListCell   *lc;
@@ -477,6 +504,7 @@ silver_merge_sql(SilverRun *r)
 	initStringInfo(&set);
 	initStringInfo(&cols);
 	initStringInfo(&vals);
+	initStringInfo(&noted);
 	foreach(lc, c->unique_key)
 	{
 		const char *k = silver_qcol(lfirst(lc));
@@ -487,13 +515,29 @@ silver_merge_sql(SilverRun *r)
 	foreach(lc, c->columns)
 	{
 		ColumnSpec *col = lfirst(lc);
+		int			slot = silver_change_slot(r, col);
 
 		if (!silver_is_stored(col))
 			continue;
 		appendStringInfo(&cols, "%s, ", silver_qcol(col->name));
-		appendStringInfo(&vals, "src.%s, ", silver_qcol(col->name));
-		if (!col->is_key)
-			appendStringInfo(&set, "%s = src.%s, ", silver_qcol(col->name), silver_qcol(col->name));
+		if (slot < 0)
+		{
+			appendStringInfo(&vals, "src.%s, ", silver_qcol(col->name));
+			if (!col->is_key)
+				appendStringInfo(&set, "%s = src.%s, ", silver_qcol(col->name), silver_qcol(col->name));
+			continue;
+		}
+
+		/*
+		 * A column some gold model maps through: its old and new values'
+		 * days are noted as the row is written (change records).
+		 */
+		appendStringInfo(&vals, "medallion.change_note(%d, NULL::%s, src.%s), ",
+						 slot, silver_stored_type(col), silver_qcol(col->name));
+		appendStringInfo(&set, "%s = medallion.change_note(%d, tgt.%s, src.%s), ",
+						 silver_qcol(col->name), slot, silver_qcol(col->name), silver_qcol(col->name));
+		appendStringInfo(&noted, " AND medallion.change_note(%d, tgt.%s, NULL::%s) IS NULL",
+						 slot, silver_qcol(col->name), silver_stored_type(col));
 	}
 	newer = newer_than(c, "src", "tgt", false);
 	if (r->qtomb)
@@ -508,14 +552,14 @@ silver_merge_sql(SilverRun *r)
 	}
 
 	return psprintf("MERGE INTO %s AS tgt USING (%s) AS src ON %s\n"
-					"WHEN MATCHED AND src._is_delete AND %s THEN DELETE\n"
+					"WHEN MATCHED AND src._is_delete AND %s%s THEN DELETE\n"
 					"WHEN MATCHED AND NOT src._is_delete AND %s THEN UPDATE SET %s"
 					"_source_seq = src._source_seq, _batch_id = src._batch_id, "
 					"_loaded_at = pg_catalog.now(), _run_id = $%d\n"
 					"WHEN NOT MATCHED AND NOT src._is_delete%s THEN INSERT (%s_source_seq, _batch_id, _run_id, _created_run_id) "
 					"VALUES (%ssrc._source_seq, src._batch_id, $%d, medallion.count_insert($%d))",
 					r->qtarget, counted_winners_sql(r), on.data,
-					newer, newer, set.data, P_RUN, not_deleted, cols.data, vals.data, P_RUN, P_RUN);
+					newer, noted.data, newer, set.data, P_RUN, not_deleted, cols.data, vals.data, P_RUN, P_RUN);
 }
 
 /*

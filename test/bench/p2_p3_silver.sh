@@ -11,7 +11,9 @@
 #     hand-written statements doing the same typing (casts of _raw->>…), the same dedup
 #     (latest by updated_at, then _seq) and the same newer-wins write into an identical table:
 #     MERGE, and INSERT … SELECT DISTINCT ON … ON CONFLICT DO UPDATE … WHERE newer.
-#     Target: run ≤ 1.25 × hand-written.  The three tables are checked equal.
+#     Target: run ≤ 1.25 × hand-written.  The three tables are checked equal.  Also measured:
+#     the same run with a gold model reading the silver table (partitioned by its date column
+#     created), so that the MERGE records change days: target ≤ 1.25 × hand-written too.
 # P3: the same run over 1M bronze rows of which 1% are bad (bad numeric, timestamptz, date,
 #     integer overflow; missing required updated_at; missing key), which go to the DLQ.
 #     Target: run ≤ 1.5 × P2's hand-written time; the DLQ holds exactly the bad rows (by
@@ -62,9 +64,14 @@ echo "  bronze.p2: $(sql -c "SELECT pg_size_pretty(pg_total_relation_size('bronz
 create_silver tmpl p2   # never run: the shape of the hand-written tables
 
 # ---- P2 ---------------------------------------------------------------------------------
-run_side() {   # run_side MEASURE PIPELINE BRONZE REP
+run_side() {   # run_side MEASURE PIPELINE BRONZE REP [gold]
   local r st
   create_silver "$2" "$3"
+  if [[ ${5:-} == gold ]]; then
+    # a gold model reading the table, partitioned by a date of it: the run records change days
+    sql -c "SELECT medallion.create_gold('$2_daily', 'SELECT created AS day, country, count(*) AS n
+              FROM silver.$2 GROUP BY 1, 2', 'day')" >/dev/null
+  fi
   r=$(timed "SELECT medallion.run('silver.$2') AS run_id \\gset")
   st=$(sql -F' ' -c "SELECT status, rows_read, rows_inserted, rows_updated, rows_unchanged, rows_dlq
                      FROM medallion.runs WHERE pipeline = 'silver.$2' ORDER BY run_id DESC LIMIT 1")
@@ -87,11 +94,12 @@ hw_side() {   # hw_side merge|upsert REP
 
 echo; echo "=== P2 (clean) and the hand-written baselines, $REPS reps, order rotating"
 for ((rep = 1; rep <= REPS; rep++)); do
-  sides=(run merge upsert)
-  sides=("${sides[@]:$(((rep - 1) % 3))}" "${sides[@]:0:$(((rep - 1) % 3))}")
+  sides=(run merge upsert rungold)
+  sides=("${sides[@]:$(((rep - 1) % 4))}" "${sides[@]:0:$(((rep - 1) % 4))}")
   for side in "${sides[@]}"; do
     case $side in
       run) run_side "P2 run()" "p2_r$rep" p2 "$rep" ;;
+      rungold) run_side "P2 run() + gold model" "p2g_r$rep" p2 "$rep" gold ;;
       *) hw_side "$side" "$rep" ;;
     esac
   done
@@ -105,7 +113,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
       printf 'P2 content\t0\t0\t0\tmismatch\n' >>"$RESULTS"
     fi
   fi
-  sql -c "DROP TABLE silver.p2_r$rep, bench.merge_r$rep, bench.upsert_r$rep"
+  sql -c "DROP TABLE silver.p2_r$rep, bench.merge_r$rep, bench.upsert_r$rep, silver.p2g_r$rep CASCADE"
 done
 
 # ---- P3 ---------------------------------------------------------------------------------
@@ -172,6 +180,7 @@ echo "=== summary (medians of $REPS; wall seconds of each rep in brackets; load 
 printf '%-40s %9s %9s\n' measurement wall_s cpu_s
 line() { printf '%-40s %9.3f %9.2f   [%s]\n' "$1" "$(median_of "$1")" "$(median_of "$1" cpu)" "$(all_of "$1")"; }
 line "P2 run()"
+line "P2 run() + gold model"
 line "P2 hand-written MERGE"
 line "P2 hand-written INSERT ON CONFLICT"
 ((DO_P3)) && line "P3 run() 1% bad"
@@ -185,6 +194,9 @@ echo
 if ((DO_P2)); then
   p2=$(ratio "$(median_of "P2 run()")" "$base")
   echo "P2 ratio run()/hand-written: wall $p2 (target <= $P2_TARGET), cpu $(ratio "$(median_of "P2 run()" cpu)" "$basec")"
+  p2g=$(ratio "$(median_of "P2 run() + gold model")" "$base")
+  echo "P2 ratio run() with a gold model attached/hand-written: wall $p2g (target <= $P2_TARGET), cpu $(ratio "$(median_of "P2 run() + gold model" cpu)" "$basec")"
+  echo "  (the gold model's change records cost: $(ratio "$(median_of "P2 run() + gold model")" "$(median_of "P2 run()")") x run() alone)"
 fi
 if ((DO_P3)); then
   p3=$(ratio "$(median_of "P3 run() 1% bad")" "$base")
@@ -193,6 +205,7 @@ fi
 echo
 if ((DO_P2)); then
   verdict "P2 run()/hand-written" "$p2" "$P2_TARGET"
+  verdict "P2 run() with a gold model/hand-written" "$p2g" "$P2_TARGET"
   if grep -q $'^P2 content\t' "$RESULTS"; then echo "VERDICT P2 content: run() != hand-written: FAIL"; MISSED=1; fi
 fi
 if ((DO_P3)); then

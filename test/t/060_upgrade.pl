@@ -196,6 +196,17 @@ is($node->safe_psql('old', q{SELECT string_agg(order_id || '=' || amount, ',' OR
 is($node->safe_psql('old', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders'}),
 	'1', 'the DLQ row from 0.1.0 is kept, not duplicated');
 
+# A gold model over a pipeline made under 0.1.0, on the updated catalog.
+$node->safe_psql('old', q{
+	GRANT CREATE ON SCHEMA gold TO alice;
+	SET ROLE alice;
+	SELECT medallion.create_gold('order_total',
+		'SELECT count(*) AS orders, sum(amount) AS amount FROM silver.orders');
+	SELECT medallion.run('gold.order_total');
+});
+is($node->safe_psql('old', q{SELECT orders || '=' || amount FROM gold.order_total}), '2=40',
+	'a gold model over a 0.1.0 silver pipeline runs after the update');
+
 # A scheduled run, in a worker, on the updated catalog.
 $node->safe_psql('old', q{
 	SET ROLE alice;
