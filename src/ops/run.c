@@ -182,6 +182,42 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 }
 
 /*
+ * A pipeline whose table is gone (dropped, or renamed away): without this
+ * check a silver run with an empty window would report success, reading
+ * nothing and writing nowhere.  Like an ownerless pipeline, the run is
+ * refused (42P01), recorded as failed and the pipeline halted; strict
+ * raises the error.
+ */
+static int64
+refuse_tableless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run_id)
+{
+	ErrorData  *edata;
+	int64		run_id;
+	char	   *table = quote_qualified_identifier(p->layer, p->relname);
+
+	if (strict)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of pipeline \"%s\" does not exist", table, p->name),
+				 errhint("Drop the pipeline with medallion.drop_pipeline(%s), or restore the table and run medallion.resume(%s).",
+						 quote_literal_cstr(p->name), quote_literal_cstr(p->name))));
+
+	edata = palloc0(sizeof(ErrorData));
+	edata->elevel = ERROR;
+	edata->sqlerrcode = ERRCODE_UNDEFINED_TABLE;
+	edata->message = psprintf("table %s of pipeline \"%s\" does not exist", table, p->name);
+	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(p->name, kind, "running", 0);
+	medallion_run_record_finish(run_id, "failed", NULL, edata, "schema");
+	medallion_policy_after_failure(p->name, edata, "schema", true);
+	ereport(WARNING,
+			(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, p->name, edata->message),
+			 errdetail("Error class schema, SQLSTATE 42P01; the pipeline is halted."),
+			 errhint("Drop the pipeline with medallion.drop_pipeline(%s), or restore the table and run medallion.resume(%s).",
+					 quote_literal_cstr(p->name), quote_literal_cstr(p->name))));
+	return run_id;
+}
+
+/*
  * One run of a pipeline; returns its run id.  Shared by run(), run_all(),
  * replay_dlq() and scheduled runs (scheduled_run_id, already recorded;
  * strict: an error propagates, and *over_budget tells whether the run's
@@ -238,6 +274,8 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				 errmsg("cannot run pipeline \"%s\"", name),
 				 errdetail("Only silver pipelines are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
+	if (!OidIsValid(get_relname_relid(p.relname, get_namespace_oid(p.layer, true))))
+		return refuse_tableless(&p, kind, strict, scheduled_run_id);
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 
 	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(name, kind, "running", 0);

@@ -260,8 +260,10 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 					 quote_literal_cstr(psprintf("medallion silver table, fed from bronze.%s", bronze.relname)));
 
 	SPI_connect();
+	medallion_own_ddl_begin();
 	if (SPI_execute(ddl.data, false, 0) < 0)
 		elog(ERROR, "could not create silver table: %s", ddl.data);
+	medallion_own_ddl_end();
 
 	/* Every expression, condition and reference must plan now, not at the first run. */
 	r.c = c;
