@@ -621,8 +621,9 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- table (bronze, silver, gold), a silver pipeline's tombstone table, the
 -- tables of its upstream pipelines (a silver source, the graph's edges),
 -- the tables its contract references, and, for a bronze table fed by
--- capture(), the captured table (found by OID and its medallion_capture
--- trigger: the source_system text goes stale on a rename).
+-- capture(), the captured table (by OID, from medallion.captures, the
+-- registry its medallion_capture trigger obeys: the source_system text goes
+-- stale on a rename).
 CREATE FUNCTION medallion.tracked_relations()
 RETURNS TABLE (pipeline text, relid oid, role text)
 LANGUAGE sql STABLE
@@ -675,9 +676,6 @@ JOIN pg_catalog.pg_namespace bn ON bn.oid OPERATOR(pg_catalog.=) b.relnamespace
                                AND bn.nspname OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.name
 JOIN medallion.pipelines p ON p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text
                           AND p.relname OPERATOR(pg_catalog.=) b.relname::pg_catalog.text
-WHERE EXISTS (SELECT FROM pg_catalog.pg_trigger t
-              WHERE t.tgrelid OPERATOR(pg_catalog.=) cap.source::pg_catalog.oid
-                AND t.tgname OPERATOR(pg_catalog.=) 'medallion_capture'::pg_catalog.name)
 $$;
 COMMENT ON FUNCTION medallion.tracked_relations() IS
 'the relations each pipeline reads or writes, whose DDL the event triggers watch (role: target, tombstone, source, reference, capture, or a dependency kind)';

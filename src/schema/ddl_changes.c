@@ -28,10 +28,10 @@
 
 /* The snapshot's columns (old) and the relation's now (new), one row each. */
 #define COLUMNS_SQL(FROM) \
-	"SELECT x.attnum, x.name, x.type, x.typname, x.format, x.typmod, x.notnull, " \
+	"SELECT x.attnum, x.name, x.type, x.typname, x.format, x.typmod, x.\"notnull\", " \
 	"x.hasdef, x.dropped FROM pg_catalog.jsonb_to_recordset(" FROM ") AS x(" \
 	"attnum pg_catalog.int4, name pg_catalog.text, type pg_catalog.oid, typname pg_catalog.text, " \
-	"format pg_catalog.text, typmod pg_catalog.int4, notnull pg_catalog.bool, " \
+	"format pg_catalog.text, typmod pg_catalog.int4, \"notnull\" pg_catalog.bool, " \
 	"hasdef pg_catalog.bool, dropped pg_catalog.bool) ORDER BY x.attnum"
 
 /*
@@ -247,7 +247,8 @@ medallion_ddl_changes_apply(Oid relid, bool table_dropped, const char *tag)
 									  "(pipeline, relation, path, change, classification, command_tag, detail) "
 									  "SELECT p.p, $2, c.path, c.change, c.class, $3, c.detail::pg_catalog.jsonb "
 									  "FROM pg_catalog.unnest($1) WITH ORDINALITY AS p(p, i), "
-									  "pg_catalog.unnest($4, $5, $6, $7) WITH ORDINALITY AS c(path, change, class, detail, i) "
+									  "ROWS FROM (pg_catalog.unnest($4), pg_catalog.unnest($5), pg_catalog.unnest($6), "
+									  "  pg_catalog.unnest($7)) WITH ORDINALITY AS c(path, change, class, detail, i) "
 									  "ORDER BY p.i, c.i",
 									  7, (Oid[]) {TEXTARRAYOID, TEXTOID, TEXTOID, TEXTARRAYOID,
 										  TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID},
