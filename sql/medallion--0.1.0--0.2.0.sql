@@ -689,7 +689,7 @@ RETURNS pg_catalog.jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
            'attnum', a.attnum,
            'name', a.attname,
            'type', a.atttypid,
@@ -700,7 +700,7 @@ SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
            'typmod', a.atttypmod,
            'notnull', a.attnotnull,
            'hasdef', a.atthasdef,
-           'dropped', a.attisdropped) ORDER BY a.attnum)
+           'dropped', a.attisdropped) ORDER BY a.attnum), '[]'::pg_catalog.jsonb)
 FROM pg_catalog.pg_attribute a
 LEFT JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
 LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
@@ -712,8 +712,9 @@ REVOKE ALL ON FUNCTION medallion.column_snapshot(oid) FROM PUBLIC;
 
 -- One row per tracked relation: the pipelines tracking it and its columns
 -- when last seen.  Derived state keyed by OID, which a restore changes: it is
--- not dumped, and is rebuilt from the restored catalog (the statement
--- triggers below fire as the catalog's rows are loaded).
+-- registered with pg_dump but none of its rows are dumped ('WHERE false'); it
+-- is rebuilt from the restored catalog (the statement triggers below fire as
+-- the catalog's rows are loaded).
 CREATE TABLE medallion.column_snapshots (
     relid     oid PRIMARY KEY,
     relation  text NOT NULL,
@@ -723,12 +724,16 @@ CREATE TABLE medallion.column_snapshots (
 );
 COMMENT ON TABLE medallion.column_snapshots IS
 'the columns of every tracked relation as last seen, which DDL on it is classified against';
+SELECT pg_catalog.pg_extension_config_dump('medallion.column_snapshots', 'WHERE false');
 GRANT SELECT ON medallion.column_snapshots TO PUBLIC;
 
 -- Brings the snapshots in line with the catalog: relations newly tracked
 -- are snapshotted, untracked ones forgotten, medallion's own DDL absorbed.
+-- Returns how many rows changed.  It locks only the rows it changes: it runs
+-- whenever medallion made DDL (a partition made by an ingest, say), and a
+-- writer must not wait for another's transaction over nothing.
 CREATE FUNCTION medallion.column_snapshots_sync()
-RETURNS void
+RETURNS bigint
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -736,25 +741,43 @@ WITH t AS (
     SELECT r.relid, pg_catalog.array_agg(DISTINCT r.pipeline ORDER BY r.pipeline) AS pipelines
     FROM medallion.tracked_relations() r GROUP BY r.relid
 ),
+cur AS (
+    SELECT t.relid, pg_catalog.format('%I.%I'::pg_catalog.text, n.nspname, c.relname) AS relation,
+           t.pipelines, medallion.column_snapshot(t.relid) AS columns
+    FROM t
+    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+),
 gone AS (
     DELETE FROM medallion.column_snapshots s
     WHERE NOT EXISTS (SELECT FROM t WHERE t.relid OPERATOR(pg_catalog.=) s.relid)
+    RETURNING 1
+),
+changed AS (
+    UPDATE medallion.column_snapshots s
+    SET relation = c.relation, pipelines = c.pipelines, columns = c.columns,
+        taken_at = pg_catalog.clock_timestamp()
+    FROM cur c
+    WHERE s.relid OPERATOR(pg_catalog.=) c.relid
+      AND NOT (s.relation OPERATOR(pg_catalog.=) c.relation
+               AND s.pipelines OPERATOR(pg_catalog.=) c.pipelines
+               AND s.columns OPERATOR(pg_catalog.=) c.columns)
+    RETURNING 1
+),
+added AS (
+    INSERT INTO medallion.column_snapshots (relid, relation, pipelines, columns)
+    SELECT c.relid, c.relation, c.pipelines, c.columns FROM cur c
+    WHERE NOT EXISTS (SELECT FROM medallion.column_snapshots s
+                      WHERE s.relid OPERATOR(pg_catalog.=) c.relid)
+    ON CONFLICT (relid) DO NOTHING
+    RETURNING 1
 )
-INSERT INTO medallion.column_snapshots AS s (relid, relation, pipelines, columns)
-SELECT t.relid, pg_catalog.format('%I.%I'::pg_catalog.text, n.nspname, c.relname), t.pipelines,
-       medallion.column_snapshot(t.relid)
-FROM t
-JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
-JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-ON CONFLICT (relid) DO UPDATE
-SET relation = excluded.relation, pipelines = excluded.pipelines, columns = excluded.columns,
-    taken_at = pg_catalog.clock_timestamp()
-WHERE NOT (s.relation OPERATOR(pg_catalog.=) excluded.relation
-           AND s.pipelines OPERATOR(pg_catalog.=) excluded.pipelines
-           AND s.columns OPERATOR(pg_catalog.=) excluded.columns)
+SELECT (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.+)
+       (SELECT pg_catalog.count(*) FROM changed) OPERATOR(pg_catalog.+)
+       (SELECT pg_catalog.count(*) FROM added)
 $$;
 COMMENT ON FUNCTION medallion.column_snapshots_sync() IS
-'internal: snapshots the relations newly tracked, forgets the untracked ones';
+'internal: snapshots the relations newly tracked, forgets the untracked ones; returns the rows changed';
 REVOKE ALL ON FUNCTION medallion.column_snapshots_sync() FROM PUBLIC;
 
 -- The C side of the sync: runs it as the catalog owner and tells every

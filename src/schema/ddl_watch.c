@@ -151,11 +151,20 @@ medallion_tracked_relations_changed(void)
 void
 medallion_column_snapshots_sync(void)
 {
+	MedallionGateway gw;
+	bool		isnull;
+	int64		changed;
+
 	if (!OidIsValid(lookup_snapshots_relid()))
 		return;					/* a 0.1.0 catalog, not yet updated */
-	(void) medallion_catalog_exec("SELECT medallion.column_snapshots_sync()",
-								  0, NULL, NULL, NULL, SPI_OK_SELECT);
-	medallion_tracked_relations_changed();
+	medallion_catalog_enter(&gw);
+	(void) medallion_gateway_exec("SELECT medallion.column_snapshots_sync()",
+								  0, NULL, NULL, NULL, 1, SPI_OK_SELECT);
+	changed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	medallion_gateway_leave(&gw);
+	/* other backends reload their set only when it may have changed */
+	if (changed > 0)
+		medallion_tracked_relations_changed();
 }
 
 static void
