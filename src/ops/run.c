@@ -274,9 +274,9 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				 errmsg("cannot run pipeline \"%s\"", name),
 				 errdetail("Only silver pipelines are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
+	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 	if (!OidIsValid(get_relname_relid(p.relname, get_namespace_oid(p.layer, true))))
 		return refuse_tableless(&p, kind, strict, scheduled_run_id);
-	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 
 	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(name, kind, "running", 0);
 	budget_arm(&budget, &p);
