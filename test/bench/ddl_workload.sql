@@ -1,6 +1,6 @@
 -- A broad DDL workload that has nothing to do with medallion: tables, partitions, types,
 -- views, functions, triggers, another extension, temporary tables, rolled-back transactions,
--- a failing command, an unprivileged role's DDL in its own schema.  test/t/070_ddl_watch.pl
+-- failing commands, an unprivileged role's DDL in its own schema.  test/t/070_ddl_watch.pl
 -- runs it in a database with medallion (and pipelines) and in one without, and requires the
 -- same output and the same catalog; test/bench/ddl_watch.sh times it in both.
 -- Needs a role ddl_user with CREATE on the database.  Repeatable: it cleans up first.
@@ -22,7 +22,7 @@ ALTER TABLE w.t1 DROP COLUMN d;
 ALTER TABLE w.t1 ADD CONSTRAINT b_pos CHECK (b > 0);
 ALTER TABLE w.t1 ALTER COLUMN c SET NOT NULL;
 INSERT INTO w.t1 VALUES (1, 'x', 1.5, 'abc'), (2, 'y', 2.5, 'de');
-ALTER TABLE w.t1 ALTER COLUMN c TYPE varchar(2);
+ALTER TABLE w.t1 ALTER COLUMN c TYPE varchar(2);  -- fails: 'abc' is too long
 CREATE TABLE w.t2 (id int REFERENCES w.t1, v jsonb);
 ALTER TABLE w.t2 RENAME TO t3;
 ALTER TABLE w.t3 SET SCHEMA public;
