@@ -6,7 +6,7 @@
 -- schema_change alert per pipeline. medallion's own DDL, rolled-back DDL and DDL on
 -- untracked relations leave no trace. docs/architecture.md, "The DDL watch".
 BEGIN;
-SELECT plan(44);
+SELECT plan(47);
 
 CREATE FUNCTION pg_temp.error_of(sql text, OUT state text, OUT message text, OUT hint text) LANGUAGE plpgsql AS $$
 BEGIN
@@ -230,6 +230,22 @@ CREATE TRIGGER t AFTER INSERT ON ddlw.unrelated FOR EACH STATEMENT
 SELECT throws_ok($$INSERT INTO ddlw.unrelated DEFAULT VALUES$$,
                  '39P01', 'medallion.column_snapshots_track() fires on medallion''s catalog tables only',
                  'the snapshot trigger refuses to fire on a table of a user''s');
+CREATE EVENT TRIGGER ddlw_misplaced ON ddl_command_start EXECUTE FUNCTION medallion.ddl_watch_command_end();
+SELECT throws_ok($$CREATE TABLE ddlw.t3 (x int)$$, '39P03',
+                 'function must be called as a ddl_command_end event trigger',
+                 'an event trigger function refuses to run for another event');
+DROP EVENT TRIGGER ddlw_misplaced;
+
+-- An internal error of the watch is a WARNING, never a failed DDL ---------------------------------
+
+SAVEPOINT broken;
+UPDATE medallion.column_snapshots SET columns = '{"not": "an array"}' WHERE relation = 'bronze.dw_orders';
+SELECT lives_ok($$ALTER TABLE bronze.dw_orders ADD COLUMN _broken text$$,
+                'the DDL succeeds although the watch failed on a broken snapshot');
+SELECT ok(EXISTS (SELECT FROM pg_attribute WHERE attrelid = 'bronze.dw_orders'::regclass AND attname = '_broken'),
+          'and took effect');
+ROLLBACK TO SAVEPOINT broken;
+
 SELECT set_eq($$SELECT evtname, evtevent FROM pg_event_trigger WHERE evtname LIKE 'medallion%'$$,
               $$VALUES ('medallion_ddl_command_end'::name, 'ddl_command_end'::name), ('medallion_sql_drop', 'sql_drop')$$,
               'the extension installs its two event triggers');
