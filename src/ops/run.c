@@ -143,6 +143,26 @@ attempt_run(void *arg)
 }
 
 /*
+ * A run refused for good (its owner role or its table is gone), as data:
+ * recorded as failed with class schema, and the pipeline halted, without
+ * aborting the caller.  Returns the error; *run_id is the run's.
+ */
+static ErrorData *
+refusal_recorded(Pipeline *p, const char *kind, int64 scheduled_run_id, int sqlerrcode,
+				 char *message, int64 *run_id)
+{
+	ErrorData  *edata = palloc0(sizeof(ErrorData));
+
+	edata->elevel = ERROR;
+	edata->sqlerrcode = sqlerrcode;
+	edata->message = message;
+	*run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(p->name, kind, "running", 0);
+	medallion_run_record_finish(*run_id, "failed", NULL, edata, "schema");
+	medallion_policy_after_failure(p->name, edata, "schema", true);
+	return edata;
+}
+
+/*
  * A pipeline whose owner role is gone (renamed, dropped, or not restored
  * with a dump): its code cannot run as anyone else, so the run is refused
  * (42704), recorded as failed, and the pipeline halted until the role
@@ -166,13 +186,8 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 						 quote_literal_cstr(p->name))));
 
 	/* the same error, as data: recorded and halting, without aborting the caller */
-	edata = palloc0(sizeof(ErrorData));
-	edata->elevel = ERROR;
-	edata->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
-	edata->message = psprintf("role \"%s\" does not exist", p->owner_name);
-	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(p->name, kind, "running", 0);
-	medallion_run_record_finish(run_id, "failed", NULL, edata, "schema");
-	medallion_policy_after_failure(p->name, edata, "schema", true);
+	edata = refusal_recorded(p, kind, scheduled_run_id, ERRCODE_UNDEFINED_OBJECT,
+							 psprintf("role \"%s\" does not exist", p->owner_name), &run_id);
 	ereport(WARNING,
 			(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, p->name, edata->message),
 			 errdetail("Error class schema, SQLSTATE 42704; the pipeline is halted."),
@@ -202,13 +217,9 @@ refuse_tableless(Pipeline *p, const char *kind, bool strict, int64 scheduled_run
 				 errhint("Drop the pipeline with medallion.drop_pipeline(%s), or restore the table and run medallion.resume(%s).",
 						 quote_literal_cstr(p->name), quote_literal_cstr(p->name))));
 
-	edata = palloc0(sizeof(ErrorData));
-	edata->elevel = ERROR;
-	edata->sqlerrcode = ERRCODE_UNDEFINED_TABLE;
-	edata->message = psprintf("table %s of pipeline \"%s\" does not exist", table, p->name);
-	run_id = scheduled_run_id ? scheduled_run_id : medallion_run_record_start(p->name, kind, "running", 0);
-	medallion_run_record_finish(run_id, "failed", NULL, edata, "schema");
-	medallion_policy_after_failure(p->name, edata, "schema", true);
+	edata = refusal_recorded(p, kind, scheduled_run_id, ERRCODE_UNDEFINED_TABLE,
+							 psprintf("table %s of pipeline \"%s\" does not exist", table, p->name),
+							 &run_id);
 	ereport(WARNING,
 			(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, p->name, edata->message),
 			 errdetail("Error class schema, SQLSTATE 42P01; the pipeline is halted."),

@@ -167,6 +167,18 @@ medallion_column_snapshots_sync(void)
 		medallion_tracked_relations_changed();
 }
 
+/*
+ * An error caught by the watch becomes a WARNING, except a cancel or a
+ * shutdown: those stop the command, as they would have anyway.
+ */
+static void
+rethrow_if_stopped(ErrorData *edata)
+{
+	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
+		ProcDiePending)
+		ReThrowError(edata);
+}
+
 static void
 sync_work(void *arg)
 {
@@ -184,9 +196,7 @@ medallion_column_snapshots_refresh(void)
 
 	if (edata == NULL)
 		return;
-	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-		ProcDiePending)
-		ReThrowError(edata);
+	rethrow_if_stopped(edata);
 	ereport(WARNING,
 			(errmsg("medallion could not refresh the snapshots of tracked relations: %s", edata->message)));
 }
@@ -356,10 +366,7 @@ watch_event(FunctionCallInfo fcinfo, const char *event, Oid srf, int temp_col)
 	edata = medallion_try(watch_work, &w, true);
 	if (edata == NULL)
 		return;
-	/* a cancel or shutdown stops the command, as it would have anyway */
-	if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED || edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN ||
-		ProcDiePending)
-		ReThrowError(edata);
+	rethrow_if_stopped(edata);
 	ereport(WARNING,
 			(errmsg("medallion could not record a schema change made by %s: %s", w.tag, edata->message),
 			 errdetail("The command itself went through; medallion.schema_changes may miss it.")));
