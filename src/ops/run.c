@@ -583,6 +583,7 @@ set_state(FunctionCallInfo fcinfo, PipelineEvent event)
 		/* the operator dealt with it; and the scheduler looks again */
 		medallion_alert_resolve(name, "halted");
 		medallion_alert_resolve(name, "circuit_open");
+		medallion_alert_resolve(name, "schema_change");
 		medallion_wake_scheduler_at_commit();
 	}
 }
