@@ -42,8 +42,18 @@ install_packages
 bench_cluster ddlwatch "$BUILD" "shared_buffers = 256MB" "fsync = off" "synchronous_commit = off"
 
 as_pg "${PSQL[@]}" -d postgres -c "CREATE ROLE ddl_user LOGIN" \
-  -c "CREATE DATABASE plain" -c "CREATE DATABASE watched" \
-  -c "GRANT CREATE ON DATABASE plain, watched TO ddl_user" >/dev/null
+  -c "CREATE DATABASE plain" -c "CREATE DATABASE watched" -c "CREATE DATABASE noop" \
+  -c "GRANT CREATE ON DATABASE plain, watched, noop TO ddl_user" >/dev/null
+# for reference: the same event triggers calling a function that does nothing (what
+# PostgreSQL's event trigger machinery costs by itself)
+as_pg "${PSQL[@]}" -d noop >/dev/null <<'SQL'
+CREATE FUNCTION public.noop() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN END$$;
+CREATE EVENT TRIGGER noop_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION public.noop();
+CREATE EVENT TRIGGER noop_drop ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP FOREIGN TABLE', 'DROP SCHEMA', 'DROP OWNED', 'DROP TYPE', 'DROP DOMAIN')
+    EXECUTE FUNCTION public.noop();
+SQL
 as_pg "${PSQL[@]}" -d watched >/dev/null <<SQL
 CREATE EXTENSION medallion;
 CREATE TABLE public.customers (customer_id bigint PRIMARY KEY, name text);
@@ -76,12 +86,13 @@ time_side() {
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 time_side plain >/dev/null; time_side watched >/dev/null   # warm up
-P=() W=() PC=() WC=()
+P=() W=() PC=() WC=() NC=()
 for ((r = 1; r <= REPS; r++)); do
   if ((r % 2)); then read -r p pc < <(time_side plain); read -r w wc < <(time_side watched)
   else read -r w wc < <(time_side watched); read -r p pc < <(time_side plain); fi
-  P+=("$p") W+=("$w") PC+=("$pc") WC+=("$wc")
-  echo "rep $r: without medallion ${p} ms (backend CPU ${pc} ms), with ${w} ms (CPU ${wc} ms)"
+  read -r n nc < <(time_side noop)
+  P+=("$p") W+=("$w") PC+=("$pc") WC+=("$wc") NC+=("$nc")
+  echo "rep $r: without medallion ${p} ms (backend CPU ${pc} ms), with ${w} ms (CPU ${wc} ms); no-op triggers CPU ${nc} ms"
 done
 if [[ $(as_pg "${PSQL[@]}" -d watched -c 'SELECT count(*) FROM medallion.schema_changes') != 0 ]]; then
   echo "$ME: medallion recorded changes of the unrelated workload" >&2; exit 2
@@ -90,8 +101,10 @@ mp=$(printf '%s\n' "${P[@]}" | median); mw=$(printf '%s\n' "${W[@]}" | median)
 mpc=$(printf '%s\n' "${PC[@]}" | median); mwc=$(printf '%s\n' "${WC[@]}" | median)
 ratio=$(awk -v w="$mw" -v p="$mp" 'BEGIN { printf "%.3f", w / p }')
 cratio=$(awk -v w="$mwc" -v p="$mpc" 'BEGIN { printf "%.3f", w / p }')
+mnc=$(printf '%s\n' "${NC[@]}" | median)
+nratio=$(awk -v w="$mnc" -v p="$mpc" 'BEGIN { printf "%.3f", w / p }')
 echo "DDL workload x$LOOPS, medians of $REPS: without medallion $mp ms (backend CPU $mpc ms), with medallion and $PIPELINES pipelines $mw ms (CPU $mwc ms)"
-echo "wall-clock ratio $ratio (noisy on a busy machine); backend CPU ratio $cratio"
+echo "wall-clock ratio $ratio (noisy on a busy machine); backend CPU ratio $cratio; no-op event triggers alone: CPU ratio $nratio"
 if awk -v r="$cratio" -v t="$TARGET" 'BEGIN { exit !(r <= t) }'; then
   echo "DDL watch overhead: backend CPU ratio $cratio (target <= $TARGET): met"
 else
