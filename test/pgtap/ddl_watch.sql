@@ -6,7 +6,7 @@
 -- schema_change alert per pipeline. medallion's own DDL, rolled-back DDL and DDL on
 -- untracked relations leave no trace. docs/architecture.md, "The DDL watch".
 BEGIN;
-SELECT plan(51);
+SELECT plan(54);
 
 CREATE FUNCTION pg_temp.error_of(sql text, OUT state text, OUT message text, OUT hint text) LANGUAGE plpgsql AS $$
 BEGIN
@@ -203,6 +203,24 @@ SELECT results_eq($$SELECT change, class FROM pg_temp.changes()$$, $$VALUES ('ta
 SELECT is((SELECT detail FROM medallion.schema_changes ORDER BY id DESC LIMIT 1),
           '{"from": "ddlw.accounts", "to": "ddlw.accounts2"}'::jsonb, 'with both names');
 SELECT pg_temp.next();
+
+-- A pipeline of another layer is tracked through the catalog alone (a gold model reading silver) -
+
+CREATE TABLE gold.dw_daily (day date, n bigint);
+INSERT INTO medallion.pipelines (name, layer, relname, owner)
+VALUES ('gold.dw_daily', 'gold', 'dw_daily', current_user::text);
+INSERT INTO medallion.dependencies (pipeline, upstream, kind) VALUES ('gold.dw_daily', 'silver.dw_orders', 'query');
+SELECT set_eq($$SELECT relation FROM medallion.column_snapshots WHERE 'gold.dw_daily' = ANY (pipelines)$$,
+              $$VALUES ('gold.dw_daily'), ('silver.dw_orders')$$,
+              'a gold pipeline and its upstream are tracked as soon as their catalog rows exist');
+ALTER TABLE silver.dw_orders ADD COLUMN for_gold int;
+SELECT set_eq($$SELECT pipeline, change FROM pg_temp.changes()$$,
+              $$VALUES ('gold.dw_daily', 'column_added'), ('silver.dw_orders', 'column_added')$$,
+              'a change upstream is recorded for the gold reader too');
+SELECT pg_temp.next();
+DELETE FROM medallion.pipelines WHERE name = 'gold.dw_daily';
+SELECT is((SELECT count(*)::int FROM medallion.column_snapshots WHERE relation = 'gold.dw_daily'), 0,
+          'a pipeline deleted from the catalog is no longer tracked');
 
 -- Columns dropped by another command, tables dropped ---------------------------------------------
 
