@@ -818,7 +818,223 @@ COMMENT ON FUNCTION medallion.lineage_graph(text) IS
 -- Schema evolution: DDL event triggers (issue 10)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- DDL on the relations pipelines read or write is classified against a
+-- stored snapshot of their columns: safe (a nullable column added), warning
+-- (widening), breaking (a column dropped, renamed, narrowed or retyped, the
+-- table dropped or renamed).  Every change is a medallion.schema_changes row
+-- with its command tag; a breaking one halts the pipelines that read or
+-- write the relation and raises their schema_change alert.
+
+-- Which relations each pipeline tracks, from the catalog alone: its own
+-- table (bronze, silver, gold), a silver pipeline's tombstone table, the
+-- tables of its upstream pipelines (a silver source, the graph's edges),
+-- the tables its contract references, and, for a bronze table fed by
+-- capture(), the captured table (by OID, from medallion.captures, the
+-- registry its medallion_capture trigger obeys: the source_system text goes
+-- stale on a rename).
+CREATE FUNCTION medallion.tracked_relations()
+RETURNS TABLE (pipeline text, relid oid, role text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH own AS (
+    SELECT p.name, c.oid AS relid
+    FROM medallion.pipelines p
+    JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) p.layer
+    JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
+                              AND c.relname OPERATOR(pg_catalog.=) p.relname
+),
+refs AS (
+    SELECT p.name, pg_catalog.regexp_match(r.ref, '^([^.]+)\.(.+)\.([^.]+)$'::pg_catalog.text) AS part
+    FROM medallion.pipelines p
+    CROSS JOIN LATERAL (
+        SELECT j OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[] AS ref
+        FROM pg_catalog.jsonb_path_query(p.definition, 'lax $.columns.*.references'::pg_catalog.jsonpath) j
+        UNION
+        SELECT j OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[]
+        FROM pg_catalog.jsonb_path_query(p.definition, 'lax $.columns[*].references'::pg_catalog.jsonpath) j) r
+    WHERE p.definition IS NOT NULL
+)
+SELECT o.name, o.relid, 'target'::pg_catalog.text FROM own o
+UNION
+SELECT p.name, c.oid, 'tombstone'::pg_catalog.text
+FROM medallion.pipelines p
+JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) 'silver'::pg_catalog.name
+JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
+ AND c.relname OPERATOR(pg_catalog.=)
+     ('_'::pg_catalog.text OPERATOR(pg_catalog.||) p.relname OPERATOR(pg_catalog.||) '_deleted'::pg_catalog.text)::pg_catalog.name
+WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
+UNION
+SELECT p.name, u.relid, 'source'::pg_catalog.text
+FROM medallion.pipelines p JOIN own u ON u.name OPERATOR(pg_catalog.=) p.source
+UNION
+SELECT d.pipeline, u.relid, d.kind
+FROM medallion.dependencies d JOIN own u ON u.name OPERATOR(pg_catalog.=) d.upstream
+UNION
+SELECT r.name, c.oid, 'reference'::pg_catalog.text
+FROM refs r
+JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) (r.part[1])::pg_catalog.name
+JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
+                          AND c.relname OPERATOR(pg_catalog.=) (r.part[2])::pg_catalog.name
+UNION
+SELECT p.name, cap.source::pg_catalog.oid, 'capture'::pg_catalog.text
+FROM medallion.captures cap
+JOIN pg_catalog.pg_class b ON b.oid OPERATOR(pg_catalog.=) cap.bronze::pg_catalog.oid
+JOIN pg_catalog.pg_namespace bn ON bn.oid OPERATOR(pg_catalog.=) b.relnamespace
+                               AND bn.nspname OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.name
+JOIN medallion.pipelines p ON p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text
+                          AND p.relname OPERATOR(pg_catalog.=) b.relname::pg_catalog.text
+$$;
+COMMENT ON FUNCTION medallion.tracked_relations() IS
+'the relations each pipeline reads or writes, whose DDL the event triggers watch (role: target, tombstone, source, reference, capture, or a dependency kind)';
+REVOKE ALL ON FUNCTION medallion.tracked_relations() FROM PUBLIC;
+
+-- The columns of a relation as the snapshot keeps them (attnum order,
+-- dropped columns included: a name re-added at a new attnum is told apart
+-- from a column that merely moved in a restore).
+CREATE FUNCTION medallion.column_snapshot(relid oid)
+RETURNS pg_catalog.jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+           'attnum', a.attnum,
+           'name', a.attname,
+           'type', a.atttypid,
+           'typname', pg_catalog.quote_ident(tn.nspname) OPERATOR(pg_catalog.||) '.'::pg_catalog.text
+                      OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.typname),
+           'format', CASE WHEN a.attisdropped THEN NULL
+                          ELSE pg_catalog.format_type(a.atttypid, a.atttypmod) END,
+           'typmod', a.atttypmod,
+           'notnull', a.attnotnull,
+           'hasdef', a.atthasdef,
+           'dropped', a.attisdropped) ORDER BY a.attnum), '[]'::pg_catalog.jsonb)
+FROM pg_catalog.pg_attribute a
+LEFT JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid
+LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid OPERATOR(pg_catalog.=) t.typnamespace
+WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0
+$$;
+COMMENT ON FUNCTION medallion.column_snapshot(oid) IS
+'internal: the columns of a relation (name, type, typmod, not null, default, dropped) as the DDL watch stores them';
+REVOKE ALL ON FUNCTION medallion.column_snapshot(oid) FROM PUBLIC;
+
+-- One row per tracked relation: the pipelines tracking it and its columns
+-- when last seen.  Derived state keyed by OID, which a restore changes: it is
+-- registered with pg_dump but none of its rows are dumped ('WHERE false'); it
+-- is rebuilt from the restored catalog (the statement triggers below fire as
+-- the catalog's rows are loaded).
+CREATE TABLE medallion.column_snapshots (
+    relid     oid PRIMARY KEY,
+    relation  text NOT NULL,
+    pipelines text[] NOT NULL,
+    columns   pg_catalog.jsonb NOT NULL,
+    taken_at  timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+COMMENT ON TABLE medallion.column_snapshots IS
+'the columns of every tracked relation as last seen, which DDL on it is classified against';
+SELECT pg_catalog.pg_extension_config_dump('medallion.column_snapshots', 'WHERE false');
+GRANT SELECT ON medallion.column_snapshots TO PUBLIC;
+
+-- Brings the snapshots in line with the catalog: relations newly tracked
+-- are snapshotted, untracked ones forgotten, medallion's own DDL absorbed.
+-- Returns how many rows changed.  It locks only the rows it changes: it runs
+-- whenever medallion made DDL (a partition made by an ingest, say), and a
+-- writer must not wait for another's transaction over nothing.
+CREATE FUNCTION medallion.column_snapshots_sync()
+RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+WITH t AS (
+    SELECT r.relid, pg_catalog.array_agg(DISTINCT r.pipeline ORDER BY r.pipeline) AS pipelines
+    FROM medallion.tracked_relations() r GROUP BY r.relid
+),
+cur AS (
+    SELECT t.relid, pg_catalog.format('%I.%I'::pg_catalog.text, n.nspname, c.relname) AS relation,
+           t.pipelines, medallion.column_snapshot(t.relid) AS columns
+    FROM t
+    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+),
+gone AS (
+    DELETE FROM medallion.column_snapshots s
+    WHERE NOT EXISTS (SELECT FROM t WHERE t.relid OPERATOR(pg_catalog.=) s.relid)
+    RETURNING 1
+),
+changed AS (
+    UPDATE medallion.column_snapshots s
+    SET relation = c.relation, pipelines = c.pipelines, columns = c.columns,
+        taken_at = pg_catalog.clock_timestamp()
+    FROM cur c
+    WHERE s.relid OPERATOR(pg_catalog.=) c.relid
+      AND NOT (s.relation OPERATOR(pg_catalog.=) c.relation
+               AND s.pipelines OPERATOR(pg_catalog.=) c.pipelines
+               AND s.columns OPERATOR(pg_catalog.=) c.columns)
+    RETURNING 1
+),
+added AS (
+    INSERT INTO medallion.column_snapshots (relid, relation, pipelines, columns)
+    SELECT c.relid, c.relation, c.pipelines, c.columns FROM cur c
+    WHERE NOT EXISTS (SELECT FROM medallion.column_snapshots s
+                      WHERE s.relid OPERATOR(pg_catalog.=) c.relid)
+    ON CONFLICT (relid) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT pg_catalog.count(*) FROM gone) OPERATOR(pg_catalog.+)
+       (SELECT pg_catalog.count(*) FROM changed) OPERATOR(pg_catalog.+)
+       (SELECT pg_catalog.count(*) FROM added)
+$$;
+COMMENT ON FUNCTION medallion.column_snapshots_sync() IS
+'internal: snapshots the relations newly tracked, forgets the untracked ones; returns the rows changed';
+REVOKE ALL ON FUNCTION medallion.column_snapshots_sync() FROM PUBLIC;
+
+-- The C side of the sync: runs it as the catalog owner and tells every
+-- backend's cache of tracked relations.  Fired by statement triggers on the
+-- catalog tables the tracked set is read from, so a pipeline of any layer
+-- (gold included) is tracked from its creation without its code knowing.
+CREATE FUNCTION medallion.column_snapshots_track()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'medallion_column_snapshots_track'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.column_snapshots_track() IS
+'internal: statement trigger on medallion.pipelines, dependencies and captures; refreshes medallion.column_snapshots';
+REVOKE ALL ON FUNCTION medallion.column_snapshots_track() FROM PUBLIC;
+
+CREATE TRIGGER medallion_track AFTER INSERT OR DELETE OR UPDATE OF layer, relname, source, definition
+    ON medallion.pipelines FOR EACH STATEMENT EXECUTE FUNCTION medallion.column_snapshots_track();
+CREATE TRIGGER medallion_track AFTER INSERT OR DELETE OR UPDATE
+    ON medallion.dependencies FOR EACH STATEMENT EXECUTE FUNCTION medallion.column_snapshots_track();
+CREATE TRIGGER medallion_track AFTER INSERT OR DELETE OR UPDATE
+    ON medallion.captures FOR EACH STATEMENT EXECUTE FUNCTION medallion.column_snapshots_track();
+
+-- The event trigger functions: C, revoked from PUBLIC (an event trigger calls
+-- its function without an EXECUTE check; only superusers make event triggers).
+CREATE FUNCTION medallion.ddl_watch_command_end()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'medallion_ddl_watch_command_end'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.ddl_watch_command_end() IS
+'internal: ddl_command_end event trigger; classifies ALTER TABLE on tracked relations';
+REVOKE ALL ON FUNCTION medallion.ddl_watch_command_end() FROM PUBLIC;
+
+CREATE FUNCTION medallion.ddl_watch_sql_drop()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'medallion_ddl_watch_sql_drop'
+LANGUAGE C;
+COMMENT ON FUNCTION medallion.ddl_watch_sql_drop() IS
+'internal: sql_drop event trigger; records tracked relations and columns dropped';
+REVOKE ALL ON FUNCTION medallion.ddl_watch_sql_drop() FROM PUBLIC;
+
+-- Existing pipelines (an update from 0.1.0) are tracked from now on.
+SELECT medallion.column_snapshots_sync();
+
+CREATE EVENT TRIGGER medallion_ddl_command_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'ALTER FOREIGN TABLE')
+    EXECUTE FUNCTION medallion.ddl_watch_command_end();
+CREATE EVENT TRIGGER medallion_sql_drop ON sql_drop
+    WHEN TAG IN ('DROP TABLE', 'DROP FOREIGN TABLE', 'DROP SCHEMA', 'DROP OWNED',
+                 'DROP TYPE', 'DROP DOMAIN')
+    EXECUTE FUNCTION medallion.ddl_watch_sql_drop();
 
 
 ------------------------------------------------------------------------------

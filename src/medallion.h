@@ -72,10 +72,13 @@ extern uint64 medallion_catalog_exec(const char *sql, int nargs, Oid *types, Dat
 /*
  * schema/own_ddl.c: medallion's own DDL (partitions, create_*, swaps...) is
  * wrapped in begin/end so the DDL event triggers do not take it for drift.
+ * A trigger that fired meanwhile calls _touched(); the outermost _end() then
+ * refreshes the snapshots of tracked relations.
  */
 extern void medallion_own_ddl_begin(void);
 extern void medallion_own_ddl_end(void);
 extern bool medallion_own_ddl_active(void);
+extern void medallion_own_ddl_touched(void);
 
 /*
  * schema/contract_versions.c: every version of a silver contract.  Adding one

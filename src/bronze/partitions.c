@@ -148,13 +148,18 @@ medallion_bronze_ensure_partitions(const BronzeTarget *target)
 			AcceptInvalidationMessages();
 			locked = true;
 			medallion_gateway_enter(target->owner, &gw);
+			/* one stretch of own DDL: the snapshots are refreshed once, at its end */
+			medallion_own_ddl_begin();
 			if (day_partition_exists(target, partname, nsp))
 				continue;
 		}
 		create_day_partition(target, day);
 	}
 	if (locked)
+	{
 		medallion_gateway_leave(&gw);
+		medallion_own_ddl_end();
+	}
 }
 
 /*

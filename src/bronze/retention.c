@@ -190,8 +190,10 @@ medallion_apply_retention(PG_FUNCTION_ARGS)
 				continue;
 			}
 			medallion_gateway_enter(owner, &gw);
+			medallion_own_ddl_begin();
 			(void) medallion_gateway_exec(psprintf("DROP TABLE %s", medallion_qualified_relname(child)),
 										  0, NULL, NULL, NULL, 0, SPI_OK_UTILITY);
+			medallion_own_ddl_end();
 			medallion_gateway_leave(&gw);
 			dropped++;
 		}

@@ -73,7 +73,8 @@ medallion_rel_owner(Oid relid)
 
 /*
  * Runs generated statements that create bronze objects (tables, partitions,
- * triggers), inside the gateway the caller entered.  An error they raise is
+ * triggers), inside the gateway the caller entered, under the own-DDL mark
+ * (medallion's DDL is not drift).  An error they raise is
  * reported without the generated SQL as its context or internal query: the
  * user did not write that text, and it would bury the message.  The contexts
  * of the caller (e.g. the user's function that called create_bronze) remain.
@@ -85,7 +86,9 @@ medallion_bronze_exec_ddl(const char *sql)
 
 	PG_TRY();
 	{
+		medallion_own_ddl_begin();
 		(void) medallion_gateway_exec(sql, 0, NULL, NULL, NULL, 0, 0);
+		medallion_own_ddl_end();
 	}
 	PG_CATCH();
 	{

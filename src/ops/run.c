@@ -154,6 +154,26 @@ attempt_run(void *arg)
 }
 
 /*
+ * A run refused for good (its owner role or its table is gone), as data:
+ * recorded as failed with class schema, and the pipeline halted, without
+ * aborting the caller.  Returns the error; *run_id is the run's.
+ */
+static ErrorData *
+refusal_recorded(Pipeline *p, const char *kind, int64 recorded_run_id, int sqlerrcode,
+				 char *message, int64 *run_id)
+{
+	ErrorData  *edata = palloc0(sizeof(ErrorData));
+
+	edata->elevel = ERROR;
+	edata->sqlerrcode = sqlerrcode;
+	edata->message = message;
+	*run_id = recorded_run_id ? recorded_run_id : medallion_run_record_start(p->name, kind, "running", 0);
+	medallion_run_record_finish(*run_id, "failed", NULL, edata, "schema");
+	medallion_policy_after_failure(p->name, edata, "schema", true);
+	return edata;
+}
+
+/*
  * A pipeline whose owner role is gone (renamed, dropped, or not restored
  * with a dump): its code cannot run as anyone else, so the run is refused
  * (42704), recorded as failed, and the pipeline halted until the role
@@ -178,13 +198,8 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 recorded_run_
 						 quote_literal_cstr(p->name))));
 
 	/* the same error, as data: recorded and halting, without aborting the caller */
-	edata = palloc0(sizeof(ErrorData));
-	edata->elevel = ERROR;
-	edata->sqlerrcode = ERRCODE_UNDEFINED_OBJECT;
-	edata->message = psprintf("role \"%s\" does not exist", p->owner_name);
-	run_id = recorded_run_id ? recorded_run_id : medallion_run_record_start(p->name, kind, "running", 0);
-	medallion_run_record_finish(run_id, "failed", NULL, edata, "schema");
-	medallion_policy_after_failure(p->name, edata, "schema", true);
+	edata = refusal_recorded(p, kind, recorded_run_id, ERRCODE_UNDEFINED_OBJECT,
+							 psprintf("role \"%s\" does not exist", p->owner_name), &run_id);
 	ereport(WARNING,
 			(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, p->name, edata->message),
 			 errdetail("Error class schema, SQLSTATE 42704; the pipeline is halted."),
@@ -201,6 +216,38 @@ bool
 medallion_run_accepts_layer(const char *layer)
 {
 	return strcmp(layer, "silver") == 0 || strcmp(layer, "gold") == 0;
+}
+
+/*
+ * A pipeline whose table is gone (dropped, or renamed away): without this
+ * check a silver run with an empty window would report success, reading
+ * nothing and writing nowhere.  Like an ownerless pipeline, the run is
+ * refused (42P01), recorded as failed and the pipeline halted; strict
+ * raises the error.
+ */
+static int64
+refuse_tableless(Pipeline *p, const char *kind, bool strict, int64 recorded_run_id)
+{
+	ErrorData  *edata;
+	int64		run_id;
+	char	   *table = quote_qualified_identifier(p->layer, p->relname);
+
+	if (strict)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table %s of pipeline \"%s\" does not exist", table, p->name),
+				 errhint("Drop the pipeline with medallion.drop_pipeline(%s), or restore the table and run medallion.resume(%s).",
+						 quote_literal_cstr(p->name), quote_literal_cstr(p->name))));
+
+	edata = refusal_recorded(p, kind, recorded_run_id, ERRCODE_UNDEFINED_TABLE,
+							 psprintf("table %s of pipeline \"%s\" does not exist", table, p->name),
+							 &run_id);
+	ereport(WARNING,
+			(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, p->name, edata->message),
+			 errdetail("Error class schema, SQLSTATE 42P01; the pipeline is halted."),
+			 errhint("Drop the pipeline with medallion.drop_pipeline(%s), or restore the table and run medallion.resume(%s).",
+					 quote_literal_cstr(p->name), quote_literal_cstr(p->name))));
+	return run_id;
 }
 
 /*
@@ -263,6 +310,8 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				 errmsg("pipeline \"%s\" has no dead-letter queue to replay", name),
 				 errdetail("Gold models compute their rows from silver and gold tables; they send none to the DLQ.")));
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
+	if (!OidIsValid(get_relname_relid(p.relname, get_namespace_oid(p.layer, true))))
+		return refuse_tableless(&p, kind, strict, run_id);
 
 	if (run_id == 0)
 		run_id = medallion_run_record_start(name, kind, "running", 0);
@@ -533,6 +582,7 @@ set_state(FunctionCallInfo fcinfo, PipelineEvent event)
 		/* the operator dealt with it; and the scheduler looks again */
 		medallion_alert_resolve(name, "halted");
 		medallion_alert_resolve(name, "circuit_open");
+		medallion_alert_resolve(name, "schema_change");
 		medallion_wake_scheduler_at_commit();
 	}
 }

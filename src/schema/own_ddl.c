@@ -11,6 +11,11 @@
  * leaves the mark set only until the transaction (or subtransaction) that
  * raised it ends.
  *
+ * Own DDL may still change a tracked relation (alter_contract, evolve, gold
+ * swaps): a trigger that fired under the mark says so, and the outermost
+ * _end() brings the snapshots of tracked relations up to date, so that the
+ * next user DDL is compared with the relation as medallion left it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -18,8 +23,10 @@
 #include "access/xact.h"
 
 #include "medallion.h"
+#include "schema/schema.h"
 
 static int	own_ddl_depth = 0;
+static bool own_ddl_touched = false;
 /* the depth when each open subtransaction started, to restore on abort */
 static int	own_ddl_subxact_depth[64];
 static bool callbacks_registered = false;
@@ -28,6 +35,7 @@ static void
 own_ddl_xact_callback(XactEvent event, void *arg)
 {
 	own_ddl_depth = 0;
+	own_ddl_touched = false;
 }
 
 static void
@@ -56,11 +64,29 @@ medallion_own_ddl_begin(void)
 	own_ddl_depth++;
 }
 
+/*
+ * Ends a stretch of own DDL; the outermost end refreshes the snapshots if a
+ * DDL trigger fired meanwhile.  A failure to refresh is a WARNING: the DDL
+ * medallion made stands.
+ */
 void
 medallion_own_ddl_end(void)
 {
 	if (own_ddl_depth > 0)
 		own_ddl_depth--;
+	if (own_ddl_depth > 0 || !own_ddl_touched)
+		return;
+	own_ddl_touched = false;
+	medallion_column_snapshots_refresh();
+}
+
+/*
+ * Called by a DDL trigger that fired under the mark.
+ */
+void
+medallion_own_ddl_touched(void)
+{
+	own_ddl_touched = true;
 }
 
 bool
