@@ -21,6 +21,9 @@
 extern int	medallion_premake_days;
 extern int	medallion_max_payload_mb;
 extern bool medallion_allow_bronze_changes;
+extern char *medallion_http_allowed_hosts;
+extern int	medallion_http_max_response_kb;
+extern int	medallion_http_timeout;
 extern void medallion_guc_init(void);
 
 /* catalog/gateway.c: the role switch and the gateway every catalog statement uses */

@@ -1,0 +1,68 @@
+/*-------------------------------------------------------------------------
+ *
+ * net.h
+ *	  Declarations private to the network room (src/net/): HTTP requests
+ *	  (http.c, the only file that includes <curl/curl.h>), the host
+ *	  allow-list (allow.c), HTTP sources (source*.c) and webhook alerts
+ *	  (webhook.c, delivery.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef MEDALLION_NET_H
+#define MEDALLION_NET_H
+
+#include "medallion.h"
+
+/* SQLSTATEs of refused requests (MD060-MD079); transient failures are class 08 */
+#define MEDALLION_ERRCODE_HTTP_CLIENT_ERROR		MAKE_SQLSTATE('M','D','0','6','0')
+#define MEDALLION_ERRCODE_HTTP_HOST_NOT_ALLOWED	MAKE_SQLSTATE('M','D','0','6','1')
+#define MEDALLION_ERRCODE_HTTP_TLS_FAILURE		MAKE_SQLSTATE('M','D','0','6','2')
+#define MEDALLION_ERRCODE_HTTP_REDIRECT_REFUSED	MAKE_SQLSTATE('M','D','0','6','3')
+#define MEDALLION_ERRCODE_HTTP_TOO_LARGE		MAKE_SQLSTATE('M','D','0','6','4')
+#define MEDALLION_ERRCODE_HTTP_PROTOCOL			MAKE_SQLSTATE('M','D','0','6','5')
+#define MEDALLION_ERRCODE_HTTP_FAILURE			MAKE_SQLSTATE('M','D','0','6','6')
+
+/* Redirects followed by one request, each hop checked like the first URL. */
+#define MEDALLION_HTTP_MAX_REDIRECTS 5
+
+/* One request. */
+typedef struct HttpRequest
+{
+	const char *method;			/* "GET" or "POST" */
+	const char *url;
+	List	   *headers;		/* of char *: "Name: value" */
+	const char *body;			/* POST: the body, or NULL */
+	size_t		body_len;
+	int			timeout_ms;		/* 0: medallion.http_timeout */
+} HttpRequest;
+
+/* Its response (palloc'd in the caller's context). */
+typedef struct HttpResponse
+{
+	long		status;
+	char	   *url;			/* the URL that answered (after redirects) */
+	char	   *body;			/* NUL-terminated */
+	size_t		body_len;
+	char	   *link_next;		/* Link header's rel="next", resolved; or NULL */
+	char	   *etag;
+	char	   *last_modified;
+	int			retry_after;	/* Retry-After in seconds; -1: none */
+} HttpResponse;
+
+/* http.c */
+extern void medallion_http_request(const HttpRequest *req, HttpResponse *resp);
+extern char *medallion_http_resolve(const char *base, const char *ref);
+extern char *medallion_http_add_query(const char *url, const char *param, int64 value);
+extern void medallion_http_check_url(const char *url, const char *what);
+
+/* allow.c: medallion.http_allowed_hosts */
+typedef struct HostAllowList HostAllowList;
+extern HostAllowList *medallion_allow_parse(const char *setting);
+extern bool medallion_allow_host(const HostAllowList *list, const char *host);
+extern bool medallion_allow_address(const HostAllowList *list, bool by_name,
+									const struct sockaddr *addr);
+
+/* source_run.c: the Retry-After of this process's last refused pull */
+extern void medallion_net_note_retry_after(int seconds);
+
+#endif							/* MEDALLION_NET_H */
