@@ -631,7 +631,38 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- Network: HTTP sources (issue 12)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- What an HTTP source keeps besides its definition (pipelines.definition,
+-- which anyone may read): its request headers, which often carry
+-- credentials, and the validators (ETag, Last-Modified) of its last
+-- response, for conditional requests.  Only the source's owner and the
+-- extension's owner read it.
+CREATE TABLE medallion.http_sources (
+    pipeline      text PRIMARY KEY REFERENCES medallion.pipelines (name)
+                  ON DELETE CASCADE ON UPDATE CASCADE,
+    headers       pg_catalog.jsonb NOT NULL DEFAULT '{}',
+    etag          text,
+    last_modified text
+);
+COMMENT ON TABLE medallion.http_sources IS
+'secret request headers and response validators of HTTP sources; readable by each source''s owner';
+SELECT pg_catalog.pg_extension_config_dump('medallion.http_sources', '');
+REVOKE ALL ON medallion.http_sources FROM PUBLIC;
+ALTER TABLE medallion.http_sources ENABLE ROW LEVEL SECURITY;
+CREATE POLICY http_sources_owner ON medallion.http_sources FOR SELECT
+    USING (medallion.owns_pipeline(http_sources.pipeline));
+GRANT SELECT ON medallion.http_sources TO PUBLIC;
+
+CREATE FUNCTION medallion.create_http_source(target regclass, url text,
+                                             options pg_catalog.jsonb DEFAULT '{}',
+                                             name text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'medallion_create_http_source'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.create_http_source(regclass, text, pg_catalog.jsonb, text) IS
+'registers an HTTP source (pipeline source.<name>) whose pages land in a bronze table when it runs; options: method, headers (secret), body, records, next, format, timeout, max_pages';
+-- Whoever may create a source makes the server fetch URLs: an
+-- administrator grants it (medallion.http_allowed_hosts bounds where to).
+REVOKE EXECUTE ON FUNCTION medallion.create_http_source(regclass, text, pg_catalog.jsonb, text) FROM PUBLIC;
 
 
 ------------------------------------------------------------------------------

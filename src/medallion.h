@@ -124,6 +124,20 @@ extern char *medallion_pseudonymize_hex(const char *data, int len);
 typedef void (*MedallionTryFn) (void *arg);
 extern ErrorData *medallion_try(MedallionTryFn fn, void *arg, bool any_error);
 
+/*
+ * SQLSTATEs MD060-MD079: a request refused by a remote server, or refused
+ * by medallion.http_* (the codes are in net/net.h).
+ */
+static inline bool
+medallion_error_is_network_refusal(int sqlerrcode)
+{
+	const int	head = (1 << 18) - 1;	/* the first three characters */
+	char		fourth = PGUNSIXBIT(sqlerrcode >> 18);
+
+	return (sqlerrcode & head) == (MAKE_SQLSTATE('M', 'D', '0', '0', '0') & head) &&
+		(fourth == '6' || fourth == '7');
+}
+
 /* errors.c: what kind of failure an error is, by SQLSTATE */
 extern const char *medallion_error_class(int sqlerrcode);
 
@@ -258,6 +272,11 @@ extern bool medallion_run_pending(Pipeline *p);
 extern void medallion_run_scheduled(const char *pipeline, int64 run_id, bool *over_budget);
 extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *edata,
 										   bool over_budget);
+
+/* net/source_run.c: runs of HTTP sources (layer 'source') */
+extern void medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts);
+extern void medallion_source_forget_empty_run(int64 run_id, const RunCounts *counts);
+extern int	medallion_net_take_retry_after(void);
 
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);

@@ -11,6 +11,8 @@
 #ifndef MEDALLION_NET_H
 #define MEDALLION_NET_H
 
+#include <sys/socket.h>
+
 #include "medallion.h"
 
 /* SQLSTATEs of refused requests (MD060-MD079); transient failures are class 08 */
@@ -61,6 +63,37 @@ extern HostAllowList *medallion_allow_parse(const char *setting);
 extern bool medallion_allow_host(const HostAllowList *list, const char *host);
 extern bool medallion_allow_address(const HostAllowList *list, bool by_name,
 									const struct sockaddr *addr);
+
+/* source.c: a source's definition */
+typedef enum SourceNextKind
+{
+	NEXT_NONE,
+	NEXT_BODY,					/* a link in the body, at next_path */
+	NEXT_LINK,					/* the Link header's rel="next" */
+	NEXT_PAGE,					/* next_param = 1, 2, 3... */
+	NEXT_OFFSET					/* next_param = records received so far */
+} SourceNextKind;
+
+typedef struct SourceSpec
+{
+	char	   *url;
+	char	   *target;			/* the bronze table's name */
+	char	   *method;
+	char	   *body;			/* POST: JSON text, or NULL */
+	char	   *records;		/* "$" or "$.a.b", as given */
+	List	   *records_path;	/* of char *: its keys */
+	bool		ndjson;
+	SourceNextKind next;
+	List	   *next_path;
+	char	   *next_param;
+	int64		next_start;
+	int			timeout_ms;		/* 0: medallion.http_timeout */
+	int			max_pages;
+} SourceSpec;
+
+extern void medallion_source_parse(Jsonb *def, SourceSpec *spec);
+extern List *medallion_source_path(const char *path, const char *option);
+extern List *medallion_source_header_lines(Jsonb *headers);
 
 /* source_run.c: the Retry-After of this process's last refused pull */
 extern void medallion_net_note_retry_after(int seconds);

@@ -320,6 +320,14 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const cha
 						medallion_option_usecs(row_option(6, "retry_base")) * pow(2.0, attempt));
 			delay *= 0.75 + 0.5 * pg_prng_double(&pg_global_prng_state);
 		}
+		/* an HTTP server's Retry-After: the retry comes no sooner */
+		if (delay > 0)
+		{
+			int			retry_after = medallion_net_take_retry_after();
+
+			if (retry_after >= 0)
+				delay = Max(delay, (double) retry_after * USECS_PER_SEC);
+		}
 		trips = medallion_pipeline_state(from) == PIPELINE_CIRCUIT_OPEN ||
 			failures + 1 >= threshold ||
 			(retry && attempt >= max_retries);

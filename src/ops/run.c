@@ -133,12 +133,31 @@ typedef struct RunAttempt
 	RunBudget  *budget;
 } RunAttempt;
 
+/*
+ * The work of a run, by the pipeline's layer.
+ */
+static void
+run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
+{
+	if (strcmp(p->layer, "source") == 0)
+		medallion_source_run(p, run_id, counts);
+	else
+		medallion_silver_run(p, run_id, kind, replay_ids, counts);
+}
+
+/* Layers whose pipelines run (bronze lands through ingest functions). */
+static bool
+runnable_layer(const char *layer)
+{
+	return strcmp(layer, "silver") == 0 || strcmp(layer, "source") == 0;
+}
+
 static void
 attempt_run(void *arg)
 {
 	RunAttempt *a = arg;
 
-	medallion_silver_run(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
+	run_layer(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
 	budget_disarm(a->budget);
 }
 
@@ -232,11 +251,11 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		medallion_run_trim_skipped(name);
 		return run_id;
 	}
-	if (strcmp(p.layer, "silver") != 0)
+	if (!runnable_layer(p.layer) || (strcmp(p.layer, "source") == 0 && replay_ids != NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot run pipeline \"%s\"", name),
-				 errdetail("Only silver pipelines are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+				 errdetail("Only silver pipelines and HTTP sources are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 
@@ -247,7 +266,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		PG_TRY();
 		{
-			medallion_silver_run(&p, run_id, kind, replay_ids, &counts);
+			run_layer(&p, run_id, kind, replay_ids, &counts);
 		}
 		PG_CATCH();
 		{
@@ -265,6 +284,9 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		PG_END_TRY();
 		budget_disarm(&budget);
 		medallion_policy_after_success(name, run_id, &counts);
+		/* a scheduled pull that landed nothing leaves no run */
+		if (scheduled_run_id && strcmp(p.layer, "source") == 0)
+			medallion_source_forget_empty_run(run_id, &counts);
 		if (out)
 			*out = counts;
 		return run_id;
@@ -335,6 +357,9 @@ medallion_run_pending(Pipeline *p)
 	/* no role to look as: the run is refused, recorded, and halts */
 	if (!OidIsValid(p->owner))
 		return true;
+	/* a source cannot tell without pulling: each tick pulls */
+	if (strcmp(p->layer, "source") == 0)
+		return true;
 	edata = medallion_try(attempt_pending, &attempt, true);
 	if (edata == NULL)
 		return attempt.pending;
@@ -359,7 +384,7 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 	bool		pending;
 
 	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
-		strcmp(p.layer, "silver") != 0 || !medallion_policy_schedulable(&p))
+		!runnable_layer(p.layer) || !medallion_policy_schedulable(&p))
 	{
 		if (p.pause_requested)
 			medallion_pause_fold(pipeline);
