@@ -160,14 +160,16 @@ url_parts(const char *url, char **scheme, char **host)
 	if (u == NULL)
 		return false;
 	ok = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
-		curl_url_get(u, CURLUPART_SCHEME, &s, 0) == CURLUE_OK &&
-		curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK;
+		curl_url_get(u, CURLUPART_SCHEME, &s, 0) == CURLUE_OK;
+	/* file:///x has no host: its scheme is what refuses it */
+	if (ok && curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK)
+		h = NULL;
 	curl_url_cleanup(u);
 	/* copied only now: a palloc failure leaks nothing of libcurl's but s, h */
 	PG_TRY();
 	{
 		*scheme = ok ? pstrdup(s) : NULL;
-		*host = ok ? pstrdup(h) : NULL;
+		*host = ok ? pstrdup(h ? h : "") : NULL;
 		if (ok && (*host)[0] == '[')
 		{
 			/* an IPv6 literal, bracketed */

@@ -151,6 +151,10 @@ medallion_source_parse(Jsonb *def, SourceSpec *spec)
 
 	spec->url = string_option(def, "url");
 	spec->target = string_option(def, "target");
+	if (spec->url == NULL || spec->target == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("definition of an HTTP source lacks its url or target")));
 
 	s = string_option(def, "method");
 	spec->method = s ? s : "GET";
@@ -444,6 +448,7 @@ medallion_create_http_source(PG_FUNCTION_ARGS)
 	v.val.string.val = url;
 	v.val.string.len = strlen(url);
 	(void) pushJsonbValue(&state, WJB_KEY, &k);
+	(void) pushJsonbValue(&state, WJB_VALUE, &v);
 	definition = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
 	medallion_source_parse(definition, &spec);
 
