@@ -284,7 +284,7 @@ check_headers(Jsonb *options)
 				char		c = x.val.string.val[i];
 
 				if (!(isalnum((unsigned char) c) || strchr("!#$%&'*+-.^_`|~", c)))
-					bad_option("headers", "A header name is made of letters, digits and !#$%&'*+-.^_`|~.");
+					bad_option("headers", "A header name is a token: letters, digits and the punctuation that HTTP allows in names.");
 			}
 		}
 		else if (tok == WJB_VALUE)
