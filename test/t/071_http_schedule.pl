@@ -48,7 +48,7 @@ like($err, qr/cannot schedule HTTP source "source.static" on_change/, 'on_change
 sq(q{SELECT medallion.schedule('source.static', '1 second')});
 wait_for(q{SELECT count(*) = 2 FROM bronze.ev WHERE _file_name LIKE '%/static'}, 'a scheduled pull lands the page');
 is(sq(q{SELECT count(*) || ' ' || min(rows_inserted) || ' ' || bool_and(worker_pid IS NOT NULL)
-        FROM medallion.runs WHERE pipeline = 'source.static'}), '1 2 t', 'in a run worker, one run');
+        FROM medallion.runs WHERE pipeline = 'source.static'}), '1 2 true', 'in a run worker, one run');
 is(sq(q{SELECT etag FROM medallion.http_sources WHERE pipeline = 'source.static'}), '"v1"',
 	'the response\'s ETag is kept for the next request');
 my $t0 = sq(q{SELECT now()});
