@@ -669,7 +669,68 @@ REVOKE EXECUTE ON FUNCTION medallion.create_http_source(regclass, text, pg_catal
 -- Network: webhook alerts and exports (issue 12)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- Webhooks that alerts are sent to.  An administrator's setting: PUBLIC
+-- neither reads it (headers hold credentials) nor adds to it.
+CREATE TABLE medallion.webhooks (
+    id         bigserial PRIMARY KEY,
+    url        text NOT NULL,
+    pipelines  text[],
+    kinds      text[],
+    format     text NOT NULL DEFAULT 'slack'
+               CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['slack', 'json']::pg_catalog.text[])),
+    headers    pg_catalog.jsonb NOT NULL DEFAULT '{}',
+    created_by text NOT NULL DEFAULT CURRENT_USER,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE medallion.webhooks IS
+'webhooks alerts are sent to: pipelines and kinds filter (NULL: all; pipelines may use *), format slack or json, secret headers';
+SELECT pg_catalog.pg_extension_config_dump('medallion.webhooks', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.webhooks_id_seq', '');
+REVOKE ALL ON medallion.webhooks FROM PUBLIC;
+
+-- The outbox: one row per message (an alert raised or resolved, for one
+-- webhook), queued by the transaction that raised or resolved the alert and
+-- sent after it commits by the delivery worker, with retries.  The message's
+-- content is kept here: trimming old alerts loses no message.
+CREATE TABLE medallion.alert_deliveries (
+    id              bigserial PRIMARY KEY,
+    alert_id        bigint NOT NULL,
+    webhook_id      bigint NOT NULL REFERENCES medallion.webhooks (id) ON DELETE CASCADE,
+    event           text NOT NULL
+                    CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['raised', 'resolved']::pg_catalog.text[])),
+    pipeline        text NOT NULL,
+    kind            text NOT NULL,
+    message         text,
+    event_at        timestamptz NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz DEFAULT pg_catalog.now(),
+    delivered_at    timestamptz,
+    last_error      text,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE (alert_id, webhook_id, event)
+);
+CREATE INDEX ON medallion.alert_deliveries (next_attempt_at) WHERE delivered_at IS NULL;
+COMMENT ON TABLE medallion.alert_deliveries IS
+'webhook outbox: each alert raised or resolved, per matching webhook; next_attempt_at NULL once given up';
+SELECT pg_catalog.pg_extension_config_dump('medallion.alert_deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.alert_deliveries_id_seq', '');
+REVOKE ALL ON medallion.alert_deliveries FROM PUBLIC;
+
+CREATE FUNCTION medallion.add_webhook(url text, options pg_catalog.jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_add_webhook'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.add_webhook(text, pg_catalog.jsonb) IS
+'sends alerts (raised and resolved) to a URL; options: pipelines, kinds, format (slack or json), headers';
+REVOKE EXECUTE ON FUNCTION medallion.add_webhook(text, pg_catalog.jsonb) FROM PUBLIC;
+
+CREATE FUNCTION medallion.remove_webhook(id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_remove_webhook'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION medallion.remove_webhook(bigint) IS
+'removes a webhook, and its messages not delivered yet';
+REVOKE EXECUTE ON FUNCTION medallion.remove_webhook(bigint) FROM PUBLIC;
 
 
 ------------------------------------------------------------------------------

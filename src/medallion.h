@@ -277,6 +277,22 @@ extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, E
 extern void medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern void medallion_source_forget_empty_run(int64 run_id, const RunCounts *counts);
 extern int	medallion_net_take_retry_after(void);
+extern Jsonb *medallion_source_alter(const char *pipeline, Jsonb *definition, Jsonb *options);
+
+/* net/webhook.c: the webhook outbox (sent by bgw/delivery.c) */
+typedef struct WebhookDelivery
+{
+	int64		id;
+	char	   *url;
+	List	   *headers;		/* of char *: "Name: value" */
+	char	   *payload;		/* JSON text */
+} WebhookDelivery;
+
+extern void medallion_webhook_enqueue(const char *pipeline, const char *kind, const char *event);
+extern TimestampTz medallion_webhook_next_due(void);
+extern List *medallion_webhook_due(int limit);
+extern void medallion_webhook_send(const WebhookDelivery *d);
+extern void medallion_webhook_record(int64 id, const char *error);
 
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);

@@ -72,4 +72,8 @@ extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
 extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
 extern PGDLLEXPORT void medallion_worker_main(Datum arg);
 
+/* delivery.c: the webhook delivery worker, and its start by the scheduler */
+extern PGDLLEXPORT void medallion_delivery_main(Datum arg);
+extern TimestampTz medallion_delivery_tick(TimestampTz now);
+
 #endif							/* MEDALLION_BGW_H */

@@ -508,6 +508,8 @@ schedule_pass(uint64 wake_count)
 									  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
 									  1, types, values, NULL, SPI_OK_UPDATE);
 	}
+	/* webhook messages due: the delivery worker (delivery.c) */
+	next = Min(next, medallion_delivery_tick(now));
 	medallion_bgw_xact_commit();
 	return next;
 }

@@ -446,7 +446,10 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 #undef SUCCESS_UPDATE
 #undef SUCCESS_RESOLVE
 
-	/* resolved alerts' history trimmed (rare: only after failures) */
+	/* resolved alerts announced to webhooks, their history trimmed (rare) */
 	foreach(lc, resolved)
+	{
+		medallion_webhook_enqueue(pipeline, lfirst(lc), "resolved");
 		medallion_alert_trim(pipeline, lfirst(lc));
+	}
 }

@@ -374,6 +374,9 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("options must be a JSON object")));
+	/* an HTTP source's own options change its definition (net/source.c) */
+	if (strcmp(p.layer, "source") == 0)
+		opts = medallion_source_alter(name, p.definition, opts);
 	it = JsonbIteratorInit(&opts->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
