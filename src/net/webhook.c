@@ -275,15 +275,19 @@ medallion_webhook_next_due(void)
 }
 
 /*
- * The messages due now (at most limit), in the caller's memory context.
+ * Takes the messages due now (at most limit), in the caller's memory
+ * context.  Each attempt is counted, and the next one planned, before the
+ * message is sent: a worker that dies while sending, or cannot record the
+ * outcome, sends it again only after the backoff (never after
+ * MAX_ATTEMPTS).  Delivery is at least once.
  */
 List *
 medallion_webhook_due(int limit)
 {
 	MedallionGateway gw;
 	MemoryContext callercxt = CurrentMemoryContext;
-	Oid			types[1] = {INT4OID};
-	Datum		values[1];
+	Oid			types[3] = {INT4OID, INT4OID, INT4OID};
+	Datum		values[3];
 	List	   *due = NIL;
 	uint64		i;
 	uint64		n;
@@ -291,8 +295,21 @@ medallion_webhook_due(int limit)
 	if (!outbox_exists())
 		return NIL;
 	values[0] = Int32GetDatum(limit);
+	values[1] = Int32GetDatum(MAX_ATTEMPTS);
+	values[2] = Int32GetDatum(MAX_BACKOFF_SECS);
 	medallion_catalog_enter(&gw);
 	n = medallion_gateway_exec(
+		"WITH d AS (UPDATE medallion.alert_deliveries d "
+		"  SET attempts = d.attempts OPERATOR(pg_catalog.+) 1, "
+		"      next_attempt_at = CASE WHEN d.attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $2 THEN NULL "
+		"        ELSE pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => "
+		"          LEAST($3::pg_catalog.float8, "
+		"                pg_catalog.power(2::pg_catalog.float8, d.attempts::pg_catalog.float8))) END "
+		"  WHERE d.id OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT x.id FROM medallion.alert_deliveries x "
+		"      WHERE x.delivered_at IS NULL "
+		"        AND x.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
+		"      ORDER BY x.next_attempt_at, x.id LIMIT $1 FOR UPDATE SKIP LOCKED)) "
+		"  RETURNING d.*) "
 		"SELECT d.id, w.url, w.headers, "
 		"  CASE WHEN w.format OPERATOR(pg_catalog.=) 'slack' THEN "
 		"    pg_catalog.jsonb_build_object('text', pg_catalog.format('[medallion] %s %s on %s at %s: %s', "
@@ -302,10 +319,9 @@ medallion_webhook_due(int limit)
 		"  ELSE pg_catalog.jsonb_build_object('pipeline', d.pipeline, 'kind', d.kind, 'event', d.event, "
 		"      'message', d.message, 'at', d.event_at, 'alert_id', d.alert_id, "
 		"      'database', pg_catalog.current_database())::pg_catalog.text END "
-		"FROM medallion.alert_deliveries d JOIN medallion.webhooks w ON w.id OPERATOR(pg_catalog.=) d.webhook_id "
-		"WHERE d.delivered_at IS NULL AND d.next_attempt_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() "
-		"ORDER BY d.next_attempt_at, d.id LIMIT $1",
-		1, types, values, NULL, 0, SPI_OK_SELECT);
+		"FROM d JOIN medallion.webhooks w ON w.id OPERATOR(pg_catalog.=) d.webhook_id "
+		"ORDER BY d.id",
+		3, types, values, NULL, 0, SPI_OK_SELECT);
 	for (i = 0; i < n; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -352,32 +368,25 @@ medallion_webhook_send(const WebhookDelivery *d)
 }
 
 /*
- * Records the outcome of an attempt: delivered (error NULL), or failed and
- * due again after a backoff (never again after MAX_ATTEMPTS).
+ * Records the outcome of an attempt: delivered (error NULL), or why not
+ * (the next attempt was planned when it was taken).
  */
 void
 medallion_webhook_record(int64 id, const char *error)
 {
-	Oid			types[4] = {INT8OID, TEXTOID, INT4OID, INT4OID};
-	Datum		values[4];
-	char		nulls[4] = "    ";
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = "  ";
 
 	values[0] = Int64GetDatum(id);
 	if (error)
 		values[1] = CStringGetTextDatum(medallion_capped_message(error));
 	else
 		nulls[1] = 'n';
-	values[2] = Int32GetDatum(MAX_ATTEMPTS);
-	values[3] = Int32GetDatum(MAX_BACKOFF_SECS);
 	(void) medallion_catalog_exec(
-		"UPDATE medallion.alert_deliveries SET attempts = attempts OPERATOR(pg_catalog.+) 1, "
-		"  last_error = $2, "
+		"UPDATE medallion.alert_deliveries SET last_error = $2, "
 		"  delivered_at = CASE WHEN $2 IS NULL THEN pg_catalog.clock_timestamp() END, "
-		"  next_attempt_at = CASE WHEN $2 IS NULL THEN next_attempt_at "
-		"    WHEN attempts OPERATOR(pg_catalog.+) 1 OPERATOR(pg_catalog.>=) $3 THEN NULL "
-		"    ELSE pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => "
-		"      pg_catalog.least($4::pg_catalog.float8, "
-		"        pg_catalog.power(2::pg_catalog.float8, attempts::pg_catalog.float8))) END "
+		"  next_attempt_at = CASE WHEN $2 IS NULL THEN NULL ELSE next_attempt_at END "
 		"WHERE id OPERATOR(pg_catalog.=) $1",
-		4, types, values, nulls, SPI_OK_UPDATE);
+		2, types, values, nulls, SPI_OK_UPDATE);
 }
