@@ -197,4 +197,19 @@ is(sq(q{SET ROLE bob; SELECT count(*) FROM medallion.http_sources}), '0', 'anoth
 is(sq(q{SET ROLE alice; SELECT headers->>'Authorization' FROM medallion.http_sources WHERE pipeline = 'source.echo'}),
 	'Bearer s3cret', 'the source\'s owner reads its own');
 
+# ---- alter_pipeline changes a source's options ------------------------------------------------
+sq(q{SET ROLE alice; SELECT medallion.alter_pipeline('source.echo',
+      '{"headers": {"Authorization": "Bearer n3w"}, "max_retries": 5, "timeout": "5 seconds"}')});
+sq(q{SET ROLE alice; SELECT medallion.run('source.echo')});
+is(sq(q{SELECT string_agg(_raw->>'authorization', ',' ORDER BY _ingested_at) FROM bronze.ev WHERE _file_name LIKE '%/echo'}),
+	'Bearer s3cret,Bearer n3w', 'alter_pipeline replaces the secret headers');
+is(sq(q{SELECT (options->>'max_retries') || ' ' || (definition->>'timeout') FROM medallion.pipelines WHERE name = 'source.echo'}),
+	'5 5 seconds', 'a source takes the options of every pipeline and its own');
+like(fails(qq{SET ROLE alice; SELECT medallion.alter_pipeline('source.echo', '{"url": "http://localhost:$port/echo"}')}),
+	qr/host "localhost" .* is not allowed/, 'a new URL is checked against medallion.http_allowed_hosts');
+like(fails(q{SET ROLE alice; SELECT medallion.alter_pipeline('source.echo', '{"format": "csv"}')}),
+	qr/invalid value for option "format"/, 'and its options as at creation');
+like(fails(q{SET ROLE bob; SELECT medallion.alter_pipeline('source.echo', '{"max_pages": 1}')}),
+	qr/must be owner|permission denied/, 'only by its owner');
+
 done_testing();
