@@ -588,6 +588,40 @@ medallion_http_request(const HttpRequest *req, HttpResponse *resp)
 }
 
 /*
+ * Raises the error of an HTTP status that is not a success (2xx): class 08
+ * for 408, 429 and 5xx (noting Retry-After), MD060 for other 4xx.
+ */
+void
+medallion_http_require_success(const char *url, const HttpResponse *resp)
+{
+	long		s = resp->status;
+
+	if (s >= 200 && s < 300)
+		return;
+
+	if (s == 408 || s == 429 || s >= 500)
+	{
+		medallion_net_note_retry_after(resp->retry_after);
+		ereport(ERROR,
+				(errcode(ERRCODE_CONNECTION_EXCEPTION),
+				 errmsg("HTTP status %ld from \"%s\"", s, url),
+				 resp->retry_after >= 0 ?
+				 errdetail("The server asked to retry after %d seconds.", resp->retry_after) :
+				 errdetail("The server may answer later; a scheduled source retries.")));
+	}
+	if (s >= 400 && s < 500)
+		ereport(ERROR,
+				(errcode(MEDALLION_ERRCODE_HTTP_CLIENT_ERROR),
+				 errmsg("HTTP status %ld from \"%s\"", s, url),
+				 errdetail("The server refused the request; retrying it unchanged would not help."),
+				 errhint("Check the URL and headers, then resume the pipeline.")));
+	ereport(ERROR,
+			(errcode(MEDALLION_ERRCODE_HTTP_FAILURE),
+			 errmsg("HTTP status %ld from \"%s\"", s, url),
+			 errdetail("Only a 2xx status is a success.")));
+}
+
+/*
  * A reference resolved against a base URL (palloc'd), or NULL when either
  * is not a URL.
  */

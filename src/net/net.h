@@ -56,6 +56,7 @@ extern void medallion_http_request(const HttpRequest *req, HttpResponse *resp);
 extern char *medallion_http_resolve(const char *base, const char *ref);
 extern char *medallion_http_add_query(const char *url, const char *param, int64 value);
 extern void medallion_http_check_url(const char *url, const char *what);
+extern void medallion_http_require_success(const char *url, const HttpResponse *resp);
 
 /* allow.c: medallion.http_allowed_hosts */
 typedef struct HostAllowList HostAllowList;
@@ -95,7 +96,8 @@ extern void medallion_source_parse(Jsonb *def, SourceSpec *spec);
 extern List *medallion_source_path(const char *path, const char *option);
 extern List *medallion_source_header_lines(Jsonb *headers);
 
-/* source_run.c: the Retry-After of this process's last refused pull */
+/* source_run.c: the Retry-After of this process's last refused request; digests */
 extern void medallion_net_note_retry_after(int seconds);
+extern char *medallion_net_digest(const char *prefix, const char *a, const char *b, size_t blen);
 
 #endif							/* MEDALLION_NET_H */

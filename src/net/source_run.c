@@ -89,26 +89,26 @@ medallion_net_take_retry_after(void)
 }
 
 /*
- * A page's batch id: "http:" and the hex SHA-256 of its URL, a newline and
- * its body.
+ * prefix followed by the hex SHA-256 of a, a newline and b (palloc'd): a
+ * page's batch id (its URL and body), an export batch's idempotency key.
  */
-static char *
-page_batch_id(const char *url, const char *body, size_t len)
+char *
+medallion_net_digest(const char *prefix, const char *a, const char *b, size_t blen)
 {
 	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	char		hex[PG_SHA256_DIGEST_LENGTH * 2 + 1];
 
 	if (pg_cryptohash_init(ctx) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) url, strlen(url)) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) a, strlen(a)) < 0 ||
 		pg_cryptohash_update(ctx, (const uint8 *) "\n", 1) < 0 ||
-		pg_cryptohash_update(ctx, (const uint8 *) body, len) < 0 ||
+		pg_cryptohash_update(ctx, (const uint8 *) b, blen) < 0 ||
 		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
 		elog(ERROR, "could not compute SHA-256: %s", pg_cryptohash_error(ctx));
 	pg_cryptohash_free(ctx);
 	hex_encode((const char *) digest, sizeof(digest), hex);
 	hex[sizeof(hex) - 1] = '\0';
-	return psprintf("http:%s", hex);
+	return psprintf("%s%s", prefix, hex);
 }
 
 /*
@@ -276,7 +276,7 @@ not_json(const char *body, size_t len)
 static void
 json_page(Pull *pull, const char *url, const HttpResponse *resp, SourcePage *page)
 {
-	char	   *batch_id = page_batch_id(url, resp->body, resp->body_len);
+	char	   *batch_id = medallion_net_digest("http:", url, resp->body, resp->body_len);
 	const char *why = not_json(resp->body, resp->body_len);
 	Jsonb	   *doc;
 	JsonbValue *records;
@@ -341,7 +341,7 @@ json_page(Pull *pull, const char *url, const HttpResponse *resp, SourcePage *pag
 static void
 ndjson_page(Pull *pull, const char *url, const HttpResponse *resp, SourcePage *page)
 {
-	char	   *batch_id = page_batch_id(url, resp->body, resp->body_len);
+	char	   *batch_id = medallion_net_digest("http:", url, resp->body, resp->body_len);
 	int64		known;
 	int64		before = pull->counts->read;
 	const char *c;
@@ -363,36 +363,6 @@ ndjson_page(Pull *pull, const char *url, const HttpResponse *resp, SourcePage *p
 	}
 	land_records(pull, resp->body, resp->body_len, "ndjson", batch_id, url);
 	page->records = pull->counts->read - before;
-}
-
-/*
- * Raises the error of an HTTP status that is not a success.
- */
-static void
-status_failed(const char *url, const HttpResponse *resp)
-{
-	long		s = resp->status;
-
-	if (s == 408 || s == 429 || s >= 500)
-	{
-		medallion_net_note_retry_after(resp->retry_after);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONNECTION_EXCEPTION),
-				 errmsg("HTTP status %ld from \"%s\"", s, url),
-				 resp->retry_after >= 0 ?
-				 errdetail("The server asked to retry after %d seconds.", resp->retry_after) :
-				 errdetail("The server may answer later; a scheduled source retries.")));
-	}
-	if (s >= 400 && s < 500)
-		ereport(ERROR,
-				(errcode(MEDALLION_ERRCODE_HTTP_CLIENT_ERROR),
-				 errmsg("HTTP status %ld from \"%s\"", s, url),
-				 errdetail("The server refused the request; retrying it unchanged would not help."),
-				 errhint("Check the source's URL and headers, then resume it.")));
-	ereport(ERROR,
-			(errcode(MEDALLION_ERRCODE_HTTP_FAILURE),
-			 errmsg("HTTP status %ld from \"%s\"", s, url),
-			 errdetail("Only a 2xx status delivers a page.")));
 }
 
 /*
@@ -560,8 +530,7 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 			pull.not_modified = true;
 			break;
 		}
-		if (resp.status < 200 || resp.status >= 300)
-			status_failed(url, &resp);
+		medallion_http_require_success(url, &resp);
 		if (pull.spec.next == NEXT_NONE && (resp.etag || resp.last_modified || pull.etag || pull.last_modified))
 			save_validators(&pull, &resp);
 
@@ -599,11 +568,11 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 }
 
 /*
- * After a successful scheduled pull that landed nothing: no run is
+ * After a successful scheduled pull (or export) that moved nothing: no run is
  * recorded (as an empty scheduled check of a silver pipeline records none).
  */
 void
-medallion_source_forget_empty_run(int64 run_id, const RunCounts *counts)
+medallion_net_forget_empty_run(int64 run_id, const RunCounts *counts)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];

@@ -360,11 +360,7 @@ medallion_webhook_send(const WebhookDelivery *d)
 	req.body_len = strlen(d->payload);
 	req.timeout_ms = DELIVERY_TIMEOUT_MS;
 	medallion_http_request(&req, &resp);
-	if (resp.status < 200 || resp.status >= 300)
-		ereport(ERROR,
-				(errcode(resp.status >= 500 || resp.status == 429 || resp.status == 408 ?
-						 ERRCODE_CONNECTION_EXCEPTION : MEDALLION_ERRCODE_HTTP_CLIENT_ERROR),
-				 errmsg("HTTP status %ld from \"%s\"", resp.status, d->url)));
+	medallion_http_require_success(d->url, &resp);
 }
 
 /*

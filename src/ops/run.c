@@ -286,7 +286,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		medallion_policy_after_success(name, run_id, &counts);
 		/* a scheduled pull that landed nothing leaves no run */
 		if (scheduled_run_id && strcmp(p.layer, "source") == 0)
-			medallion_source_forget_empty_run(run_id, &counts);
+			medallion_net_forget_empty_run(run_id, &counts);
 		if (out)
 			*out = counts;
 		return run_id;
