@@ -732,6 +732,32 @@ COMMENT ON FUNCTION medallion.remove_webhook(bigint) IS
 'removes a webhook, and its messages not delivered yet';
 REVOKE EXECUTE ON FUNCTION medallion.remove_webhook(bigint) FROM PUBLIC;
 
+-- Exports (pipelines export.<name>): the runs of the source silver pipeline
+-- whose rows an export has sent.  A set, not a watermark: run ids are not
+-- commit order.  An export's secret headers are kept in
+-- medallion.http_sources, like a source's.
+CREATE TABLE medallion.export_runs (
+    export      text NOT NULL REFERENCES medallion.pipelines (name)
+                ON DELETE CASCADE ON UPDATE CASCADE,
+    run_id      bigint NOT NULL,
+    exported_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (export, run_id)
+);
+COMMENT ON TABLE medallion.export_runs IS
+'the source runs whose rows (and deletes) each export has sent';
+SELECT pg_catalog.pg_extension_config_dump('medallion.export_runs', '');
+GRANT SELECT ON medallion.export_runs TO PUBLIC;
+
+CREATE FUNCTION medallion.create_export(source regclass, url text,
+                                        options pg_catalog.jsonb DEFAULT '{}',
+                                        name text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'medallion_create_export'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.create_export(regclass, text, pg_catalog.jsonb, text) IS
+'registers an export (pipeline export.<name>) that POSTs the changed rows of a silver table as JSON batches with an Idempotency-Key; options: batch_size, timeout, headers (secret)';
+REVOKE EXECUTE ON FUNCTION medallion.create_export(regclass, text, pg_catalog.jsonb, text) FROM PUBLIC;
+
 
 ------------------------------------------------------------------------------
 -- Backfills (issue 11)

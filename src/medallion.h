@@ -276,6 +276,8 @@ extern void medallion_run_failed_scheduled(const char *pipeline, int64 run_id, E
 /* net/source_run.c: runs of HTTP sources (layer 'source') */
 extern void medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern void medallion_net_forget_empty_run(int64 run_id, const RunCounts *counts);
+/* net/export.c: runs of exports (layer 'export') */
+extern void medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern int	medallion_net_take_retry_after(void);
 extern Jsonb *medallion_source_alter(const char *pipeline, Jsonb *definition, Jsonb *options);
 

@@ -395,7 +395,7 @@ schedule_pass(uint64 wake_count)
 							   "  THEN pg_catalog.date_part('epoch'::pg_catalog.text, schedule::pg_catalog.interval) END, "
 							   "schedule_kind, owner::pg_catalog.text "
 							   "FROM medallion.pipelines "
-							   "WHERE layer OPERATOR(pg_catalog.=) ANY ('{silver,source}'::pg_catalog.text[]) "
+							   "WHERE layer OPERATOR(pg_catalog.=) ANY ('{silver,source,export}'::pg_catalog.text[]) "
 							   "AND (schedule_kind OPERATOR(pg_catalog.=) ANY ('{interval,on_change}'::pg_catalog.text[]) "
 							   "     OR trigger_requested OR retry_at IS NOT NULL "
 							   "     OR state OPERATOR(pg_catalog.=) 'circuit_open'::pg_catalog.text) "

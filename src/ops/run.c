@@ -141,6 +141,8 @@ run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, Ru
 {
 	if (strcmp(p->layer, "source") == 0)
 		medallion_source_run(p, run_id, counts);
+	else if (strcmp(p->layer, "export") == 0)
+		medallion_export_run(p, run_id, counts);
 	else
 		medallion_silver_run(p, run_id, kind, replay_ids, counts);
 }
@@ -149,7 +151,8 @@ run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, Ru
 static bool
 runnable_layer(const char *layer)
 {
-	return strcmp(layer, "silver") == 0 || strcmp(layer, "source") == 0;
+	return strcmp(layer, "silver") == 0 || strcmp(layer, "source") == 0 ||
+		strcmp(layer, "export") == 0;
 }
 
 static void
@@ -251,11 +254,11 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		medallion_run_trim_skipped(name);
 		return run_id;
 	}
-	if (!runnable_layer(p.layer) || (strcmp(p.layer, "source") == 0 && replay_ids != NULL))
+	if (!runnable_layer(p.layer) || (strcmp(p.layer, "silver") != 0 && replay_ids != NULL))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot run pipeline \"%s\"", name),
-				 errdetail("Only silver pipelines and HTTP sources are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+				 errdetail("Only silver pipelines, HTTP sources and exports are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 
@@ -284,8 +287,8 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		PG_END_TRY();
 		budget_disarm(&budget);
 		medallion_policy_after_success(name, run_id, &counts);
-		/* a scheduled pull that landed nothing leaves no run */
-		if (scheduled_run_id && strcmp(p.layer, "source") == 0)
+		/* a scheduled pull or export that moved nothing leaves no run */
+		if (scheduled_run_id && (strcmp(p.layer, "source") == 0 || strcmp(p.layer, "export") == 0))
 			medallion_net_forget_empty_run(run_id, &counts);
 		if (out)
 			*out = counts;
@@ -357,8 +360,8 @@ medallion_run_pending(Pipeline *p)
 	/* no role to look as: the run is refused, recorded, and halts */
 	if (!OidIsValid(p->owner))
 		return true;
-	/* a source cannot tell without pulling: each tick pulls */
-	if (strcmp(p->layer, "source") == 0)
+	/* a source cannot tell without pulling, an export finds out as it runs */
+	if (strcmp(p->layer, "source") == 0 || strcmp(p->layer, "export") == 0)
 		return true;
 	edata = medallion_try(attempt_pending, &attempt, true);
 	if (edata == NULL)

@@ -208,18 +208,20 @@ medallion_schedule(PG_FUNCTION_ARGS)
 				 errmsg("schedule must not be NULL"),
 				 errhint("Use medallion.unschedule() to remove a schedule.")));
 	schedule = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(p.layer, "silver") != 0 && strcmp(p.layer, "source") != 0)
+	if (strcmp(p.layer, "silver") != 0 && strcmp(p.layer, "source") != 0 &&
+		strcmp(p.layer, "export") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot schedule pipeline \"%s\"", name),
-				 errdetail("Only silver pipelines and HTTP sources are scheduled; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+				 errdetail("Only silver pipelines, HTTP sources and exports are scheduled; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
-	/* nothing lands in a source's remote server that medallion could see */
-	if (strcmp(p.layer, "source") == 0 && strcmp(schedule, "on_change") == 0)
+	/* on_change follows bronze landings: neither a source nor an export sees them */
+	if ((strcmp(p.layer, "source") == 0 || strcmp(p.layer, "export") == 0) &&
+		strcmp(schedule, "on_change") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot schedule HTTP source \"%s\" on_change", name),
-				 errdetail("A source learns of new data only by pulling."),
+				 errmsg("cannot schedule pipeline \"%s\" on_change", name),
+				 errdetail("An HTTP source or an export learns of new data only when it runs."),
 				 errhint("Use an interval such as '5 minutes', or a cron expression.")));
 
 	if (strcmp(schedule, "on_change") == 0)

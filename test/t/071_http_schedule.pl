@@ -44,7 +44,7 @@ sq(q{CREATE EXTENSION medallion; SELECT medallion.create_bronze('ev', 'api')});
 source('static', '/static');
 my ($rc, $out, $err) = $node->psql($db, q{SELECT medallion.schedule('source.static', 'on_change')},
 	extended_stderr => 1);
-like($err, qr/cannot schedule HTTP source "source.static" on_change/, 'on_change is refused for a source');
+like($err, qr/cannot schedule pipeline "source.static" on_change/, 'on_change is refused for a source');
 sq(q{SELECT medallion.schedule('source.static', '1 second')});
 wait_for(q{SELECT count(*) = 2 FROM bronze.ev WHERE _file_name LIKE '%/static'}, 'a scheduled pull lands the page');
 is(sq(q{SELECT count(*) || ' ' || min(rows_inserted) || ' ' || bool_and(worker_pid IS NOT NULL)
