@@ -22,9 +22,9 @@ behaviour:
   /redirect?to=URL     302 to URL
   /status?code=N       that status
   /echo                one record holding the request's Authorization header
-  /hook                POST: a webhook receiver; 503 while down
+  /hook                POST: a webhook (or export) receiver; 503 while down
   /hook/down, /hook/up switch the receiver
-  /hook/received       the bodies received, as a JSON array
+  /hook/received       what was received (bodies, headers) and the keys of refused posts
 """
 import gzip
 import json
@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlparse
 
 LOCK = threading.Lock()
 SEEN = {}
-HOOK = {'up': True, 'received': [], 'refused': 0}
+HOOK = {'up': True, 'received': [], 'refused': 0, 'refused_keys': []}
 
 
 def first_time(key):
@@ -156,16 +156,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json({'up': True})
         elif path == '/hook/received':
             with LOCK:
-                self.send_json({'received': HOOK['received'], 'refused': HOOK['refused']})
+                self.send_json({'received': HOOK['received'], 'refused': HOOK['refused'],
+                                'refused_keys': HOOK['refused_keys']})
         elif path == '/hook':
             with LOCK:
                 if not HOOK['up']:
                     HOOK['refused'] += 1
+                    HOOK['refused_keys'].append(self.headers.get('Idempotency-Key'))
                     up = False
                 else:
                     HOOK['received'].append({'body': getattr(self, 'body', b'').decode(),
                                              'content_type': self.headers.get('Content-Type'),
-                                             'token': self.headers.get('X-Token')})
+                                             'token': self.headers.get('X-Token'),
+                                             'key': self.headers.get('Idempotency-Key')})
                     up = True
             if up:
                 self.send(200, 'ok', ctype='text/plain')
