@@ -644,7 +644,7 @@ CREATE TABLE medallion.http_sources (
     last_modified text
 );
 COMMENT ON TABLE medallion.http_sources IS
-'secret request headers and response validators of HTTP sources; readable by each source''s owner';
+'secret request headers of HTTP sources and exports, and the validators of a source''s last response; readable by each pipeline''s owner';
 SELECT pg_catalog.pg_extension_config_dump('medallion.http_sources', '');
 REVOKE ALL ON medallion.http_sources FROM PUBLIC;
 ALTER TABLE medallion.http_sources ENABLE ROW LEVEL SECURITY;
