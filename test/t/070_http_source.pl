@@ -2,8 +2,8 @@
 # (file:// refused, hosts outside medallion.http_allowed_hosts refused, EXECUTE and INSERT
 # needed); pagination by a link in the body, by the Link header and by an offset parameter;
 # a refetch lands nothing; a body that is not JSON is one DLQ row of the source; ndjson; the
-# error classes (a slow server times out, 503 is transient, 404 is not, an oversized body
-# and a redirect to a host not allowed are refused); a cancel stops a download at once;
+# error classes (a slow server times out, 503 is transient, 404 is not, an oversized body,
+# a TLS failure and a redirect to a host not allowed are refused); a cancel stops a download at once;
 # secret headers are sent but readable only by the source's owner.
 use strict;
 use warnings;
@@ -165,6 +165,11 @@ like(last_run('redir', q{sqlstate || ' ' || error_message}),
 source('redir_file', "/redirect?to=file:///etc/passwd");
 sq(q{SELECT medallion.run('source.redir_file')});
 is(last_run('redir_file', 'sqlstate'), 'MD063', 'a redirect to file:// is refused');
+
+sq(qq{SELECT medallion.create_http_source('bronze.ev', 'https://127.0.0.1:$port/items', '{}', 'tls')});
+sq(q{SELECT medallion.run('source.tls')});
+like(last_run('tls', q{error_class || ' ' || sqlstate || ' ' || error_message}), qr/^infrastructure MD062 TLS failure/,
+	'a TLS failure (here: no TLS at all on the other side) is refused, not retried');
 
 # ---- a cancel stops a download ----------------------------------------------------------
 source('trickle', '/trickle');
