@@ -25,6 +25,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/cryptohash.h"
@@ -155,6 +156,7 @@ land_records(Pull *pull, const char *text, size_t len, const char *format,
 	bool		isnull;
 	int64		landed = 0;
 	int64		dlq = 0;
+	bool		mine = false;
 
 	values[0] = ObjectIdGetDatum(pull->relid);
 	values[1] = PointerGetDatum(cstring_to_text_with_len(text, (int) len));
@@ -170,16 +172,25 @@ land_records(Pull *pull, const char *text, size_t len, const char *format,
 	values[1] = CStringGetTextDatum(batch_id);
 	types[0] = TEXTOID;
 	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("SELECT rows_landed, rows_dlq FROM medallion.batches "
+	if (medallion_gateway_exec("SELECT rows_landed, rows_dlq, xmin FROM medallion.batches "
 							   "WHERE pipeline OPERATOR(pg_catalog.=) $1 "
 							   "AND batch_id OPERATOR(pg_catalog.=) $2",
 							   2, types, values, NULL, 1, SPI_OK_SELECT) == 1)
 	{
 		landed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 		dlq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		mine = TransactionIdIsCurrentTransactionId(
+			DatumGetTransactionId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull)));
 	}
 	medallion_gateway_leave(&gw);
 	pull->counts->read += landed + dlq;
+	if (!mine)
+	{
+		/* another pull of the same page claimed it first (ingest_text waited for it) */
+		pull->counts->unchanged += landed + dlq;
+		pull->pages_unchanged++;
+		return;
+	}
 	pull->counts->inserted += landed;
 	pull->counts->dlq += dlq;
 	pull->pages_landed++;
@@ -197,7 +208,13 @@ land_unparseable(Pull *pull, const char *body, size_t len, const char *batch_id,
 	MedallionDlqEntry e = {0};
 
 	if (!medallion_catalog_claim_batch(pull->bronze, batch_id, url))
+	{
+		/* another pull of the same page claimed it first */
+		pull->counts->read += 1;
+		pull->counts->unchanged += 1;
+		pull->pages_unchanged++;
 		return;
+	}
 	e.pipeline = pull->p->name;
 	e.payload = body;
 	e.payload_len = pg_encoding_verifymbstr(GetDatabaseEncoding(), body, (int) Min(len, (size_t) PG_INT32_MAX));

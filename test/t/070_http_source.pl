@@ -189,6 +189,23 @@ eval { $bg->quit; };
 is(sq(q{SELECT count(*) FROM medallion.runs WHERE pipeline = 'source.trickle'}), '0',
 	'a cancel stops the run with its transaction');
 
+# ---- two pulls of the same page at once: it lands once -------------------------------------
+source('twin_a', '/slow');
+source('twin_b', '/slow');
+$bg = $node->background_psql($db, on_error_stop => 0);
+$bg->query_until(qr/started/, q{\echo started
+SELECT medallion.run('source.twin_a');
+});
+wait_for(q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%source.twin_a%' AND state = 'active' AND pid <> pg_backend_pid()},
+	'a pull of a slow page is under way');
+sq(q{SELECT medallion.run('source.twin_b')});
+$bg->quit;
+is(sq(q{SELECT count(*) FROM bronze.ev WHERE _file_name LIKE '%/slow'}), '1',
+	'two sources pulling the same page at once land it once');
+is(sq(q{SELECT sum(rows_read) || ' ' || sum(rows_inserted) || ' ' || sum(rows_unchanged) FROM medallion.runs
+        WHERE pipeline IN ('source.twin_a', 'source.twin_b') AND status = 'succeeded'}),
+	'2 1 1', 'one counts it inserted, the other unchanged');
+
 # ---- secret headers -------------------------------------------------------------------------
 sq(q{GRANT INSERT ON bronze.ev TO alice; GRANT USAGE ON SCHEMA bronze TO alice});
 sq(qq{SET ROLE alice; SELECT medallion.create_http_source('bronze.ev', '$base/echo',
