@@ -278,6 +278,7 @@ extern void medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern void medallion_net_forget_empty_run(int64 run_id, const RunCounts *counts);
 /* net/export.c: runs of exports (layer 'export') */
 extern void medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts);
+extern Jsonb *medallion_export_alter(const char *pipeline, Jsonb *definition, Jsonb *options);
 extern int	medallion_net_take_retry_after(void);
 extern Jsonb *medallion_source_alter(const char *pipeline, Jsonb *definition, Jsonb *options);
 

@@ -178,8 +178,7 @@ medallion_create_export(PG_FUNCTION_ARGS)
 	char	   *name;
 	char	   *pipeline;
 	ExportSpec	spec;
-	JsonbValue *h;
-	Jsonb	   *headers = NULL;
+	Jsonb	   *headers;
 	StringInfoData def;
 	Oid			types[4] = {TEXTOID, TEXTOID, JSONBOID, JSONBOID};
 	Datum		values[4];
@@ -205,14 +204,7 @@ medallion_create_export(PG_FUNCTION_ARGS)
 				 errmsg("permission denied for table %s", quote_qualified_identifier("silver", get_rel_name(relid))),
 				 errhint("An export reads its table as its owner: the SELECT privilege is needed.")));
 	export_parse(options, &spec, true);
-	h = getKeyJsonValueFromContainer(&options->root, "headers", 7, NULL);
-	if (h && h->type != jbvNull)
-	{
-		if (h->type != jbvBinary || !JsonContainerIsObject(h->val.binary.data))
-			bad_export_option("headers", "It must be an object of header names and string values.");
-		headers = JsonbValueToJsonb(h);
-		(void) medallion_source_header_lines(headers);
-	}
+	headers = medallion_net_check_headers(options);
 	medallion_http_check_url(url, "URL");
 
 	name = PG_ARGISNULL(3) ? get_rel_name(relid) : text_to_cstring(PG_GETARG_TEXT_PP(3));
@@ -466,4 +458,36 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 									  "WHERE run_id OPERATOR(pg_catalog.=) $1",
 									  2, dtypes, dvalues, NULL, SPI_OK_UPDATE);
 	}
+}
+
+/* Whether a key is an option of an export (alter_pipeline). */
+static bool
+is_export_option(const char *key, int len)
+{
+	static const char *const names[] = {"url", "batch_size", "timeout", "headers", NULL};
+	const char *const *n;
+
+	for (n = names; *n; n++)
+		if ((int) strlen(*n) == len && strncmp(*n, key, len) == 0)
+			return true;
+	return false;
+}
+
+static void
+check_export_definition(Jsonb *def)
+{
+	ExportSpec	spec;
+
+	export_parse(def, &spec, false);
+}
+
+/*
+ * alter_pipeline() of an export: url, batch_size, timeout, headers (null
+ * removes one), checked as at creation; returns the other options.
+ */
+Jsonb *
+medallion_export_alter(const char *pipeline, Jsonb *definition, Jsonb *options)
+{
+	return medallion_net_alter(pipeline, definition, options, is_export_option,
+							   check_export_definition);
 }

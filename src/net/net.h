@@ -95,6 +95,13 @@ typedef struct SourceSpec
 extern void medallion_source_parse(Jsonb *def, SourceSpec *spec);
 extern List *medallion_source_path(const char *path, const char *option);
 extern List *medallion_source_header_lines(Jsonb *headers);
+extern Jsonb *medallion_net_check_headers(Jsonb *options);
+
+/* alter.c: alter_pipeline() of sources and exports */
+typedef bool (*NetOwnOptionFn) (const char *key, int len);
+typedef void (*NetCheckDefinitionFn) (Jsonb *def);
+extern Jsonb *medallion_net_alter(const char *pipeline, Jsonb *definition, Jsonb *options,
+								  NetOwnOptionFn own, NetCheckDefinitionFn check);
 
 /* source_run.c: the Retry-After of this process's last refused request; digests */
 extern void medallion_net_note_retry_after(int seconds);

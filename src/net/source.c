@@ -252,10 +252,11 @@ medallion_source_parse(Jsonb *def, SourceSpec *spec)
 }
 
 /*
- * The header lines ("Name: value") of an options' "headers" object, checked.
+ * An options' "headers" object, checked (names are tokens, values strings
+ * without line breaks), or NULL when there is none.
  */
-static Jsonb *
-check_headers(Jsonb *options)
+Jsonb *
+medallion_net_check_headers(Jsonb *options)
 {
 	JsonbValue *v = object_get(options, "headers");
 	Jsonb	   *h;
@@ -412,7 +413,7 @@ medallion_create_http_source(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("url and target are arguments, not options")));
-	headers = options ? check_headers(options) : NULL;
+	headers = options ? medallion_net_check_headers(options) : NULL;
 	medallion_http_check_url(url, "URL");
 
 	name = PG_ARGISNULL(3) ? default_name(target.relname) : text_to_cstring(PG_GETARG_TEXT_PP(3));
@@ -475,7 +476,7 @@ medallion_create_http_source(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(pipeline));
 }
 
-/* Whether a key is an option of an HTTP source. */
+/* Whether a key is an option of an HTTP source (alter_pipeline). */
 static bool
 is_source_option(const char *key, int len)
 {
@@ -489,101 +490,22 @@ is_source_option(const char *key, int len)
 	return false;
 }
 
+static void
+check_source_definition(Jsonb *def)
+{
+	SourceSpec	spec;
+
+	medallion_source_parse(def, &spec);
+}
+
 /*
- * alter_pipeline() of an HTTP source: its own options (url, method,
- * headers, body, records, next, format, timeout, max_pages; null removes
- * one) change its definition, checked as at creation; returns the other
- * options, for the options every pipeline has.
+ * alter_pipeline() of an HTTP source: url, method, headers, body, records,
+ * next, format, timeout, max_pages (null removes one), checked as at
+ * creation; returns the other options.
  */
 Jsonb *
 medallion_source_alter(const char *pipeline, Jsonb *definition, Jsonb *options)
 {
-	JsonbParseState *rest = NULL;
-	JsonbParseState *def = NULL;
-	JsonbIterator *it;
-	JsonbIteratorToken tok;
-	JsonbValue	k,
-				v;
-	bool		changed = false;
-	Jsonb	   *headers = NULL;
-	bool		headers_given = false;
-	Jsonb	   *result;
-	Jsonb	   *newdef;
-	SourceSpec	spec;
-	char	   *url_before;
-
-	(void) pushJsonbValue(&rest, WJB_BEGIN_OBJECT, NULL);
-	(void) pushJsonbValue(&def, WJB_BEGIN_OBJECT, NULL);
-	/* the options given, sorted out */
-	it = JsonbIteratorInit(&options->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		if (tok != WJB_KEY)
-			continue;
-		(void) JsonbIteratorNext(&it, &v, true);
-		if (!is_source_option(k.val.string.val, k.val.string.len))
-		{
-			(void) pushJsonbValue(&rest, WJB_KEY, &k);
-			(void) pushJsonbValue(&rest, WJB_VALUE, &v);
-			continue;
-		}
-		changed = true;
-		if (k.val.string.len == 7 && strncmp(k.val.string.val, "headers", 7) == 0)
-		{
-			headers_given = true;
-			headers = check_headers(options);
-			continue;
-		}
-		if (v.type == jbvNull)
-			continue;
-		(void) pushJsonbValue(&def, WJB_KEY, &k);
-		(void) pushJsonbValue(&def, WJB_VALUE, &v);
-	}
-	result = JsonbValueToJsonb(pushJsonbValue(&rest, WJB_END_OBJECT, NULL));
-	if (!changed)
-		return result;
-
-	/* the definition's keys that were not given (or given as null: dropped) */
-	it = JsonbIteratorInit(&definition->root);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
-	{
-		if (tok != WJB_KEY)
-			continue;
-		(void) JsonbIteratorNext(&it, &v, true);
-		if (getKeyJsonValueFromContainer(&options->root, k.val.string.val, k.val.string.len, NULL))
-			continue;
-		(void) pushJsonbValue(&def, WJB_KEY, &k);
-		(void) pushJsonbValue(&def, WJB_VALUE, &v);
-	}
-	newdef = JsonbValueToJsonb(pushJsonbValue(&def, WJB_END_OBJECT, NULL));
-	medallion_source_parse(newdef, &spec);
-	url_before = string_option(definition, "url");
-	if (url_before == NULL || strcmp(url_before, spec.url) != 0)
-		medallion_http_check_url(spec.url, "URL");
-
-	{
-		Oid			types[2] = {TEXTOID, JSONBOID};
-		Datum		values[2];
-		char		nulls[2] = "  ";
-
-		values[0] = CStringGetTextDatum(pipeline);
-		values[1] = JsonbPGetDatum(newdef);
-		(void) medallion_catalog_exec("UPDATE medallion.pipelines SET definition = $2 "
-									  "WHERE name OPERATOR(pg_catalog.=) $1",
-									  2, types, values, NULL, SPI_OK_UPDATE);
-		if (headers_given)
-		{
-			if (headers)
-				values[1] = JsonbPGetDatum(headers);
-			else
-				nulls[1] = 'n';
-			/* new headers: the validators were the old request's */
-			(void) medallion_catalog_exec("UPDATE medallion.http_sources "
-										  "SET headers = COALESCE($2, '{}'::pg_catalog.jsonb), "
-										  "etag = NULL, last_modified = NULL "
-										  "WHERE pipeline OPERATOR(pg_catalog.=) $1",
-										  2, types, values, nulls, SPI_OK_UPDATE);
-		}
-	}
-	return result;
+	return medallion_net_alter(pipeline, definition, options, is_source_option,
+							   check_source_definition);
 }

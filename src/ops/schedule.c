@@ -376,9 +376,11 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("options must be a JSON object")));
-	/* an HTTP source's own options change its definition (net/source.c) */
+	/* an HTTP source's or an export's own options change its definition (net/) */
 	if (strcmp(p.layer, "source") == 0)
 		opts = medallion_source_alter(name, p.definition, opts);
+	else if (strcmp(p.layer, "export") == 0)
+		opts = medallion_export_alter(name, p.definition, opts);
 	it = JsonbIteratorInit(&opts->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{

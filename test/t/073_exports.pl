@@ -114,6 +114,17 @@ is($keys[-2], $refused[0], 'the batch sent again carries the key of the failed a
 is(records(), 'upsert:1,upsert:2,upsert:3,delete:3,upsert:2,upsert:4,upsert:5,upsert:6,upsert:7',
 	'and every row arrives');
 
+# ---- alter_pipeline ------------------------------------------------------------------------
+sq(q{SELECT medallion.alter_pipeline('export.ev', '{"batch_size": 100, "headers": {"X-Token": "e1"}, "max_retries": 7}')});
+is(sq(q{SELECT (definition->>'batch_size') || ' ' || (options->>'max_retries') FROM medallion.pipelines WHERE name = 'export.ev'}),
+	'100 7', 'alter_pipeline changes an export\'s options and those of every pipeline');
+like(fails(q{SELECT medallion.alter_pipeline('export.ev', '{"batch_size": 0}')}), qr/invalid value for option "batch_size"/,
+	'checked as at creation');
+like(fails(q{SELECT medallion.alter_pipeline('export.ev', '{"url": null}')}), qr/url of pipeline "export.ev" cannot be removed/,
+	'its url cannot be removed');
+sq(q{SELECT medallion.ingest('bronze.ev', '{"id": 9, "v": "i"}'); SELECT medallion.run('silver.ev'); SELECT medallion.run('export.ev')});
+is(received()->{received}[-1]{token}, 'e1', 'the new headers are sent');
+
 # ---- scheduled ----------------------------------------------------------------------------
 sq(q{SELECT medallion.schedule('export.ev', '1 second')});
 my $runs = sq(q{SELECT count(*) FROM medallion.runs WHERE pipeline = 'export.ev'});
