@@ -68,6 +68,27 @@ medallion_delivery_tick(TimestampTz now)
 }
 
 /*
+ * Scheduler side, at its exit: the delivery worker goes with it (it holds a
+ * connection to the database, as run workers do).
+ */
+void
+medallion_delivery_terminate(void)
+{
+	if (delivery_worker != NULL)
+		TerminateBackgroundWorker(delivery_worker);
+}
+
+/* Whether the scheduler's delivery worker still runs. */
+bool
+medallion_delivery_alive(void)
+{
+	pid_t		pid;
+
+	return delivery_worker != NULL &&
+		GetBackgroundWorkerPid(delivery_worker, &pid) != BGWH_STOPPED;
+}
+
+/*
  * Entry point of a delivery worker; its argument is the database's OID.
  */
 void

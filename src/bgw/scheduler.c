@@ -116,9 +116,10 @@ scheduler_detach(int code, Datum arg)
 	 */
 	foreach(lc, running)
 		TerminateBackgroundWorker(((RunningWorker *) lfirst(lc))->handle);
+	medallion_delivery_terminate();
 	for (int waited = 0; waited < 5000; waited += 10)
 	{
-		bool		alive = false;
+		bool		alive = medallion_delivery_alive();
 
 		foreach(lc, running)
 		{
