@@ -23,7 +23,7 @@ behaviour:
   /status?code=N       that status
   /echo                one record holding the request's Authorization header
   /hook                POST: a webhook (or export) receiver; 503 while down
-  /hook/down, /hook/up switch the receiver
+  /hook/down, /hook/up switch the receiver; /hook/slow makes it answer after 8 seconds
   /hook/received       what was received (bodies, headers) and the keys of refused posts
 """
 import gzip
@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlparse
 
 LOCK = threading.Lock()
 SEEN = {}
-HOOK = {'up': True, 'received': [], 'refused': 0, 'refused_keys': []}
+HOOK = {'up': True, 'slow': False, 'received': [], 'refused': 0, 'refused_keys': []}
 
 
 def first_time(key):
@@ -154,11 +154,16 @@ class Handler(BaseHTTPRequestHandler):
         elif path == '/hook/up':
             HOOK['up'] = True
             self.send_json({'up': True})
+        elif path == '/hook/slow':
+            HOOK['slow'] = True
+            self.send_json({'slow': True})
         elif path == '/hook/received':
             with LOCK:
                 self.send_json({'received': HOOK['received'], 'refused': HOOK['refused'],
                                 'refused_keys': HOOK['refused_keys']})
         elif path == '/hook':
+            if HOOK['slow']:
+                time.sleep(8)
             with LOCK:
                 if not HOOK['up']:
                     HOOK['refused'] += 1

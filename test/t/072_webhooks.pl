@@ -4,7 +4,8 @@
 # by the transaction that raised it and sent after commit by the delivery worker, as
 # Slack-compatible JSON with the webhook's secret headers; a webhook whose filters do not
 # match gets nothing; while the receiver is down the message is retried with backoff, and
-# delivered once it is back; remove_webhook drops a webhook and its messages.
+# delivered once it is back; remove_webhook drops a webhook and its messages; DROP DATABASE
+# takes a delivery worker down with the database's scheduler.
 use strict;
 use warnings;
 use FindBin;
@@ -14,7 +15,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use MedallionNode;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(time usleep);
 
 my $portfile = PostgreSQL::Test::Utils::tempdir() . '/httpd.port';
 my $httpd = fork();
@@ -107,5 +108,18 @@ is(sq(qq{SELECT count(*) FROM medallion.alert_deliveries WHERE webhook_id = $hoo
 	'remove_webhook drops the webhook\'s messages');
 like(fails(qq{SELECT medallion.remove_webhook($hook)}), qr/webhook $hook does not exist/,
 	'removing it again is an error');
+
+# ---- DROP DATABASE does not wait for a delivery in progress ------------------------------
+sq(q{CREATE DATABASE hooked});
+$node->safe_psql('hooked', qq{CREATE EXTENSION medallion; SELECT medallion.create_bronze('ev', 'api');
+    SELECT medallion.add_webhook('$base/hook');
+    SELECT medallion.create_http_source('bronze.ev', '$base/status?code=404', '{}', 'gone');
+    SELECT medallion.schedule('source.gone', '1 hour')});
+hook('slow');
+wait_for(q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'medallion delivery worker' AND datname = 'hooked'},
+	'a delivery to a slow receiver is under way');
+my $t0 = time;
+sq(q{DROP DATABASE hooked});
+ok(time - $t0 < 4, 'DROP DATABASE stops the delivery worker with the scheduler, without waiting for it');
 
 done_testing();
