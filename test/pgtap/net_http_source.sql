@@ -2,9 +2,10 @@
 -- schedule, add_webhook and remove_webhook refuse, with their SQLSTATEs (the scheme, the
 -- host allow-list, options, names, privileges), where the secret headers are kept and who
 -- can read them, and a run refused by the allow-list (MD061, class infrastructure).
--- Transfers against a real server are in test/t/070_http_source.pl and its neighbours.
+-- Exports: their refusals too.  Transfers against a real server are in
+-- test/t/070_http_source.pl and its neighbours.
 BEGIN;
-SELECT plan(32);
+SELECT plan(37);
 
 CREATE ROLE medallion_tap_net_owner NOLOGIN;
 CREATE ROLE medallion_tap_net_stranger NOLOGIN;
@@ -97,6 +98,21 @@ RESET ROLE;
 SELECT throws_ok($$SELECT medallion.add_webhook('http://127.0.0.1/hook', '{"retries": 3}')$$,
     '22023', NULL, 'an unknown webhook option is refused');
 SELECT throws_ok($$SELECT medallion.remove_webhook(-1)$$, '42704', NULL, 'removing a webhook that is not there');
+
+-- ---- exports ---------------------------------------------------------------------------------
+SELECT medallion.create_silver('net_ev', 'bronze.net_ev', '{"id": "int"}', '{id}');
+SELECT throws_ok($$SELECT medallion.create_export('bronze.net_ev', 'http://127.0.0.1/x')$$,
+    '42809', NULL, 'an export reads a silver table');
+SELECT throws_ok($$SELECT medallion.create_export('silver.net_ev', 'ftp://127.0.0.1/x')$$,
+    'MD065', NULL, 'over http or https');
+SELECT throws_ok($$SELECT medallion.create_export('silver.net_ev', 'http://127.0.0.1/x', '{"batch_size": 0}')$$,
+    '22023', NULL, 'batch_size is at least 1');
+SELECT is(medallion.create_export('silver.net_ev', 'http://127.0.0.1/x'), 'export.net_ev',
+    'an export is named after its table by default');
+SET ROLE medallion_tap_net_stranger;
+SELECT throws_ok($$SELECT medallion.create_export('silver.net_ev', 'http://127.0.0.1/y', '{}', 'other')$$,
+    '42501', NULL, 'EXECUTE on create_export is not granted to PUBLIC');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
