@@ -113,6 +113,8 @@ typedef struct BronzeTarget
 } BronzeTarget;
 
 extern void medallion_bronze_open(Oid relid, BronzeTarget *target);
+/* bronze/ingest.c: whether a bronze table redacts (its DLQ rows keep no payload) */
+extern bool medallion_bronze_redacts(Oid relid);
 
 /* pseudonym.c: keyed pseudonyms (HMAC-SHA256 under the database's key) */
 extern char *medallion_pseudonymize_hex(const char *data, int len);

@@ -40,6 +40,9 @@
 
 #include "net/net.h"
 
+/* Bytes kept of a body longer than medallion.max_record_size, as ingestion keeps of a record. */
+#define DLQ_HEAD (64 * 1024)
+
 /* The Retry-After of this process's last refused pull (-1: none). */
 static int	last_retry_after = -1;
 
@@ -216,8 +219,15 @@ land_unparseable(Pull *pull, const char *body, size_t len, const char *batch_id,
 		return;
 	}
 	e.pipeline = pull->p->name;
-	e.payload = body;
-	e.payload_len = pg_encoding_verifymbstr(GetDatabaseEncoding(), body, (int) Min(len, (size_t) PG_INT32_MAX));
+	/* as ingestion keeps a bad record: nothing when the table redacts, a head when long */
+	if (!medallion_bronze_redacts(pull->relid))
+	{
+		size_t		keep = len > (size_t) medallion_max_payload_mb * 1024 * 1024 ?
+			Min(len, DLQ_HEAD) : len;
+
+		e.payload = body;
+		e.payload_len = pg_encoding_verifymbstr(GetDatabaseEncoding(), body, (int) keep);
+	}
 	e.error_message = why;
 	e.error_type = "parse";
 	e.sqlstate = "22P02";

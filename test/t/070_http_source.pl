@@ -121,6 +121,12 @@ sq(q{SELECT medallion.run('source.garbage')});
 is(sq(q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'source.garbage'}), '1',
 	'fetching the same body again adds no DLQ row');
 
+sq(q{SELECT medallion.create_bronze('sec', 'api', redact_keys => '{card}');
+     SELECT medallion.create_http_source('bronze.sec', '} . $base . q{/garbage', '{}', 'sec_garbage');
+     SELECT medallion.run('source.sec_garbage')});
+is(sq(q{SELECT (original_payload IS NULL) || ' ' || original_length FROM medallion.dlq WHERE pipeline = 'source.sec_garbage'}),
+	'true 21', 'for a bronze table that redacts, the DLQ row keeps no payload, only its length');
+
 source('nd', '/ndjson', '{"format": "ndjson"}');
 sq(q{SELECT medallion.run('source.nd')});
 is(last_run('nd', q{rows_read || ' ' || rows_inserted || ' ' || rows_dlq}), '3 2 1',
