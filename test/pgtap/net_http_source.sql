@@ -5,7 +5,7 @@
 -- Exports: their refusals too.  Transfers against a real server are in
 -- test/t/070_http_source.pl and its neighbours.
 BEGIN;
-SELECT plan(37);
+SELECT plan(39);
 
 CREATE ROLE medallion_tap_net_owner NOLOGIN;
 CREATE ROLE medallion_tap_net_stranger NOLOGIN;
@@ -77,6 +77,14 @@ SELECT medallion.run('source.net_ev_1');
 SELECT is((SELECT status || ' ' || error_class || ' ' || sqlstate FROM medallion.runs
            WHERE pipeline = 'source.net_ev_1' ORDER BY run_id DESC LIMIT 1),
           'failed infrastructure MD061', 'the refused run is recorded, of class infrastructure');
+-- A host allowed by name may reach public addresses only: "localhost" resolves to loopback,
+-- which the list must name as an address (checked when the socket is opened).
+SET medallion.http_allowed_hosts = 'localhost';
+SELECT lives_ok($$SELECT medallion.create_http_source('bronze.net_ev', 'http://localhost:9/x', '{}', 'net_local')$$,
+    'a host listed by name is accepted at creation');
+SELECT throws_like($$SELECT medallion.run('source.net_local', strict => true)$$,
+    'address % of "http://localhost:9/x" is not allowed',
+    'but the loopback address it resolves to is refused when connecting');
 SET medallion.http_allowed_hosts = '127.0.0.1, *.example.org';
 
 -- ---- privileges ------------------------------------------------------------------------------
