@@ -29,6 +29,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "net/net.h"
@@ -372,6 +373,7 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	Datum		values[2];
 	MedallionGateway gw;
 	MemoryContext callercxt = CurrentMemoryContext;
+	MemoryContext run_cxt;
 
 	medallion_net_note_retry_after(-1);
 	export_parse(p->definition, &spec, false);
@@ -404,12 +406,19 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	medallion_gateway_leave(&gw);
 
 	runs = pending_runs(p, p->name, qtable, qtomb);
+	run_cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion export run", ALLOCSET_DEFAULT_SIZES);
 	foreach(lc, runs)
 	{
 		int64		source_run = pg_strtoint64(lfirst(lc));
-		List	   *batches = run_batches(p, qtable, qtomb, source_run, spec.batch_size);
+		List	   *batches;
 		ListCell   *bc;
 		int			n = 0;
+		MemoryContext old;
+
+		/* one source run's batches at a time in memory */
+		MemoryContextReset(run_cxt);
+		old = MemoryContextSwitchTo(run_cxt);
+		batches = run_batches(p, qtable, qtomb, source_run, spec.batch_size);
 
 		foreach(bc, batches)
 		{
@@ -441,6 +450,7 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 			counts->read += batch_records(records);
 			sent++;
 		}
+		MemoryContextSwitchTo(old);
 		values[1] = Int64GetDatum(source_run);
 		(void) medallion_catalog_exec("INSERT INTO medallion.export_runs (export, run_id) VALUES ($1, $2) "
 									  "ON CONFLICT DO NOTHING",

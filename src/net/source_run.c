@@ -37,6 +37,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 
 #include "net/net.h"
 
@@ -497,6 +498,7 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	char	   *url;
 	int64		param;
 	Oid			nsp;
+	MemoryContext page_cxt;
 
 	medallion_net_note_retry_after(-1);
 	pull.p = p;
@@ -515,6 +517,8 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	pull.bronze = medallion_pipeline_name("bronze", pull.relname);
 	load_secrets(&pull);
 
+	page_cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion HTTP page",
+									 ALLOCSET_DEFAULT_SIZES);
 	param = pull.spec.next_start;
 	url = pull.spec.next == NEXT_PAGE || pull.spec.next == NEXT_OFFSET ?
 		medallion_http_add_query(pull.spec.url, pull.spec.next_param, param) : pull.spec.url;
@@ -522,7 +526,8 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	{
 		HttpRequest req = {0};
 		HttpResponse resp;
-		SourcePage		page;
+		SourcePage	page;
+		MemoryContext old;
 
 		CHECK_FOR_INTERRUPTS();
 		if (pull.pages == pull.spec.max_pages)
@@ -534,6 +539,9 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 			break;
 		}
 		seen = lappend(seen, url);
+		/* a page's body and what was made of it go when the next page comes */
+		MemoryContextReset(page_cxt);
+		old = MemoryContextSwitchTo(page_cxt);
 		req.method = pull.spec.method;
 		req.url = url;
 		req.headers = list_copy(pull.header_lines);
@@ -555,6 +563,7 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 		if (resp.status == 304 && pull.spec.next == NEXT_NONE)
 		{
 			pull.not_modified = true;
+			MemoryContextSwitchTo(old);
 			break;
 		}
 		medallion_http_require_success(url, &resp);
@@ -584,6 +593,8 @@ medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts)
 					medallion_http_add_query(pull.spec.url, pull.spec.next_param, param);
 				break;
 		}
+		MemoryContextSwitchTo(old);
+		url = url ? pstrdup(url) : NULL;
 		if (url && seen_before(seen, url))
 		{
 			ereport(NOTICE,
