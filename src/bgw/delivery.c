@@ -137,7 +137,8 @@ medallion_delivery_main(Datum arg)
 			char	   *volatile error = NULL;
 
 			CHECK_FOR_INTERRUPTS();
-			pgstat_report_activity(STATE_RUNNING, d->url);
+			/* not the URL: a webhook's URL often holds its secret */
+			pgstat_report_activity(STATE_RUNNING, psprintf("webhook message " INT64_FORMAT, d->id));
 			medallion_bgw_xact_begin();
 			PG_TRY();
 			{
