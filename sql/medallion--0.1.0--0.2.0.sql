@@ -1092,14 +1092,132 @@ COMMENT ON FUNCTION medallion.alter_contract(text, jsonb, jsonb, boolean) IS
 -- Network: HTTP sources (issue 12)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- What an HTTP source keeps besides its definition (pipelines.definition,
+-- which anyone may read): its request headers, which often carry
+-- credentials, and the validators (ETag, Last-Modified) of its last
+-- response, for conditional requests.  Only the source's owner and the
+-- extension's owner read it.
+CREATE TABLE medallion.http_sources (
+    pipeline      text PRIMARY KEY REFERENCES medallion.pipelines (name)
+                  ON DELETE CASCADE ON UPDATE CASCADE,
+    headers       pg_catalog.jsonb NOT NULL DEFAULT '{}',
+    etag          text,
+    last_modified text
+);
+COMMENT ON TABLE medallion.http_sources IS
+'secret request headers of HTTP sources and exports, and the validators of a source''s last response; readable by each pipeline''s owner';
+SELECT pg_catalog.pg_extension_config_dump('medallion.http_sources', '');
+REVOKE ALL ON medallion.http_sources FROM PUBLIC;
+ALTER TABLE medallion.http_sources ENABLE ROW LEVEL SECURITY;
+CREATE POLICY http_sources_owner ON medallion.http_sources FOR SELECT
+    USING (medallion.owns_pipeline(http_sources.pipeline));
+GRANT SELECT ON medallion.http_sources TO PUBLIC;
+
+CREATE FUNCTION medallion.create_http_source(target regclass, url text,
+                                             options pg_catalog.jsonb DEFAULT '{}',
+                                             name text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'medallion_create_http_source'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.create_http_source(regclass, text, pg_catalog.jsonb, text) IS
+'registers an HTTP source (pipeline source.<name>) whose pages land in a bronze table when it runs; options: method, headers (secret), body, records, next, format, timeout, max_pages';
+-- Whoever may create a source makes the server fetch URLs: an
+-- administrator grants it (medallion.http_allowed_hosts bounds where to).
+REVOKE EXECUTE ON FUNCTION medallion.create_http_source(regclass, text, pg_catalog.jsonb, text) FROM PUBLIC;
 
 
 ------------------------------------------------------------------------------
 -- Network: webhook alerts and exports (issue 12)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- Webhooks that alerts are sent to.  An administrator's setting: PUBLIC
+-- neither reads it (headers hold credentials) nor adds to it.
+CREATE TABLE medallion.webhooks (
+    id         bigserial PRIMARY KEY,
+    url        text NOT NULL,
+    pipelines  text[],
+    kinds      text[],
+    format     text NOT NULL DEFAULT 'slack'
+               CHECK (format OPERATOR(pg_catalog.=) ANY (ARRAY['slack', 'json']::pg_catalog.text[])),
+    headers    pg_catalog.jsonb NOT NULL DEFAULT '{}',
+    created_by text NOT NULL DEFAULT CURRENT_USER,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE medallion.webhooks IS
+'webhooks alerts are sent to: pipelines and kinds filter (NULL: all; pipelines may use *), format slack or json, secret headers';
+SELECT pg_catalog.pg_extension_config_dump('medallion.webhooks', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.webhooks_id_seq', '');
+REVOKE ALL ON medallion.webhooks FROM PUBLIC;
+
+-- The outbox: one row per message (an alert raised or resolved, for one
+-- webhook), queued by the transaction that raised or resolved the alert and
+-- sent after it commits by the delivery worker, with retries.  The message's
+-- content is kept here: trimming old alerts loses no message.
+CREATE TABLE medallion.alert_deliveries (
+    id              bigserial PRIMARY KEY,
+    alert_id        bigint NOT NULL,
+    webhook_id      bigint NOT NULL REFERENCES medallion.webhooks (id) ON DELETE CASCADE,
+    event           text NOT NULL
+                    CHECK (event OPERATOR(pg_catalog.=) ANY (ARRAY['raised', 'resolved']::pg_catalog.text[])),
+    pipeline        text NOT NULL,
+    kind            text NOT NULL,
+    message         text,
+    event_at        timestamptz NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz DEFAULT pg_catalog.now(),
+    delivered_at    timestamptz,
+    last_error      text,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE (alert_id, webhook_id, event)
+);
+CREATE INDEX ON medallion.alert_deliveries (next_attempt_at) WHERE delivered_at IS NULL;
+COMMENT ON TABLE medallion.alert_deliveries IS
+'webhook outbox: each alert raised or resolved, per matching webhook; next_attempt_at NULL once given up';
+SELECT pg_catalog.pg_extension_config_dump('medallion.alert_deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('medallion.alert_deliveries_id_seq', '');
+REVOKE ALL ON medallion.alert_deliveries FROM PUBLIC;
+
+CREATE FUNCTION medallion.add_webhook(url text, options pg_catalog.jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_add_webhook'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.add_webhook(text, pg_catalog.jsonb) IS
+'sends alerts (raised and resolved) to a URL; options: pipelines, kinds, format (slack or json), headers';
+REVOKE EXECUTE ON FUNCTION medallion.add_webhook(text, pg_catalog.jsonb) FROM PUBLIC;
+
+CREATE FUNCTION medallion.remove_webhook(id bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_remove_webhook'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION medallion.remove_webhook(bigint) IS
+'removes a webhook, and its messages not delivered yet';
+REVOKE EXECUTE ON FUNCTION medallion.remove_webhook(bigint) FROM PUBLIC;
+
+-- Exports (pipelines export.<name>): the runs of the source silver pipeline
+-- whose rows an export has sent.  A set, not a watermark: run ids are not
+-- commit order.  An export's secret headers are kept in
+-- medallion.http_sources, like a source's.
+CREATE TABLE medallion.export_runs (
+    export      text NOT NULL REFERENCES medallion.pipelines (name)
+                ON DELETE CASCADE ON UPDATE CASCADE,
+    run_id      bigint NOT NULL,
+    exported_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (export, run_id)
+);
+COMMENT ON TABLE medallion.export_runs IS
+'the source runs whose rows (and deletes) each export has sent';
+SELECT pg_catalog.pg_extension_config_dump('medallion.export_runs', '');
+GRANT SELECT ON medallion.export_runs TO PUBLIC;
+
+CREATE FUNCTION medallion.create_export(source regclass, url text,
+                                        options pg_catalog.jsonb DEFAULT '{}',
+                                        name text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'medallion_create_export'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.create_export(regclass, text, pg_catalog.jsonb, text) IS
+'registers an export (pipeline export.<name>) that POSTs the changed rows of a silver table as JSON batches with an Idempotency-Key; options: batch_size, timeout, headers (secret)';
+REVOKE EXECUTE ON FUNCTION medallion.create_export(regclass, text, pg_catalog.jsonb, text) FROM PUBLIC;
 
 
 ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "utils/guc.h"
+#include "utils/memutils.h"
 
 #include "medallion.h"
 
@@ -28,6 +29,15 @@ int			medallion_history_days = 30;
 
 /* Largest single record ingest* accepts, in megabytes. */
 int			medallion_max_payload_mb = 64;
+
+/* Hosts and networks HTTP requests may go to (src/net/allow.c); empty: none. */
+char	   *medallion_http_allowed_hosts = NULL;
+
+/* Largest HTTP response body kept, in kilobytes (after decompression). */
+int			medallion_http_max_response_kb = 10 * 1024;
+
+/* Time one HTTP request may take, in milliseconds (connecting included). */
+int			medallion_http_timeout = 30000;
 
 /*
  * Defines the medallion.* settings and reserves the prefix, so that a typo
@@ -87,6 +97,34 @@ medallion_guc_init(void)
 							&medallion_history_days,
 							30, 1, 36500,
 							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	/*
+	 * The network settings are superuser only: the session that runs a pull
+	 * (run() of one's own source) must not widen what it may reach.
+	 */
+	DefineCustomStringVariable("medallion.http_allowed_hosts",
+							   "Hosts and networks that HTTP sources and webhooks may reach.",
+							   "A comma-separated list of host names, *.domain, * (any host by name), addresses and networks (10.0.0.0/8). Empty allows nothing.",
+							   &medallion_http_allowed_hosts,
+							   "",
+							   PGC_SUSET, GUC_LIST_INPUT,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("medallion.http_max_response_size",
+							"Largest HTTP response body that is received.",
+							"Counted as the body is decoded: a compressed body is limited by its decoded size.",
+							&medallion_http_max_response_kb,
+							10 * 1024, 1, (int) (MaxAllocSize / 1024) - 1,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("medallion.http_timeout",
+							"Time one HTTP request may take, connecting included.",
+							"A source's timeout option may only shorten it.",
+							&medallion_http_timeout,
+							30000, 100, 3600 * 1000,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("medallion");

@@ -22,6 +22,9 @@
 extern int	medallion_premake_days;
 extern int	medallion_max_payload_mb;
 extern bool medallion_allow_bronze_changes;
+extern char *medallion_http_allowed_hosts;
+extern int	medallion_http_max_response_kb;
+extern int	medallion_http_timeout;
 extern void medallion_guc_init(void);
 
 /* catalog/gateway.c: the role switch and the gateway every catalog statement uses */
@@ -151,6 +154,8 @@ typedef struct BronzeTarget
 } BronzeTarget;
 
 extern void medallion_bronze_open(Oid relid, BronzeTarget *target);
+/* bronze/ingest.c: whether a bronze table redacts (its DLQ rows keep no payload) */
+extern bool medallion_bronze_redacts(Oid relid);
 
 /* pseudonym.c: keyed pseudonyms (HMAC-SHA256 under the database's key) */
 extern char *medallion_pseudonymize_hex(const char *data, int len);
@@ -161,6 +166,20 @@ extern char *medallion_pseudonymize_hex(const char *data, int len);
 /* subxact.c: surviving an error in a subtransaction */
 typedef void (*MedallionTryFn) (void *arg);
 extern ErrorData *medallion_try(MedallionTryFn fn, void *arg, bool any_error);
+
+/*
+ * SQLSTATEs MD060-MD079: a request refused by a remote server, or refused
+ * by medallion.http_* (the codes are in net/net.h).
+ */
+static inline bool
+medallion_error_is_network_refusal(int sqlerrcode)
+{
+	const int	head = (1 << 18) - 1;	/* the first three characters */
+	char		fourth = PGUNSIXBIT(sqlerrcode >> 18);
+
+	return (sqlerrcode & head) == (MAKE_SQLSTATE('M', 'D', '0', '0', '0') & head) &&
+		(fourth == '6' || fourth == '7');
+}
 
 /* errors.c: what kind of failure an error is, by SQLSTATE */
 extern const char *medallion_error_class(int sqlerrcode);
@@ -373,6 +392,30 @@ extern void medallion_changeset_write(MedallionChangeSet *cs, int64 run_id);
 /* gold/refresh.c: a run of a gold model; its cheap pending check */
 extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);
+
+/* net/source_run.c: runs of HTTP sources (layer 'source') */
+extern void medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts);
+extern void medallion_net_forget_empty_run(int64 run_id, const RunCounts *counts);
+/* net/export.c: runs of exports (layer 'export') */
+extern void medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts);
+extern Jsonb *medallion_export_alter(const char *pipeline, Jsonb *definition, Jsonb *options);
+extern int	medallion_net_take_retry_after(void);
+extern Jsonb *medallion_source_alter(const char *pipeline, Jsonb *definition, Jsonb *options);
+
+/* net/webhook.c: the webhook outbox (sent by bgw/delivery.c) */
+typedef struct WebhookDelivery
+{
+	int64		id;
+	char	   *url;
+	List	   *headers;		/* of char *: "Name: value" */
+	char	   *payload;		/* JSON text */
+} WebhookDelivery;
+
+extern void medallion_webhook_enqueue(const char *pipeline, const char *kind, const char *event);
+extern TimestampTz medallion_webhook_next_due(void);
+extern List *medallion_webhook_due(int limit);
+extern void medallion_webhook_send(const WebhookDelivery *d);
+extern void medallion_webhook_record(int64 id, const char *error);
 
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);

@@ -72,4 +72,10 @@ extern PGDLLEXPORT void medallion_launcher_main(Datum arg);
 extern PGDLLEXPORT void medallion_scheduler_main(Datum arg);
 extern PGDLLEXPORT void medallion_worker_main(Datum arg);
 
+/* delivery.c: the webhook delivery worker, and its start by the scheduler */
+extern PGDLLEXPORT void medallion_delivery_main(Datum arg);
+extern TimestampTz medallion_delivery_tick(TimestampTz now);
+extern void medallion_delivery_terminate(void);
+extern bool medallion_delivery_alive(void);
+
 #endif							/* MEDALLION_BGW_H */

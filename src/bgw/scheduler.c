@@ -116,9 +116,10 @@ scheduler_detach(int code, Datum arg)
 	 */
 	foreach(lc, running)
 		TerminateBackgroundWorker(((RunningWorker *) lfirst(lc))->handle);
+	medallion_delivery_terminate();
 	for (int waited = 0; waited < 5000; waited += 10)
 	{
-		bool		alive = false;
+		bool		alive = medallion_delivery_alive();
 
 		foreach(lc, running)
 		{
@@ -389,7 +390,7 @@ schedule_pass(uint64 wake_count)
 								   "schedule_kind, owner::pg_catalog.text, "
 								   "options OPERATOR(pg_catalog.->>) 'breaker_cooldown'::pg_catalog.text "
 								   "FROM medallion.pipelines "
-								   "WHERE layer OPERATOR(pg_catalog.=) ANY ('{silver,gold}'::pg_catalog.text[]) "
+								   "WHERE layer OPERATOR(pg_catalog.=) ANY ('{silver,gold,source,export}'::pg_catalog.text[]) "
 								   "AND (schedule_kind OPERATOR(pg_catalog.=) ANY ('{interval,on_change}'::pg_catalog.text[]) "
 								   "     OR trigger_requested OR retry_at IS NOT NULL "
 								   "     OR state OPERATOR(pg_catalog.=) 'circuit_open'::pg_catalog.text) "
@@ -503,6 +504,8 @@ schedule_pass(uint64 wake_count)
 									  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
 									  1, types, values, NULL, SPI_OK_UPDATE);
 	}
+	/* webhook messages due: the delivery worker (delivery.c) */
+	next = Min(next, medallion_delivery_tick(now));
 	medallion_bgw_xact_commit();
 	return next;
 }

@@ -83,8 +83,8 @@ parse_format(text *format)
  * trigger): then a record that cannot land is not stored in the DLQ either,
  * since nothing could remove those keys from text that does not parse.
  */
-static bool
-table_redacts(Oid relid)
+bool
+medallion_bronze_redacts(Oid relid)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	bool		found = false;
@@ -118,7 +118,7 @@ open_target(Oid relid, IngestState *st)
 				 errmsg("cannot ingest into table \"bronze.%s\" with row-level security enabled",
 						target->relname)));
 	medallion_bronze_ensure_partitions(target);
-	st->redact = table_redacts(relid);
+	st->redact = medallion_bronze_redacts(relid);
 	st->limit = (size_t) medallion_max_payload_mb * 1024 * 1024;
 }
 

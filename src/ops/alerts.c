@@ -50,6 +50,8 @@ medallion_alert_raise(const char *pipeline, const char *kind, const char *messag
 		"SELECT pg_catalog.pg_notify('medallion_alerts', pg_catalog.row_to_json(n)::pg_catalog.text) "
 		"FROM (SELECT a.id, a.pipeline, a.kind FROM a WHERE a.occurrences OPERATOR(pg_catalog.=) 1) n",
 		3, types, values, NULL, SPI_OK_SELECT);
+	/* webhooks: queued now, sent after commit (net/webhook.c) */
+	medallion_webhook_enqueue(pipeline, kind, "raised");
 }
 
 /*
@@ -68,7 +70,10 @@ medallion_alert_resolve(const char *pipeline, const char *kind)
 							   "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND kind OPERATOR(pg_catalog.=) $2 "
 							   "AND resolved_at IS NULL",
 							   2, types, values, NULL, SPI_OK_UPDATE) > 0)
+	{
+		medallion_webhook_enqueue(pipeline, kind, "resolved");
 		medallion_alert_trim(pipeline, kind);
+	}
 }
 
 /*

@@ -46,5 +46,8 @@ medallion_error_class(int sqlerrcode)
 		return "infrastructure";
 	if (sqlerrcode == MEDALLION_ERRCODE_EXPECTATION_FAILED)
 		return "business_rule";
+	/* a remote server refused, or was refused (net/net.h): an operator decides */
+	if (medallion_error_is_network_refusal(sqlerrcode))
+		return "infrastructure";
 	return "internal";
 }

@@ -335,6 +335,14 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const cha
 						medallion_option_usecs(row_option(6, "retry_base")) * pow(2.0, attempt));
 			delay *= 0.75 + 0.5 * pg_prng_double(&pg_global_prng_state);
 		}
+		/* an HTTP server's Retry-After: the retry comes no sooner */
+		if (delay > 0)
+		{
+			int			retry_after = medallion_net_take_retry_after();
+
+			if (retry_after >= 0)
+				delay = Max(delay, (double) retry_after * USECS_PER_SEC);
+		}
 		trips = medallion_pipeline_state(from) == PIPELINE_CIRCUIT_OPEN ||
 			failures + 1 >= threshold ||
 			(retry && attempt >= max_retries);
@@ -453,7 +461,10 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 #undef SUCCESS_UPDATE
 #undef SUCCESS_RESOLVE
 
-	/* resolved alerts' history trimmed (rare: only after failures) */
+	/* resolved alerts announced to webhooks, their history trimmed (rare) */
 	foreach(lc, resolved)
+	{
+		medallion_webhook_enqueue(pipeline, lfirst(lc), "resolved");
 		medallion_alert_trim(pipeline, lfirst(lc));
+	}
 }

@@ -133,13 +133,17 @@ typedef struct RunAttempt
 } RunAttempt;
 
 /*
- * The layer's work of a run: a silver run, or a gold model's refresh.
+ * The work of a run, by the pipeline's layer.
  */
 static void
 run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
 {
 	if (strcmp(p->layer, "gold") == 0)
 		medallion_gold_run(p, run_id, counts);
+	else if (strcmp(p->layer, "source") == 0)
+		medallion_source_run(p, run_id, counts);
+	else if (strcmp(p->layer, "export") == 0)
+		medallion_export_run(p, run_id, counts);
 	else
 		medallion_silver_run(p, run_id, kind, replay_ids, counts);
 }
@@ -215,7 +219,8 @@ refuse_ownerless(Pipeline *p, const char *kind, bool strict, int64 recorded_run_
 bool
 medallion_run_accepts_layer(const char *layer)
 {
-	return strcmp(layer, "silver") == 0 || strcmp(layer, "gold") == 0;
+	return strcmp(layer, "silver") == 0 || strcmp(layer, "gold") == 0 ||
+		strcmp(layer, "source") == 0 || strcmp(layer, "export") == 0;
 }
 
 /*
@@ -302,15 +307,16 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot run pipeline \"%s\"", name),
-				 errdetail("Only silver and gold pipelines are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+				 errdetail("Only silver and gold pipelines, HTTP sources and exports are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
-	if (replay_ids != NULL && strcmp(p.layer, "gold") == 0)
+	if (replay_ids != NULL && strcmp(p.layer, "silver") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("pipeline \"%s\" has no dead-letter queue to replay", name),
-				 errdetail("Gold models compute their rows from silver and gold tables; they send none to the DLQ.")));
+				 errdetail("Only silver pipelines replay dead letters: gold models compute their rows from silver and gold tables, and an HTTP source's unparseable pages are replayed through its bronze table.")));
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
-	if (!OidIsValid(get_relname_relid(p.relname, get_namespace_oid(p.layer, true))))
+	if ((strcmp(p.layer, "silver") == 0 || strcmp(p.layer, "gold") == 0) &&
+		!OidIsValid(get_relname_relid(p.relname, get_namespace_oid(p.layer, true))))
 		return refuse_tableless(&p, kind, strict, run_id);
 
 	if (run_id == 0)
@@ -339,6 +345,9 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		PG_END_TRY();
 		budget_disarm(&budget);
 		medallion_policy_after_success(name, run_id, &counts);
+		/* a scheduled pull or export that moved nothing leaves no run */
+		if (scheduled_run_id && (strcmp(p.layer, "source") == 0 || strcmp(p.layer, "export") == 0))
+			medallion_net_forget_empty_run(run_id, &counts);
 		if (out)
 			*out = counts;
 		return run_id;
@@ -412,6 +421,9 @@ medallion_run_pending(Pipeline *p)
 	/* no role to look as: the run is refused, recorded, and halts */
 	if (!OidIsValid(p->owner))
 		return true;
+	/* a source cannot tell without pulling, an export finds out as it runs */
+	if (strcmp(p->layer, "source") == 0 || strcmp(p->layer, "export") == 0)
+		return true;
 	edata = medallion_try(attempt_pending, &attempt, true);
 	if (edata == NULL)
 		return attempt.pending;
@@ -436,8 +448,7 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 	bool		pending;
 
 	if (!medallion_pipeline_lookup(pipeline, &p, false, false, NULL) ||
-		(strcmp(p.layer, "silver") != 0 && strcmp(p.layer, "gold") != 0) ||
-		!medallion_policy_schedulable(&p))
+		!medallion_run_accepts_layer(p.layer) || !medallion_policy_schedulable(&p))
 	{
 		if (p.pause_requested)
 			medallion_pause_fold(pipeline);

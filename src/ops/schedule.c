@@ -235,12 +235,20 @@ medallion_schedule(PG_FUNCTION_ARGS)
 				 errmsg("schedule must not be NULL"),
 				 errhint("Use medallion.unschedule() to remove a schedule.")));
 	schedule = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (strcmp(p.layer, "silver") != 0 && strcmp(p.layer, "gold") != 0)
+	if (!medallion_run_accepts_layer(p.layer))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot schedule pipeline \"%s\"", name),
-				 errdetail("Only silver and gold pipelines are scheduled; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
+				 errdetail("Only silver and gold pipelines, HTTP sources and exports are scheduled; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
+	/* on_change follows bronze landings: neither a source nor an export sees them */
+	if ((strcmp(p.layer, "source") == 0 || strcmp(p.layer, "export") == 0) &&
+		strcmp(schedule, "on_change") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot schedule pipeline \"%s\" on_change", name),
+				 errdetail("An HTTP source or an export learns of new data only when it runs."),
+				 errhint("Use an interval such as '5 minutes', or a cron expression.")));
 
 	if (strcmp(schedule, "on_change") == 0)
 		kind = "on_change";
@@ -397,6 +405,11 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("options must be a JSON object")));
+	/* an HTTP source's or an export's own options change its definition (net/) */
+	if (strcmp(p.layer, "source") == 0)
+		opts = medallion_source_alter(name, p.definition, opts);
+	else if (strcmp(p.layer, "export") == 0)
+		opts = medallion_export_alter(name, p.definition, opts);
 	it = JsonbIteratorInit(&opts->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{

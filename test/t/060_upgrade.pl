@@ -234,6 +234,18 @@ $node->safe_psql('old', q{
 is($node->safe_psql('old', q{SELECT note FROM silver.orders WHERE order_id = 5}),
 	'n5', 'the next run loads under version 2');
 
+# An HTTP source on the updated catalog: registered with its edge; its run (nothing
+# listens on port 9) fails as transient.
+$node->safe_psql('old', q{
+	SET medallion.http_allowed_hosts = '127.0.0.1';
+	SELECT medallion.create_http_source('bronze.orders', 'http://127.0.0.1:9/orders', '{}', 'shop');
+	SELECT medallion.run('source.shop');
+});
+is($node->safe_psql('old', q{SELECT pipeline || ' ' || kind FROM medallion.dependencies WHERE upstream = 'source.shop'}),
+	'bronze.orders feed', 'an HTTP source made after the update feeds its bronze table');
+is($node->safe_psql('old', q{SELECT status || ' ' || error_class FROM medallion.runs WHERE pipeline = 'source.shop'}),
+	'failed transient', 'and runs (a refused connection is transient)');
+
 # A fresh install works the same way.
 $node->safe_psql('fresh', q{
 	SET ROLE alice;
