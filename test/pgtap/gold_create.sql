@@ -144,14 +144,15 @@ SELECT lives_ok($$SELECT medallion.create_gold('g_untracked', 'SELECT day FROM p
 SELECT throws_ok($$SELECT medallion.create_gold('g_daily', 'SELECT 1 AS one')$$, '42P07', NULL,
                  'a model whose table exists is refused (42P07)');
 
--- A cycle (forged: silver.g_orders made to depend on gold.g_daily) is refused ------------------
+-- A cycle cannot even be forged: the graph refuses the edge that would close it -----------------
 
 RESET ROLE;
-INSERT INTO medallion.dependencies (pipeline, upstream, kind) VALUES ('silver.g_orders', 'gold.g_daily', 'reference');
+SELECT throws_ok($$INSERT INTO medallion.dependencies (pipeline, upstream, kind)
+                  VALUES ('silver.g_orders', 'gold.g_daily', 'reference')$$, 'MD020', NULL,
+                 'an edge making silver.g_orders read the model built on it is refused (MD020)');
 SET ROLE medallion_tap_gold_owner;
-SELECT throws_ok($$SELECT medallion.create_gold('g_cyclic', 'SELECT day FROM gold.g_daily')$$, 'MD010', NULL,
-                 'a model whose upstreams lie on a cycle is refused (MD010)');
-SELECT ok(pg_temp.nothing_named('g_cyclic'), 'and nothing of it is left');
+SELECT lives_ok($$SELECT medallion.create_gold('g_cyclic', 'SELECT day FROM gold.g_daily')$$,
+                'so a model over that model is no cycle, and is created');
 RESET ROLE;
 
 SELECT * FROM finish();
