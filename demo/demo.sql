@@ -148,12 +148,12 @@ SELECT kind, rows_inserted, detail FROM medallion.runs WHERE pipeline = 'gold.ma
 SELECT pipeline, lag, status FROM medallion.freshness ORDER BY pipeline;
 
 \echo
-\echo '== 16. Lineage (Mermaid), from medallion.dependencies'
+\echo '== 16. Lineage: the graph as Mermaid, and what the DBA looks at first'
 \pset format unaligned
 \pset tuples_only on
-SELECT 'graph LR' || E'\n' || string_agg(format('  %s["%s"] --> %s["%s"]',
-           replace(upstream, '.', '_'), upstream, replace(pipeline, '.', '_'), pipeline), E'\n' ORDER BY upstream, pipeline)
-       AS mermaid
-FROM medallion.dependencies;
+SELECT medallion.lineage_graph('mermaid');
 \pset tuples_only off
 \pset format aligned
+SELECT pipeline, layer, state, last_run_status, last_rows_read, dlq_backlog, freshness
+FROM medallion.status ORDER BY pipeline;
+SELECT item, ok, hint FROM medallion.checklist('gold.marketing_daily_metrics') WHERE NOT ok;
