@@ -289,7 +289,7 @@ walk_value(TextWalk *w, char type)
 		w->top = (type == 'o') ? w->s->n - 1 : -1;
 }
 
-static JsonParseErrorType
+static void
 walk_object_start(void *state)
 {
 	TextWalk   *w = state;
@@ -298,10 +298,9 @@ walk_object_start(void *state)
 	if (w->level <= MEDALLION_PAYLOAD_KEY_DEPTH)
 		w->in_object[w->level] = true;
 	w->level++;
-	return JSON_SUCCESS;
 }
 
-static JsonParseErrorType
+static void
 walk_array_start(void *state)
 {
 	TextWalk   *w = state;
@@ -310,24 +309,22 @@ walk_array_start(void *state)
 	if (w->level <= MEDALLION_PAYLOAD_KEY_DEPTH)
 		w->in_object[w->level] = false;
 	w->level++;
-	return JSON_SUCCESS;
 }
 
-static JsonParseErrorType
+static void
 walk_end(void *state)
 {
 	((TextWalk *) state)->level--;
-	return JSON_SUCCESS;
 }
 
-static JsonParseErrorType
+static void
 walk_field_start(void *state, char *fname, bool isnull)
 {
 	TextWalk   *w = state;
 
 	w->pending = false;
 	if (fname == NULL)
-		return JSON_SUCCESS;
+		return;
 	if (w->level == 1)
 	{
 		w->pending = true;
@@ -340,10 +337,9 @@ walk_field_start(void *state, char *fname, bool isnull)
 		w->key = fname;
 		w->parent = w->top;
 	}
-	return JSON_SUCCESS;
 }
 
-static JsonParseErrorType
+static void
 walk_scalar(void *state, char *token, JsonTokenType tokentype)
 {
 	TextWalk   *w = state;
@@ -351,7 +347,6 @@ walk_scalar(void *state, char *token, JsonTokenType tokentype)
 	walk_value(w, tokentype == JSON_TOKEN_STRING ? 's' :
 			   tokentype == JSON_TOKEN_NUMBER ? 'n' :
 			   tokentype == JSON_TOKEN_NULL ? 'z' : 'b');
-	return JSON_SUCCESS;
 }
 
 /*

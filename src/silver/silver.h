@@ -75,6 +75,7 @@ typedef struct SilverRun
 	int64		ndlq_written;	/* of which new DLQ rows */
 	MemoryContext cxt;			/* lives as long as the run */
 	struct ActiveRun *ar;		/* its registration (active_run.c) */
+	double		max_bad_ratio;	/* options.max_bad_ratio; < 0: unset */
 } SilverRun;
 
 /*
@@ -97,6 +98,7 @@ typedef struct ActiveRun
 	List	   *keep_bad;
 	int64		kept;			/* rows silver_keep left out */
 	int64		kept_new;		/* of which new DLQ rows */
+	PayloadKeys *keys;			/* payload_keys_note's registry batch, or NULL */
 } ActiveRun;
 
 typedef void (*TryFn) (SilverRun *r, void *arg);
@@ -165,6 +167,10 @@ extern char *silver_source_sql(SilverRun *r, bool with_exclusions, bool range);
 extern char *silver_stored_type(ColumnSpec *col);
 extern char *silver_tombstone_sql(SilverRun *r);
 extern char *silver_tombstone_table(const char *relname);
+
+/* drift_window.c: payload drift, judged on the run's window */
+extern void silver_drift_before_load(SilverRun *r);
+extern void silver_drift_check_bad_ratio(SilverRun *r, int64 read);
 
 /* silver_run.c */
 extern int silver_exec(SilverRun *r, const char *sql, long limit);
