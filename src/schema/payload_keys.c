@@ -448,7 +448,7 @@ medallion_payload_keys_flush(PayloadKeys *k, const char *pipeline)
 	(void) medallion_gateway_exec(
 		"INSERT INTO medallion.payload_keys AS k (pipeline, path, json_type) "
 		"SELECT $1, u.path, u.json_type "
-		"FROM pg_catalog.unnest($2, $3) AS u(path, json_type) "
+		"FROM ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(path, json_type) "
 		"WHERE NOT EXISTS (SELECT FROM medallion.payload_keys x "
 		"  WHERE x.pipeline OPERATOR(pg_catalog.=) $1 AND x.path OPERATOR(pg_catalog.=) u.path "
 		"  AND x.json_type OPERATOR(pg_catalog.=) u.json_type) "
@@ -458,7 +458,7 @@ medallion_payload_keys_flush(PayloadKeys *k, const char *pipeline)
 	(void) medallion_gateway_exec(
 		"UPDATE medallion.payload_keys k SET last_seen = pg_catalog.now() "
 		"FROM (SELECT x.ctid AS row_id FROM medallion.payload_keys x "
-		"      JOIN pg_catalog.unnest($2, $3) AS u(path, json_type) "
+		"      JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(path, json_type) "
 		"        ON x.path OPERATOR(pg_catalog.=) u.path "
 		"       AND x.json_type OPERATOR(pg_catalog.=) u.json_type "
 		"      WHERE x.pipeline OPERATOR(pg_catalog.=) $1 "
