@@ -40,7 +40,7 @@
 typedef struct UnreadKey
 {
 	char	   *path;
-	char	   *types;			/* the JSON types seen, as a text[] literal */
+	char	   *types;			/* the JSON types seen, as a JSON array */
 	char		stype;			/* one silver type: t(ext) n(umeric) b(oolean) j(sonb); 0: only null */
 } UnreadKey;
 
@@ -90,12 +90,14 @@ medallion_drift_check_option(const char *name, const char *value)
 	if (value == NULL)
 		return;
 	v = strtod(value, &end);
-	if (strcmp(name, "max_bad_ratio") == 0 && (end == value || !(v >= 0 && v <= 1)))
+	if (end == value)
+		return;					/* not a number: the typed check says so */
+	if (strcmp(name, "max_bad_ratio") == 0 && !(v >= 0 && v <= 1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option max_bad_ratio must be between 0 and 1"),
 				 errdetail("It is the share of a window's rows that may fail to type before the run halts; 1 never halts.")));
-	if (strcmp(name, "drift_min_rows") == 0 && (end == value || !(v >= 1)))
+	if (strcmp(name, "drift_min_rows") == 0 && !(v >= 1))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("option drift_min_rows must be a positive integer")));
@@ -186,6 +188,13 @@ silver_type_name(char t)
 	return t == 't' ? "text" : t == 'n' ? "numeric" : t == 'b' ? "boolean" : "jsonb";
 }
 
+/* The same type as pg_catalog names it, for DDL. */
+static const char *
+silver_catalog_type(char t)
+{
+	return t == 'b' ? "bool" : silver_type_name(t);
+}
+
 /*
  * The keys of the source's registry that the contract does not read and
  * that this pipeline has not dealt with (recorded as key_added or
@@ -201,7 +210,6 @@ unread_keys(DriftWindow *w)
 	uint64		n;
 	uint64		i;
 	List	   *out = NIL;
-	List	   *unread_parents = NIL;
 	char	   *envelope = contract_envelope(w->contract);
 	MemoryContext cxt = CurrentMemoryContext;
 
@@ -209,7 +217,8 @@ unread_keys(DriftWindow *w)
 	values[1] = CStringGetTextDatum(w->pipeline);
 	medallion_catalog_enter(&gw);
 	n = medallion_gateway_exec(
-		"SELECT k.path, pg_catalog.array_agg(k.json_type ORDER BY k.json_type)::pg_catalog.text "
+		"SELECT k.path, pg_catalog.array_to_string(pg_catalog.array_agg(k.json_type ORDER BY k.json_type), ','), "
+		"pg_catalog.to_jsonb(pg_catalog.array_agg(k.json_type ORDER BY k.json_type))::pg_catalog.text "
 		"FROM medallion.payload_keys k "
 		"WHERE k.pipeline OPERATOR(pg_catalog.=) $1 "
 		"AND NOT EXISTS (SELECT FROM medallion.schema_changes c "
@@ -223,6 +232,7 @@ unread_keys(DriftWindow *w)
 		MemoryContext old = MemoryContextSwitchTo(cxt);
 		char	   *path = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
 		char	   *typetext = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *typejson = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
 		char	   *dot = strchr(path, '.');
 		UnreadKey  *k;
 		List	   *typelist = NIL;
@@ -235,27 +245,14 @@ unread_keys(DriftWindow *w)
 			continue;			/* the envelope's own keys */
 		if (contract_reads(w->contract, path))
 			continue;
-		if (dot)
-		{
-			ListCell   *lc;
-			bool		covered = false;
-
-			foreach(lc, unread_parents)
-				if (strncmp(path, lfirst(lc), dot - path) == 0 && ((char *) lfirst(lc))[dot - path] == '\0')
-					covered = true;
-			if (covered)
-				continue;
-		}
-		else
-			unread_parents = lappend(unread_parents, path);
-		/* "{a,b}": array_agg's text form; JSON type names need no quoting */
+		if (dot && !contract_reads(w->contract, pnstrdup(path, dot - path)))
+			continue;			/* its object is unread: the object is the change */
 		old = MemoryContextSwitchTo(cxt);
-		copy[strlen(copy) - 1] = '\0';
-		for (t = strtok_r(copy + 1, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		for (t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
 			typelist = lappend(typelist, t);
 		k = palloc0(sizeof(UnreadKey));
 		k->path = path;
-		k->types = typetext;
+		k->types = typejson;
 		k->stype = silver_type_of(typelist);
 		out = lappend(out, k);
 		MemoryContextSwitchTo(old);
@@ -421,12 +418,12 @@ evolve(DriftWindow *w, List *keys)
 			record_change(w->pipeline, source_relation(w), k->path, "key_added", "safe", w->run_id,
 						  psprintf("{\"json_types\": %s, \"policy\": \"evolve\", \"evolved\": false, "
 								   "\"reason\": \"no free column name\"}",
-								   json_string(k->types)));
+								   k->types));
 			continue;
 		}
 		medallion_own_ddl_begin();
 		if (SPI_execute(psprintf("ALTER TABLE %s ADD COLUMN %s pg_catalog.%s", qtarget,
-								 quote_identifier(name), silver_type_name(k->stype)),
+								 quote_identifier(name), silver_catalog_type(k->stype)),
 						false, 0) != SPI_OK_UTILITY)
 			elog(ERROR, "could not add column \"%s\" to %s", name, qtarget);
 		medallion_own_ddl_end();
@@ -550,7 +547,7 @@ medallion_drift_unread_keys(DriftWindow *w)
 		UnreadKey  *k = lfirst(lc);
 
 		record_change(w->pipeline, source_relation(w), k->path, "key_added", "safe", w->run_id,
-					  psprintf("{\"json_types\": %s, \"policy\": \"ignore\"}", json_string(k->types)));
+					  psprintf("{\"json_types\": %s, \"policy\": \"ignore\"}", k->types));
 	}
 	return NULL;
 }

@@ -22,6 +22,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -193,6 +194,29 @@ silver_drift_check_bad_ratio(SilverRun *r, int64 read)
 			best = n;
 			field = b->field;
 		}
+	}
+	if (field == NULL)
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum(r->run_id)};
+
+		MedallionGateway gw;
+
+		/* the rows set aside while typing went to the DLQ (this run's, rolled back with it) */
+		medallion_catalog_enter(&gw);
+		if (medallion_gateway_exec("SELECT field, pg_catalog.count(*)::pg_catalog.int4 FROM medallion.dlq "
+								   "WHERE pipeline_run_id OPERATOR(pg_catalog.=) $1 AND field IS NOT NULL "
+								   "GROUP BY field ORDER BY 2 DESC, 1 LIMIT 1",
+								   1, types, values, NULL, 1, SPI_OK_SELECT) == 1)
+		{
+			bool		isnull;
+			MemoryContext old = MemoryContextSwitchTo(r->cxt);
+
+			field = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+			best = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+			MemoryContextSwitchTo(old);
+		}
+		medallion_gateway_leave(&gw);
 	}
 	window_of(r, &w);
 	medallion_drift_halt(&w, MEDALLION_ERRCODE_DRIFT_BAD_RATIO, field,
