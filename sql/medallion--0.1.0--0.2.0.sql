@@ -627,7 +627,10 @@ WHERE p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text
 -- The keys (dotted paths, two levels of objects deep) and JSON types the rows
 -- of each bronze table carry: written once per batch by ingest*, and by silver
 -- runs for rows that came without a batch (capture, plain INSERT or COPY).
--- last_seen moves at most once a minute per key.
+-- last_seen moves at most once a minute per key.  No unique key, on purpose:
+-- an ingest must never wait for another one's transaction (a unique index
+-- makes the second inserter of a new key wait, and fail in REPEATABLE READ);
+-- batches that meet a new key at the same time may each add a row for it.
 CREATE TABLE medallion.payload_keys (
     pipeline   text NOT NULL REFERENCES medallion.pipelines (name)
                ON DELETE CASCADE ON UPDATE CASCADE,
@@ -636,9 +639,9 @@ CREATE TABLE medallion.payload_keys (
                CHECK (json_type OPERATOR(pg_catalog.=) ANY
                       (ARRAY['object', 'array', 'string', 'number', 'boolean', 'null']::pg_catalog.text[])),
     first_seen timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    last_seen  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    PRIMARY KEY (pipeline, path, json_type)
+    last_seen  timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
+CREATE INDEX payload_keys_key ON medallion.payload_keys (pipeline, path, json_type);
 COMMENT ON TABLE medallion.payload_keys IS
 'payload keys seen per bronze table: dotted path, JSON type, first and last seen (to the minute)';
 SELECT pg_catalog.pg_extension_config_dump('medallion.payload_keys', '');

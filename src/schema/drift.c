@@ -217,8 +217,8 @@ unread_keys(DriftWindow *w)
 	values[1] = CStringGetTextDatum(w->pipeline);
 	medallion_catalog_enter(&gw);
 	n = medallion_gateway_exec(
-		"SELECT k.path, pg_catalog.array_to_string(pg_catalog.array_agg(k.json_type ORDER BY k.json_type), ','), "
-		"pg_catalog.to_jsonb(pg_catalog.array_agg(k.json_type ORDER BY k.json_type))::pg_catalog.text "
+		"SELECT k.path, pg_catalog.array_to_string(pg_catalog.array_agg(DISTINCT k.json_type ORDER BY k.json_type), ','), "
+		"pg_catalog.to_jsonb(pg_catalog.array_agg(DISTINCT k.json_type ORDER BY k.json_type))::pg_catalog.text "
 		"FROM medallion.payload_keys k "
 		"WHERE k.pipeline OPERATOR(pg_catalog.=) $1 "
 		"AND NOT EXISTS (SELECT FROM medallion.schema_changes c "

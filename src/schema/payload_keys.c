@@ -20,6 +20,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -387,11 +388,13 @@ medallion_payload_keys_add_text(PayloadKeys *k, char *data, int len)
 
 /*
  * Writes a batch's keys into medallion.payload_keys for a bronze pipeline:
- * new keys are inserted; the last_seen of known ones moves when it is more
- * than a minute old (so a stream of small batches does not rewrite the
- * same rows), skipping rows another transaction is updating (it writes
- * about the same time): concurrent ingests never wait on each other here,
- * except when both insert the same new key.  As the catalog owner.
+ * keys it does not hold yet are inserted; the last_seen of known ones moves
+ * when it is more than a minute old (so a stream of small batches does not
+ * rewrite the same rows), skipping rows another transaction is updating (it
+ * writes about the same time), and not at all in REPEATABLE READ or
+ * SERIALIZABLE.  Concurrent ingests never wait on each other here: the
+ * table has no unique key (two batches meeting a new key at once may each
+ * add a row).  As the catalog owner.
  */
 void
 medallion_payload_keys_flush(PayloadKeys *k, const char *pipeline)
@@ -452,10 +455,11 @@ medallion_payload_keys_flush(PayloadKeys *k, const char *pipeline)
 		"WHERE NOT EXISTS (SELECT FROM medallion.payload_keys x "
 		"  WHERE x.pipeline OPERATOR(pg_catalog.=) $1 AND x.path OPERATOR(pg_catalog.=) u.path "
 		"  AND x.json_type OPERATOR(pg_catalog.=) u.json_type) "
-		"ORDER BY 2, 3 "
-		"ON CONFLICT DO NOTHING",
+		"ORDER BY 2, 3",
 		3, argtypes, values, NULL, 0, SPI_OK_INSERT);
-	(void) medallion_gateway_exec(
+	/* in REPEATABLE READ a row moved by a later commit would fail the ingest */
+	if (!IsolationUsesXactSnapshot())
+		(void) medallion_gateway_exec(
 		"UPDATE medallion.payload_keys k SET last_seen = pg_catalog.now() "
 		"FROM (SELECT x.ctid AS row_id FROM medallion.payload_keys x "
 		"      JOIN ROWS FROM (pg_catalog.unnest($2), pg_catalog.unnest($3)) AS u(path, json_type) "
