@@ -25,6 +25,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/jsonapi.h"
+#include "lib/stringinfo.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
 #include "utils/array.h"
@@ -58,6 +59,8 @@ struct PayloadKeys
 	HTAB	   *shapes;			/* of ShapeEntry */
 	long		nshapes;
 	JsonScanKeys scratch;		/* for jsonb and the exact parser */
+	JsonScanKeys last;			/* the previous record's shape (keys copied) */
+	StringInfoData last_bytes;	/* its key bytes */
 };
 
 /*
@@ -129,6 +132,56 @@ ref_path(const JsonScanKeys *scan, int i, char *buf)
 }
 
 /*
+ * Whether a record has the previous record's shape: the common case of a
+ * feed, told by comparing bytes, without hashing.
+ */
+static bool
+same_as_last(PayloadKeys *k, const JsonScanKeys *scan)
+{
+	int			i;
+	int			off = 0;
+
+	if (scan->n != k->last.n)
+		return false;
+	for (i = 0; i < scan->n; i++)
+	{
+		const JsonKeyRef *a = &scan->refs[i];
+		const JsonKeyRef *b = &k->last.refs[i];
+
+		if (a->len != b->len || a->type != b->type || a->parent != b->parent ||
+			memcmp(a->key, k->last_bytes.data + off, a->len) != 0)
+			return false;
+		off += a->len;
+	}
+	return true;
+}
+
+/* Remembers a record's shape as the previous one. */
+static void
+remember_last(PayloadKeys *k, const JsonScanKeys *scan)
+{
+	MemoryContext old = MemoryContextSwitchTo(k->cxt);
+	int			i;
+
+	if (k->last_bytes.data == NULL)
+		initStringInfo(&k->last_bytes);
+	resetStringInfo(&k->last_bytes);
+	if (k->last.cap < scan->n)
+	{
+		k->last.cap = Max(scan->n, 32);
+		k->last.refs = k->last.refs ? repalloc(k->last.refs, sizeof(JsonKeyRef) * k->last.cap) :
+			palloc(sizeof(JsonKeyRef) * k->last.cap);
+	}
+	for (i = 0; i < scan->n; i++)
+	{
+		k->last.refs[i] = scan->refs[i];
+		appendBinaryStringInfo(&k->last_bytes, scan->refs[i].key, scan->refs[i].len);
+	}
+	k->last.n = scan->n;
+	MemoryContextSwitchTo(old);
+}
+
+/*
  * Adds the keys of one record.  A shape (its keys, their nesting and
  * types, in order) met before adds nothing new.
  */
@@ -139,6 +192,10 @@ medallion_payload_keys_add_scan(PayloadKeys *k, const JsonScanKeys *scan)
 	int			i;
 	bool		found;
 	char		buf[MAX_PATH_LEN + 2];
+
+	if (same_as_last(k, scan))
+		return;
+	remember_last(k, scan);
 
 	for (i = 0; i < scan->n; i++)
 	{

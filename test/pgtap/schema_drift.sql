@@ -8,7 +8,7 @@
 -- schema_changes row and a schema_change alert; resume() judges the window again.
 -- See docs/architecture.md, "Payload drift".
 BEGIN;
-SELECT plan(53);
+SELECT plan(58);
 
 -- the last run of a pipeline
 CREATE FUNCTION pg_temp.last_run(p text) RETURNS SETOF medallion.runs LANGUAGE sql AS $$
@@ -201,6 +201,27 @@ SELECT results_eq($$SELECT status FROM tap.run_row('silver.dr_bad')$$, $$VALUES 
 SELECT FROM medallion.ingest('bronze.dr_bad', '[{"id": 11, "qty": 11}, {"id": 12, "qty": "x"}]');
 SELECT results_eq($$SELECT status, sqlstate FROM tap.run_row('silver.dr_bad')$$, $$VALUES ('failed', 'MD052')$$,
                   'max_bad_ratio 0: one bad row halts');
+
+-- as the owner: an unprivileged owner's pipeline evolves with the owner's rights ----------------------
+
+CREATE ROLE medallion_tap_drifter NOLOGIN;
+GRANT CREATE ON SCHEMA bronze, silver TO medallion_tap_drifter;
+SET ROLE medallion_tap_drifter;
+SELECT FROM medallion.create_bronze('dr_own', 'app');
+SELECT FROM medallion.create_silver('dr_own', 'bronze.dr_own', '{"id": "bigint"}', ARRAY['id'],
+                                    options => '{"schema_policy": "evolve"}');
+SELECT FROM medallion.ingest('bronze.dr_own', '[{"id": 1, "label": "x"}]');
+SELECT results_eq($$SELECT status, rows_inserted FROM tap.run_row('silver.dr_own')$$,
+                  $$VALUES ('succeeded', 1::bigint)$$, 'owner: an unprivileged owner''s run evolves its pipeline');
+SELECT results_eq($$SELECT id, label FROM silver.dr_own$$, $$VALUES (1::bigint, 'x')$$,
+                  'owner: the new column is loaded');
+SELECT is((SELECT count(*)::int FROM medallion.schema_changes WHERE pipeline = 'silver.dr_own'), 1,
+          'owner: the owner reads its schema changes');
+SELECT throws_ok($$INSERT INTO medallion.payload_keys (pipeline, path, json_type) VALUES ('bronze.dr_own', 'x', 'string')$$,
+                 '42501', NULL, 'owner: the registry is written by medallion only');
+RESET ROLE;
+SELECT is((SELECT tableowner::text FROM pg_tables WHERE schemaname = 'silver' AND tablename = 'dr_own'),
+          'medallion_tap_drifter', 'owner: the silver table still belongs to its owner');
 
 -- options are checked -------------------------------------------------------------------------
 
