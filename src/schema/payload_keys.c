@@ -251,23 +251,42 @@ scratch_add(JsonScanKeys *s, const char *key, int len, int parent, char type)
 	s->n++;
 }
 
-static char
-jsonb_value_type(JsonbValue *v)
+/*
+ * Notes the keys of a jsonb object straight from its container (keys are
+ * the first half of its entries, values the second), without iterators or
+ * copies: ingest() and a run's window call this for every row.
+ */
+static void
+container_keys(JsonScanKeys *s, JsonbContainer *jc, int parent, int depth)
 {
-	switch (v->type)
+	int			count = JsonContainerSize(jc);
+	char	   *base = (char *) &jc->children[count * 2];
+	int			i;
+
+	for (i = 0; i < count; i++)
 	{
-		case jbvString:
-			return 's';
-		case jbvNumeric:
-			return 'n';
-		case jbvBool:
-			return 'b';
-		case jbvNull:
-			return 'z';
-		case jbvBinary:
-			return JsonContainerIsObject(v->val.binary.data) ? 'o' : 'a';
-		default:
-			return 'z';
+		uint32		koff = getJsonbOffset(jc, i);
+		uint32		klen = getJsonbLength(jc, i);
+		JEntry		ve = jc->children[i + count];
+		JsonbContainer *sub = NULL;
+		char		type;
+
+		if (JBE_ISSTRING(ve))
+			type = 's';
+		else if (JBE_ISNUMERIC(ve))
+			type = 'n';
+		else if (JBE_ISBOOL_TRUE(ve) || JBE_ISBOOL_FALSE(ve))
+			type = 'b';
+		else if (JBE_ISNULL(ve))
+			type = 'z';
+		else
+		{
+			sub = (JsonbContainer *) (base + INTALIGN(getJsonbOffset(jc, i + count)));
+			type = JsonContainerIsObject(sub) ? 'o' : 'a';
+		}
+		scratch_add(s, base + koff, klen, parent, type);
+		if (type == 'o' && depth < MEDALLION_PAYLOAD_KEY_DEPTH)
+			container_keys(s, sub, s->n - 1, depth + 1);
 	}
 }
 
@@ -278,50 +297,11 @@ void
 medallion_payload_keys_add_jsonb(PayloadKeys *k, JsonbContainer *object)
 {
 	MemoryContext old = MemoryContextSwitchTo(k->cxt);
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	JsonScanKeys *s = &k->scratch;
-	const char *key = NULL;
-	int			keylen = 0;
 
-	s->n = 0;
-	it = JsonbIteratorInit(object);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		if (tok == WJB_KEY)
-		{
-			key = v.val.string.val;
-			keylen = v.val.string.len;
-		}
-		else if (tok == WJB_VALUE)
-		{
-			int			parent = s->n;
-			char		type = jsonb_value_type(&v);
-
-			scratch_add(s, key, keylen, -1, type);
-			if (type == 'o' && MEDALLION_PAYLOAD_KEY_DEPTH >= 2)
-			{
-				JsonbIterator *sub = JsonbIteratorInit(v.val.binary.data);
-				JsonbValue	sv;
-				const char *skey = NULL;
-				int			skeylen = 0;
-
-				while ((tok = JsonbIteratorNext(&sub, &sv, true)) != WJB_DONE)
-				{
-					if (tok == WJB_KEY)
-					{
-						skey = sv.val.string.val;
-						skeylen = sv.val.string.len;
-					}
-					else if (tok == WJB_VALUE)
-						scratch_add(s, skey, skeylen, parent, jsonb_value_type(&sv));
-				}
-			}
-		}
-	}
+	k->scratch.n = 0;
+	container_keys(&k->scratch, object, -1, 1);
 	MemoryContextSwitchTo(old);
-	medallion_payload_keys_add_scan(k, s);
+	medallion_payload_keys_add_scan(k, &k->scratch);
 }
 
 /* The exact parser's walk: pg_parse_json with semantic actions. */

@@ -211,7 +211,8 @@ SELECT FROM medallion.create_bronze('dr_own', 'app');
 SELECT FROM medallion.create_silver('dr_own', 'bronze.dr_own', '{"id": "bigint"}', ARRAY['id'],
                                     options => '{"schema_policy": "evolve"}');
 SELECT FROM medallion.ingest('bronze.dr_own', '[{"id": 1, "label": "x"}]');
-SELECT results_eq($$SELECT status, rows_inserted FROM tap.run_row('silver.dr_own')$$,
+SELECT FROM medallion.run('silver.dr_own');
+SELECT results_eq($$SELECT status, rows_inserted FROM medallion.runs WHERE pipeline = 'silver.dr_own'$$,
                   $$VALUES ('succeeded', 1::bigint)$$, 'owner: an unprivileged owner''s run evolves its pipeline');
 SELECT results_eq($$SELECT id, label FROM silver.dr_own$$, $$VALUES (1::bigint, 'x')$$,
                   'owner: the new column is loaded');
