@@ -15,7 +15,7 @@ PGFILEDESC = "medallion - data pipelines (bronze, silver, gold) inside PostgreSQ
 
 # pg_regress suites (test/sql/NAME.sql, test/expected/NAME.out), in this order;
 # sql/ holds the install scripts only.
-REGRESS = extension bronze_ingest schema_contract gold_results
+REGRESS = extension bronze_ingest schema_contract gold_results schema_evolve
 REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=medallion
 
 # Isolation specs: test/isolation/specs/NAME.spec, test/isolation/expected/NAME.out.

@@ -1085,7 +1085,39 @@ COMMENT ON FUNCTION medallion.alter_contract(text, jsonb, jsonb, boolean) IS
 -- Schema evolution: payload drift registry and halts (issue 10)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- The keys (dotted paths, two levels of objects deep) and JSON types the rows
+-- of each bronze table carry: written once per batch by ingest*, and by silver
+-- runs for rows that came without a batch (capture, plain INSERT or COPY).
+-- last_seen moves at most once a minute per key.  No unique key, on purpose:
+-- an ingest must never wait for another one's transaction (a unique index
+-- makes the second inserter of a new key wait, and fail in REPEATABLE READ);
+-- batches that meet a new key at the same time may each add a row for it.
+CREATE TABLE medallion.payload_keys (
+    pipeline   text NOT NULL REFERENCES medallion.pipelines (name)
+               ON DELETE CASCADE ON UPDATE CASCADE,
+    path       text NOT NULL,
+    json_type  text NOT NULL
+               CHECK (json_type OPERATOR(pg_catalog.=) ANY
+                      (ARRAY['object', 'array', 'string', 'number', 'boolean', 'null']::pg_catalog.text[])),
+    first_seen timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    last_seen  timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX payload_keys_key ON medallion.payload_keys (pipeline, path, json_type);
+COMMENT ON TABLE medallion.payload_keys IS
+'payload keys seen per bronze table: dotted path, JSON type, first and last seen (to the minute)';
+SELECT pg_catalog.pg_extension_config_dump('medallion.payload_keys', '');
+GRANT SELECT ON medallion.payload_keys TO PUBLIC;
+
+-- A run's SQL calls it on the rows of its window that came without a batch:
+-- it adds their keys to the run's registry batch.  Refuses outside a run of
+-- the caller's own pipeline, like count_read(), so PUBLIC keeps EXECUTE (the
+-- pipeline owners' runs call it).
+CREATE FUNCTION medallion.payload_keys_note(payload pg_catalog.jsonb)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'medallion_payload_keys_note'
+LANGUAGE C VOLATILE STRICT;
+COMMENT ON FUNCTION medallion.payload_keys_note(pg_catalog.jsonb) IS
+'internal: notes the keys of a payload in the registry batch of the current silver run (runs only)';
 
 
 ------------------------------------------------------------------------------

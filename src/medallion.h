@@ -95,6 +95,42 @@ extern int32 medallion_contract_version_add(const char *pipeline, Jsonb *definit
 /* schema/compatibility.c: whether a name is a compatibility mode */
 extern bool medallion_compatibility_mode_valid(const char *mode);
 
+/*
+ * schema/payload_keys.c: the registry of payload keys (medallion.payload_keys).
+ * Keys are collected per batch where rows are read anyway (the ingest scan,
+ * a silver run's window), down to MEDALLION_PAYLOAD_KEY_DEPTH levels of
+ * objects, and written once per batch.
+ */
+#define MEDALLION_PAYLOAD_KEY_DEPTH 2
+
+/* A key the JSON scan met: bytes in the scanned text, its value's type. */
+typedef struct JsonKeyRef
+{
+	const char *key;			/* not NUL-terminated, never escaped */
+	int			len;
+	int			parent;			/* index of the enclosing key, or -1 */
+	char		type;			/* o(bject) a(rray) s(tring) n(umber) b(oolean) z (null) */
+} JsonKeyRef;
+
+/* The keys of one record, as the scan found them. */
+typedef struct JsonScanKeys
+{
+	JsonKeyRef *refs;
+	int			n;
+	int			cap;
+	bool		complete;		/* false: an escaped key; ask the exact parser */
+} JsonScanKeys;
+
+typedef struct PayloadKeys PayloadKeys;
+
+extern bool medallion_payload_keys_enabled(void);
+extern PayloadKeys *medallion_payload_keys_create(void);
+extern void medallion_payload_keys_add_scan(PayloadKeys *k, const JsonScanKeys *scan);
+extern void medallion_payload_keys_add_jsonb(PayloadKeys *k, JsonbContainer *object);
+extern void medallion_payload_keys_add_text(PayloadKeys *k, char *data, int len);
+extern void medallion_payload_keys_add_flat(PayloadKeys *k, const char *key, char type);
+extern void medallion_payload_keys_flush(PayloadKeys *k, const char *pipeline);
+
 /* catalog/pipelines.c: medallion.pipelines and medallion.batches */
 extern void medallion_catalog_add_pipeline(const char *name, const char *layer,
 										   const char *relname, Oid owner,
@@ -163,6 +199,23 @@ extern char *medallion_pseudonymize_hex(const char *data, int len);
 /* A row failed an expectation whose action is 'fail'. */
 #define MEDALLION_ERRCODE_EXPECTATION_FAILED MAKE_SQLSTATE('M','D','0','0','1')
 
+/*
+ * Payload drift that halts a pipeline, manual runs included (schema/drift.c):
+ * a required key missing from a whole window, an unread key under
+ * schema_policy strict, too many rows failing to type (max_bad_ratio).
+ */
+#define MEDALLION_ERRCODE_DRIFT_KEY_MISSING MAKE_SQLSTATE('M','D','0','5','0')
+#define MEDALLION_ERRCODE_DRIFT_UNREAD_KEY MAKE_SQLSTATE('M','D','0','5','1')
+#define MEDALLION_ERRCODE_DRIFT_BAD_RATIO MAKE_SQLSTATE('M','D','0','5','2')
+
+static inline bool
+medallion_error_is_drift(int sqlerrcode)
+{
+	return sqlerrcode == MEDALLION_ERRCODE_DRIFT_KEY_MISSING ||
+		sqlerrcode == MEDALLION_ERRCODE_DRIFT_UNREAD_KEY ||
+		sqlerrcode == MEDALLION_ERRCODE_DRIFT_BAD_RATIO;
+}
+
 /* subxact.c: surviving an error in a subtransaction */
 typedef void (*MedallionTryFn) (void *arg);
 extern ErrorData *medallion_try(MedallionTryFn fn, void *arg, bool any_error);
@@ -228,6 +281,7 @@ typedef struct Contract
 	List	   *setting_names;	/* of char *: options.settings */
 	List	   *setting_values;
 	char	   *compatibility;	/* options.compatibility; "backward" if unset */
+	char	   *schema_policy;	/* ignore (NULL), evolve or strict */
 } Contract;
 
 extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);
@@ -420,9 +474,30 @@ extern void medallion_webhook_record(int64 id, const char *error);
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);
 
+/* schema/drift.c: payload drift against a silver contract */
+typedef struct DriftWindow
+{
+	const char *pipeline;		/* 'silver.<name>' */
+	const char *relname;		/* <name> */
+	const char *source;			/* 'bronze.<name>' */
+	Contract   *contract;
+	Jsonb	   *definition;
+	int64		run_id;
+	int64		min_rows;		/* drift_min_rows */
+	double		max_bad_ratio;	/* < 0: unset */
+} DriftWindow;
+
+extern void medallion_drift_options(DriftWindow *w);
+extern Jsonb *medallion_drift_unread_keys(DriftWindow *w);
+extern void medallion_drift_halt(DriftWindow *w, int sqlerrcode, const char *path,
+								 const char *message, const char *detail);
+extern void medallion_drift_after_failure(const char *pipeline, int64 run_id, ErrorData *edata);
+extern void medallion_drift_check_option(const char *name, const char *value);
+
 /* jsonscan.c: a fast, non-recursive look at JSON text (ingest.c) */
 #define MEDALLION_MAX_JSON_DEPTH 10000	/* records nested deeper go to the DLQ */
 extern bool medallion_jsonscan_object(const char *data, int len);
+extern bool medallion_jsonscan_object_keys(const char *data, int len, JsonScanKeys *keys);
 extern bool medallion_jsonscan_too_deep(const char *data, int len, int limit);
 
 #endif							/* MEDALLION_H */

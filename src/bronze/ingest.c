@@ -176,6 +176,16 @@ claim_batch(BronzeTarget *target, const char **batch_id, const char *file_name)
 static void
 finish_ingest(IngestState *st, uint64 landed)
 {
+	if (st->keys && st->format == FORMAT_CSV && landed > 0)
+	{
+		ListCell   *lc;
+
+		/* CSV fields are strings (or absent) */
+		foreach(lc, st->header)
+			medallion_payload_keys_add_flat(st->keys, lfirst(lc), 's');
+	}
+	if (st->keys && landed > 0)
+		medallion_payload_keys_flush(st->keys, st->target.pipeline);
 	medallion_dlq_writer_flush(st->dlq);
 	medallion_catalog_finish_batch(st->target.pipeline, st->batch_id,
 								   (int64) landed, st->nbad);
@@ -215,6 +225,13 @@ state_init(IngestState *st, IngestFormat format, const char *batch_id,
 	initStringInfo(&st->scratch);
 	initStringInfo(&st->unix_lines);
 	medallion_ingest_copy_prefix(st);
+	if (medallion_payload_keys_enabled())
+	{
+		st->keys = medallion_payload_keys_create();
+		/* in the ingest's context: records are checked in a shorter one */
+		st->scan.cap = 32;
+		st->scan.refs = palloc(sizeof(JsonKeyRef) * st->scan.cap);
+	}
 }
 
 static const char *
@@ -263,6 +280,8 @@ medallion_ingest(PG_FUNCTION_ARGS)
 	st.dlq = medallion_dlq_writer_create();
 	st.batch_id = batch_id;
 	st.file_name = file_name;
+	if (medallion_payload_keys_enabled())
+		st.keys = medallion_payload_keys_create();
 
 	values[0] = JsonbPGetDatum(payload);
 	values[1] = CStringGetTextDatum(batch_id);
@@ -275,6 +294,8 @@ medallion_ingest(PG_FUNCTION_ARGS)
 	{
 		if (JB_ROOT_IS_OBJECT(payload))
 		{
+			if (st.keys)
+				medallion_payload_keys_add_jsonb(st.keys, &payload->root);
 			SPI_connect();
 			ret = SPI_execute_with_args(psprintf("INSERT INTO %s (_raw, _batch_id, _file_name) "
 												 "VALUES ($1, $2, $3)",
@@ -324,7 +345,11 @@ medallion_ingest(PG_FUNCTION_ARGS)
 				continue;
 			pos++;
 			if (v.type == jbvBinary && JsonContainerIsObject(v.val.binary.data))
+			{
+				if (st.keys)
+					medallion_payload_keys_add_jsonb(st.keys, v.val.binary.data);
 				continue;
+			}
 			elem = JsonbValueToJsonb(&v);
 			rec.raw = JsonbToCString(NULL, &elem->root, VARSIZE(elem));
 			rec.raw_len = strlen(rec.raw);

@@ -174,6 +174,8 @@ typedef struct IngestState
 	MemoryContext record_cxt;	/* reset for every record */
 	char	   *prefix;			/* encoded end of every row after _raw */
 	int			prefix_len;
+	PayloadKeys *keys;			/* the batch's payload keys, or NULL */
+	JsonScanKeys scan;			/* the keys of the record being checked */
 } IngestState;
 
 extern bool medallion_ingest_next_record(IngestState *st, Record *rec);

@@ -47,8 +47,15 @@ check_json_object(IngestState *st, char *data, int len, const char **sqlstate)
 		*sqlstate = "22021";	/* character_not_in_repertoire */
 		return "invalid byte sequence for the database encoding";
 	}
-	if (medallion_jsonscan_object(data, len))
-		return NULL;			/* the common case, settled in one pass */
+	if (medallion_jsonscan_object_keys(data, len, st->keys ? &st->scan : NULL))
+	{
+		/* the common case, settled in one pass */
+		if (st->keys && st->scan.complete)
+			medallion_payload_keys_add_scan(st->keys, &st->scan);
+		else if (st->keys)
+			medallion_payload_keys_add_text(st->keys, data, len);
+		return NULL;
+	}
 	if (medallion_jsonscan_too_deep(data, len, MEDALLION_MAX_JSON_DEPTH))
 	{
 		*sqlstate = "54000";	/* program_limit_exceeded */
@@ -69,6 +76,8 @@ check_json_object(IngestState *st, char *data, int len, const char **sqlstate)
 		return st->redact ? "record is not valid JSON" : pstrdup(json_errdetail(err, lex));
 	if (i == len || data[i] != '{')
 		return not_an_object;
+	if (st->keys)
+		medallion_payload_keys_add_text(st->keys, data, len);
 	return NULL;
 }
 

@@ -185,13 +185,84 @@ skip_number(const unsigned char **pp, const unsigned char *end)
 bool
 medallion_jsonscan_object(const char *data, int len)
 {
+	return medallion_jsonscan_object_keys(data, len, NULL);
+}
+
+/*
+ * Notes a key the scan met, with the type its value starts with (p points
+ * at the value's first byte).  Keys of the top-level object and of objects
+ * directly under it, as the payload-keys registry wants them.
+ */
+static inline void
+note_key(JsonScanKeys *keys, const unsigned char *start, const unsigned char *stop,
+		 int depth, const unsigned char *stack, int *top, unsigned char first)
+{
+	JsonKeyRef *ref;
+
+	if (depth > MEDALLION_PAYLOAD_KEY_DEPTH || (depth == 2 && (stack[1] != '{' || *top < 0)))
+		return;
+	if (memchr(start, '\\', stop - start) != NULL)
+	{
+		keys->complete = false;	/* escaped: the exact parser de-escapes it */
+		return;
+	}
+	if (keys->n == keys->cap)
+	{
+		keys->cap = Max(keys->cap * 2, 32);
+		keys->refs = keys->refs ? repalloc(keys->refs, sizeof(JsonKeyRef) * keys->cap) :
+			palloc(sizeof(JsonKeyRef) * keys->cap);
+	}
+	ref = &keys->refs[keys->n];
+	ref->key = (const char *) start;
+	ref->len = stop - start;
+	ref->parent = (depth == 1) ? -1 : *top;
+	switch (first)
+	{
+		case '{':
+			ref->type = 'o';
+			break;
+		case '[':
+			ref->type = 'a';
+			break;
+		case '"':
+			ref->type = 's';
+			break;
+		case 't':
+		case 'f':
+			ref->type = 'b';
+			break;
+		case 'n':
+			ref->type = 'z';
+			break;
+		default:
+			ref->type = 'n';
+			break;
+	}
+	if (depth == 1)
+		*top = (ref->type == 'o') ? keys->n : -1;
+	keys->n++;
+}
+
+/*
+ * medallion_jsonscan_object(), noting the keys it meets in *keys (may be
+ * NULL).  The notes are worth something only when it returns true.
+ */
+bool
+medallion_jsonscan_object_keys(const char *data, int len, JsonScanKeys *keys)
+{
 	const unsigned char *p = (const unsigned char *) data;
 	const unsigned char *end = p + len;
 	unsigned char stack[FAST_MAX_DEPTH];	/* '{' or '[' of each open level */
 	int			depth = 0;
 	bool		utf8 = (GetDatabaseEncoding() == PG_UTF8);
 	const unsigned char *next_check = p + SCAN_CHUNK;
+	int			top = -1;		/* the key whose object value is open at depth 2 */
 
+	if (keys)
+	{
+		keys->n = 0;
+		keys->complete = true;
+	}
 	while (p < end && IS_JSON_SPACE(*p))
 		p++;
 	if (p >= end || *p != '{')
@@ -284,8 +355,28 @@ value_end:
 key:
 	while (p < end && IS_JSON_SPACE(*p))
 		p++;
-	if (p >= end || *p != '"' || !skip_string(&p, end, utf8))
-		return false;
+	{
+		const unsigned char *key_start = p + 1;
+
+		if (p >= end || *p != '"' || !skip_string(&p, end, utf8))
+			return false;
+		if (keys && depth <= MEDALLION_PAYLOAD_KEY_DEPTH)
+		{
+			const unsigned char *key_stop = p - 1;
+
+			while (p < end && IS_JSON_SPACE(*p))
+				p++;
+			if (p >= end || *p != ':')
+				return false;
+			p++;
+			while (p < end && IS_JSON_SPACE(*p))
+				p++;
+			if (p >= end)
+				return false;
+			note_key(keys, key_start, key_stop, depth, stack, &top, *p);
+			goto value;
+		}
+	}
 	while (p < end && IS_JSON_SPACE(*p))
 		p++;
 	if (p >= end || *p != ':')

@@ -25,6 +25,8 @@ medallion_error_class(int sqlerrcode)
 {
 	int			category = ERRCODE_TO_CATEGORY(sqlerrcode);
 
+	if (medallion_error_is_drift(sqlerrcode))
+		return "schema";		/* payload drift: halts, manual runs too */
 	if (sqlerrcode == ERRCODE_T_R_SERIALIZATION_FAILURE ||
 		sqlerrcode == ERRCODE_T_R_DEADLOCK_DETECTED ||
 		sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||

@@ -36,6 +36,8 @@ const MedallionOption medallion_options[] = {
 	{"retry_cap", "interval", "5 minutes"},
 	{"breaker_threshold", "int4", "5"},
 	{"breaker_cooldown", "interval", "5 minutes"},
+	{"max_bad_ratio", "float8", NULL},
+	{"drift_min_rows", "int8", "10"},
 	{"steward", "text", NULL},
 	{"description", "text", NULL},
 	{NULL, NULL, NULL}
@@ -275,6 +277,7 @@ row_option(int col, const char *key)
  * - transient (scheduled runs): retry after an exponential backoff with
  *   jitter, at most max_retries times in a row;
  * - schema, infrastructure (scheduled runs): halt the pipeline and alert;
+ *   payload drift (MD050-MD052) halts manual runs too, alert schema_change;
  * - over budget: alert (no blind retry); a cancel: nothing more;
  * - every other failure counts toward the circuit breaker:
  *   breaker_threshold consecutive failures open it (alert); a failed trial
@@ -289,9 +292,13 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const cha
 {
 	bool		budget = (strcmp(class, "over_budget") == 0);
 
-	/* a manual run's caller sees its error: only a scheduled one halts */
-	bool		halt = scheduled &&
-		(strcmp(class, "schema") == 0 || strcmp(class, "infrastructure") == 0);
+	/*
+	 * A manual run's caller sees its error: only a scheduled one halts.
+	 * Payload drift halts every run: it is a property of the data.
+	 */
+	bool		drift = medallion_error_is_drift(edata->sqlerrcode);
+	bool		halt = drift || (scheduled &&
+								 (strcmp(class, "schema") == 0 || strcmp(class, "infrastructure") == 0));
 	bool		retry = scheduled && strcmp(class, "transient") == 0;
 	MedallionGateway gw;
 	Oid			types[6] = {TEXTOID, TEXTOID, INT4OID, INT4OID, FLOAT8OID, BOOLOID};
@@ -379,7 +386,10 @@ medallion_policy_after_failure(const char *pipeline, ErrorData *edata, const cha
 
 	if (budget)
 		medallion_alert_raise(pipeline, "over_budget", message);
-	if (state && strcmp(state, "halted") == 0)
+	if (state && strcmp(state, "halted") == 0 && drift)
+		medallion_alert_raise(pipeline, "schema_change",
+							  psprintf("payload drift, pipeline halted until resume(): %s", message));
+	else if (state && strcmp(state, "halted") == 0)
 		medallion_alert_raise(pipeline, "halted",
 							  psprintf("%s error, pipeline halted until resume(): %s", class, message));
 	else if (state && strcmp(state, "circuit_open") == 0)

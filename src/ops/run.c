@@ -374,10 +374,18 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		memset(&counts, 0, sizeof(counts));
 		medallion_run_record_finish(run_id, "failed", &counts, edata, class);
 		medallion_policy_after_failure(name, edata, class, false);
-		ereport(WARNING,
-				(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, name, edata->message),
-				 errdetail("Error class %s, SQLSTATE %s; the failure is recorded in medallion.runs.",
-						   class, unpack_sql_state(edata->sqlerrcode))));
+		medallion_drift_after_failure(name, run_id, edata);
+		if (medallion_error_is_drift(edata->sqlerrcode))
+			ereport(WARNING,
+					(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, name, edata->message),
+					 errdetail("Error class %s, SQLSTATE %s; nothing was loaded and the pipeline is halted.",
+							   class, unpack_sql_state(edata->sqlerrcode)),
+					 edata->hint ? errhint("%s", edata->hint) : 0));
+		else
+			ereport(WARNING,
+					(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, name, edata->message),
+					 errdetail("Error class %s, SQLSTATE %s; the failure is recorded in medallion.runs.",
+							   class, unpack_sql_state(edata->sqlerrcode))));
 	}
 	else
 	{
@@ -492,6 +500,7 @@ medallion_run_failed_scheduled(const char *pipeline, int64 run_id, ErrorData *ed
 
 	medallion_run_record_finish(run_id, "failed", NULL, edata, class);
 	medallion_policy_after_failure(pipeline, edata, class, true);
+	medallion_drift_after_failure(pipeline, run_id, edata);
 }
 
 /*

@@ -26,6 +26,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/numeric.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
@@ -425,7 +426,15 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized pipeline option \"%s\"", key),
-					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, steward and description.")));
+					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, steward and description.")));
+		if (strcmp(key, "max_bad_ratio") == 0 || strcmp(key, "drift_min_rows") == 0)
+		{
+			tok = JsonbIteratorNext(&it, &v, true);
+			if (v.type == jbvNumeric)
+				medallion_drift_check_option(key, DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v.val.numeric))));
+			else if (v.type == jbvString)
+				medallion_drift_check_option(key, pnstrdup(v.val.string.val, v.val.string.len));
+		}
 	}
 
 	args[0] = name;

@@ -139,6 +139,25 @@ medallion_active_run_count_insert(void)
 	active_run->inserted++;
 }
 
+PG_FUNCTION_INFO_V1(medallion_payload_keys_note);
+
+/*
+ * medallion.payload_keys_note(payload): adds the keys of a window's row to
+ * the run's registry batch (drift_window.c reads rows that came without a
+ * batch through it).
+ */
+Datum
+medallion_payload_keys_note(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *payload;
+
+	medallion_active_run_check("medallion.payload_keys_note()");
+	payload = PG_GETARG_JSONB_P(0);
+	if (active_run->keys && JB_ROOT_IS_OBJECT(payload))
+		medallion_payload_keys_add_jsonb(active_run->keys, &payload->root);
+	PG_RETURN_BOOL(true);
+}
+
 PG_FUNCTION_INFO_V1(medallion_count_read);
 PG_FUNCTION_INFO_V1(medallion_in_window);
 PG_FUNCTION_INFO_V1(medallion_window_support);

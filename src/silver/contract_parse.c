@@ -464,6 +464,16 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 					}
 				}
 			}
+			else if (strcmp(key, "schema_policy") == 0)
+			{
+				/* what a run does with payload keys the contract does not read */
+				if (kv.type != jbvString)
+					contract_error(NULL, "Option schema_policy must be \"ignore\", \"evolve\" or \"strict\".");
+				c->schema_policy = jb_cstring(&kv);
+				if (strcmp(c->schema_policy, "ignore") != 0 && strcmp(c->schema_policy, "evolve") != 0 &&
+					strcmp(c->schema_policy, "strict") != 0)
+					contract_error(NULL, "Option schema_policy must be \"ignore\", \"evolve\" or \"strict\".");
+			}
 			else if (strcmp(key, "description") == 0)
 			{
 				if (kv.type != jbvString)
@@ -479,7 +489,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("unrecognized option \"%s\"", key),
-						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings, description and compatibility.")));
+						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings, schema_policy, compatibility and description.")));
 		}
 	}
 	if (c->compatibility == NULL)

@@ -76,6 +76,7 @@ typedef struct SilverRun
 	MemoryContext cxt;			/* lives as long as the run */
 	struct ActiveRun *ar;		/* its registration (active_run.c) */
 	MedallionChangeSet *changes;	/* change records for gold models, or NULL */
+	double		max_bad_ratio;	/* options.max_bad_ratio; < 0: unset */
 } SilverRun;
 
 /*
@@ -98,6 +99,7 @@ typedef struct ActiveRun
 	List	   *keep_bad;
 	int64		kept;			/* rows silver_keep left out */
 	int64		kept_new;		/* of which new DLQ rows */
+	PayloadKeys *keys;			/* payload_keys_note's registry batch, or NULL */
 } ActiveRun;
 
 typedef void (*TryFn) (SilverRun *r, void *arg);
@@ -145,6 +147,10 @@ extern char *silver_stored_type(ColumnSpec *col);
 extern char *silver_tombstone_sql(SilverRun *r);
 extern char *silver_tombstone_table(const char *relname);
 extern char *silver_typed_sql(ColumnSpec *col, const char *val);
+
+/* drift_window.c: payload drift, judged on the run's window */
+extern void silver_drift_before_load(SilverRun *r);
+extern void silver_drift_check_bad_ratio(SilverRun *r, int64 read);
 
 /* silver_run.c */
 extern int silver_exec(SilverRun *r, const char *sql, long limit);

@@ -477,6 +477,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		elog(ERROR, "could not probe the window of pipeline \"%s\"", p->name);
 	empty = (SPI_processed == 0);
 	if (!empty)
+		silver_drift_before_load(&r);
+	if (!empty)
 	{
 		bool		slow = (r.expectations != NIL);
 
@@ -510,6 +512,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	counts->read = ar->read + list_length(r.bad) + r.nbad_written;
 	counts->inserted = ar->inserted;
 	counts->updated = merged - ar->inserted;
+	if (!empty)
+		silver_drift_check_bad_ratio(&r, counts->read);
 
 	/*
 	 * An empty window of a plain run leaves the watermark as it is: every
