@@ -148,7 +148,8 @@ silver_drift_before_load(SilverRun *r)
 		MemoryContext old = MemoryContextSwitchTo(r->cxt);
 
 		r->p->definition = newdef;
-		r->c = silver_contract_get(newdef);
+		/* this run goes on under the new version, parsed for it alone */
+		r->c = medallion_contract_parse(newdef, false);
 		r->values[P_DEF - 1] = JsonbPGetDatum(newdef);
 		MemoryContextSwitchTo(old);
 	}
