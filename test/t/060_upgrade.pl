@@ -266,10 +266,10 @@ is($node->safe_psql('fresh', q{SELECT count(*) FROM silver.orders}), '1',
 is($node->safe_psql('old', q{SELECT string_agg(relation, ',' ORDER BY relation) FROM medallion.column_snapshots
 	WHERE 'silver.orders' = ANY (pipelines)}),
 	'bronze.orders,silver.orders', 'the update snapshots the relations of pipelines made under 0.1.0');
-$node->safe_psql('old', q{SET ROLE alice; ALTER TABLE silver.orders ADD COLUMN note text});
+$node->safe_psql('old', q{SET ROLE alice; ALTER TABLE silver.orders ADD COLUMN remark text});
 is($node->safe_psql('old', q{SELECT change || ' ' || path || ' ' || classification FROM medallion.schema_changes
 	WHERE pipeline = 'silver.orders' ORDER BY id DESC LIMIT 1}),
-	'column_added note safe', 'and DDL on them is classified');
+	'column_added remark safe', 'and DDL on them is classified');
 
 $node->stop;
 done_testing();
