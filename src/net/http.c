@@ -622,25 +622,13 @@ medallion_http_require_success(const char *url, const HttpResponse *resp)
 }
 
 /*
- * A reference resolved against a base URL (palloc'd), or NULL when either
- * is not a URL.
+ * A palloc'd copy of a string curl allocated; curl's is freed either way.
  */
-char *
-medallion_http_resolve(const char *base, const char *ref)
+static char *
+take_curl_string(char *out)
 {
-	CURLU	   *u = curl_url();
-	char	   *out = NULL;
 	char	   *volatile result = NULL;
 
-	if (u == NULL)
-		return NULL;
-	if (curl_url_set(u, CURLUPART_URL, base, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-		curl_url_set(u, CURLUPART_URL, ref, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
-		curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
-		out = NULL;
-	curl_url_cleanup(u);
-	if (out == NULL)
-		return NULL;
 	PG_TRY();
 	{
 		result = pstrdup(out);
@@ -654,6 +642,28 @@ medallion_http_resolve(const char *base, const char *ref)
 }
 
 /*
+ * A reference resolved against a base URL (palloc'd), or NULL when either
+ * is not a URL.
+ */
+char *
+medallion_http_resolve(const char *base, const char *ref)
+{
+	CURLU	   *u = curl_url();
+	char	   *out = NULL;
+
+	if (u == NULL)
+		return NULL;
+	if (curl_url_set(u, CURLUPART_URL, base, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+		curl_url_set(u, CURLUPART_URL, ref, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK ||
+		curl_url_get(u, CURLUPART_URL, &out, 0) != CURLUE_OK)
+		out = NULL;
+	curl_url_cleanup(u);
+	if (out == NULL)
+		return NULL;
+	return take_curl_string(out);
+}
+
+/*
  * The URL with "param=value" appended to its query (palloc'd).
  */
 char *
@@ -662,7 +672,6 @@ medallion_http_add_query(const char *url, const char *param, int64 value)
 	CURLU	   *u = curl_url();
 	char	   *pair = psprintf("%s=" INT64_FORMAT, param, value);
 	char	   *out = NULL;
-	char	   *volatile result = NULL;
 
 	if (u == NULL)
 		ereport(ERROR,
@@ -677,14 +686,5 @@ medallion_http_add_query(const char *url, const char *param, int64 value)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid URL \"%s\"", url)));
-	PG_TRY();
-	{
-		result = pstrdup(out);
-	}
-	PG_FINALLY();
-	{
-		curl_free(out);
-	}
-	PG_END_TRY();
-	return result;
+	return take_curl_string(out);
 }
