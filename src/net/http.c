@@ -627,17 +627,16 @@ medallion_http_require_success(const char *url, const HttpResponse *resp)
 static char *
 take_curl_string(char *out)
 {
-	char	   *volatile result = NULL;
+	size_t		len = strlen(out);
+	char	   *result = palloc_extended(len + 1, MCXT_ALLOC_NO_OOM);
 
-	PG_TRY();
-	{
-		result = pstrdup(out);
-	}
-	PG_FINALLY();
-	{
-		curl_free(out);
-	}
-	PG_END_TRY();
+	if (result)
+		memcpy(result, out, len + 1);
+	curl_free(out);
+	if (result == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
 	return result;
 }
 
