@@ -2,7 +2,8 @@
  *
  * export.c
  *	  Exports: medallion.create_export(), and a run of an export, which POSTs
- *	  the rows of a silver table that changed since they were last exported.
+ *	  the rows of a silver table that changed since they were last exported,
+ *	  or the partitions of a gold table refreshed since.
  *
  * "Changed" is tracked as a set, not a watermark: a silver row carries the
  * id of the run that last wrote it (_run_id), and medallion.export_runs
@@ -15,6 +16,12 @@
  * the export and the batch's content: an attempt that fails sends nothing
  * it remembers (the run's transaction rolls back), and the next attempt
  * sends the same batches with the same keys.  Delivery is at least once.
+ *
+ * A gold model's runs rewrite whole partitions, and a gold table has no
+ * _run_id nor tombstones: an export of one consumes the model's change
+ * records with a watermark of its own (gold/changes.c), and sends each
+ * refreshed partition as a replace-set (its current rows, possibly none),
+ * or the whole table when the records name no partition.
  *
  *-------------------------------------------------------------------------
  */
