@@ -175,4 +175,15 @@ sq(q{SELECT medallion.run('gold.daily'); SELECT medallion.run('gold.total')});
 is(sq(q{SELECT count(*) FROM medallion.changes WHERE pipeline = 'silver.sales'}), '0',
 	'which the models consume: the silver export does not hold records back');
 
+# ---- a monthly model: the refreshed month goes out whole -------------------------------------
+sq(qq{SELECT medallion.create_gold('monthly', 'SELECT day, amount FROM silver.sales', 'day', '{"granularity": "month"}');
+      SELECT medallion.run('gold.monthly');
+      SELECT medallion.create_export('gold.monthly', '$base/hook');
+      SELECT medallion.run('export.monthly')});
+new_batches();
+sq(q{SELECT medallion.ingest('bronze.sales_raw', '[{"id": 10, "amount": 5, "day": "2024-03-09"}]');
+     SELECT medallion.run('silver.sales'); SELECT medallion.run('gold.monthly'); SELECT medallion.run('export.monthly')});
+is(new_batches(), 'export.monthly 2024-03-01..2024-04-01 1/1: 2024-03-01=11,2024-03-02=26,2024-03-04=30,2024-03-05=40,2024-03-09=5',
+	'a monthly model: the month refreshed, as one replace-set');
+
 done_testing();
