@@ -1228,7 +1228,10 @@ REVOKE EXECUTE ON FUNCTION medallion.remove_webhook(bigint) FROM PUBLIC;
 -- Exports (pipelines export.<name>): the runs of the source silver pipeline
 -- whose rows an export has sent.  A set, not a watermark: run ids are not
 -- commit order.  An export's secret headers are kept in
--- medallion.http_sources, like a source's.
+-- medallion.http_sources, like a source's.  An export of a gold table
+-- tracks nothing here: it consumes the model's change records
+-- (medallion.changes) with a snapshot watermark of its own, as a gold model
+-- reading it does.
 CREATE TABLE medallion.export_runs (
     export      text NOT NULL REFERENCES medallion.pipelines (name)
                 ON DELETE CASCADE ON UPDATE CASCADE,
@@ -1248,7 +1251,7 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'medallion_create_export'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION medallion.create_export(regclass, text, pg_catalog.jsonb, text) IS
-'registers an export (pipeline export.<name>) that POSTs the changed rows of a silver table as JSON batches with an Idempotency-Key; options: batch_size, timeout, headers (secret)';
+'registers an export (pipeline export.<name>) that POSTs as JSON batches with an Idempotency-Key the changed rows of a silver table, or the partitions of a gold table refreshed since the last export (each a replace-set); options: batch_size, timeout, headers (secret)';
 REVOKE EXECUTE ON FUNCTION medallion.create_export(regclass, text, pg_catalog.jsonb, text) FROM PUBLIC;
 
 

@@ -443,6 +443,28 @@ extern void medallion_changeset_note_day(MedallionChangeSet *cs, int slot, int d
 extern void medallion_changeset_forget(MedallionChangeSet *cs, int slot);
 extern void medallion_changeset_write(MedallionChangeSet *cs, int64 run_id);
 
+/*
+ * gold/changes.c: another consumer of a gold model's change records (an
+ * export), with its own snapshot watermark: the partitions the model's runs
+ * refreshed since the consumer's watermark, up to a target snapshot.
+ */
+typedef struct GoldRefreshedPartition
+{
+	char	   *from;			/* first day, YYYY-MM-DD (UTC for timestamptz) */
+	char	   *to;				/* the next partition's first day */
+	char	   *predicate;		/* qualified SQL over alias t: the partition's rows */
+} GoldRefreshedPartition;
+
+typedef struct GoldRefreshed
+{
+	bool		whole;			/* the whole table: first read, full refresh, unpartitioned */
+	List	   *partitions;		/* of GoldRefreshedPartition *, in order */
+} GoldRefreshed;
+
+extern void medallion_gold_refreshed_read(Pipeline *consumer, Pipeline *model, Datum target,
+										  GoldRefreshed *out);
+extern void medallion_gold_refreshed_consume(Pipeline *consumer, Pipeline *model, Datum target);
+
 /* gold/refresh.c: a run of a gold model; its cheap pending check */
 extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);

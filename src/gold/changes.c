@@ -66,6 +66,16 @@ struct MedallionChangeSet
 };
 
 /*
+ * The edges (alias d of medallion.dependencies) whose pipeline consumes its
+ * upstream's change records: a gold model's query, and an export of a gold
+ * table (an export of a silver table tracks run ids instead).
+ */
+#define CONSUMER_EDGE_SQL \
+	"(d.kind OPERATOR(pg_catalog.=) 'query'::pg_catalog.text " \
+	" OR (d.kind OPERATOR(pg_catalog.=) 'export'::pg_catalog.text " \
+	"     AND pg_catalog.starts_with(d.upstream, 'gold.'::pg_catalog.text)))"
+
+/*
  * Whether the catalog has medallion.changes (0.2.0 and later).
  */
 static bool
@@ -97,7 +107,7 @@ medallion_changeset_open(const char *pipeline, MemoryContext cxt)
 	medallion_catalog_enter(&gw);
 	n = medallion_gateway_exec("SELECT DISTINCT d.partition_column FROM medallion.dependencies d "
 							   "WHERE d.upstream OPERATOR(pg_catalog.=) $1 "
-							   "AND d.kind OPERATOR(pg_catalog.=) 'query'::pg_catalog.text "
+							   "AND " CONSUMER_EDGE_SQL " "
 							   "ORDER BY 1",
 							   1, t, v, NULL, 0, SPI_OK_SELECT);
 	if (n == 0)
@@ -457,8 +467,107 @@ gold_watermark_advance(GoldModel *m, Datum target)
 								  "AND NOT EXISTS (SELECT 1 FROM medallion.dependencies d "
 								  "  LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) d.pipeline "
 								  "  WHERE d.upstream OPERATOR(pg_catalog.=) c.pipeline "
-								  "  AND d.kind OPERATOR(pg_catalog.=) 'query'::pg_catalog.text "
+								  "  AND " CONSUMER_EDGE_SQL " "
 								  "  AND (w.done_snapshot IS NULL "
 								  "       OR NOT pg_catalog.pg_visible_in_snapshot(c.xid, w.done_snapshot)))",
 								  1, t, v, NULL, SPI_OK_DELETE);
+}
+
+/* ---------------------------------------------------------------------------
+ * Another consumer: an export of a gold table
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * A model seen from a consumer: the consumer's watermark, the model as its
+ * one upstream, mapped through the model's own partition column.
+ */
+static void
+consumer_model(Pipeline *consumer, Pipeline *model, GoldModel *m)
+{
+	GoldUpstream *u = palloc0(sizeof(GoldUpstream));
+
+	gold_model_load(model, m, true);
+	u->pipeline = pstrdup(model->name);
+	u->column = m->partition_by ? pstrdup(m->partition_by) : NULL;
+	u->widen = false;			/* the records hold the partitions' own days */
+	m->upstreams = list_make1(u);
+	m->p = consumer;
+}
+
+static int
+start_cmp(const ListCell *a, const ListCell *b)
+{
+	int			x = lfirst_int(a);
+	int			y = lfirst_int(b);
+
+	return (x > y) - (x < y);
+}
+
+static char *
+day_text(int day)
+{
+	int			y,
+				mo,
+				d;
+
+	j2date(day + POSTGRES_EPOCH_JDATE, &y, &mo, &d);
+	return psprintf("%04d-%02d-%02d", y, mo, d);
+}
+
+/*
+ * The partitions of a model its runs refreshed since a consumer's
+ * watermark, up to target: a run records every day of the partitions it
+ * wrote (refresh.c), nothing for a full refresh or an unpartitioned model,
+ * which makes the whole table refreshed.  A consumer that never read (or
+ * whose watermark came from another cluster) gets the whole table.
+ */
+void
+medallion_gold_refreshed_read(Pipeline *consumer, Pipeline *model, Datum target, GoldRefreshed *out)
+{
+	GoldModel	m;
+	GoldChanges ch;
+	List	   *starts = NIL;
+	ListCell   *lc;
+
+	memset(out, 0, sizeof(*out));
+	consumer_model(consumer, model, &m);
+	gold_changes_read(&m, target, &ch);
+	if (ch.first || ch.whole || m.partition_by == NULL)
+	{
+		/* an unpartitioned model's records read as whole; none: nothing to send */
+		out->whole = ch.first || ch.whole;
+		return;
+	}
+	foreach(lc, ch.days)
+		starts = list_append_unique_int(starts, gold_partition_start(lfirst_int(lc), m.monthly));
+	list_sort(starts, start_cmp);
+	foreach(lc, starts)
+	{
+		int			start = lfirst_int(lc);
+		int			end = gold_partition_end(start, m.monthly);
+		GoldRefreshedPartition *part = palloc0(sizeof(GoldRefreshedPartition));
+		const char *col = quote_identifier(m.partition_by);
+
+		part->from = day_text(start);
+		part->to = day_text(end);
+		/* through the parent: the consumer's owner may read it and not its partitions */
+		part->predicate = psprintf("t.%s OPERATOR(pg_catalog.>=) %s AND t.%s OPERATOR(pg_catalog.<) %s",
+								   col, gold_bound_literal(m.part_type, start),
+								   col, gold_bound_literal(m.part_type, end));
+		out->partitions = lappend(out->partitions, part);
+	}
+}
+
+/*
+ * Moves a consumer's watermark to target (in the consumer's run, which
+ * commits it with what it did), then drops the records every consumer has.
+ */
+void
+medallion_gold_refreshed_consume(Pipeline *consumer, Pipeline *model, Datum target)
+{
+	GoldModel	m;
+
+	consumer_model(consumer, model, &m);
+	gold_watermark_advance(&m, target);
 }

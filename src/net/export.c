@@ -2,7 +2,8 @@
  *
  * export.c
  *	  Exports: medallion.create_export(), and a run of an export, which POSTs
- *	  the rows of a silver table that changed since they were last exported.
+ *	  the rows of a silver table that changed since they were last exported,
+ *	  or the partitions of a gold table refreshed since.
  *
  * "Changed" is tracked as a set, not a watermark: a silver row carries the
  * id of the run that last wrote it (_run_id), and medallion.export_runs
@@ -15,6 +16,12 @@
  * the export and the batch's content: an attempt that fails sends nothing
  * it remembers (the run's transaction rolls back), and the next attempt
  * sends the same batches with the same keys.  Delivery is at least once.
+ *
+ * A gold model's runs rewrite whole partitions, and a gold table has no
+ * _run_id nor tombstones: an export of one consumes the model's change
+ * records with a watermark of its own (gold/changes.c), and sends each
+ * refreshed partition as a replace-set (its current rows, possibly none),
+ * or the whole table when the records name no partition.
  *
  *-------------------------------------------------------------------------
  */
@@ -31,6 +38,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
+#include "utils/fmgrprotos.h"
 
 #include "net/net.h"
 
@@ -128,7 +136,7 @@ export_parse(Jsonb *def, ExportSpec *spec, bool options_only)
 }
 
 /*
- * The silver pipeline a relation is the table of, or an error.
+ * The silver or gold pipeline a relation is the table of, or an error.
  */
 static char *
 source_pipeline(Oid relid)
@@ -137,32 +145,33 @@ source_pipeline(Oid relid)
 	Oid			silver = get_namespace_oid("silver", true);
 	Oid			gold = get_namespace_oid("gold", true);
 	Oid			nsp = relname ? get_rel_namespace(relid) : InvalidOid;
+	const char *layer;
 	char	   *pipeline;
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
 
 	if (relname == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
 	if (OidIsValid(gold) && nsp == gold)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("exports of gold tables are not supported yet"),
-				 errdetail("An export reads a silver table.")));
-	if (!OidIsValid(silver) || nsp != silver)
+		layer = "gold";
+	else if (OidIsValid(silver) && nsp == silver)
+		layer = "silver";
+	else
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"%s\" is not a silver table", relname),
-				 errhint("An export reads a table made by medallion.create_silver().")));
-	pipeline = medallion_pipeline_name("silver", relname);
+				 errmsg("\"%s\" is not a silver or gold table", relname),
+				 errhint("An export reads a table made by medallion.create_silver() or medallion.create_gold().")));
+	pipeline = medallion_pipeline_name(layer, relname);
 	values[0] = CStringGetTextDatum(pipeline);
+	values[1] = CStringGetTextDatum(layer);
 	if (medallion_catalog_exec("SELECT 1 FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 "
-							   "AND layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text",
-							   1, types, values, NULL, SPI_OK_SELECT) != 1)
+							   "AND layer OPERATOR(pg_catalog.=) $2",
+							   2, types, values, NULL, SPI_OK_SELECT) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("\"silver.%s\" is not a silver table managed by medallion", relname)));
+				 errmsg("\"%s.%s\" is not a %s table managed by medallion", layer, relname, layer)));
 	return pipeline;
 }
 
@@ -202,7 +211,8 @@ medallion_create_export(PG_FUNCTION_ARGS)
 	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied for table %s", quote_qualified_identifier("silver", get_rel_name(relid))),
+				 errmsg("permission denied for table %s",
+						quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid))),
 				 errhint("An export reads its table as its owner: the SELECT privilege is needed.")));
 	export_parse(options, &spec, true);
 	headers = medallion_net_check_headers(options);
@@ -242,8 +252,11 @@ medallion_create_export(PG_FUNCTION_ARGS)
 	(void) medallion_catalog_exec("UPDATE medallion.pipelines SET definition = $3 "
 								  "WHERE name OPERATOR(pg_catalog.=) $1",
 								  4, types, values, nulls, SPI_OK_UPDATE);
-	(void) medallion_catalog_exec("INSERT INTO medallion.dependencies (pipeline, upstream, kind) "
-								  "VALUES ($1, $2, 'export')",
+	/* a gold table's export consumes its change records through its partition column */
+	(void) medallion_catalog_exec("INSERT INTO medallion.dependencies (pipeline, upstream, kind, partition_column) "
+								  "SELECT $1, $2, 'export', CASE WHEN u.layer OPERATOR(pg_catalog.=) 'gold'::pg_catalog.text "
+								  "  THEN u.definition OPERATOR(pg_catalog.->>) 'partition_by'::pg_catalog.text END "
+								  "FROM medallion.pipelines u WHERE u.name OPERATOR(pg_catalog.=) $2",
 								  4, types, values, nulls, SPI_OK_INSERT);
 	(void) medallion_catalog_exec("INSERT INTO medallion.http_sources (pipeline, headers) "
 								  "VALUES ($1, COALESCE($4, '{}'::pg_catalog.jsonb))",
@@ -355,6 +368,221 @@ batch_records(const char *batch)
 }
 
 /*
+ * The secret headers of an export, as header lines.
+ */
+static List *
+export_headers(Pipeline *p)
+{
+	MedallionGateway gw;
+	MemoryContext callercxt = CurrentMemoryContext;
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	List	   *headers = NIL;
+
+	values[0] = CStringGetTextDatum(p->name);
+	medallion_catalog_enter(&gw);
+	if (medallion_gateway_exec("SELECT headers FROM medallion.http_sources WHERE pipeline OPERATOR(pg_catalog.=) $1",
+							   1, types, values, NULL, 1, SPI_OK_SELECT) == 1)
+	{
+		bool		isnull;
+		Datum		h = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(callercxt);
+
+		if (!isnull)
+			headers = medallion_source_header_lines(DatumGetJsonbPCopy(h));
+		MemoryContextSwitchTo(old);
+	}
+	medallion_gateway_leave(&gw);
+	return headers;
+}
+
+/*
+ * POSTs one batch with its Idempotency-Key; an error unless the receiver
+ * took it.
+ */
+static void
+post_batch(ExportSpec *spec, List *headers, StringInfo body, const char *key)
+{
+	HttpRequest req = {0};
+	HttpResponse resp;
+
+	req.method = "POST";
+	req.url = spec->url;
+	req.headers = list_copy(headers);
+	req.headers = lappend(req.headers, "Content-Type: application/json");
+	req.headers = lappend(req.headers, psprintf("Idempotency-Key: %s", key));
+	req.body = body->data;
+	req.body_len = body->len;
+	req.timeout_ms = spec->timeout_ms;
+	medallion_http_request(&req, &resp);
+	medallion_http_require_success(spec->url, &resp);
+}
+
+/*
+ * The rows of a table (those a predicate over alias t selects, or all) in
+ * batches (JSON arrays of upsert records, in a fixed order), read as the
+ * export's owner.
+ */
+static List *
+table_batches(Pipeline *p, const char *qtable, const char *predicate, int batch_size)
+{
+	MedallionGateway gw;
+	MemoryContext callercxt = CurrentMemoryContext;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1];
+	char	   *sql;
+	List	   *batches = NIL;
+	uint64		i;
+	uint64		n;
+
+	sql = psprintf("SELECT pg_catalog.jsonb_agg(b.rec ORDER BY b.ord)::pg_catalog.text FROM ("
+				   "  SELECT x.rec, x.ord, (pg_catalog.row_number() OVER (ORDER BY x.ord) "
+				   "      OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog./) $1 AS n FROM ("
+				   "    SELECT pg_catalog.jsonb_build_object('op', 'upsert', 'row', pg_catalog.to_jsonb(t)) AS rec, "
+				   "           t::pg_catalog.text COLLATE pg_catalog.\"C\" AS ord "
+				   "    FROM %s t%s%s) x) b "
+				   "GROUP BY b.n ORDER BY b.n",
+				   qtable, predicate ? " WHERE " : "", predicate ? predicate : "");
+	values[0] = Int32GetDatum(batch_size);
+	medallion_gateway_enter(p->owner, &gw);
+	n = medallion_gateway_exec(sql, 1, types, values, NULL, 0, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
+	{
+		char	   *text = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		MemoryContext old = MemoryContextSwitchTo(callercxt);
+
+		batches = lappend(batches, pstrdup(text));
+		MemoryContextSwitchTo(old);
+	}
+	medallion_gateway_leave(&gw);
+	/* an empty replace-set still tells the receiver to drop what it holds */
+	if (batches == NIL)
+		batches = list_make1(pstrdup("[]"));
+	return batches;
+}
+
+/*
+ * Sends one replace-set: the rows of a refreshed partition (part), or of
+ * the whole table (part NULL), batch by batch.  Returns the batches sent.
+ */
+static int
+send_replace_set(Pipeline *p, ExportSpec *spec, List *headers, const char *qtable,
+				 GoldRefreshedPartition *part, const char *from_mark, RunCounts *counts)
+{
+	List	   *batches = table_batches(p, qtable, part ? part->predicate : NULL, spec->batch_size);
+	ListCell   *bc;
+	int			n = 0;
+
+	foreach(bc, batches)
+	{
+		const char *records = lfirst(bc);
+		StringInfoData body;
+
+		CHECK_FOR_INTERRUPTS();
+		initStringInfo(&body);
+		appendStringInfoString(&body, "{\"export\": ");
+		escape_json(&body, p->name);
+		appendStringInfoString(&body, ", \"source\": ");
+		escape_json(&body, spec->source);
+		appendStringInfoString(&body, ", \"replace\": ");
+		if (part)
+		{
+			appendStringInfoString(&body, "{\"from\": ");
+			escape_json(&body, part->from);
+			appendStringInfoString(&body, ", \"to\": ");
+			escape_json(&body, part->to);
+			appendStringInfoChar(&body, '}');
+		}
+		else
+			appendStringInfoString(&body, "\"table\"");
+		appendStringInfo(&body, ", \"batch\": %d, \"batches\": %d, \"records\": %s}",
+						 ++n, list_length(batches), records);
+		/* the same content from the same watermark: the same key when sent again */
+		post_batch(spec, headers, &body,
+				   medallion_net_digest("", psprintf("%s\n%s", p->name, from_mark), body.data, body.len));
+		counts->read += batch_records(records);
+	}
+	return n;
+}
+
+/*
+ * A run of an export of a gold table: the partitions the model's runs
+ * refreshed since the export's watermark (change records, consumed as a
+ * gold model consumes them), each sent as a replace-set; the whole table
+ * after a full refresh, for an unpartitioned model, or the first time.
+ */
+static void
+gold_export_run(Pipeline *p, ExportSpec *spec, int64 run_id, RunCounts *counts)
+{
+	Pipeline	model;
+	GoldRefreshed refreshed;
+	Watermark	wm;
+	Datum		target;
+	char	   *from_mark;
+	char	   *qtable;
+	Oid			nsp = get_namespace_oid("gold", true);
+	Oid			relid;
+	List	   *headers;
+	ListCell   *lc;
+	int			sent = 0;
+	MemoryContext run_cxt;
+
+	if (!medallion_pipeline_lookup(spec->source, &model, false, false, NULL) ||
+		strcmp(model.layer, "gold") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("source of export \"%s\" does not exist", p->name),
+				 errdetail("The export reads \"%s\".", spec->source)));
+	relid = OidIsValid(nsp) ? get_relname_relid(model.relname, nsp) : InvalidOid;
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("source table of export \"%s\" does not exist", p->name),
+				 errdetail("The export reads \"%s\".", spec->source)));
+	qtable = quote_qualified_identifier("gold", get_rel_name(relid));
+	headers = export_headers(p);
+
+	/* where this export read up to: part of every key, so a retry repeats them */
+	medallion_watermark_load(p, &wm);
+	from_mark = (wm.found && wm.has_done && !wm.rebase) ?
+		DatumGetCString(DirectFunctionCall1(pg_snapshot_out, wm.done_snapshot)) : "first";
+	if (wm.has_resume && !wm.rebase)
+		from_mark = psprintf("%s/" INT64_FORMAT, from_mark, wm.resume_seq);
+
+	target = medallion_current_snapshot();
+	medallion_gold_refreshed_read(p, &model, target, &refreshed);
+	run_cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion export run", ALLOCSET_DEFAULT_SIZES);
+	if (refreshed.whole)
+		sent += send_replace_set(p, spec, headers, qtable, NULL, from_mark, counts);
+	else
+		foreach(lc, refreshed.partitions)
+		{
+			MemoryContext old;
+
+			/* one partition's batches at a time in memory */
+			MemoryContextReset(run_cxt);
+			old = MemoryContextSwitchTo(run_cxt);
+			sent += send_replace_set(p, spec, headers, qtable, lfirst(lc), from_mark, counts);
+			MemoryContextSwitchTo(old);
+		}
+	medallion_gold_refreshed_consume(p, &model, target);
+	counts->inserted = counts->read;
+	if (run_id > 0)
+	{
+		Oid			dtypes[2] = {INT8OID, TEXTOID};
+		Datum		dvalues[2];
+
+		dvalues[0] = Int64GetDatum(run_id);
+		dvalues[1] = CStringGetTextDatum(psprintf("{\"batches\": %d, \"whole\": %s, \"partitions\": %d}",
+												  sent, refreshed.whole ? "true" : "false",
+												  list_length(refreshed.partitions)));
+		(void) medallion_catalog_exec("UPDATE medallion.runs SET detail = $2::pg_catalog.jsonb "
+									  "WHERE run_id OPERATOR(pg_catalog.=) $1",
+									  2, dtypes, dvalues, NULL, SPI_OK_UPDATE);
+	}
+}
+
+/*
  * A run of an export: every run id of its source not exported yet, batch
  * by batch, then remembered as exported.
  */
@@ -371,12 +599,15 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	int			sent = 0;
 	Oid			types[2] = {TEXTOID, INT8OID};
 	Datum		values[2];
-	MedallionGateway gw;
-	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext run_cxt;
 
 	medallion_net_note_retry_after(-1);
 	export_parse(p->definition, &spec, false);
+	if (spec.url != NULL && spec.source != NULL && strncmp(spec.source, "gold.", 5) == 0)
+	{
+		gold_export_run(p, &spec, run_id, counts);
+		return;
+	}
 	if (spec.url == NULL || spec.source == NULL || strncmp(spec.source, "silver.", 7) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -391,19 +622,7 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	qtomb = silver_rel(psprintf("_%s_deleted", relname));
 
 	values[0] = CStringGetTextDatum(p->name);
-	medallion_catalog_enter(&gw);
-	if (medallion_gateway_exec("SELECT headers FROM medallion.http_sources WHERE pipeline OPERATOR(pg_catalog.=) $1",
-							   1, types, values, NULL, 1, SPI_OK_SELECT) == 1)
-	{
-		bool		isnull;
-		Datum		h = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext old = MemoryContextSwitchTo(callercxt);
-
-		if (!isnull)
-			headers = medallion_source_header_lines(DatumGetJsonbPCopy(h));
-		MemoryContextSwitchTo(old);
-	}
-	medallion_gateway_leave(&gw);
+	headers = export_headers(p);
 
 	runs = pending_runs(p, p->name, qtable, qtomb);
 	run_cxt = AllocSetContextCreate(CurrentMemoryContext, "medallion export run", ALLOCSET_DEFAULT_SIZES);
@@ -424,8 +643,6 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 		{
 			const char *records = lfirst(bc);
 			StringInfoData body;
-			HttpRequest req = {0};
-			HttpResponse resp;
 			char	   *key;
 
 			CHECK_FOR_INTERRUPTS();
@@ -437,16 +654,7 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 			appendStringInfo(&body, ", \"run_id\": " INT64_FORMAT ", \"batch\": %d, \"records\": %s}",
 							 source_run, ++n, records);
 			key = medallion_net_digest("", p->name, body.data, body.len);
-			req.method = "POST";
-			req.url = spec.url;
-			req.headers = list_copy(headers);
-			req.headers = lappend(req.headers, "Content-Type: application/json");
-			req.headers = lappend(req.headers, psprintf("Idempotency-Key: %s", key));
-			req.body = body.data;
-			req.body_len = body.len;
-			req.timeout_ms = spec.timeout_ms;
-			medallion_http_request(&req, &resp);
-			medallion_http_require_success(spec.url, &resp);
+			post_batch(&spec, headers, &body, key);
 			counts->read += batch_records(records);
 			sent++;
 		}

@@ -2,8 +2,8 @@
 # an administrator's and needs SELECT on the table; a run POSTs the rows not exported yet as
 # JSON batches of batch_size records with an Idempotency-Key; a second run sends nothing; rows
 # a later silver run changed or deleted go out as upserts and deletes; an export that failed
-# (the receiver down: a transient failure) sends the same batches again with the same keys;
-# gold tables are refused for now.
+# (the receiver down: a transient failure) sends the same batches again with the same keys.
+# Exports of gold tables: 075_gold_exports.pl.
 use strict;
 use warnings;
 use FindBin;
@@ -71,8 +71,8 @@ like(fails(qq{SET ROLE dave; SELECT medallion.create_export('silver.ev', '$base/
 sq(q{GRANT EXECUTE ON FUNCTION medallion.create_export(regclass, text, jsonb, text) TO dave});
 like(fails(qq{SET ROLE dave; SELECT medallion.create_export('silver.ev', '$base/hook')}),
 	qr/permission denied for table silver\.ev/, 'SELECT on the silver table is needed too');
-like(fails(qq{SELECT medallion.create_export('bronze.ev', '$base/hook')}), qr/is not a silver table/,
-	'an export reads a silver table');
+like(fails(qq{SELECT medallion.create_export('bronze.ev', '$base/hook')}), qr/is not a silver or gold table/,
+	'an export reads a silver or gold table');
 like(fails(qq{SELECT medallion.create_export('silver.ev', 'http://localhost:$port/hook')}), qr/is not allowed/,
 	'its URL is checked against medallion.http_allowed_hosts');
 is(sq(qq{SELECT medallion.create_export('silver.ev', '$base/hook', '{"batch_size": 2}')}), 'export.ev',
