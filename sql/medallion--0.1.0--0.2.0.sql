@@ -1314,6 +1314,10 @@ ALTER TABLE medallion.dlq
     ADD COLUMN discard_reason text;
 COMMENT ON COLUMN medallion.dlq.first_payload IS
 'the payload as it first came, when dlq_correct() replaced it';
+-- A silver run that reads a source row again (the first run after a restore
+-- re-reads its whole source) skips it when it already has a dead letter,
+-- settled or not: this index answers that for settled rows too.
+CREATE INDEX dlq_pipeline_source_seq_all ON medallion.dlq (pipeline, source_seq);
 
 CREATE FUNCTION medallion.dlq_correct(id bigint, payload text)
 RETURNS void
