@@ -1553,6 +1553,36 @@ $fn$;
 COMMENT ON FUNCTION medallion.checklist(text) IS
 'the pipeline-design checklist for one pipeline, evaluated from the catalog: item, ok, detail, hint';
 
+-- Ownership follows the table: after ALTER TABLE ... OWNER TO, a bronze,
+-- silver or gold pipeline's owner is its table's owner again (runs execute
+-- as the owner); every pipeline is brought in line, so one ALTER TABLE also
+-- catches up on an earlier REASSIGN OWNED (event triggers do not fire on it).  It only copies what pg_class says, so it is
+-- safe as security definer for whoever issued the command; the table is found
+-- by its schema-qualified name, never through search_path.  A role that owns
+-- a pipeline's table cannot be dropped (PostgreSQL refuses), so no such
+-- pipeline is left with a dangling owner.
+CREATE FUNCTION medallion.owner_follows_table()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE medallion.pipelines p
+    SET owner = pg_catalog.pg_get_userbyid(c.relowner)
+    FROM pg_catalog.pg_class c
+    WHERE p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,silver,gold}'::pg_catalog.text[])
+      AND c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(p.layer)
+              OPERATOR(pg_catalog.||) '.'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.relname))
+      AND p.owner::pg_catalog.text OPERATOR(pg_catalog.<>) pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text;
+END
+$fn$;
+COMMENT ON FUNCTION medallion.owner_follows_table() IS
+'internal: ddl_command_end event trigger; a pipeline''s owner follows its table''s owner (ALTER TABLE OWNER TO)';
+REVOKE ALL ON FUNCTION medallion.owner_follows_table() FROM PUBLIC;
+CREATE EVENT TRIGGER medallion_owner_follows_table ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION medallion.owner_follows_table();
+
 -- Schedules after a restore into another cluster.  Interval and on_change
 -- schedules live in medallion.pipelines and come back with it (the new
 -- cluster's scheduler runs them); a cron schedule's pg_cron job lives in
