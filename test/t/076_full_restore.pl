@@ -3,7 +3,8 @@
 # discarded dead letters, the graph's edges.  Gold watermarks hold the old cluster's xids,
 # like silver's: they are re-based (the first gold run after a restore refreshes the model
 # whole, and is exact); the runs after it are incremental again.  Nothing is reprocessed or
-# duplicated (DLQ included), nothing stalls.
+# duplicated (DLQ included), nothing stalls.  The first silver run after the restore re-reads
+# all of bronze in one pass, max_rows_per_run aside (the README says what that costs).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -46,7 +47,7 @@ $old->safe_psql('app', q{
 	SELECT medallion.dlq_discard('silver.orders',
 		(SELECT array_agg(id) FROM medallion.dlq WHERE pipeline = 'silver.orders' AND original_payload LIKE '%bad%'),
 		'test data');
-	SELECT medallion.alter_contract('silver.orders', '{"note": "text"}');
+	SELECT medallion.alter_contract('silver.orders', '{"note": "text"}', '{"max_rows_per_run": 2}');
 	SELECT medallion.run('gold.daily');
 });
 my $dlq_state = q{SELECT string_agg(
@@ -100,6 +101,10 @@ $new->safe_psql('app', q{
 		'[{"id": 7, "channel": "shop", "amount": 70, "ordered_at": "2024-01-05T10:00:00Z"},
 		  {"id": 1, "channel": "web", "amount": 11, "ordered_at": "2024-01-01T10:00:00Z"}]', 'b3')});
 $new->safe_psql('app', q{SELECT medallion.run('silver.orders')});
+is($new->safe_psql('app',
+		q{SELECT rows_read || ' of ' || (SELECT count(*) FROM bronze.orders) FROM medallion.runs
+		  WHERE pipeline = 'silver.orders' ORDER BY run_id DESC LIMIT 1}),
+	'9 of 9', 'the first run after the restore re-reads all of bronze in one pass, max_rows_per_run (2) aside');
 is( $new->safe_psql('app',
 		q{SELECT string_agg(id || '=' || amount, ',' ORDER BY id) FROM silver.orders}),
 	'1=11,2=25,3=30,6=60,7=70',
