@@ -1317,6 +1317,10 @@ ALTER TABLE medallion.dlq
     ADD COLUMN discard_reason text;
 COMMENT ON COLUMN medallion.dlq.first_payload IS
 'the payload as it first came, when dlq_correct() replaced it';
+-- A silver run that reads a source row again (the first run after a restore
+-- re-reads its whole source) skips it when it already has a dead letter,
+-- settled or not: this index answers that for settled rows too.
+CREATE INDEX dlq_pipeline_source_seq_all ON medallion.dlq (pipeline, source_seq);
 
 CREATE FUNCTION medallion.dlq_correct(id bigint, payload text)
 RETURNS void
@@ -1402,6 +1406,8 @@ DECLARE
     copts    pg_catalog.jsonb;
     n        pg_catalog.int8;
     bad      pg_catalog.text;
+    cron_status pg_catalog.text;
+    cron_action pg_catalog.text;
     up_ret   pg_catalog.interval;
     up_name  pg_catalog.text;
 BEGIN
@@ -1534,11 +1540,137 @@ BEGIN
     ok := p.schedule IS NOT NULL OR p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text;
     detail := COALESCE('schedule ' OPERATOR(pg_catalog.||) p.schedule, 'no schedule');
     hint := CASE WHEN NOT ok THEN 'medallion.schedule(p, ''5 minutes'' | cron | ''on_change'')' END;
+    -- a cron schedule needs its pg_cron job, which a restore may have left behind
+    IF ok AND p.schedule_kind OPERATOR(pg_catalog.=) 'cron'::pg_catalog.text THEN
+        SELECT r.status, r.action INTO cron_status, cron_action
+        FROM medallion.schedule_job_state(p.name) r;
+        ok := cron_status OPERATOR(pg_catalog.=) 'ok'::pg_catalog.text;
+        IF NOT ok THEN
+            detail := detail OPERATOR(pg_catalog.||) ', its pg_cron job is missing';
+            hint := 'Run SELECT * FROM medallion.restore_schedules(), or: ' OPERATOR(pg_catalog.||) cron_action;
+        END IF;
+    END IF;
     RETURN NEXT;
 END
 $fn$;
 COMMENT ON FUNCTION medallion.checklist(text) IS
 'the pipeline-design checklist for one pipeline, evaluated from the catalog: item, ok, detail, hint';
+
+-- Ownership follows the table: after ALTER TABLE ... OWNER TO, a bronze,
+-- silver or gold pipeline's owner is its table's owner again (runs execute
+-- as the owner); every pipeline is brought in line, so one ALTER TABLE also
+-- catches up on an earlier REASSIGN OWNED (event triggers do not fire on it).  It only copies what pg_class says, so it is
+-- safe as security definer for whoever issued the command; the table is found
+-- by its schema-qualified name, never through search_path.  A role that owns
+-- a pipeline's table cannot be dropped (PostgreSQL refuses), so no such
+-- pipeline is left with a dangling owner.
+CREATE FUNCTION medallion.owner_follows_table()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE medallion.pipelines p
+    SET owner = pg_catalog.pg_get_userbyid(c.relowner)
+    FROM pg_catalog.pg_class c
+    WHERE p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,silver,gold}'::pg_catalog.text[])
+      AND c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(p.layer)
+              OPERATOR(pg_catalog.||) '.'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.relname))
+      AND p.owner::pg_catalog.text OPERATOR(pg_catalog.<>) pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text;
+END
+$fn$;
+COMMENT ON FUNCTION medallion.owner_follows_table() IS
+'internal: ddl_command_end event trigger; a pipeline''s owner follows its table''s owner (ALTER TABLE OWNER TO)';
+REVOKE ALL ON FUNCTION medallion.owner_follows_table() FROM PUBLIC;
+CREATE EVENT TRIGGER medallion_owner_follows_table ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION medallion.owner_follows_table();
+
+-- Schedules after a restore into another cluster.  Interval and on_change
+-- schedules live in medallion.pipelines and come back with it (the new
+-- cluster's scheduler runs them); a cron schedule's pg_cron job lives in
+-- cron.job, which a dump of this database holds only when pg_cron lives
+-- here too.  schedule_job_state() tells (ok or missing, and the exact call
+-- to run); restore_schedules() re-creates what it can.  Security invoker:
+-- a job is re-created through medallion.schedule(), with its checks.
+CREATE FUNCTION medallion.schedule_job_state(pipeline text)
+RETURNS TABLE(status text, action text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    p record;
+    cron_db text := NULLIF(pg_catalog.current_setting('cron.database_name', true), ''::pg_catalog.text);
+    call text;
+BEGIN
+    SELECT q.name, q.schedule, q.schedule_kind, q.owner::pg_catalog.text AS owner INTO p
+    FROM medallion.pipelines q WHERE q.name OPERATOR(pg_catalog.=) schedule_job_state.pipeline;
+    IF NOT FOUND OR p.schedule IS NULL OR p.schedule_kind OPERATOR(pg_catalog.<>) 'cron'::pg_catalog.text THEN
+        status := 'ok';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    call := pg_catalog.format('SELECT medallion.schedule(%L, %L)', p.name, p.schedule);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+               WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron'::pg_catalog.name) THEN
+        status := CASE WHEN EXISTS (
+                      SELECT 1 FROM cron.job j
+                      WHERE j.jobname OPERATOR(pg_catalog.=) ('medallion:'::pg_catalog.text OPERATOR(pg_catalog.||) p.name)
+                        AND j.database OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
+                  THEN 'ok' ELSE 'missing' END;
+        action := CASE WHEN status OPERATOR(pg_catalog.=) 'missing'::pg_catalog.text THEN call END;
+    ELSIF cron_db IS NOT NULL AND cron_db OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
+        -- pg_cron lives in another database: its jobs cannot be seen from here
+        status := 'missing';
+        action := pg_catalog.format('connected to %I, run: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)',
+                                    cron_db,
+                                    'medallion:' OPERATOR(pg_catalog.||) p.name OPERATOR(pg_catalog.||) '@'
+                                        OPERATOR(pg_catalog.||) pg_catalog.current_database(),
+                                    p.schedule,
+                                    pg_catalog.format('SELECT medallion.trigger(%L)', p.name),
+                                    pg_catalog.current_database(), p.owner);
+    ELSE
+        status := 'missing';
+        action := 'CREATE EXTENSION pg_cron; ' OPERATOR(pg_catalog.||) call;
+    END IF;
+    RETURN NEXT;
+END
+$fn$;
+COMMENT ON FUNCTION medallion.schedule_job_state(text) IS
+'whether a pipeline''s schedule can fire in this cluster: ok, or missing (a cron schedule without its pg_cron job) with the exact call to run';
+
+CREATE FUNCTION medallion.restore_schedules()
+RETURNS TABLE(pipeline text, schedule text, status text, action text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN SELECT q.name, q.schedule, q.schedule_kind, s.status, s.action
+             FROM medallion.pipelines q, medallion.schedule_job_state(q.name) s
+             WHERE q.schedule IS NOT NULL ORDER BY q.name
+    LOOP
+        pipeline := p.name;
+        schedule := p.schedule;
+        status := p.status;
+        action := p.action;
+        IF p.status OPERATOR(pg_catalog.=) 'missing'::pg_catalog.text
+           AND p.action OPERATOR(pg_catalog.^@) 'SELECT medallion.schedule('::pg_catalog.text THEN
+            BEGIN
+                PERFORM medallion.schedule(p.name, p.schedule);
+                status := 'recreated';
+            EXCEPTION WHEN OTHERS THEN
+                action := p.action OPERATOR(pg_catalog.||) ' (it failed: '::pg_catalog.text
+                          OPERATOR(pg_catalog.||) SQLERRM OPERATOR(pg_catalog.||) ')'::pg_catalog.text;
+            END;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+COMMENT ON FUNCTION medallion.restore_schedules() IS
+'after a restore: checks every scheduled pipeline, re-creates the pg_cron job of a cron schedule where pg_cron lives in this database, and otherwise returns the exact call to run (status ok, recreated or missing)';
 
 
 ------------------------------------------------------------------------------

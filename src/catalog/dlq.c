@@ -73,8 +73,10 @@ medallion_dlq_writer_create(void)
 
 /*
  * Makes the writer leave out a row whose source row (pipeline and
- * source_seq) already waits in the DLQ, not reprocessed: a silver run that
- * reads a source row again (after a restore, say) does not add it twice.
+ * source_seq) already has a dead letter, pending or settled: a silver run
+ * that reads a source row again (after a restore, say) does not add it
+ * twice, nor bring back one that was replayed after a correction or
+ * discarded (the settled row says what became of it).
  */
 void
 medallion_dlq_writer_skip_pending(MedallionDlqWriter *w)
@@ -158,10 +160,10 @@ dlq_has_length(void)
 #define DLQ_INSERT(COLS, ARGS, WHERE) \
 	"INSERT INTO medallion.dlq (" COLS ") SELECT " COLS " " \
 	"FROM ROWS FROM (" ARGS ") WITH ORDINALITY AS u(" COLS ", n) " WHERE "ORDER BY u.n"
-#define DLQ_NOT_PENDING \
+#define DLQ_SOURCE_ROW_NEW \
 	"WHERE NOT EXISTS (SELECT 1 FROM medallion.dlq d " \
 	"WHERE d.pipeline OPERATOR(pg_catalog.=) u.pipeline " \
-	"AND d.source_seq OPERATOR(pg_catalog.=) u.source_seq AND NOT d.reprocessed) "
+	"AND d.source_seq OPERATOR(pg_catalog.=) u.source_seq) "
 
 /*
  * Writes the rows added so far, in one statement, as the catalog owner.
@@ -173,11 +175,11 @@ medallion_dlq_writer_flush(MedallionDlqWriter *w)
 	static const char *const insert_sql[2][2] = {
 		{
 			DLQ_INSERT(DLQ_COLS_010 ", original_length", DLQ_ARGS_010 ", pg_catalog.unnest($13)", ""),
-			DLQ_INSERT(DLQ_COLS_010 ", original_length", DLQ_ARGS_010 ", pg_catalog.unnest($13)", DLQ_NOT_PENDING)
+			DLQ_INSERT(DLQ_COLS_010 ", original_length", DLQ_ARGS_010 ", pg_catalog.unnest($13)", DLQ_SOURCE_ROW_NEW)
 		},
 		{
 			DLQ_INSERT(DLQ_COLS_010, DLQ_ARGS_010, ""),
-			DLQ_INSERT(DLQ_COLS_010, DLQ_ARGS_010, DLQ_NOT_PENDING)
+			DLQ_INSERT(DLQ_COLS_010, DLQ_ARGS_010, DLQ_SOURCE_ROW_NEW)
 		}
 	};
 	static const Oid elemtypes[DLQ_NCOLS] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,

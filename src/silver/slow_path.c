@@ -646,6 +646,6 @@ silver_write_bad_rows(SilverRun *r, RunCounts *counts)
 							 BAD_ROWS_FROM
 							 "WHERE NOT EXISTS (SELECT 1 FROM medallion.quarantine q "
 							 "WHERE q.pipeline OPERATOR(pg_catalog.=) $1 "
-							 "AND q.source_seq OPERATOR(pg_catalog.=) u.seq AND NOT q.reprocessed) ORDER BY u.n",
+							 "AND q.source_seq OPERATOR(pg_catalog.=) u.seq) ORDER BY u.n",
 							 SPI_OK_INSERT);
 }
