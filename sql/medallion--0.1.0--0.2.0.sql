@@ -1685,7 +1685,12 @@ COMMENT ON FUNCTION medallion.restore_schedules() IS
 --     replay_dlq, pause, resume, schedule, unschedule, trigger, alter_pipeline,
 --     drop_pipeline, dlq_correct, dlq_discard, grant_operator, revoke_operator
 --     (the pipeline's owner; run, trigger, pause, resume and replay_dlq also
---     its operators), checklist and the status views (counts only), apply_retention (the caller's tables only),
+--     its operators), checklist, lineage_graph and the status views (counts
+--     only), schedule_job_state and restore_schedules (security invoker: a
+--     job is re-made through schedule(), with its checks), create_gold and
+--     alter_contract (CREATE on the layer's schema, the pipeline's owner);
+--   * not PUBLIC, granted by an administrator: create_http_source,
+--     add_webhook, remove_webhook, create_export (network section); apply_retention (the caller's tables only),
 --     pipeline_lag (behind medallion.freshness, which PUBLIC reads);
 --   * what a run's generated SQL calls as the pipeline's owner: silver_check,
 --     silver_keep, contract_violation, check_required, check_accepted,
