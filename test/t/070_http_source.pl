@@ -15,17 +15,7 @@ use MedallionNode;
 use Time::HiRes qw(time usleep);
 
 # ---- the HTTP server -------------------------------------------------------------------
-my $portfile = PostgreSQL::Test::Utils::tempdir() . '/httpd.port';
-my $httpd = fork();
-die "fork: $!" unless defined $httpd;
-if ($httpd == 0)
-{
-	exec('python3', "$FindBin::Bin/../net/httpd.py", $portfile) or die "exec: $!";
-}
-END { kill 'TERM', $httpd if $httpd; }
-for (1 .. 100) { last if -e $portfile; usleep(100_000); }
-my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
-my $base = "http://127.0.0.1:$port";
+my ($base, $port) = start_httpd();
 
 my $node = medallion_node('http_source', conf => qq{
 max_worker_processes = 16
@@ -34,13 +24,6 @@ medallion.http_allowed_hosts = '127.0.0.1'
 });
 my $db = 'postgres';
 
-# The error of a statement expected to fail.
-sub fails
-{
-	my ($sql) = @_;
-	my ($rc, $out, $err) = $node->psql($db, $sql, extended_stderr => 1);
-	return $rc == 0 ? '' : $err;
-}
 sub last_run
 {
 	my ($source, $cols) = @_;
@@ -56,19 +39,19 @@ sub source
 sq(q{CREATE EXTENSION medallion; SELECT medallion.create_bronze('ev', 'api')});
 
 # ---- creation ---------------------------------------------------------------------------
-like(fails(q{SELECT medallion.create_http_source('bronze.ev', 'file:///etc/passwd')}),
+like(sql_error(q{SELECT medallion.create_http_source('bronze.ev', 'file:///etc/passwd')}),
 	qr/MD065|uses scheme "file"/, 'a file:// URL is refused');
-like(fails(qq{SELECT medallion.create_http_source('bronze.ev', 'http://localhost:$port/items')}),
+like(sql_error(qq{SELECT medallion.create_http_source('bronze.ev', 'http://localhost:$port/items')}),
 	qr/host "localhost" .* is not allowed/, 'a host outside medallion.http_allowed_hosts is refused');
-like(fails(qq{SELECT medallion.create_http_source('bronze.ev', '$base/items', '{"nxt": "\$.next"}')}),
+like(sql_error(qq{SELECT medallion.create_http_source('bronze.ev', '$base/items', '{"nxt": "\$.next"}')}),
 	qr/unrecognized option "nxt"/, 'an unknown option is refused');
 sq(q{CREATE ROLE alice; CREATE ROLE bob});
-like(fails(qq{SET ROLE alice; SELECT medallion.create_http_source('bronze.ev', '$base/items')}),
+like(sql_error(qq{SET ROLE alice; SELECT medallion.create_http_source('bronze.ev', '$base/items')}),
 	qr/permission denied for function create_http_source/, 'EXECUTE is not granted to PUBLIC');
 sq(q{GRANT EXECUTE ON FUNCTION medallion.create_http_source(regclass, text, jsonb, text) TO alice});
-like(fails(qq{SET ROLE alice; SELECT medallion.create_http_source('bronze.ev', '$base/items')}),
+like(sql_error(qq{SET ROLE alice; SELECT medallion.create_http_source('bronze.ev', '$base/items')}),
 	qr/permission denied for table bronze\.ev/, 'INSERT on the bronze table is needed too');
-like(fails(q{SET ROLE alice; SET medallion.http_allowed_hosts = '*'}),
+like(sql_error(q{SET ROLE alice; SET medallion.http_allowed_hosts = '*'}),
 	qr/permission denied to set parameter/, 'only a superuser sets medallion.http_allowed_hosts');
 is(sq(q{SELECT medallion.create_http_source('bronze.ev', '} . $base . q{/items')}), 'source.ev_1',
 	'the default name is <bronze name>_<n>');
@@ -233,11 +216,11 @@ is(sq(q{SELECT string_agg(_raw->>'authorization', ',' ORDER BY _ingested_at) FRO
 	'Bearer s3cret,Bearer n3w', 'alter_pipeline replaces the secret headers');
 is(sq(q{SELECT (options->>'max_retries') || ' ' || (definition->>'timeout') FROM medallion.pipelines WHERE name = 'source.echo'}),
 	'5 5 seconds', 'a source takes the options of every pipeline and its own');
-like(fails(qq{SET ROLE alice; SELECT medallion.alter_pipeline('source.echo', '{"url": "http://localhost:$port/echo"}')}),
+like(sql_error(qq{SET ROLE alice; SELECT medallion.alter_pipeline('source.echo', '{"url": "http://localhost:$port/echo"}')}),
 	qr/host "localhost" .* is not allowed/, 'a new URL is checked against medallion.http_allowed_hosts');
-like(fails(q{SET ROLE alice; SELECT medallion.alter_pipeline('source.echo', '{"format": "csv"}')}),
+like(sql_error(q{SET ROLE alice; SELECT medallion.alter_pipeline('source.echo', '{"format": "csv"}')}),
 	qr/invalid value for option "format"/, 'and its options as at creation');
-like(fails(q{SET ROLE bob; SELECT medallion.alter_pipeline('source.echo', '{"max_pages": 1}')}),
+like(sql_error(q{SET ROLE bob; SELECT medallion.alter_pipeline('source.echo', '{"max_pages": 1}')}),
 	qr/must be owner|permission denied/, 'only by its owner');
 
 done_testing();

@@ -12,17 +12,7 @@ use Test::More;
 use MedallionNode;
 use Time::HiRes qw(usleep);
 
-my $portfile = PostgreSQL::Test::Utils::tempdir() . '/httpd.port';
-my $httpd = fork();
-die "fork: $!" unless defined $httpd;
-if ($httpd == 0)
-{
-	exec('python3', "$FindBin::Bin/../net/httpd.py", $portfile) or die "exec: $!";
-}
-END { kill 'TERM', $httpd if $httpd; }
-for (1 .. 100) { last if -e $portfile; usleep(100_000); }
-my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
-my $base = "http://127.0.0.1:$port";
+my ($base, $port) = start_httpd();
 
 my $node = medallion_node('http_schedule', conf => qq{
 max_worker_processes = 16

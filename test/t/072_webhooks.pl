@@ -17,17 +17,7 @@ use Test::More;
 use MedallionNode;
 use Time::HiRes qw(time usleep);
 
-my $portfile = PostgreSQL::Test::Utils::tempdir() . '/httpd.port';
-my $httpd = fork();
-die "fork: $!" unless defined $httpd;
-if ($httpd == 0)
-{
-	exec('python3', "$FindBin::Bin/../net/httpd.py", $portfile) or die "exec: $!";
-}
-END { kill 'TERM', $httpd if $httpd; }
-for (1 .. 100) { last if -e $portfile; usleep(100_000); }
-my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
-my $base = "http://127.0.0.1:$port";
+my ($base, $port) = start_httpd();
 
 my $node = medallion_node('webhooks', conf => qq{
 max_worker_processes = 16
@@ -36,12 +26,6 @@ medallion.http_allowed_hosts = '127.0.0.1'
 });
 my $db = 'postgres';
 
-sub fails
-{
-	my ($sql) = @_;
-	my ($rc, $out, $err) = $node->psql($db, $sql, extended_stderr => 1);
-	return $rc == 0 ? '' : $err;
-}
 # What the receiver got: {received => [{body, content_type, token}], refused => n}.
 sub received { return decode_json(HTTP::Tiny->new->get("$base/hook/received")->{content}); }
 # hook('down'), hook('up'): the receiver refuses (503) or accepts messages.
@@ -50,14 +34,14 @@ sub hook { HTTP::Tiny->new->get("$base/hook/$_[0]"); }
 sq(q{CREATE EXTENSION medallion; SELECT medallion.create_bronze('ev', 'api'); CREATE ROLE carol});
 
 # ---- add_webhook --------------------------------------------------------------------------
-like(fails(qq{SET ROLE carol; SELECT medallion.add_webhook('$base/hook')}),
+like(sql_error(qq{SET ROLE carol; SELECT medallion.add_webhook('$base/hook')}),
 	qr/permission denied for function add_webhook/, 'EXECUTE on add_webhook is not granted to PUBLIC');
-like(fails(q{SELECT medallion.add_webhook('file:///tmp/x')}), qr/uses scheme "file"/, 'file:// is refused');
-like(fails(qq{SELECT medallion.add_webhook('http://localhost:$port/hook')}), qr/is not allowed/,
+like(sql_error(q{SELECT medallion.add_webhook('file:///tmp/x')}), qr/uses scheme "file"/, 'file:// is refused');
+like(sql_error(qq{SELECT medallion.add_webhook('http://localhost:$port/hook')}), qr/is not allowed/,
 	'a host outside medallion.http_allowed_hosts is refused');
-like(fails(qq{SELECT medallion.add_webhook('$base/hook', '{"format": "xml"}')}), qr/invalid value for option "format"/,
+like(sql_error(qq{SELECT medallion.add_webhook('$base/hook', '{"format": "xml"}')}), qr/invalid value for option "format"/,
 	'an unknown format is refused');
-like(fails(q{SET ROLE carol; SELECT count(*) FROM medallion.webhooks}), qr/permission denied for table webhooks/,
+like(sql_error(q{SET ROLE carol; SELECT count(*) FROM medallion.webhooks}), qr/permission denied for table webhooks/,
 	'PUBLIC cannot read webhooks (their headers are secrets)');
 
 my $hook = sq(qq{SELECT medallion.add_webhook('$base/hook',
@@ -106,7 +90,7 @@ like(decode_json($got->{received}[1]{body})->{text}, qr/halted resolved on sourc
 sq(qq{SELECT medallion.remove_webhook($hook)});
 is(sq(qq{SELECT count(*) FROM medallion.alert_deliveries WHERE webhook_id = $hook}), '0',
 	'remove_webhook drops the webhook\'s messages');
-like(fails(qq{SELECT medallion.remove_webhook($hook)}), qr/webhook $hook does not exist/,
+like(sql_error(qq{SELECT medallion.remove_webhook($hook)}), qr/webhook $hook does not exist/,
 	'removing it again is an error');
 
 # ---- DROP DATABASE does not wait for a delivery in progress ------------------------------

@@ -15,17 +15,7 @@ use Test::More;
 use MedallionNode;
 use Time::HiRes qw(usleep);
 
-my $portfile = PostgreSQL::Test::Utils::tempdir() . '/httpd.port';
-my $httpd = fork();
-die "fork: $!" unless defined $httpd;
-if ($httpd == 0)
-{
-	exec('python3', "$FindBin::Bin/../net/httpd.py", $portfile) or die "exec: $!";
-}
-END { kill 'TERM', $httpd if $httpd; }
-for (1 .. 100) { last if -e $portfile; usleep(100_000); }
-my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
-my $base = "http://127.0.0.1:$port";
+my ($base, $port) = start_httpd();
 
 my $node = medallion_node('exports', conf => qq{
 max_worker_processes = 16
@@ -34,12 +24,6 @@ medallion.http_allowed_hosts = '127.0.0.1'
 });
 my $db = 'postgres';
 
-sub fails
-{
-	my ($sql) = @_;
-	my ($rc, $out, $err) = $node->psql($db, $sql, extended_stderr => 1);
-	return $rc == 0 ? '' : $err;
-}
 sub received { return decode_json(HTTP::Tiny->new->get("$base/hook/received")->{content}); }
 sub hook { HTTP::Tiny->new->get("$base/hook/$_[0]"); }
 # The records received so far, as "op:id" strings in arrival order.
@@ -66,14 +50,14 @@ sq(q{CREATE EXTENSION medallion; CREATE ROLE dave;
      SELECT medallion.run('silver.ev')});
 
 # ---- creation -----------------------------------------------------------------------------
-like(fails(qq{SET ROLE dave; SELECT medallion.create_export('silver.ev', '$base/hook')}),
+like(sql_error(qq{SET ROLE dave; SELECT medallion.create_export('silver.ev', '$base/hook')}),
 	qr/permission denied for function create_export/, 'EXECUTE on create_export is not granted to PUBLIC');
 sq(q{GRANT EXECUTE ON FUNCTION medallion.create_export(regclass, text, jsonb, text) TO dave});
-like(fails(qq{SET ROLE dave; SELECT medallion.create_export('silver.ev', '$base/hook')}),
+like(sql_error(qq{SET ROLE dave; SELECT medallion.create_export('silver.ev', '$base/hook')}),
 	qr/permission denied for table silver\.ev/, 'SELECT on the silver table is needed too');
-like(fails(qq{SELECT medallion.create_export('bronze.ev', '$base/hook')}), qr/is not a silver or gold table/,
+like(sql_error(qq{SELECT medallion.create_export('bronze.ev', '$base/hook')}), qr/is not a silver or gold table/,
 	'an export reads a silver or gold table');
-like(fails(qq{SELECT medallion.create_export('silver.ev', 'http://localhost:$port/hook')}), qr/is not allowed/,
+like(sql_error(qq{SELECT medallion.create_export('silver.ev', 'http://localhost:$port/hook')}), qr/is not allowed/,
 	'its URL is checked against medallion.http_allowed_hosts');
 is(sq(qq{SELECT medallion.create_export('silver.ev', '$base/hook', '{"batch_size": 2}')}), 'export.ev',
 	'create_export registers export.<table name>');
@@ -118,9 +102,9 @@ is(records(), 'upsert:1,upsert:2,upsert:3,delete:3,upsert:2,upsert:4,upsert:5,up
 sq(q{SELECT medallion.alter_pipeline('export.ev', '{"batch_size": 100, "headers": {"X-Token": "e1"}, "max_retries": 7}')});
 is(sq(q{SELECT (definition->>'batch_size') || ' ' || (options->>'max_retries') FROM medallion.pipelines WHERE name = 'export.ev'}),
 	'100 7', 'alter_pipeline changes an export\'s options and those of every pipeline');
-like(fails(q{SELECT medallion.alter_pipeline('export.ev', '{"batch_size": 0}')}), qr/invalid value for option "batch_size"/,
+like(sql_error(q{SELECT medallion.alter_pipeline('export.ev', '{"batch_size": 0}')}), qr/invalid value for option "batch_size"/,
 	'checked as at creation');
-like(fails(q{SELECT medallion.alter_pipeline('export.ev', '{"url": null}')}), qr/url of pipeline "export.ev" cannot be removed/,
+like(sql_error(q{SELECT medallion.alter_pipeline('export.ev', '{"url": null}')}), qr/url of pipeline "export.ev" cannot be removed/,
 	'its url cannot be removed');
 sq(q{SELECT medallion.ingest('bronze.ev', '{"id": 9, "v": "i"}'); SELECT medallion.run('silver.ev'); SELECT medallion.run('export.ev')});
 is(received()->{received}[-1]{token}, 'e1', 'the new headers are sent');

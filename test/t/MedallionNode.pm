@@ -14,10 +14,13 @@ package MedallionNode;
 use strict;
 use warnings;
 use Exporter 'import';
+use FindBin;
 use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
-our @EXPORT = qw(medallion_node sq wait_for);
+our @EXPORT = qw(medallion_node sq wait_for sql_error start_httpd);
 
 my ($current_node, $current_db);
 
@@ -64,6 +67,34 @@ sub wait_for
 {
 	my ($query, $what, $expected) = @_;
 	ok($current_node->poll_query_until($current_db, $query, $expected // 't'), $what);
+}
+
+# sql_error(SQL): the error text of a statement expected to fail on the current node ('' when
+# it succeeds).
+sub sql_error
+{
+	my ($rc, $out, $err) = $current_node->psql($current_db, $_[0], extended_stderr => 1);
+	return $rc == 0 ? '' : $err;
+}
+
+# start_httpd(): starts the scripted test server (test/net/httpd.py) on 127.0.0.1, stopped
+# when the test ends; returns its base URL and port.
+my $httpd_pid;
+END { kill 'TERM', $httpd_pid if $httpd_pid; }
+
+sub start_httpd
+{
+	my $portfile = PostgreSQL::Test::Utils::tempdir() . '/httpd.port';
+
+	$httpd_pid = fork();
+	die "fork: $!" unless defined $httpd_pid;
+	if ($httpd_pid == 0)
+	{
+		exec('python3', "$FindBin::Bin/../net/httpd.py", $portfile) or die "exec: $!";
+	}
+	for (1 .. 100) { last if -e $portfile; usleep(100_000); }
+	my $port = PostgreSQL::Test::Utils::slurp_file($portfile);
+	return ("http://127.0.0.1:$port", $port);
 }
 
 1;
