@@ -890,7 +890,26 @@ COMMENT ON FUNCTION medallion.alter_contract(text, jsonb, jsonb, boolean) IS
 -- Backfills (issue 11)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- Reprocessing a date range (or the whole history) of a silver or gold
+-- pipeline, as a run of kind 'backfill' (src/backfill/).  Callable by
+-- anyone: the function checks that the caller may act as the owner.
+CREATE FUNCTION medallion.backfill(pipeline text, from_date date, to_date date,
+                                   strategy text DEFAULT 'partition',
+                                   dry_run boolean DEFAULT false,
+                                   options pg_catalog.jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_backfill'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.backfill(text, date, date, text, boolean, pg_catalog.jsonb) IS
+'reprocesses the days from_date..to_date (NULL: the whole history) of a silver or gold pipeline; returns the run id (NULL for a dry run)';
+
+CREATE FUNCTION medallion.backfill_plan(pipeline text, from_date date, to_date date,
+                                        strategy text DEFAULT 'partition')
+RETURNS TABLE (day date, est_rows bigint, action text)
+AS 'MODULE_PATHNAME', 'medallion_backfill_plan'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.backfill_plan(text, date, date, text) IS
+'the days a backfill would process, the rows each holds (partition statistics) and what it would do with each';
 
 
 ------------------------------------------------------------------------------

@@ -370,6 +370,8 @@ extern void medallion_changeset_write(MedallionChangeSet *cs, int64 run_id);
 /* gold/refresh.c: a run of a gold model; its cheap pending check */
 extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);
+extern bool medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day,
+									bool whole, RunCounts *counts);
 
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);

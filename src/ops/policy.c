@@ -38,6 +38,8 @@ const MedallionOption medallion_options[] = {
 	{"breaker_cooldown", "interval", "5 minutes"},
 	{"steward", "text", NULL},
 	{"description", "text", NULL},
+	{"backfill_max_days", "int4", NULL},
+	{"backfill_max_rows", "int8", NULL},
 	{NULL, NULL, NULL}
 };
 

@@ -412,7 +412,7 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized pipeline option \"%s\"", key),
-					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, steward and description.")));
+					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, steward, description, backfill_max_days and backfill_max_rows.")));
 	}
 
 	args[0] = name;

@@ -76,6 +76,7 @@ typedef struct SilverRun
 	MemoryContext cxt;			/* lives as long as the run */
 	struct ActiveRun *ar;		/* its registration (active_run.c) */
 	MedallionChangeSet *changes;	/* change records for gold models, or NULL */
+	const char *backfill_where; /* a backfill: the bronze rows it reads (over b), or NULL */
 } SilverRun;
 
 /*
@@ -148,6 +149,9 @@ extern char *silver_typed_sql(ColumnSpec *col, const char *val);
 
 /* silver_run.c */
 extern int silver_exec(SilverRun *r, const char *sql, long limit);
+extern void silver_run_setup(SilverRun *r, Pipeline *p, int64 run_id);
+extern void silver_run_open_changes(SilverRun *r);
+extern List *silver_run_load_expectations(Pipeline *p, MemoryContext cxt);
 extern void silver_set_exclusions(SilverRun *r);
 
 /* replay.c */

@@ -1,0 +1,331 @@
+/*-------------------------------------------------------------------------
+ *
+ * backfill.c
+ *	  medallion.backfill() and medallion.backfill_plan(): reprocessing a
+ *	  date range of a silver or gold pipeline.
+ *
+ * A backfill is a run of its own kind ('backfill', its strategy and range
+ * in runs.detail), under the same run lock as incremental runs (the
+ * pipeline's row, FOR NO KEY UPDATE): a manual run() waits for it, or with
+ * wait => false is recorded 'skipped'.  It is synchronous, in the caller's
+ * transaction: all or nothing.  Only the pipeline's owner (or a member of
+ * that role) may backfill; its work runs as the owner with the run's
+ * settings pinned, as a run's does.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+
+#include "backfill/backfill.h"
+#include "ops/ops.h"
+
+PG_FUNCTION_INFO_V1(medallion_backfill);
+PG_FUNCTION_INFO_V1(medallion_backfill_plan);
+
+/* What options may say. */
+static const char *const backfill_option_names[] = {"force", NULL};
+
+/* A jsonb option's text, or NULL. */
+static char *
+option_text(Jsonb *options, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	if (options == NULL)
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return NULL;
+	if (v->type == jbvString)
+		return pnstrdup(v->val.string.val, v->val.string.len);
+	if (v->type == jbvBool)
+		return pstrdup(v->val.boolean ? "true" : "false");
+	if (v->type == jbvNumeric)
+		return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
+	return "";
+}
+
+/* Refuses options that are not an object of known keys. */
+static void
+check_options(Jsonb *options)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a JSON object")));
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		const char *const *n;
+		char	   *key;
+		bool		ok = false;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		for (n = backfill_option_names; *n; n++)
+			ok |= (strcmp(key, *n) == 0);
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unrecognized backfill option \"%s\"", key),
+					 errhint("The valid option is force.")));
+	}
+	{
+		char	   *force = option_text(options, "force");
+
+		if (force && strcmp(force, "true") != 0 && strcmp(force, "false") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("backfill option \"force\" must be a boolean")));
+	}
+}
+
+/*
+ * Reads and checks the arguments common to backfill() and backfill_plan():
+ * pipeline, from_date, to_date, strategy.
+ */
+static void
+read_request(FunctionCallInfo fcinfo, BackfillRequest *req)
+{
+	DateADT		from;
+	DateADT		to;
+
+	memset(req, 0, sizeof(*req));
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	req->pipeline = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req->strategy = PG_ARGISNULL(3) ? "partition" : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (strcmp(req->strategy, "partition") != 0 && strcmp(req->strategy, "full") != 0 &&
+		strcmp(req->strategy, "blue_green") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized backfill strategy \"%s\"", req->strategy),
+				 errhint("Valid strategies are partition, full and blue_green.")));
+	if (PG_ARGISNULL(1) != PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_date and to_date must both be given, or both be NULL"),
+				 errdetail("NULL dates mean the whole history.")));
+	req->whole = PG_ARGISNULL(1);
+	if (req->whole)
+		return;
+	if (strcmp(req->strategy, "full") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a full backfill takes no dates"),
+				 errdetail("Strategy full rebuilds the whole history."),
+				 errhint("Pass NULL for from_date and to_date, or use strategy partition or blue_green for a range.")));
+	from = PG_GETARG_DATEADT(1);
+	to = PG_GETARG_DATEADT(2);
+	if (DATE_NOT_FINITE(from) || DATE_NOT_FINITE(to))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("backfill dates must be finite")));
+	if (from > to)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("from_date %s is after to_date %s", backfill_day_text(from), backfill_day_text(to))));
+	req->from_day = from;
+	req->to_day = to;
+}
+
+/*
+ * Finds the pipeline (locked: the run lock) and checks who may backfill it
+ * and whether it can be.
+ */
+static void
+require_backfillable(const BackfillRequest *req, Pipeline *p, bool lock)
+{
+	if (!medallion_pipeline_lookup(req->pipeline, p, lock, false, NULL))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("pipeline \"%s\" does not exist", req->pipeline),
+				 errhint("Pipelines are listed in medallion.pipelines.")));
+	if (!OidIsValid(p->owner) || !has_privs_of_role(GetUserId(), p->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of pipeline \"%s\"", p->name),
+				 errdetail("Only the pipeline's owner (or a member of that role) may backfill it.")));
+	if (strcmp(p->layer, "silver") != 0 && strcmp(p->layer, "gold") != 0)
+		ereport(ERROR,
+				(errcode(MEDALLION_ERRCODE_BACKFILL_LAYER),
+				 errmsg("cannot backfill pipeline \"%s\" of layer \"%s\"", p->name, p->layer),
+				 errdetail("Only silver and gold pipelines are backfilled: they are computed from what lies upstream."),
+				 errhint("Backfill the silver pipelines that read it.")));
+	if (strcmp(req->strategy, "partition") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("backfill strategy \"%s\" is not implemented yet", req->strategy),
+				 errhint("Use strategy partition.")));
+	medallion_policy_check_runnable(p, false);
+}
+
+/* The pipeline's budgets (alter_pipeline options), as the catalog owner. */
+static void
+read_budgets(const char *pipeline, int64 *max_days, int64 *max_rows)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {CStringGetTextDatum(pipeline)};
+	List	   *rows;
+	MedallionRow *row;
+
+	*max_days = *max_rows = -1;
+	rows = medallion_catalog_query("SELECT (options OPERATOR(pg_catalog.->>) 'backfill_max_days'::pg_catalog.text)::pg_catalog.int8, "
+								   "(options OPERATOR(pg_catalog.->>) 'backfill_max_rows'::pg_catalog.text)::pg_catalog.int8 "
+								   "FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1",
+								   1, t, v, NULL);
+	if (rows == NIL)
+		return;
+	row = linitial(rows);
+	if (!row->nulls[0])
+		*max_days = DatumGetInt64(row->values[0]);
+	if (!row->nulls[1])
+		*max_rows = DatumGetInt64(row->values[1]);
+}
+
+/* Refuses a plan over the pipeline's budgets, unless forced. */
+static void
+check_budgets(const BackfillRequest *req, const BackfillPlan *plan)
+{
+	int64		max_days;
+	int64		max_rows;
+
+	read_budgets(req->pipeline, &max_days, &max_rows);
+	if (req->force)
+		return;
+	if (max_days >= 0 && plan->ndays > max_days)
+		ereport(ERROR,
+				(errcode(MEDALLION_ERRCODE_BACKFILL_OVER_BUDGET),
+				 errmsg("backfill of pipeline \"%s\" covers %d days, over its budget of %lld",
+						req->pipeline, plan->ndays, (long long) max_days),
+				 errhint("Narrow the range, raise backfill_max_days with medallion.alter_pipeline(), or pass options {\"force\": true}.")));
+	if (max_rows >= 0 && plan->est_rows > max_rows)
+		ereport(ERROR,
+				(errcode(MEDALLION_ERRCODE_BACKFILL_OVER_BUDGET),
+				 errmsg("backfill of pipeline \"%s\" reads about %lld rows, over its budget of %lld",
+						req->pipeline, (long long) plan->est_rows, (long long) max_rows),
+				 errhint("Narrow the range, raise backfill_max_rows with medallion.alter_pipeline(), or pass options {\"force\": true}.")));
+}
+
+/* runs.detail of a backfill, as the catalog owner. */
+static void
+record_detail(int64 run_id, const BackfillRequest *req, const BackfillPlan *plan, int64 removed,
+			  bool whole_model)
+{
+	Oid			t[2] = {INT8OID, JSONBOID};
+	Datum		v[2];
+	char	   *range = req->whole ? "null" :
+		psprintf("[\"%s\", \"%s\"]", backfill_day_text(req->from_day), backfill_day_text(req->to_day));
+
+	v[0] = Int64GetDatum(run_id);
+	v[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(
+		psprintf("{\"strategy\": \"%s\", \"range\": %s, \"days\": %d, \"est_rows\": %lld, "
+				 "\"removed\": %lld, \"forced\": %s, \"whole_model\": %s}",
+				 req->strategy, range, plan->ndays, (long long) plan->est_rows,
+				 (long long) removed, req->force ? "true" : "false", whole_model ? "true" : "false")));
+	(void) medallion_catalog_exec("UPDATE medallion.runs SET detail = $2 "
+								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
+								  2, t, v, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * medallion.backfill(pipeline, from_date, to_date, strategy, dry_run,
+ * options) → the run id (NULL for a dry run)
+ */
+Datum
+medallion_backfill(PG_FUNCTION_ARGS)
+{
+	BackfillRequest req;
+	BackfillPlan plan;
+	Pipeline	p = {0};
+	Jsonb	   *options = PG_ARGISNULL(5) ? NULL : PG_GETARG_JSONB_P(5);
+	bool		dry_run = !PG_ARGISNULL(4) && PG_GETARG_BOOL(4);
+	RunCounts	counts = {0};
+	int64		run_id;
+	int64		removed = 0;
+	bool		whole_model = false;
+	char	   *force;
+
+	read_request(fcinfo, &req);
+	if (options)
+		check_options(options);
+	force = option_text(options, "force");
+	req.force = force && strcmp(force, "true") == 0;
+
+	/* checked before the plan reads anything; again once the run lock is held */
+	require_backfillable(&req, &p, false);
+	backfill_plan_make(&p, &req, &plan);
+	check_budgets(&req, &plan);
+	if (dry_run)
+	{
+		ereport(NOTICE,
+				(errmsg("backfill of pipeline \"%s\" would recompute %d days, about %lld rows",
+						p.name, plan.ndays, (long long) plan.est_rows),
+				 errdetail("medallion.backfill_plan() lists the days.")));
+		PG_RETURN_NULL();
+	}
+
+	require_backfillable(&req, &p, true);
+	run_id = medallion_run_record_start(p.name, "backfill", "running", 0);
+	if (strcmp(p.layer, "gold") == 0)
+		whole_model = medallion_gold_backfill(&p, run_id, req.from_day, req.to_day,
+											  req.whole, &counts);
+	else
+		backfill_silver_partition(&p, run_id, &req, &counts, &removed);
+	record_detail(run_id, &req, &plan, removed, whole_model);
+	medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
+	PG_RETURN_INT64(run_id);
+}
+
+/*
+ * medallion.backfill_plan(pipeline, from_date, to_date, strategy)
+ *   → TABLE(day date, est_rows bigint, action text)
+ */
+Datum
+medallion_backfill_plan(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	BackfillRequest req;
+	BackfillPlan plan;
+	Pipeline	p = {0};
+	ListCell   *lc;
+
+	read_request(fcinfo, &req);
+	require_backfillable(&req, &p, false);
+	backfill_plan_make(&p, &req, &plan);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	foreach(lc, plan.days)
+	{
+		BackfillDay *d = lfirst(lc);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = DateADTGetDatum(d->day);
+		nulls[0] = (d->day == BACKFILL_NO_DAY);
+		values[1] = Int64GetDatum(d->est_rows);
+		values[2] = CStringGetTextDatum(d->action);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
