@@ -47,6 +47,15 @@ key_path(ColumnSpec *col)
 	return buf.data;
 }
 
+/* The rows of alias ingested in the range's days (UTC). */
+static char *
+in_range(const char *alias, const BackfillRequest *req)
+{
+	return psprintf("%s._ingested_at OPERATOR(pg_catalog.>=) '%s 00:00:00+00'::pg_catalog.timestamptz "
+					"AND %s._ingested_at OPERATOR(pg_catalog.<) '%s 00:00:00+00'::pg_catalog.timestamptz",
+					alias, backfill_day_text(req->from_day), alias, backfill_day_text(req->to_day + 1));
+}
+
 /*
  * The bronze rows a backfill reads (over alias b): those ingested in the
  * range, and every version of the keys they carry.
@@ -56,13 +65,9 @@ range_where(SilverRun *r, const BackfillRequest *req)
 {
 	StringInfoData keys;
 	ListCell   *lc;
-	char	   *in_range;
 
 	if (req->whole)
 		return "true";
-	in_range = psprintf("%%1$s._ingested_at OPERATOR(pg_catalog.>=) '%s 00:00:00+00'::pg_catalog.timestamptz "
-						"AND %%1$s._ingested_at OPERATOR(pg_catalog.<) '%s 00:00:00+00'::pg_catalog.timestamptz",
-						backfill_day_text(req->from_day), backfill_day_text(req->to_day + 1));
 	initStringInfo(&keys);
 	foreach(lc, r->c->unique_key)
 	{
@@ -72,9 +77,9 @@ range_where(SilverRun *r, const BackfillRequest *req)
 		appendStringInfo(&keys, " AND (k._raw OPERATOR(pg_catalog.#>>) %s) OPERATOR(pg_catalog.=) "
 						 "(b._raw OPERATOR(pg_catalog.#>>) %s)", path, path);
 	}
-	/* (a key's versions are found through the (_xid, _seq) order of no index: one pass over bronze) */
+	/* the range prunes to its partitions; the keys' other versions are found in one pass */
 	return psprintf("(%s) OR EXISTS (SELECT 1 FROM %s k WHERE %s%s)",
-					psprintf(in_range, "b"), r->qsource, psprintf(in_range, "k"), keys.data);
+					in_range("b", req), r->qsource, in_range("k", req), keys.data);
 }
 
 /*
