@@ -499,8 +499,12 @@ schedule_pass(uint64 wake_count)
 		Oid			types[1] = {TEXTARRAYOID};
 		Datum		values[1] = {makeArrayResult(idle_names, CurrentMemoryContext)};
 
-		(void) medallion_catalog_exec("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now() "
-									  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
+		/* a row held by a backfill (or a run) is skipped: never wait on it */
+		(void) medallion_catalog_exec("UPDATE medallion.pipelines p SET last_checked_at = pg_catalog.now() "
+									  "FROM (SELECT name FROM medallion.pipelines "
+									  "      WHERE name OPERATOR(pg_catalog.=) ANY ($1) "
+									  "      FOR NO KEY UPDATE SKIP LOCKED) l "
+									  "WHERE p.name OPERATOR(pg_catalog.=) l.name",
 									  1, types, values, NULL, SPI_OK_UPDATE);
 	}
 	medallion_bgw_xact_commit();
