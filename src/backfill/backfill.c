@@ -173,11 +173,11 @@ require_backfillable(const BackfillRequest *req, Pipeline *p, bool lock)
 				 errmsg("cannot backfill pipeline \"%s\" of layer \"%s\"", p->name, p->layer),
 				 errdetail("Only silver and gold pipelines are backfilled: they are computed from what lies upstream."),
 				 errhint("Backfill the silver pipelines that read it.")));
-	if (strcmp(req->strategy, "partition") != 0)
+	if (strcmp(req->strategy, "blue_green") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("backfill strategy \"%s\" is not implemented yet", req->strategy),
-				 errhint("Use strategy partition.")));
+				 errhint("Use strategy partition or full.")));
 	medallion_policy_check_runnable(p, false);
 }
 

@@ -14,6 +14,7 @@
 /* SQLSTATEs of the backfill room (MD080-MD089) */
 #define MEDALLION_ERRCODE_BACKFILL_LAYER		MAKE_SQLSTATE('M','D','0','8','0')
 #define MEDALLION_ERRCODE_BACKFILL_OVER_BUDGET	MAKE_SQLSTATE('M','D','0','8','1')
+#define MEDALLION_ERRCODE_BACKFILL_NOT_RETAINED	MAKE_SQLSTATE('M','D','0','8','2')
 
 /* What a backfill was asked for. */
 typedef struct BackfillRequest

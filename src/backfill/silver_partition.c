@@ -113,6 +113,38 @@ delete_recomputed(SilverRun *r, Datum seqs)
 	return (int64) SPI_processed;
 }
 
+/*
+ * A rebuild of the whole history: the silver rows whose bronze version
+ * retention dropped are not recomputed.  They are kept as they are (NOTICE)
+ * when forced, else the rebuild is refused, before anything changed.
+ */
+static void
+carry_over(SilverRun *r, const BackfillRequest *req, Datum seqs)
+{
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1] = {seqs};
+	bool		isnull;
+	int64		n;
+
+	if (SPI_execute_with_args(psprintf("SELECT pg_catalog.count(*) FROM %s t "
+									   "WHERE t._source_seq OPERATOR(pg_catalog.<>) ALL ($1)", r->qtarget),
+							  1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read %s", r->qtarget);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (n == 0)
+		return;
+	if (!req->force)
+		ereport(ERROR,
+				(errcode(MEDALLION_ERRCODE_BACKFILL_NOT_RETAINED),
+				 errmsg("%lld rows of %s were made from bronze rows that are no longer retained",
+						(long long) n, r->qtarget),
+				 errdetail("A rebuild from bronze cannot recompute them."),
+				 errhint("Pass options {\"force\": true} to carry them over as they are.")));
+	ereport(NOTICE,
+			(errmsg("%lld rows of %s carried over: their bronze rows are no longer retained",
+					(long long) n, r->qtarget)));
+}
+
 /* The _seq of every row read, as int8[] (in the run's context). */
 static Datum
 rows_read(SilverRun *r)
@@ -187,6 +219,8 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	SPI_connect();
 
 	seqs = rows_read(&r);
+	if (req->whole)
+		carry_over(&r, req, seqs);
 	deleted = delete_recomputed(&r, seqs);
 
 	/* the run's own MERGE and slow path, over the rows read */

@@ -6,7 +6,7 @@
 -- enter it once, keys with no valid version left removed; a gold model's partitions of the
 -- range recomputed.
 BEGIN;
-SELECT plan(45);
+SELECT plan(49);
 
 CREATE ROLE medallion_tap_bf_owner NOLOGIN;
 CREATE ROLE medallion_tap_bf_other NOLOGIN;
@@ -71,8 +71,8 @@ SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, c
                  '22023', 'options must be a JSON object', 'options that are not an object are refused');
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, options => '{"force": "yes"}')$$,
                  '22023', 'backfill option "force" must be a boolean', 'a force that is not a boolean is refused');
-SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', NULL, NULL, 'full')$$,
-                 '0A000', NULL, 'strategy full is not implemented yet, and says so');
+SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green')$$,
+                 '0A000', NULL, 'strategy blue_green is not implemented yet, and says so');
 SELECT throws_ok($$SELECT * FROM medallion.backfill_plan('silver.bf_orders', current_date, current_date, 'weekly')$$,
                  '22023', NULL, 'backfill_plan checks its arguments too');
 RESET ROLE;
@@ -170,6 +170,23 @@ SELECT isnt(medallion.backfill('silver.bf_orders', NULL, NULL), NULL, 'a backfil
 SELECT results_eq($$SELECT id FROM silver.bf_orders ORDER BY id$$, $$VALUES (1::bigint), (3)$$,
                   'a key with no valid version left is removed');
 SELECT is((pg_temp.last_run('silver.bf_orders')).detail->'range', 'null'::jsonb, 'the whole history has a null range');
+
+-- full: the whole history; rows whose bronze retention dropped are refused, or carried over -----
+
+RESET ROLE;
+SET LOCAL medallion.allow_bronze_changes = on;
+DELETE FROM bronze.bf_raw WHERE _raw->>'id' = '3';
+SET LOCAL medallion.allow_bronze_changes = off;
+SET ROLE medallion_tap_bf_owner;
+SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', NULL, NULL, 'full')$$,
+                 'MD082', '1 rows of silver.bf_orders were made from bronze rows that are no longer retained',
+                 'a full rebuild that cannot recompute a row is refused');
+SELECT isnt(medallion.backfill('silver.bf_orders', NULL, NULL, 'full', options => '{"force": true}'), NULL,
+            'forced, it runs');
+SELECT results_eq($$SELECT id, v, status FROM silver.bf_orders ORDER BY id$$,
+                  $$VALUES (1::bigint, 1, 'new'), (3, 1, 'new')$$, 'the row without bronze is carried over');
+SELECT results_eq($$SELECT kind, status, detail->>'strategy', detail->>'forced' FROM pg_temp.last_run('silver.bf_orders')$$,
+                  $$VALUES ('backfill', 'succeeded', 'full', 'true')$$, 'recorded as a forced full backfill');
 
 -- Gold: the range's partitions recomputed ---------------------------------------------------------
 
