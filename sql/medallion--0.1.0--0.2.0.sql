@@ -911,6 +911,31 @@ LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION medallion.backfill_plan(text, date, date, text) IS
 'the days a backfill would process, the rows each holds (partition statistics) and what it would do with each';
 
+-- The versions blue-green backfills replaced, kept for rollback() until
+-- kept_until (then dropped by the scheduler's housekeeping), with the
+-- watermark the pipeline had at the swap.
+CREATE TABLE medallion.backfill_versions (
+    pipeline   text NOT NULL REFERENCES medallion.pipelines (name)
+               ON DELETE CASCADE ON UPDATE CASCADE,
+    run_id     bigint NOT NULL,
+    kept_table pg_catalog.regclass NOT NULL,
+    watermark  pg_catalog.jsonb,
+    kept_until timestamptz NOT NULL,
+    PRIMARY KEY (pipeline, run_id)
+);
+COMMENT ON TABLE medallion.backfill_versions IS
+'versions replaced by blue-green backfills, kept for rollback() until kept_until';
+SELECT pg_catalog.pg_extension_config_dump('medallion.backfill_versions', '');
+REVOKE ALL ON medallion.backfill_versions FROM PUBLIC;
+GRANT SELECT ON medallion.backfill_versions TO PUBLIC;
+
+CREATE FUNCTION medallion.rollback(pipeline text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_rollback'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.rollback(text) IS
+'swaps back the version the last blue-green backfill of a silver pipeline replaced, with the watermark it had, while it is kept';
+
 
 ------------------------------------------------------------------------------
 -- Operability (issue 13)

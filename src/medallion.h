@@ -373,6 +373,9 @@ extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);
 extern bool medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day,
 									bool whole, RunCounts *counts);
 
+/* backfill/blue_green.c: kept versions whose time is up dropped (housekeeping) */
+extern void medallion_backfill_housekeeping(void);
+
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);
 

@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "funcapi.h"
@@ -31,9 +33,10 @@
 
 PG_FUNCTION_INFO_V1(medallion_backfill);
 PG_FUNCTION_INFO_V1(medallion_backfill_plan);
+PG_FUNCTION_INFO_V1(medallion_rollback);
 
 /* What options may say. */
-static const char *const backfill_option_names[] = {"force", NULL};
+static const char *const backfill_option_names[] = {"force", "max_row_change", "checks", "keep", NULL};
 
 /* A jsonb option's text, or NULL. */
 static char *
@@ -87,7 +90,7 @@ check_options(Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized backfill option \"%s\"", key),
-					 errhint("The valid option is force.")));
+					 errhint("Valid options are force, max_row_change, checks and keep.")));
 	}
 	{
 		char	   *force = option_text(options, "force");
@@ -96,6 +99,68 @@ check_options(Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("backfill option \"force\" must be a boolean")));
+	}
+}
+
+/*
+ * The blue_green options: max_row_change (a fraction, default 0.1), checks
+ * (an array of queries returning one boolean), keep (an interval, default
+ * 7 days).
+ */
+static void
+read_blue_green_options(Jsonb *options, BackfillRequest *req)
+{
+	char	   *text = option_text(options, "max_row_change");
+	JsonbValue	k;
+	JsonbValue *v;
+
+	req->max_row_change = 0.1;
+	req->keep = "7 days";
+	if (text)
+	{
+		char	   *end;
+
+		req->max_row_change = strtod(text, &end);
+		if (*text == '\0' || *end != '\0' || req->max_row_change < 0 || isnan(req->max_row_change))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("backfill option \"max_row_change\" must be a number at least 0"),
+					 errdetail("It is a fraction of the current row count: 0.1 tolerates 10%%.")));
+	}
+	if ((text = option_text(options, "keep")) != NULL)
+	{
+		/* checked by the interval type itself */
+		(void) DirectFunctionCall3(interval_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid),
+								   Int32GetDatum(-1));
+		req->keep = text;
+	}
+	if (options == NULL)
+		return;
+	k.type = jbvString;
+	k.val.string.val = "checks";
+	k.val.string.len = 6;
+	v = findJsonbValueFromContainer(&options->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type == jbvNull)
+		return;
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("backfill option \"checks\" must be an array of queries")));
+	{
+		JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok != WJB_ELEM)
+				continue;
+			if (e.type != jbvString)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("backfill option \"checks\" must be an array of queries")));
+			req->checks = lappend(req->checks, pnstrdup(e.val.string.val, e.val.string.len));
+		}
 	}
 }
 
@@ -173,10 +238,10 @@ require_backfillable(const BackfillRequest *req, Pipeline *p, bool lock)
 				 errmsg("cannot backfill pipeline \"%s\" of layer \"%s\"", p->name, p->layer),
 				 errdetail("Only silver and gold pipelines are backfilled: they are computed from what lies upstream."),
 				 errhint("Backfill the silver pipelines that read it.")));
-	if (strcmp(req->strategy, "blue_green") == 0)
+	if (strcmp(req->strategy, "blue_green") == 0 && strcmp(p->layer, "gold") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("backfill strategy \"%s\" is not implemented yet", req->strategy),
+				 errmsg("blue-green backfills of gold models are not implemented yet"),
 				 errhint("Use strategy partition or full.")));
 	medallion_policy_check_runnable(p, false);
 }
@@ -249,6 +314,24 @@ record_detail(int64 run_id, const BackfillRequest *req, const BackfillPlan *plan
 								  2, t, v, NULL, SPI_OK_UPDATE);
 }
 
+/* A blue-green backfill, as a subtransaction's work. */
+typedef struct BlueGreenAttempt
+{
+	Pipeline   *p;
+	int64		run_id;
+	BackfillRequest *req;
+	RunCounts  *counts;
+	int64	   *removed;
+} BlueGreenAttempt;
+
+static void
+attempt_blue_green(void *arg)
+{
+	BlueGreenAttempt *a = arg;
+
+	backfill_blue_green(a->p, a->run_id, a->req, a->counts, a->removed);
+}
+
 /*
  * medallion.backfill(pipeline, from_date, to_date, strategy, dry_run,
  * options) → the run id (NULL for a dry run)
@@ -272,6 +355,7 @@ medallion_backfill(PG_FUNCTION_ARGS)
 		check_options(options);
 	force = option_text(options, "force");
 	req.force = force && strcmp(force, "true") == 0;
+	read_blue_green_options(options, &req);
 
 	/* checked before the plan reads anything; again once the run lock is held */
 	require_backfillable(&req, &p, false);
@@ -291,8 +375,29 @@ medallion_backfill(PG_FUNCTION_ARGS)
 	if (strcmp(p.layer, "gold") == 0)
 		whole_model = medallion_gold_backfill(&p, run_id, req.from_day, req.to_day,
 											  req.whole, &counts);
+	else if (strcmp(req.strategy, "blue_green") == 0)
+	{
+		BlueGreenAttempt attempt = {&p, run_id, &req, &counts, &removed};
+		ErrorData  *edata = medallion_try(attempt_blue_green, &attempt, true);
+
+		if (edata && edata->sqlerrcode != MEDALLION_ERRCODE_BACKFILL_INVALID)
+			ReThrowError(edata);
+		if (edata)
+		{
+			/* nothing swapped: the run failed, and says why */
+			memset(&counts, 0, sizeof(counts));
+			record_detail(run_id, &req, &plan, 0, false);
+			medallion_run_record_finish(run_id, "failed", &counts, edata, "business_rule");
+			medallion_alert_raise(p.name, "backfill", edata->detail ? edata->detail : edata->message);
+			ereport(WARNING,
+					(errmsg("run %lld of pipeline \"%s\" failed: %s", (long long) run_id, p.name, edata->message),
+					 edata->detail ? errdetail("%s", edata->detail) : 0,
+					 errhint("Nothing was swapped: the current version is untouched.")));
+			PG_RETURN_INT64(run_id);
+		}
+	}
 	else
-		backfill_silver_partition(&p, run_id, &req, &counts, &removed);
+		backfill_silver_partition(&p, run_id, &req, NULL, &counts, &removed);
 	record_detail(run_id, &req, &plan, removed, whole_model);
 	medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
 	PG_RETURN_INT64(run_id);
@@ -328,4 +433,30 @@ medallion_backfill_plan(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * medallion.rollback(pipeline): the version a blue-green backfill replaced,
+ * swapped back in with the watermark it had, while it is kept.
+ */
+Datum
+medallion_rollback(PG_FUNCTION_ARGS)
+{
+	BackfillRequest req = {0};
+	Pipeline	p = {0};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	req.pipeline = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	req.strategy = "blue_green";
+	require_backfillable(&req, &p, true);
+	if (strcmp(p.layer, "silver") != 0 || !backfill_rollback(&p))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("pipeline \"%s\" has no version to roll back to", p.name),
+				 errdetail("A blue-green backfill keeps the version it replaced for options.keep (7 days by default)."),
+				 errhint("Recompute the range with medallion.backfill() instead.")));
+	PG_RETURN_VOID();
 }

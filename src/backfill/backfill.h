@@ -15,6 +15,7 @@
 #define MEDALLION_ERRCODE_BACKFILL_LAYER		MAKE_SQLSTATE('M','D','0','8','0')
 #define MEDALLION_ERRCODE_BACKFILL_OVER_BUDGET	MAKE_SQLSTATE('M','D','0','8','1')
 #define MEDALLION_ERRCODE_BACKFILL_NOT_RETAINED	MAKE_SQLSTATE('M','D','0','8','2')
+#define MEDALLION_ERRCODE_BACKFILL_INVALID		MAKE_SQLSTATE('M','D','0','8','3')
 
 /* What a backfill was asked for. */
 typedef struct BackfillRequest
@@ -25,6 +26,9 @@ typedef struct BackfillRequest
 	int			to_day;
 	const char *strategy;		/* partition, full, blue_green */
 	bool		force;			/* over budget all the same */
+	double		max_row_change; /* blue_green: tolerated change of the row count */
+	List	   *checks;			/* blue_green: of char *, queries over "shadow" */
+	const char *keep;			/* blue_green: how long the old version is kept */
 } BackfillRequest;
 
 /* No day: a partition not named by its day, a model without partitions. */
@@ -53,6 +57,11 @@ extern char *backfill_day_text(int day);
 
 /* silver_partition.c */
 extern void backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
-									  RunCounts *counts, int64 *removed);
+									  const char *qtarget, RunCounts *counts, int64 *removed);
+
+/* blue_green.c */
+extern void backfill_blue_green(Pipeline *p, int64 run_id, const BackfillRequest *req,
+								RunCounts *counts, int64 *removed);
+extern bool backfill_rollback(Pipeline *p);
 
 #endif							/* BACKFILL_H */

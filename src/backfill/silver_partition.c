@@ -192,12 +192,12 @@ mark_reprocessed(SilverRun *r, Datum seqs)
 
 /*
  * A partition backfill of a silver pipeline, in the caller's transaction
- * (the run lock held by the caller).  *removed: silver rows deleted and not
- * written again.
+ * (the run lock held by the caller), into its table or qtarget (a blue-green
+ * shadow).  *removed: silver rows deleted and not written again.
  */
 void
 backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
-						  RunCounts *counts, int64 *removed)
+						  const char *qtarget, RunCounts *counts, int64 *removed)
 {
 	SilverRun	r = {0};
 	ActiveRun  *ar;
@@ -209,6 +209,8 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	bool		slow;
 
 	silver_run_setup(&r, p, run_id);
+	if (qtarget)
+		r.qtarget = pstrdup(qtarget);
 	silver_run_open_changes(&r);
 	ar = silver_active_run_register(&r);
 	r.expectations = silver_run_load_expectations(p, r.cxt);

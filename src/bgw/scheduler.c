@@ -573,7 +573,8 @@ forget_wakes(void)
 
 /*
  * Upkeep: every few seconds (and soon after a run) freshness SLAs; with
- * full, hourly, bronze retention, old run history and replayed DLQ rows.
+ * full, hourly, bronze retention, old run history, replayed DLQ rows and
+ * the versions blue-green backfills kept past their time.
  */
 static void
 housekeeping(bool full)
@@ -593,6 +594,7 @@ housekeeping(bool full)
 									  "AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
 									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 									  1, types, values, NULL, SPI_OK_DELETE);
+		medallion_backfill_housekeeping();
 		(void) medallion_catalog_exec("DELETE FROM medallion.dlq WHERE reprocessed "
 									  "AND reprocessed_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
 									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",

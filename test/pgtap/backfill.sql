@@ -6,7 +6,7 @@
 -- enter it once, keys with no valid version left removed; a gold model's partitions of the
 -- range recomputed.
 BEGIN;
-SELECT plan(49);
+SELECT plan(54);
 
 CREATE ROLE medallion_tap_bf_owner NOLOGIN;
 CREATE ROLE medallion_tap_bf_other NOLOGIN;
@@ -71,8 +71,21 @@ SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, c
                  '22023', 'options must be a JSON object', 'options that are not an object are refused');
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, options => '{"force": "yes"}')$$,
                  '22023', 'backfill option "force" must be a boolean', 'a force that is not a boolean is refused');
-SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green')$$,
-                 '0A000', NULL, 'strategy blue_green is not implemented yet, and says so');
+SELECT throws_ok($$SELECT medallion.backfill('gold.bf_daily', current_date, current_date, 'blue_green')$$,
+                 '0A000', 'blue-green backfills of gold models are not implemented yet',
+                 'blue_green of a gold model is not implemented yet, and says so');
+SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green',
+                                             options => '{"max_row_change": -1}')$$,
+                 '22023', 'backfill option "max_row_change" must be a number at least 0', 'a negative max_row_change is refused');
+SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green',
+                                             options => '{"checks": "SELECT true"}')$$,
+                 '22023', 'backfill option "checks" must be an array of queries', 'checks must be an array');
+SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green',
+                                             options => '{"keep": "a while"}')$$,
+                 '22007', NULL, 'keep must be an interval');
+SELECT throws_ok($$SELECT medallion.rollback('gold.bf_daily')$$, '0A000', NULL, 'nor is rollback() of one');
+SELECT throws_ok($$SELECT medallion.rollback('silver.bf_orders')$$, '55000',
+                 'pipeline "silver.bf_orders" has no version to roll back to', 'rollback() without a kept version is refused');
 SELECT throws_ok($$SELECT * FROM medallion.backfill_plan('silver.bf_orders', current_date, current_date, 'weekly')$$,
                  '22023', NULL, 'backfill_plan checks its arguments too');
 RESET ROLE;
