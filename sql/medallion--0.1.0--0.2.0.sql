@@ -929,6 +929,25 @@ SELECT pg_catalog.pg_extension_config_dump('medallion.backfill_versions', '');
 REVOKE ALL ON medallion.backfill_versions FROM PUBLIC;
 GRANT SELECT ON medallion.backfill_versions TO PUBLIC;
 
+-- The days of asynchronous backfills (options.async): a background worker
+-- processes them in order, one transaction each, and marks them done, so an
+-- interrupted backfill resumes at its first day not done.
+CREATE TABLE medallion.backfills (
+    run_id    bigint NOT NULL,
+    pipeline  text NOT NULL REFERENCES medallion.pipelines (name)
+              ON DELETE CASCADE ON UPDATE CASCADE,
+    day       date NOT NULL,
+    done_at   timestamptz,
+    rows_read bigint,
+    PRIMARY KEY (run_id, day)
+);
+CREATE INDEX ON medallion.backfills (run_id) WHERE done_at IS NULL;
+COMMENT ON TABLE medallion.backfills IS
+'the days of asynchronous backfills, and when each was done';
+SELECT pg_catalog.pg_extension_config_dump('medallion.backfills', '');
+REVOKE ALL ON medallion.backfills FROM PUBLIC;
+GRANT SELECT ON medallion.backfills TO PUBLIC;
+
 CREATE FUNCTION medallion.rollback(pipeline text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'medallion_rollback'

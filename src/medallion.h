@@ -376,6 +376,12 @@ extern bool medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int
 /* backfill/blue_green.c: kept versions whose time is up dropped (housekeeping) */
 extern void medallion_backfill_housekeeping(void);
 
+/* backfill/async.c: asynchronous backfills, a day per transaction (bgw/backfill_worker.c) */
+extern int	medallion_max_backfills;
+extern List *medallion_backfill_waiting_runs(void);
+extern bool medallion_backfill_async_day(int64 run_id);
+extern void medallion_backfill_async_failed(int64 run_id, ErrorData *edata);
+
 /* silver/silver_run.c: a cheap look at a pipeline's window (no user SQL) */
 extern TimestampTz medallion_silver_oldest_pending(Pipeline *p);
 

@@ -36,7 +36,7 @@ PG_FUNCTION_INFO_V1(medallion_backfill_plan);
 PG_FUNCTION_INFO_V1(medallion_rollback);
 
 /* What options may say. */
-static const char *const backfill_option_names[] = {"force", "max_row_change", "checks", "keep", NULL};
+static const char *const backfill_option_names[] = {"force", "async", "max_row_change", "checks", "keep", NULL};
 
 /* A jsonb option's text, or NULL. */
 static char *
@@ -90,15 +90,20 @@ check_options(Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized backfill option \"%s\"", key),
-					 errhint("Valid options are force, max_row_change, checks and keep.")));
+					 errhint("Valid options are force, async, max_row_change, checks and keep.")));
 	}
 	{
 		char	   *force = option_text(options, "force");
+		char	   *async = option_text(options, "async");
 
 		if (force && strcmp(force, "true") != 0 && strcmp(force, "false") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("backfill option \"force\" must be a boolean")));
+		if (async && strcmp(async, "true") != 0 && strcmp(async, "false") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("backfill option \"async\" must be a boolean")));
 	}
 }
 
@@ -293,6 +298,16 @@ check_budgets(const BackfillRequest *req, const BackfillPlan *plan)
 				 errhint("Narrow the range, raise backfill_max_rows with medallion.alter_pipeline(), or pass options {\"force\": true}.")));
 }
 
+/* The strategy and range of a backfill, as JSON members. */
+static char *
+detail_key(const BackfillRequest *req)
+{
+	char	   *range = req->whole ? "null" :
+		psprintf("[\"%s\", \"%s\"]", backfill_day_text(req->from_day), backfill_day_text(req->to_day));
+
+	return psprintf("\"strategy\": \"%s\", \"range\": %s", req->strategy, range);
+}
+
 /* runs.detail of a backfill, as the catalog owner. */
 static void
 record_detail(int64 run_id, const BackfillRequest *req, const BackfillPlan *plan, int64 removed,
@@ -300,15 +315,14 @@ record_detail(int64 run_id, const BackfillRequest *req, const BackfillPlan *plan
 {
 	Oid			t[2] = {INT8OID, JSONBOID};
 	Datum		v[2];
-	char	   *range = req->whole ? "null" :
-		psprintf("[\"%s\", \"%s\"]", backfill_day_text(req->from_day), backfill_day_text(req->to_day));
 
 	v[0] = Int64GetDatum(run_id);
 	v[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(
-		psprintf("{\"strategy\": \"%s\", \"range\": %s, \"days\": %d, \"est_rows\": %lld, "
-				 "\"removed\": %lld, \"forced\": %s, \"whole_model\": %s}",
-				 req->strategy, range, plan->ndays, (long long) plan->est_rows,
-				 (long long) removed, req->force ? "true" : "false", whole_model ? "true" : "false")));
+		psprintf("{%s, \"days\": %d, \"est_rows\": %lld, "
+				 "\"removed\": %lld, \"forced\": %s, \"whole_model\": %s, \"async\": %s}",
+				 detail_key(req), plan->ndays, (long long) plan->est_rows,
+				 (long long) removed, req->force ? "true" : "false", whole_model ? "true" : "false",
+				 req->async ? "true" : "false")));
 	(void) medallion_catalog_exec("UPDATE medallion.runs SET detail = $2 "
 								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
 								  2, t, v, NULL, SPI_OK_UPDATE);
@@ -355,6 +369,13 @@ medallion_backfill(PG_FUNCTION_ARGS)
 		check_options(options);
 	force = option_text(options, "force");
 	req.force = force && strcmp(force, "true") == 0;
+	force = option_text(options, "async");
+	req.async = force && strcmp(force, "true") == 0;
+	if (req.async && strcmp(req.strategy, "partition") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("only partition backfills run asynchronously"),
+				 errdetail("Strategies full and blue_green swap a whole version at once, in one transaction.")));
 	read_blue_green_options(options, &req);
 
 	/* checked before the plan reads anything; again once the run lock is held */
@@ -368,6 +389,25 @@ medallion_backfill(PG_FUNCTION_ARGS)
 						p.name, plan.ndays, (long long) plan.est_rows),
 				 errdetail("medallion.backfill_plan() lists the days.")));
 		PG_RETURN_NULL();
+	}
+
+	if (req.async)
+	{
+		/* the same backfill asked again: it resumes, once */
+		run_id = backfill_async_running(p.name, psprintf("{%s}", detail_key(&req)));
+		if (run_id != 0)
+		{
+			ereport(NOTICE,
+					(errmsg("backfill %lld of pipeline \"%s\" is already running; it resumes at its first day not done",
+							(long long) run_id, p.name)));
+			PG_RETURN_INT64(run_id);
+		}
+		run_id = medallion_run_record_start(p.name, "backfill", "running", 0);
+		record_detail(run_id, &req, &plan, 0, false);
+		backfill_async_queue(p.name, run_id, &plan);
+		if (plan.ndays == 0)
+			medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
+		PG_RETURN_INT64(run_id);
 	}
 
 	require_backfillable(&req, &p, true);

@@ -29,6 +29,7 @@ typedef struct BackfillRequest
 	double		max_row_change; /* blue_green: tolerated change of the row count */
 	List	   *checks;			/* blue_green: of char *, queries over "shadow" */
 	const char *keep;			/* blue_green: how long the old version is kept */
+	bool		async;			/* handed to a background worker, a day at a time */
 } BackfillRequest;
 
 /* No day: a partition not named by its day, a model without partitions. */
@@ -58,6 +59,10 @@ extern char *backfill_day_text(int day);
 /* silver_partition.c */
 extern void backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 									  const char *qtarget, RunCounts *counts, int64 *removed);
+
+/* async.c */
+extern void backfill_async_queue(const char *pipeline, int64 run_id, const BackfillPlan *plan);
+extern int64 backfill_async_running(const char *pipeline, const char *detail_range);
 
 /* blue_green.c */
 extern void backfill_blue_green(Pipeline *p, int64 run_id, const BackfillRequest *req,

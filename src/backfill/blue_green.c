@@ -248,8 +248,13 @@ backfill_rollback(Pipeline *p)
 		(void) medallion_catalog_exec("DELETE FROM medallion.watermarks WHERE pipeline OPERATOR(pg_catalog.=) $1",
 									  1, t, v, NULL, SPI_OK_DELETE);
 	else
-		(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w "
-									  "SELECT r.* FROM pg_catalog.jsonb_populate_record(NULL::medallion.watermarks, $2) r "
+		(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w (pipeline, system_identifier, "
+									  "done_snapshot, target_snapshot, resume_xid, resume_seq) "
+									  "SELECT $1, ($2 OPERATOR(pg_catalog.->>) 'system_identifier'::pg_catalog.text)::pg_catalog.int8, "
+									  "($2 OPERATOR(pg_catalog.->>) 'done_snapshot'::pg_catalog.text)::pg_catalog.pg_snapshot, "
+									  "($2 OPERATOR(pg_catalog.->>) 'target_snapshot'::pg_catalog.text)::pg_catalog.pg_snapshot, "
+									  "($2 OPERATOR(pg_catalog.->>) 'resume_xid'::pg_catalog.text)::pg_catalog.xid8, "
+									  "($2 OPERATOR(pg_catalog.->>) 'resume_seq'::pg_catalog.text)::pg_catalog.int8 "
 									  "ON CONFLICT (pipeline) DO UPDATE SET system_identifier = EXCLUDED.system_identifier, "
 									  "done_snapshot = EXCLUDED.done_snapshot, target_snapshot = EXCLUDED.target_snapshot, "
 									  "resume_xid = EXCLUDED.resume_xid, resume_seq = EXCLUDED.resume_seq, "
