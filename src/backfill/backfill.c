@@ -393,6 +393,12 @@ medallion_backfill(PG_FUNCTION_ARGS)
 
 	if (req.async)
 	{
+		if (plan.days != NIL && ((BackfillDay *) linitial(plan.days))->day == BACKFILL_NO_DAY)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("gold model \"%s\" has no partitions to backfill day by day", p.name),
+					 errdetail("A model without partitions is recomputed whole, in one transaction."),
+					 errhint("Backfill it without options.async.")));
 		/* the same backfill asked again: it resumes, once */
 		run_id = backfill_async_running(p.name, psprintf("{%s}", detail_key(&req)));
 		if (run_id != 0)

@@ -6,7 +6,7 @@
 -- enter it once, keys with no valid version left removed; a gold model's partitions of the
 -- range recomputed.
 BEGIN;
-SELECT plan(54);
+SELECT plan(59);
 
 CREATE ROLE medallion_tap_bf_owner NOLOGIN;
 CREATE ROLE medallion_tap_bf_other NOLOGIN;
@@ -84,6 +84,10 @@ SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, c
                                              options => '{"keep": "a while"}')$$,
                  '22007', NULL, 'keep must be an interval');
 SELECT throws_ok($$SELECT medallion.rollback('gold.bf_daily')$$, '0A000', NULL, 'nor is rollback() of one');
+SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', NULL, NULL, 'full', options => '{"async": true}')$$,
+                 '22023', NULL, 'only partition backfills run asynchronously');
+SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, options => '{"async": 1}')$$,
+                 '22023', 'backfill option "async" must be a boolean', 'async must be a boolean');
 SELECT throws_ok($$SELECT medallion.rollback('silver.bf_orders')$$, '55000',
                  'pipeline "silver.bf_orders" has no version to roll back to', 'rollback() without a kept version is refused');
 SELECT throws_ok($$SELECT * FROM medallion.backfill_plan('silver.bf_orders', current_date, current_date, 'weekly')$$,
@@ -200,6 +204,17 @@ SELECT results_eq($$SELECT id, v, status FROM silver.bf_orders ORDER BY id$$,
                   $$VALUES (1::bigint, 1, 'new'), (3, 1, 'new')$$, 'the row without bronze is carried over');
 SELECT results_eq($$SELECT kind, status, detail->>'strategy', detail->>'forced' FROM pg_temp.last_run('silver.bf_orders')$$,
                   $$VALUES ('backfill', 'succeeded', 'full', 'true')$$, 'recorded as a forced full backfill');
+
+-- async: the days queued, the run id returned at once -------------------------------------------
+
+CREATE TEMP TABLE bf_async AS
+    SELECT medallion.backfill('silver.bf_orders', current_date - 1, current_date, options => '{"async": true}') AS run_id;
+SELECT results_eq($$SELECT status, detail->>'async' FROM medallion.runs WHERE run_id = (SELECT run_id FROM bf_async)$$,
+                  $$VALUES ('running', 'true')$$, 'an async backfill is recorded running at once');
+SELECT results_eq($$SELECT day, done_at IS NULL FROM medallion.backfills WHERE run_id = (SELECT run_id FROM bf_async)$$,
+                  $$VALUES (current_date, true)$$, 'its days with rows are queued, not done');
+SELECT is(medallion.backfill('silver.bf_orders', current_date - 1, current_date, options => '{"async": true}'),
+          (SELECT run_id FROM bf_async), 'asking again returns the same run');
 
 -- Gold: the range's partitions recomputed ---------------------------------------------------------
 
