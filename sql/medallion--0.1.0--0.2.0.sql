@@ -1259,7 +1259,70 @@ REVOKE EXECUTE ON FUNCTION medallion.create_export(regclass, text, pg_catalog.js
 -- Backfills (issue 11)
 ------------------------------------------------------------------------------
 
--- (filled by its issue)
+-- Reprocessing a date range (or the whole history) of a silver or gold
+-- pipeline, as a run of kind 'backfill' (src/backfill/).  Callable by
+-- anyone: the function checks that the caller may act as the owner.
+CREATE FUNCTION medallion.backfill(pipeline text, from_date date, to_date date,
+                                   strategy text DEFAULT 'partition',
+                                   dry_run boolean DEFAULT false,
+                                   options pg_catalog.jsonb DEFAULT '{}')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_backfill'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.backfill(text, date, date, text, boolean, pg_catalog.jsonb) IS
+'reprocesses the days from_date..to_date (NULL: the whole history) of a silver or gold pipeline; returns the run id (NULL for a dry run)';
+
+CREATE FUNCTION medallion.backfill_plan(pipeline text, from_date date, to_date date,
+                                        strategy text DEFAULT 'partition')
+RETURNS TABLE (day date, est_rows bigint, action text)
+AS 'MODULE_PATHNAME', 'medallion_backfill_plan'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.backfill_plan(text, date, date, text) IS
+'the days a backfill would process, the rows each holds (partition statistics) and what it would do with each';
+
+-- The versions blue-green backfills replaced, kept for rollback() until
+-- kept_until (then dropped by the scheduler's housekeeping), with the
+-- watermark the pipeline had at the swap.
+CREATE TABLE medallion.backfill_versions (
+    pipeline   text NOT NULL REFERENCES medallion.pipelines (name)
+               ON DELETE CASCADE ON UPDATE CASCADE,
+    run_id     bigint NOT NULL,
+    kept_table pg_catalog.regclass NOT NULL,
+    watermark  pg_catalog.jsonb,
+    kept_until timestamptz NOT NULL,
+    PRIMARY KEY (pipeline, run_id)
+);
+COMMENT ON TABLE medallion.backfill_versions IS
+'versions replaced by blue-green backfills, kept for rollback() until kept_until';
+SELECT pg_catalog.pg_extension_config_dump('medallion.backfill_versions', '');
+REVOKE ALL ON medallion.backfill_versions FROM PUBLIC;
+GRANT SELECT ON medallion.backfill_versions TO PUBLIC;
+
+-- The days of asynchronous backfills (options.async): a background worker
+-- processes them in order, one transaction each, and marks them done, so an
+-- interrupted backfill resumes at its first day not done.
+CREATE TABLE medallion.backfills (
+    run_id    bigint NOT NULL,
+    pipeline  text NOT NULL REFERENCES medallion.pipelines (name)
+              ON DELETE CASCADE ON UPDATE CASCADE,
+    day       date NOT NULL,
+    done_at   timestamptz,
+    rows_read bigint,
+    PRIMARY KEY (run_id, day)
+);
+CREATE INDEX ON medallion.backfills (run_id) WHERE done_at IS NULL;
+COMMENT ON TABLE medallion.backfills IS
+'the days of asynchronous backfills, and when each was done';
+SELECT pg_catalog.pg_extension_config_dump('medallion.backfills', '');
+REVOKE ALL ON medallion.backfills FROM PUBLIC;
+GRANT SELECT ON medallion.backfills TO PUBLIC;
+
+CREATE FUNCTION medallion.rollback(pipeline text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_rollback'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.rollback(text) IS
+'swaps back the version the last blue-green backfill of a silver pipeline replaced, with the watermark it had, while it is kept';
 
 
 ------------------------------------------------------------------------------

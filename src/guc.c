@@ -24,6 +24,9 @@ int			medallion_max_workers = 4;
 /* Run workers the pipelines of one owner may take at once, in a database. */
 int			medallion_max_workers_per_owner = 3;
 
+/* Asynchronous backfills the cluster may run at once. */
+int			medallion_max_backfills = 2;
+
 /* Days of run history and replayed DLQ rows kept by the scheduler. */
 int			medallion_history_days = 30;
 
@@ -80,6 +83,14 @@ medallion_guc_init(void)
 							"They share max_worker_processes with parallel query, replication, pg_cron and the schedulers.",
 							&medallion_max_workers,
 							4, 1, 256,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("medallion.max_backfills",
+							"Asynchronous backfills medallion may run at once in the cluster.",
+							"Each takes a background worker until its last day is done; the others wait their turn.",
+							&medallion_max_backfills,
+							2, 0, 64,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

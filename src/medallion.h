@@ -468,6 +468,17 @@ extern void medallion_gold_refreshed_consume(Pipeline *consumer, Pipeline *model
 /* gold/refresh.c: a run of a gold model; its cheap pending check */
 extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);
+extern bool medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day,
+									bool whole, RunCounts *counts);
+
+/* backfill/blue_green.c: kept versions whose time is up dropped (housekeeping) */
+extern void medallion_backfill_housekeeping(void);
+
+/* backfill/async.c: asynchronous backfills, a day per transaction (bgw/backfill_worker.c) */
+extern int	medallion_max_backfills;
+extern List *medallion_backfill_waiting_runs(void);
+extern bool medallion_backfill_async_day(int64 run_id);
+extern void medallion_backfill_async_failed(int64 run_id, ErrorData *edata);
 
 /* net/source_run.c: runs of HTTP sources (layer 'source') */
 extern void medallion_source_run(Pipeline *p, int64 run_id, RunCounts *counts);

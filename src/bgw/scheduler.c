@@ -368,6 +368,82 @@ has_pending(const char *name)
 	return false;
 }
 
+/* A backfill worker this scheduler started (until it is seen stopped). */
+typedef struct BackfillWorker
+{
+	int64		run_id;
+	BackgroundWorkerHandle *handle;
+} BackfillWorker;
+
+static List *backfill_workers = NIL;
+
+/*
+ * Starts workers for the asynchronous backfills waiting for one, while the
+ * cluster runs fewer than medallion.max_backfills (counted by their
+ * application_name, across databases).
+ */
+static void
+start_backfill_workers(void)
+{
+	List	   *waiting;
+	ListCell   *lc;
+	int64		active = 0;
+
+	foreach(lc, backfill_workers)
+	{
+		BackfillWorker *w = lfirst(lc);
+		pid_t		pid;
+
+		if (GetBackgroundWorkerPid(w->handle, &pid) == BGWH_STOPPED)
+		{
+			backfill_workers = foreach_delete_current(backfill_workers, lc);
+			pfree(w->handle);
+			pfree(w);
+		}
+	}
+	medallion_bgw_xact_begin();
+	waiting = medallion_backfill_waiting_runs();
+	if (waiting != NIL)
+	{
+		List	   *rows = medallion_catalog_query("SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity "
+												  "WHERE application_name OPERATOR(pg_catalog.~~) 'medallion backfill %'::pg_catalog.text",
+												  0, NULL, NULL, NULL);
+
+		active = DatumGetInt64(((MedallionRow *) linitial(rows))->values[0]);
+	}
+	foreach(lc, waiting)
+	{
+		int64		run_id = *(int64 *) lfirst(lc);
+		ListCell   *s;
+		bool		started = false;
+		char		extra[32];
+		char		name[BGW_MAXLEN];
+		BackgroundWorkerHandle *handle;
+		MemoryContext old;
+		BackfillWorker *w;
+
+		foreach(s, backfill_workers)
+			started |= (((BackfillWorker *) lfirst(s))->run_id == run_id);
+		if (started)
+			continue;
+		if (active >= medallion_max_backfills)
+			break;
+		snprintf(extra, sizeof(extra), INT64_FORMAT, run_id);
+		snprintf(name, sizeof(name), "medallion backfill %s", extra);
+		if (!medallion_start_worker("medallion_backfill_worker_main", "medallion backfill worker", name,
+									MyDatabaseId, extra, &handle))
+			break;				/* no free slot: next pass */
+		old = MemoryContextSwitchTo(TopMemoryContext);
+		w = palloc(sizeof(BackfillWorker));
+		w->run_id = run_id;
+		w->handle = handle;
+		backfill_workers = lappend(backfill_workers, w);
+		MemoryContextSwitchTo(old);
+		active++;
+	}
+	medallion_bgw_xact_commit();
+}
+
 /*
  * One pass over the pipelines: start the due ones, return the time of the
  * next due one.
@@ -500,13 +576,18 @@ schedule_pass(uint64 wake_count)
 		Oid			types[1] = {TEXTARRAYOID};
 		Datum		values[1] = {makeArrayResult(idle_names, CurrentMemoryContext)};
 
-		(void) medallion_catalog_exec("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now() "
-									  "WHERE name OPERATOR(pg_catalog.=) ANY ($1)",
+		/* a row held by a backfill (or a run) is skipped: never wait on it */
+		(void) medallion_catalog_exec("UPDATE medallion.pipelines p SET last_checked_at = pg_catalog.now() "
+									  "FROM (SELECT name FROM medallion.pipelines "
+									  "      WHERE name OPERATOR(pg_catalog.=) ANY ($1) "
+									  "      FOR NO KEY UPDATE SKIP LOCKED) l "
+									  "WHERE p.name OPERATOR(pg_catalog.=) l.name",
 									  1, types, values, NULL, SPI_OK_UPDATE);
 	}
 	/* webhook messages due: the delivery worker (delivery.c) */
 	next = Min(next, medallion_delivery_tick(now));
 	medallion_bgw_xact_commit();
+	start_backfill_workers();
 	return next;
 }
 
@@ -572,7 +653,8 @@ forget_wakes(void)
 
 /*
  * Upkeep: every few seconds (and soon after a run) freshness SLAs; with
- * full, hourly, bronze retention, old run history and replayed DLQ rows.
+ * full, hourly, bronze retention, old run history, replayed DLQ rows and
+ * the versions blue-green backfills kept past their time.
  */
 static void
 housekeeping(bool full)
@@ -592,6 +674,7 @@ housekeeping(bool full)
 									  "AND finished_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
 									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",
 									  1, types, values, NULL, SPI_OK_DELETE);
+		medallion_backfill_housekeeping();
 		(void) medallion_catalog_exec("DELETE FROM medallion.dlq WHERE reprocessed "
 									  "AND reprocessed_at OPERATOR(pg_catalog.<) (pg_catalog.now() "
 									  "  OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => $1))",

@@ -488,3 +488,41 @@ medallion_gold_oldest_pending(Pipeline *p)
 		return GetCurrentTransactionStartTimestamp();
 	return gold_changes_oldest(&m);
 }
+
+/*
+ * A backfill of a gold model (src/backfill/): the partitions holding the
+ * days from_day..to_day (days since 2000-01-01) recomputed and exchanged as
+ * a run does, or every row when whole or the model is not partitioned.
+ * Change records are left for the next run to consume; the days refreshed
+ * are recorded for the models reading this one.  Returns whether it
+ * refreshed the whole model.
+ */
+bool
+medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day, bool whole,
+						RunCounts *counts)
+{
+	GoldModel	m;
+	List	   *starts = NIL;
+	MedallionUserContext save;
+	int			nestlevel;
+	uint64		rows;
+	int			day;
+
+	gold_model_load(p, &m, true);
+	whole = whole || m.partition_by == NULL;
+	if (!whole)
+		for (day = from_day; day <= to_day; day++)
+			starts = list_append_unique_int(starts, gold_partition_start(day, m.monthly));
+
+	medallion_run_settings_push(&m.settings, &nestlevel);
+	medallion_become_user(p->owner, &save);
+	SPI_connect();
+	rows = whole ? refresh_full(&m) : refresh_partitions(&m, starts);
+	SPI_finish();
+	medallion_restore_user(&save);
+	AtEOXact_GUC(true, nestlevel);
+
+	counts->read = counts->inserted = (int64) rows;
+	record_own_changes(&m, run_id, whole, starts);
+	return whole;
+}

@@ -40,6 +40,8 @@ const MedallionOption medallion_options[] = {
 	{"drift_min_rows", "int8", "10"},
 	{"steward", "text", NULL},
 	{"description", "text", NULL},
+	{"backfill_max_days", "int4", NULL},
+	{"backfill_max_rows", "int8", NULL},
 	{NULL, NULL, NULL}
 };
 

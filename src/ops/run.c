@@ -463,8 +463,17 @@ medallion_run_begin_scheduled(const char *pipeline, int pid)
 		return 0;
 	}
 
-	pending = medallion_run_pending(&p);
 	values[0] = CStringGetTextDatum(pipeline);
+
+	/*
+	 * The run lock held (a backfill, or a run): a worker would wait on it,
+	 * and so would this statement's UPDATE below.  Looked at again next time.
+	 */
+	if (medallion_catalog_exec("SELECT 1 FROM medallion.pipelines WHERE name OPERATOR(pg_catalog.=) $1 "
+							   "FOR NO KEY UPDATE SKIP LOCKED",
+							   1, argtypes, values, NULL, SPI_OK_SELECT) == 0)
+		return 0;
+	pending = medallion_run_pending(&p);
 	values[1] = BoolGetDatum(pending);
 	/* the request is served; a retry with nothing left to do is void */
 	(void) medallion_catalog_exec("UPDATE medallion.pipelines SET last_checked_at = pg_catalog.now(), "

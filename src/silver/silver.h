@@ -77,6 +77,7 @@ typedef struct SilverRun
 	struct ActiveRun *ar;		/* its registration (active_run.c) */
 	MedallionChangeSet *changes;	/* change records for gold models, or NULL */
 	double		max_bad_ratio;	/* options.max_bad_ratio; < 0: unset */
+	const char *backfill_where; /* a backfill: the bronze rows it reads (over b), or NULL */
 } SilverRun;
 
 /*
@@ -154,6 +155,9 @@ extern void silver_drift_check_bad_ratio(SilverRun *r, int64 read);
 
 /* silver_run.c */
 extern int silver_exec(SilverRun *r, const char *sql, long limit);
+extern void silver_run_setup(SilverRun *r, Pipeline *p, int64 run_id);
+extern void silver_run_open_changes(SilverRun *r);
+extern List *silver_run_load_expectations(Pipeline *p, MemoryContext cxt);
 extern void silver_set_exclusions(SilverRun *r);
 
 /* replay.c */

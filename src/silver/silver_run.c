@@ -408,30 +408,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	if (p->prefetch)
 		r.expectations = p->prefetch->expectations;
 	else
-	{
-		Oid			t[1] = {TEXTOID};
-		Datum		v[1] = {CStringGetTextDatum(p->name)};
-		uint64		k;
-		uint64		n;
-		MedallionGateway gw;
-
-		medallion_catalog_enter(&gw);
-		n = medallion_gateway_exec_saved("SELECT name, check_sql, on_fail FROM medallion.expectations "
-										 "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
-										 1, t, v, NULL, 0, SPI_OK_SELECT);
-		for (k = 0; k < n; k++)
-		{
-			MemoryContext old = MemoryContextSwitchTo(r.cxt);
-			char	  **e = palloc(sizeof(char *) * 3);
-
-			e[0] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1);
-			e[1] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 2);
-			e[2] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 3);
-			r.expectations = lappend(r.expectations, e);
-			MemoryContextSwitchTo(old);
-		}
-		medallion_gateway_leave(&gw);
-	}
+		r.expectations = silver_run_load_expectations(p, r.cxt);
 
 	if (r.replay)
 		replay_rows = silver_load_replay_rows(&r, replay_ids);
@@ -554,4 +531,50 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	}
 	silver_active_run_unregister(ar);
 	(void) kind;
+}
+
+/*
+ * A pipeline's expectations (name, check_sql, on_fail), by name, as the
+ * catalog owner; in cxt.
+ */
+List *
+silver_run_load_expectations(Pipeline *p, MemoryContext cxt)
+{
+	Oid			t[1] = {TEXTOID};
+	Datum		v[1] = {CStringGetTextDatum(p->name)};
+	uint64		k;
+	uint64		n;
+	MedallionGateway gw;
+	List	   *out = NIL;
+
+	medallion_catalog_enter(&gw);
+	n = medallion_gateway_exec_saved("SELECT name, check_sql, on_fail FROM medallion.expectations "
+									 "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY name",
+									 1, t, v, NULL, 0, SPI_OK_SELECT);
+	for (k = 0; k < n; k++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		char	  **e = palloc(sizeof(char *) * 3);
+
+		e[0] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 1);
+		e[1] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 2);
+		e[2] = SPI_getvalue(SPI_tuptable->vals[k], SPI_tuptable->tupdesc, 3);
+		out = lappend(out, e);
+		MemoryContextSwitchTo(old);
+	}
+	medallion_gateway_leave(&gw);
+	return out;
+}
+
+/* A run's setup and change set, for a backfill reading its own rows (src/backfill/). */
+void
+silver_run_setup(SilverRun *r, Pipeline *p, int64 run_id)
+{
+	setup_run(r, p, run_id);
+}
+
+void
+silver_run_open_changes(SilverRun *r)
+{
+	open_changes(r);
 }

@@ -118,7 +118,7 @@ in_window_function(void)
 }
 
 /*
- * The rows a statement reads: the window of bronze, or the replayed DLQ
+ * The rows a statement reads: the window of bronze (or a backfill's rows), or the replayed DLQ
  * rows, with _source_seq, _batch_id, _raw and _is_delete, minus the rows
  * left out.  "range" adds the (xid, seq) bounds of a bisection step.
  */
@@ -136,6 +136,11 @@ silver_source_sql(SilverRun *r, bool with_exclusions, bool range)
 						 "(pg_catalog.unnest($%d), pg_catalog.unnest($%d), pg_catalog.unnest($%d)) "
 						 "AS u(_raw, _seq, _batch_id)) b WHERE true",
 						 r->c->delete_when ? r->c->delete_when : "false", P_RAWS, P_SEQS, P_BATCHES);
+	else if (r->backfill_where)
+		appendStringInfo(&buf,
+						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, b._ingested_at, "
+						 "COALESCE((%s\n), false) AS _is_delete FROM %s b WHERE (%s)",
+						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, r->backfill_where);
 	else if (r->rebase)
 		appendStringInfo(&buf,
 						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, b._ingested_at, "

@@ -250,6 +250,15 @@ is($node->safe_psql('old', q{SELECT pipeline || ' ' || kind FROM medallion.depen
 is($node->safe_psql('old', q{SELECT status || ' ' || error_class FROM medallion.runs WHERE pipeline = 'source.shop'}),
 	'failed transient', 'and runs (a refused connection is transient)');
 
+# A backfill of a pipeline made under 0.1.0 recomputes its history in place.
+my $bf_id = $node->safe_psql('old', q{SET ROLE alice; SELECT medallion.backfill('silver.orders', NULL, NULL)});
+is($node->safe_psql('old', "SELECT kind || ' ' || status || ' ' || (detail->>'strategy') FROM medallion.runs WHERE run_id = $bf_id"),
+	'backfill succeeded partition', 'a 0.1.0 pipeline is backfilled after the update');
+is($node->safe_psql('old', q{SELECT string_agg(order_id || '=' || amount || '/' || coalesce(note, '-'), ',' ORDER BY order_id) FROM silver.orders}),
+	'1=10/-,3=30/-,4=40/-,5=50/n5', 'its rows are the same, recomputed');
+is($node->safe_psql('old', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders' AND NOT reprocessed}),
+	'1', 'and its DLQ row from 0.1.0 is neither duplicated nor released');
+
 # A fresh install works the same way.
 $node->safe_psql('fresh', q{
 	SET ROLE alice;
