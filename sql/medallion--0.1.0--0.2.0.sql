@@ -1537,6 +1537,22 @@ $fn$;
 COMMENT ON FUNCTION medallion.checklist(text) IS
 'the pipeline-design checklist for one pipeline, evaluated from the catalog: item, ok, detail, hint';
 
+-- What a run cost: its buffer and WAL usage (the backend's counters before
+-- and after the run's work, parallel workers included).  NULL: not measured
+-- (a run that did not happen, a scheduled run that failed).  Counts, like
+-- rows_read: PUBLIC reads them.
+ALTER TABLE medallion.runs
+    ADD COLUMN shared_blks_hit  pg_catalog.int8,
+    ADD COLUMN shared_blks_read pg_catalog.int8,
+    ADD COLUMN wal_bytes        pg_catalog.int8;
+COMMENT ON COLUMN medallion.runs.shared_blks_hit IS
+'shared buffer hits of the run''s work';
+COMMENT ON COLUMN medallion.runs.shared_blks_read IS
+'shared blocks the run''s work read from the kernel (not in shared buffers)';
+COMMENT ON COLUMN medallion.runs.wal_bytes IS
+'WAL the run''s work generated, in bytes (a failed run''s too, though rolled back)';
+GRANT SELECT (shared_blks_hit, shared_blks_read, wal_bytes) ON medallion.runs TO PUBLIC;
+
 
 ------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last

@@ -301,6 +301,10 @@ typedef struct RunCounts
 	int64		dropped;
 	int64		warned;
 	int64		replayed;		/* replay_dlq: DLQ rows that now passed */
+	/* what the run cost (run.c measures it around the layer's work) */
+	int64		shared_blks_hit;
+	int64		shared_blks_read;
+	int64		wal_bytes;
 } RunCounts;
 
 /*

@@ -408,9 +408,9 @@ void
 medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCounts *c)
 {
 	MedallionGateway gw;
-	Oid			types[10] = {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[10];
+	Oid			types[13] = {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		values[13];
 	List	   *resolved = NIL;
 	ListCell   *lc;
 	uint64		i;
@@ -423,6 +423,7 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 	"  finished_at = pg_catalog.clock_timestamp(), " \
 	"  rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, " \
 	"  rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, " \
+	"  shared_blks_hit = $11, shared_blks_read = $12, wal_bytes = $13, " \
 	"  error_class = NULL, error_message = NULL, sqlstate = NULL " \
 	"  WHERE run_id OPERATOR(pg_catalog.=) $2), " \
 	"o AS (SELECT state AS old_state FROM medallion.pipelines " \
@@ -460,7 +461,7 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 										SUCCESS_RUN
 										SUCCESS_UPDATE("false")
 										SUCCESS_RESOLVE,
-										10, types, values, NULL, 0, SPI_OK_SELECT);
+										13, types, values, NULL, 0, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		resolved = lappend(resolved,
 						   MemoryContextStrdup(callercxt,
