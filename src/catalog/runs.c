@@ -126,11 +126,19 @@ medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c
 	else
 		nulls[13] = nulls[14] = nulls[15] = 'n';
 
-	(void) medallion_catalog_exec("UPDATE medallion.runs SET status = $2, "
+	/* a 0.1.0 catalog (before ALTER EXTENSION UPDATE) has no usage columns */
+	(void) medallion_catalog_exec(medallion_catalog_has_pause_requests() ?
+								  "UPDATE medallion.runs SET status = $2, "
 								  "finished_at = pg_catalog.clock_timestamp(), "
 								  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
 								  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
 								  "shared_blks_hit = $11, shared_blks_read = $12, wal_bytes = $13, "
+								  "error_class = $14, error_message = $15, sqlstate = $16 "
+								  "WHERE run_id OPERATOR(pg_catalog.=) $1" :
+								  "UPDATE medallion.runs SET status = $2, "
+								  "finished_at = pg_catalog.clock_timestamp(), "
+								  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
+								  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
 								  "error_class = $14, error_message = $15, sqlstate = $16 "
 								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
 								  16, argtypes, values, nulls, SPI_OK_UPDATE);
