@@ -1553,6 +1553,29 @@ COMMENT ON COLUMN medallion.runs.wal_bytes IS
 'WAL the run''s work generated, in bytes (a failed run''s too, though rolled back)';
 GRANT SELECT (shared_blks_hit, shared_blks_read, wal_bytes) ON medallion.runs TO PUBLIC;
 
+-- Runs in progress, from the slots the running processes write (src/bgw/
+-- progress.c): live, not at commit.  Empty unless medallion is in
+-- shared_preload_libraries.  What it shows is what medallion.runs shows
+-- (pipeline, run id, worker pid, counts): PUBLIC reads it.
+CREATE FUNCTION medallion.progress_slots(
+    OUT pipeline text, OUT run_id bigint, OUT pid integer, OUT phase text,
+    OUT rows_done bigint, OUT rows_total bigint,
+    OUT started_at timestamptz, OUT phase_started_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'medallion_progress'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.progress_slots() IS
+'the runs in progress in this database, as their processes report them (behind medallion.progress)';
+
+CREATE VIEW medallion.progress AS
+SELECT s.pipeline, s.run_id, s.pid, s.phase, s.rows_done, s.rows_total,
+       s.started_at, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.started_at AS running_for,
+       s.phase_started_at
+FROM medallion.progress_slots() s;
+COMMENT ON VIEW medallion.progress IS
+'each run in progress: pipeline, run id, pid, phase (window, merge, typing, dlq, refresh, fetch, export, record), rows done of rows to do (NULL: not known), fed live by the running process';
+GRANT SELECT ON medallion.progress TO PUBLIC;
+
 
 ------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last

@@ -370,6 +370,12 @@ extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
 /* silver/contract_parse.c: what options.settings may set (silver and gold) */
 extern bool medallion_setting_allowed(const char *name);
 
+/* bgw/progress.c: what a run in progress is doing (medallion.progress) */
+extern void medallion_progress_begin(const char *pipeline, int64 run_id);
+extern void medallion_progress_phase(const char *phase, int64 rows_total);
+extern void medallion_progress_rows(int64 rows_done);
+extern void medallion_progress_end(void);
+
 /* silver/silver_run.c */
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
 								 ArrayType *replay_ids, RunCounts *counts);

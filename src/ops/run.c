@@ -173,13 +173,23 @@ static void
 run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
 {
 	if (strcmp(p->layer, "gold") == 0)
+	{
+		medallion_progress_phase("refresh", -1);
 		medallion_gold_run(p, run_id, counts);
+	}
 	else if (strcmp(p->layer, "source") == 0)
+	{
+		medallion_progress_phase("fetch", -1);
 		medallion_source_run(p, run_id, counts);
+	}
 	else if (strcmp(p->layer, "export") == 0)
+	{
+		medallion_progress_phase("export", -1);
 		medallion_export_run(p, run_id, counts);
+	}
 	else
 		medallion_silver_run(p, run_id, kind, replay_ids, counts);
+	medallion_progress_phase("record", -1);
 }
 
 static void
@@ -358,6 +368,8 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		run_id = medallion_run_record_start(name, kind, "running", 0);
 	budget_arm(&budget, &p);
 	usage_start(&usage);
+	/* ended below, or by the end of the transaction when an error leaves */
+	medallion_progress_begin(name, run_id);
 
 	if (strict)
 	{
@@ -385,6 +397,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		/* a scheduled pull or export that moved nothing leaves no run */
 		if (scheduled_run_id && (strcmp(p.layer, "source") == 0 || strcmp(p.layer, "export") == 0))
 			medallion_net_forget_empty_run(run_id, &counts);
+		medallion_progress_end();
 		if (out)
 			*out = counts;
 		return run_id;
@@ -431,6 +444,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		medallion_policy_after_success(name, run_id, &counts);
 	}
+	medallion_progress_end();
 	if (out)
 		*out = counts;
 	return run_id;
