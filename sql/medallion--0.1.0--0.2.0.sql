@@ -1401,6 +1401,9 @@ DECLARE
     bad      pg_catalog.text;
     up_ret   pg_catalog.interval;
     up_name  pg_catalog.text;
+    cols     pg_catalog.jsonb;
+    ndesc    pg_catalog.int8;
+    ncols    pg_catalog.int8;
 BEGIN
     SELECT * INTO p FROM medallion.pipelines x WHERE x.name OPERATOR(pg_catalog.=) checklist.pipeline;
     IF NOT FOUND THEN
@@ -1506,8 +1509,8 @@ BEGIN
           OR copts OPERATOR(pg_catalog.?) 'max_rows_per_run'::pg_catalog.text;
     detail := pg_catalog.format('time_budget %s, max_rows_per_run %s',
                                 COALESCE(opts OPERATOR(pg_catalog.->>) 'time_budget'::pg_catalog.text, 'none'),
-                                COALESCE(opts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text,
-                                         copts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text, 'none'));
+                                COALESCE(copts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text,
+                                         opts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text, 'none'));
     hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"time_budget": "5 minutes"}'')' END;
     RETURN NEXT;
 
@@ -1515,7 +1518,23 @@ BEGIN
     ok := p.steward IS NOT NULL AND p.description IS NOT NULL;
     detail := pg_catalog.format('steward %s, description %s', COALESCE(p.steward, 'missing'),
                                 CASE WHEN p.description IS NULL THEN 'missing' ELSE 'set' END);
-    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"steward": "team", "description": "…"}'')' END;
+    IF p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text THEN
+        -- the contract's column descriptions, which are the table's column comments
+        cols := COALESCE(p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text, '{}'::pg_catalog.jsonb);
+        SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.jsonb_typeof(x.c) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+                                             AND x.c OPERATOR(pg_catalog.?) 'description'::pg_catalog.text),
+               pg_catalog.count(*)
+          INTO ndesc, ncols
+          FROM (SELECT e.value AS c
+                  FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(cols) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+                                                  THEN cols ELSE '{}'::pg_catalog.jsonb END) e
+                UNION ALL
+                SELECT a.value
+                  FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(cols) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text
+                                                            THEN cols ELSE '[]'::pg_catalog.jsonb END) a) x;
+        detail := detail OPERATOR(pg_catalog.||) pg_catalog.format(', %s of %s columns described', ndesc, ncols);
+    END IF;
+    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"steward": "team", "description": "…"}''); column descriptions: the contract key description' END;
     RETURN NEXT;
 
     item := 'lineage known';

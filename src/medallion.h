@@ -268,6 +268,7 @@ typedef struct ColumnSpec
 	char	   *ref_table;		/* 'layer.name' */
 	char	   *ref_column;
 	char	   *pii;			/* "hash", "hash_v1", "mask", "drop" or NULL */
+	char	   *description;	/* the column's COMMENT, or NULL */
 	bool		is_key;
 } ColumnSpec;
 

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -26,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -415,6 +417,33 @@ alter_max_rows(const char *name, JsonbValue *v)
 }
 
 /*
+ * A pipeline's description given to alter_pipeline() becomes its table's
+ * COMMENT (null removes it), run as the caller, who has the privileges of
+ * the table's owner (COMMENT needs them); the table found by OID.
+ */
+static void
+comment_table(const Pipeline *p, JsonbValue *v)
+{
+	Oid			nsp = get_namespace_oid(p->layer, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(p->relname, nsp) : InvalidOid;
+	char	   *sql;
+
+	if (!OidIsValid(relid))
+		return;
+	sql = psprintf("COMMENT ON TABLE %s IS %s",
+				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											  get_rel_name(relid)),
+				   v->type == jbvString ?
+				   quote_literal_cstr(pnstrdup(v->val.string.val, v->val.string.len)) : "NULL");
+	SPI_connect();
+	medallion_own_ddl_begin();
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not comment on the table of pipeline \"%s\"", p->name);
+	medallion_own_ddl_end();
+	SPI_finish();
+}
+
+/*
  * medallion.alter_pipeline(pipeline, options): merges options into the
  * pipeline's (null removes a key); steward and description have their own
  * columns; max_rows_per_run of a silver pipeline is its contract's.
@@ -432,6 +461,7 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	const MedallionOption *o;
 	StringInfoData check;
 	JsonbValue *max_rows;
+	JsonbValue *v_desc;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -500,6 +530,8 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 					  "description = CASE WHEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.?) 'description' "
 					  "  THEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'description' ELSE description END "
 					  "WHERE name OPERATOR(pg_catalog.=) $1", 2, args);
+	if ((v_desc = getKeyJsonValueFromContainer(&opts->root, "description", strlen("description"), NULL)) != NULL)
+		comment_table(&p, v_desc);
 	if (max_rows)
 		alter_max_rows(name, max_rows);
 	PG_RETURN_VOID();
