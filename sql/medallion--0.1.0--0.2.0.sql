@@ -1473,6 +1473,9 @@ DECLARE
     cron_action pg_catalog.text;
     up_ret   pg_catalog.interval;
     up_name  pg_catalog.text;
+    cols     pg_catalog.jsonb;
+    ndesc    pg_catalog.int8;
+    ncols    pg_catalog.int8;
 BEGIN
     SELECT * INTO p FROM medallion.pipelines x WHERE x.name OPERATOR(pg_catalog.=) checklist.pipeline;
     IF NOT FOUND THEN
@@ -1578,8 +1581,8 @@ BEGIN
           OR copts OPERATOR(pg_catalog.?) 'max_rows_per_run'::pg_catalog.text;
     detail := pg_catalog.format('time_budget %s, max_rows_per_run %s',
                                 COALESCE(opts OPERATOR(pg_catalog.->>) 'time_budget'::pg_catalog.text, 'none'),
-                                COALESCE(opts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text,
-                                         copts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text, 'none'));
+                                COALESCE(copts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text,
+                                         opts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text, 'none'));
     hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"time_budget": "5 minutes"}'')' END;
     RETURN NEXT;
 
@@ -1587,7 +1590,23 @@ BEGIN
     ok := p.steward IS NOT NULL AND p.description IS NOT NULL;
     detail := pg_catalog.format('steward %s, description %s', COALESCE(p.steward, 'missing'),
                                 CASE WHEN p.description IS NULL THEN 'missing' ELSE 'set' END);
-    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"steward": "team", "description": "…"}'')' END;
+    IF p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text THEN
+        -- the contract's column descriptions, which are the table's column comments
+        cols := COALESCE(p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text, '{}'::pg_catalog.jsonb);
+        SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.jsonb_typeof(x.c) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+                                             AND x.c OPERATOR(pg_catalog.?) 'description'::pg_catalog.text),
+               pg_catalog.count(*)
+          INTO ndesc, ncols
+          FROM (SELECT e.value AS c
+                  FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(cols) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+                                                  THEN cols ELSE '{}'::pg_catalog.jsonb END) e
+                UNION ALL
+                SELECT a.value
+                  FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(cols) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text
+                                                            THEN cols ELSE '[]'::pg_catalog.jsonb END) a) x;
+        detail := detail OPERATOR(pg_catalog.||) pg_catalog.format(', %s of %s columns described', ndesc, ncols);
+    END IF;
+    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"steward": "team", "description": "…"}''); column descriptions: the contract key description' END;
     RETURN NEXT;
 
     item := 'lineage known';
@@ -1734,6 +1753,45 @@ END
 $fn$;
 COMMENT ON FUNCTION medallion.restore_schedules() IS
 'after a restore: checks every scheduled pipeline, re-creates the pg_cron job of a cron schedule where pg_cron lives in this database, and otherwise returns the exact call to run (status ok, recreated or missing)';
+
+-- What a run cost: its buffer and WAL usage (the backend's counters before
+-- and after the run's work, parallel workers included).  NULL: not measured
+-- (a run that did not happen, a scheduled run that failed).  Counts, like
+-- rows_read: PUBLIC reads them.
+ALTER TABLE medallion.runs
+    ADD COLUMN shared_blks_hit  pg_catalog.int8,
+    ADD COLUMN shared_blks_read pg_catalog.int8,
+    ADD COLUMN wal_bytes        pg_catalog.int8;
+COMMENT ON COLUMN medallion.runs.shared_blks_hit IS
+'shared buffer hits of the run''s work';
+COMMENT ON COLUMN medallion.runs.shared_blks_read IS
+'shared blocks the run''s work read from the kernel (not in shared buffers)';
+COMMENT ON COLUMN medallion.runs.wal_bytes IS
+'WAL the run''s work generated, in bytes (a failed run''s too, though rolled back)';
+GRANT SELECT (shared_blks_hit, shared_blks_read, wal_bytes) ON medallion.runs TO PUBLIC;
+
+-- Runs in progress, from the slots the running processes write (src/bgw/
+-- progress.c): live, not at commit.  Empty unless medallion is in
+-- shared_preload_libraries.  What it shows is what medallion.runs shows
+-- (pipeline, run id, worker pid, counts): PUBLIC reads it.
+CREATE FUNCTION medallion.progress_slots(
+    OUT pipeline text, OUT run_id bigint, OUT pid integer, OUT phase text,
+    OUT rows_done bigint, OUT rows_total bigint,
+    OUT started_at timestamptz, OUT phase_started_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'medallion_progress'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.progress_slots() IS
+'the runs in progress in this database, as their processes report them (behind medallion.progress)';
+
+CREATE VIEW medallion.progress AS
+SELECT s.pipeline, s.run_id, s.pid, s.phase, s.rows_done, s.rows_total,
+       s.started_at, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) s.started_at AS running_for,
+       s.phase_started_at
+FROM medallion.progress_slots() s;
+COMMENT ON VIEW medallion.progress IS
+'each run in progress: pipeline, run id, pid, phase (window, merge, typing, dlq, refresh, fetch, export, record), rows done of rows to do (NULL: not known), fed live by the running process';
+GRANT SELECT ON medallion.progress TO PUBLIC;
 
 
 ------------------------------------------------------------------------------

@@ -268,6 +268,7 @@ typedef struct ColumnSpec
 	char	   *ref_table;		/* 'layer.name' */
 	char	   *ref_column;
 	char	   *pii;			/* "hash", "hash_v1", "mask", "drop" or NULL */
+	char	   *description;	/* the column's COMMENT, or NULL */
 	bool		is_key;
 } ColumnSpec;
 
@@ -301,6 +302,10 @@ typedef struct RunCounts
 	int64		dropped;
 	int64		warned;
 	int64		replayed;		/* replay_dlq: DLQ rows that now passed */
+	/* what the run cost (run.c measures it around the layer's work) */
+	int64		shared_blks_hit;
+	int64		shared_blks_read;
+	int64		wal_bytes;
 } RunCounts;
 
 /*
@@ -365,6 +370,12 @@ extern void medallion_run_counts_datums(const RunCounts *c, Datum *values);
 extern void medallion_run_settings_push(Contract *contract, int *nestlevel);
 /* silver/contract_parse.c: what options.settings may set (silver and gold) */
 extern bool medallion_setting_allowed(const char *name);
+
+/* bgw/progress.c: what a run in progress is doing (medallion.progress) */
+extern void medallion_progress_begin(const char *pipeline, int64 run_id);
+extern void medallion_progress_phase(const char *phase, int64 rows_total);
+extern void medallion_progress_rows(int64 rows_done);
+extern void medallion_progress_end(void);
 
 /* silver/silver_run.c */
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,

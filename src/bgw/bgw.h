@@ -58,6 +58,10 @@ extern void medallion_wake_scheduler(Oid dboid);
 extern Oid	medallion_scheduler_stop(Oid dboid);
 extern void medallion_scheduler_release(Oid dboid);
 
+/* progress.c: the slots of runs in progress */
+extern Size medallion_progress_shmem_size(void);
+extern void medallion_progress_shmem_init(void);
+
 /* register.c */
 struct BackgroundWorkerHandle;
 extern bool medallion_start_worker(const char *function, const char *type, const char *name,

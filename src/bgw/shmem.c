@@ -43,6 +43,7 @@ medallion_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(MedallionShared)));
+	RequestAddinShmemSpace(MAXALIGN(medallion_progress_shmem_size()));
 	RequestNamedLWLockTranche("medallion", 1);
 }
 
@@ -62,6 +63,7 @@ medallion_shmem_startup(void)
 		medallion_shared->lock = &(GetNamedLWLockTranche("medallion"))->lock;
 		ConditionVariableInit(&medallion_shared->scheduler_gone);
 	}
+	medallion_progress_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 

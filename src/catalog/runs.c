@@ -74,8 +74,9 @@ medallion_run_record_skipped(const char *pipeline, const char *kind, const char 
 }
 
 /*
- * A run's counts as the eight values of medallion.runs' rows_read ...
- * rows_warned, in that order.
+ * A run's counts as the eleven values of medallion.runs' rows_read ...
+ * rows_warned, then shared_blks_hit, shared_blks_read and wal_bytes, in
+ * that order.
  */
 void
 medallion_run_counts_datums(const RunCounts *c, Datum *values)
@@ -88,43 +89,59 @@ medallion_run_counts_datums(const RunCounts *c, Datum *values)
 	values[5] = Int64GetDatum(c->quarantined);
 	values[6] = Int64GetDatum(c->dropped);
 	values[7] = Int64GetDatum(c->warned);
+	values[8] = Int64GetDatum(c->shared_blks_hit);
+	values[9] = Int64GetDatum(c->shared_blks_read);
+	values[10] = Int64GetDatum(c->wal_bytes);
 }
 
 /*
- * Records how a run ended; with edata, the failure and its class.
+ * Records how a run ended; with edata, the failure and its class.  Without
+ * counts (c NULL), the counts are 0 and what the run cost is unknown (NULL).
  */
 void
 medallion_run_record_finish(int64 run_id, const char *status, const RunCounts *c,
 				  ErrorData *edata, const char *class)
 {
-	Oid			argtypes[13] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
-		INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[13];
-	char		nulls[13];
+	Oid			argtypes[16] = {INT8OID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID,
+		INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[16];
+	char		nulls[16];
 	RunCounts	zero = {0};
 
-	if (c == NULL)
-		c = &zero;
 	memset(nulls, ' ', sizeof(nulls));
+	if (c == NULL)
+	{
+		c = &zero;
+		nulls[10] = nulls[11] = nulls[12] = 'n';
+	}
 	values[0] = Int64GetDatum(run_id);
 	values[1] = CStringGetTextDatum(status);
 	medallion_run_counts_datums(c, &values[2]);
 	if (edata)
 	{
-		values[10] = CStringGetTextDatum(class);
-		values[11] = CStringGetTextDatum(medallion_capped_message(edata->message));
-		values[12] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+		values[13] = CStringGetTextDatum(class);
+		values[14] = CStringGetTextDatum(medallion_capped_message(edata->message));
+		values[15] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
 	}
 	else
-		nulls[10] = nulls[11] = nulls[12] = 'n';
+		nulls[13] = nulls[14] = nulls[15] = 'n';
 
-	(void) medallion_catalog_exec("UPDATE medallion.runs SET status = $2, "
+	/* a 0.1.0 catalog (before ALTER EXTENSION UPDATE) has no usage columns */
+	(void) medallion_catalog_exec(medallion_catalog_has_pause_requests() ?
+								  "UPDATE medallion.runs SET status = $2, "
 								  "finished_at = pg_catalog.clock_timestamp(), "
 								  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
 								  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
-								  "error_class = $11, error_message = $12, sqlstate = $13 "
+								  "shared_blks_hit = $11, shared_blks_read = $12, wal_bytes = $13, "
+								  "error_class = $14, error_message = $15, sqlstate = $16 "
+								  "WHERE run_id OPERATOR(pg_catalog.=) $1" :
+								  "UPDATE medallion.runs SET status = $2, "
+								  "finished_at = pg_catalog.clock_timestamp(), "
+								  "rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, "
+								  "rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, "
+								  "error_class = $14, error_message = $15, sqlstate = $16 "
 								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
-								  13, argtypes, values, nulls, SPI_OK_UPDATE);
+								  16, argtypes, values, nulls, SPI_OK_UPDATE);
 }
 
 /*

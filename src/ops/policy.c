@@ -410,17 +410,30 @@ void
 medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCounts *c)
 {
 	MedallionGateway gw;
-	Oid			types[10] = {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
-	INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[10];
+	Oid			types[13] = {TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		values[13];
 	List	   *resolved = NIL;
 	ListCell   *lc;
 	uint64		i;
 	bool		pauses = medallion_catalog_has_pause_requests();
 	MemoryContext callercxt = CurrentMemoryContext;
 
-	/* the run's row, as medallion_run_record_finish() writes it */
+	/*
+	 * the run's row, as medallion_run_record_finish() writes it (a 0.1.0
+	 * catalog, which has no pause requests, has no usage columns either)
+	 */
 #define SUCCESS_RUN \
+	"WITH r AS (UPDATE medallion.runs SET status = 'succeeded', " \
+	"  finished_at = pg_catalog.clock_timestamp(), " \
+	"  rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, " \
+	"  rows_dlq = $7, rows_quarantined = $8, rows_dropped = $9, rows_warned = $10, " \
+	"  shared_blks_hit = $11, shared_blks_read = $12, wal_bytes = $13, " \
+	"  error_class = NULL, error_message = NULL, sqlstate = NULL " \
+	"  WHERE run_id OPERATOR(pg_catalog.=) $2), " \
+	"o AS (SELECT state AS old_state FROM medallion.pipelines " \
+	"  WHERE name OPERATOR(pg_catalog.=) $1 FOR UPDATE), "
+#define SUCCESS_RUN_0_1 \
 	"WITH r AS (UPDATE medallion.runs SET status = 'succeeded', " \
 	"  finished_at = pg_catalog.clock_timestamp(), " \
 	"  rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_unchanged = $6, " \
@@ -459,10 +472,10 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 										"  WHERE r.pipeline OPERATOR(pg_catalog.=) $1 RETURNING 1), "
 										SUCCESS_UPDATE("EXISTS (SELECT 1 FROM f)")
 										SUCCESS_RESOLVE :
-										SUCCESS_RUN
+										SUCCESS_RUN_0_1
 										SUCCESS_UPDATE("false")
 										SUCCESS_RESOLVE,
-										10, types, values, NULL, 0, SPI_OK_SELECT);
+										13, types, values, NULL, 0, SPI_OK_SELECT);
 	for (i = 0; i < SPI_processed; i++)
 		resolved = lappend(resolved,
 						   MemoryContextStrdup(callercxt,
@@ -470,6 +483,7 @@ medallion_policy_after_success(const char *pipeline, int64 run_id, const RunCoun
 															SPI_tuptable->tupdesc, 1)));
 	medallion_gateway_leave(&gw);
 #undef SUCCESS_RUN
+#undef SUCCESS_RUN_0_1
 #undef SUCCESS_UPDATE
 #undef SUCCESS_RESOLVE
 

@@ -19,6 +19,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "executor/instrument.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
@@ -121,6 +122,39 @@ budget_stopped(RunBudget *b, ErrorData *edata, const char *pipeline)
 	return true;
 }
 
+/*
+ * What a run cost: this backend's buffer and WAL usage when it started
+ * (parallel workers' usage is added to it as their queries end).
+ */
+typedef struct RunUsage
+{
+	BufferUsage buffers;
+	WalUsage	wal;
+} RunUsage;
+
+static void
+usage_start(RunUsage *u)
+{
+	u->buffers = pgBufferUsage;
+	u->wal = pgWalUsage;
+}
+
+/*
+ * Puts the usage since usage_start() into a run's counts.
+ */
+static void
+usage_stop(const RunUsage *u, RunCounts *counts)
+{
+	BufferUsage buffers = {0};
+	WalUsage	wal = {0};
+
+	BufferUsageAccumDiff(&buffers, &pgBufferUsage, &u->buffers);
+	WalUsageAccumDiff(&wal, &pgWalUsage, &u->wal);
+	counts->shared_blks_hit = buffers.shared_blks_hit;
+	counts->shared_blks_read = buffers.shared_blks_read;
+	counts->wal_bytes = (int64) wal.wal_bytes;
+}
+
 /* A run's work, as a subtransaction's. */
 typedef struct RunAttempt
 {
@@ -139,13 +173,23 @@ static void
 run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
 {
 	if (strcmp(p->layer, "gold") == 0)
+	{
+		medallion_progress_phase("refresh", -1);
 		medallion_gold_run(p, run_id, counts);
+	}
 	else if (strcmp(p->layer, "source") == 0)
+	{
+		medallion_progress_phase("fetch", -1);
 		medallion_source_run(p, run_id, counts);
+	}
 	else if (strcmp(p->layer, "export") == 0)
+	{
+		medallion_progress_phase("export", -1);
 		medallion_export_run(p, run_id, counts);
+	}
 	else
 		medallion_silver_run(p, run_id, kind, replay_ids, counts);
+	medallion_progress_phase("record", -1);
 }
 
 static void
@@ -274,6 +318,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	ErrorData  *edata;
 	bool		over_budget = false;
 	RunBudget	budget;
+	RunUsage	usage;
 
 	if (IsolationUsesXactSnapshot())
 		ereport(ERROR,
@@ -322,6 +367,9 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	if (run_id == 0)
 		run_id = medallion_run_record_start(name, kind, "running", 0);
 	budget_arm(&budget, &p);
+	usage_start(&usage);
+	/* ended below, or by the end of the transaction when an error leaves */
+	medallion_progress_begin(name, run_id);
 
 	if (strict)
 	{
@@ -344,10 +392,12 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 		}
 		PG_END_TRY();
 		budget_disarm(&budget);
+		usage_stop(&usage, &counts);
 		medallion_policy_after_success(name, run_id, &counts);
 		/* a scheduled pull or export that moved nothing leaves no run */
 		if (scheduled_run_id && (strcmp(p.layer, "source") == 0 || strcmp(p.layer, "export") == 0))
 			medallion_net_forget_empty_run(run_id, &counts);
+		medallion_progress_end();
 		if (out)
 			*out = counts;
 		return run_id;
@@ -358,6 +408,10 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 
 		edata = medallion_try(attempt_run, &attempt, true);
 	}
+	if (edata)
+		memset(&counts, 0, sizeof(counts));
+	/* a failed run's work is rolled back, but it was done: its cost counts */
+	usage_stop(&usage, &counts);
 	if (edata)
 	{
 		over_budget = budget_stopped(&budget, edata, name);
@@ -371,7 +425,6 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		const char *class = over_budget ? "over_budget" : medallion_error_class(edata->sqlerrcode);
 
-		memset(&counts, 0, sizeof(counts));
 		medallion_run_record_finish(run_id, "failed", &counts, edata, class);
 		medallion_policy_after_failure(name, edata, class, false);
 		medallion_drift_after_failure(name, run_id, edata);
@@ -391,6 +444,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		medallion_policy_after_success(name, run_id, &counts);
 	}
+	medallion_progress_end();
 	if (out)
 		*out = counts;
 	return run_id;

@@ -16,6 +16,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -26,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/numeric.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
@@ -380,9 +382,71 @@ medallion_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
+ * max_rows_per_run given to alter_pipeline() of a silver pipeline: the
+ * contract's option, changed by a new contract version, so that the
+ * contract stays the one place a run reads its bound from (create_silver
+ * and alter_contract set it there too; pipelines.options keeps the copy
+ * create_silver made, which alter_pipeline updates with the other options).  Takes the pipeline's row lock as
+ * alter_contract does: a run in progress finishes first, the next one reads
+ * the new bound.
+ */
+static void
+alter_max_rows(const char *name, JsonbValue *v)
+{
+	Pipeline	p = {0};
+	StringInfoData patch;
+
+	initStringInfo(&patch);
+	appendStringInfoString(&patch, "{\"max_rows_per_run\": ");
+	if (v->type == jbvNull)
+		appendStringInfoString(&patch, "null");
+	else if (v->type == jbvNumeric)
+		appendStringInfoString(&patch, DatumGetCString(DirectFunctionCall1(numeric_out,
+																		   NumericGetDatum(v->val.numeric))));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option max_rows_per_run must be a positive integer or null"),
+				 errhint("null removes the bound.")));
+	appendStringInfoChar(&patch, '}');
+
+	medallion_require_owned(name, &p, true);
+	(void) medallion_contract_alter(&p, NULL,
+									DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(patch.data))),
+									false);
+}
+
+/*
+ * A pipeline's description given to alter_pipeline() becomes its table's
+ * COMMENT (null removes it), run as the caller, who has the privileges of
+ * the table's owner (COMMENT needs them); the table found by OID.
+ */
+static void
+comment_table(const Pipeline *p, JsonbValue *v)
+{
+	Oid			nsp = get_namespace_oid(p->layer, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(p->relname, nsp) : InvalidOid;
+	char	   *sql;
+
+	if (!OidIsValid(relid))
+		return;
+	sql = psprintf("COMMENT ON TABLE %s IS %s",
+				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											  get_rel_name(relid)),
+				   v->type == jbvString ?
+				   quote_literal_cstr(pnstrdup(v->val.string.val, v->val.string.len)) : "NULL");
+	SPI_connect();
+	medallion_own_ddl_begin();
+	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not comment on the table of pipeline \"%s\"", p->name);
+	medallion_own_ddl_end();
+	SPI_finish();
+}
+
+/*
  * medallion.alter_pipeline(pipeline, options): merges options into the
  * pipeline's (null removes a key); steward and description have their own
- * columns.
+ * columns; max_rows_per_run of a silver pipeline is its contract's.
  */
 Datum
 medallion_alter_pipeline(PG_FUNCTION_ARGS)
@@ -396,6 +460,8 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	const char *args[2];
 	const MedallionOption *o;
 	StringInfoData check;
+	JsonbValue *max_rows;
+	JsonbValue *v_desc;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -411,6 +477,14 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		opts = medallion_source_alter(name, p.definition, opts);
 	else if (strcmp(p.layer, "export") == 0)
 		opts = medallion_export_alter(name, p.definition, opts);
+	max_rows = getKeyJsonValueFromContainer(&opts->root, "max_rows_per_run",
+											strlen("max_rows_per_run"), NULL);
+	if (max_rows && strcmp(p.layer, "silver") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option max_rows_per_run applies to silver pipelines only"),
+				 errdetail("Pipeline \"%s\" is of layer \"%s\".", name, p.layer),
+				 errhint("Bound the run with option time_budget instead.")));
 	it = JsonbIteratorInit(&opts->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -422,11 +496,11 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		key = pnstrdup(v.val.string.val, v.val.string.len);
 		for (o = medallion_options; o->name; o++)
 			ok |= (strcmp(key, o->name) == 0);
-		if (!ok)
+		if (!ok && strcmp(key, "max_rows_per_run") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized pipeline option \"%s\"", key),
-					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, steward and description.")));
+					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, max_rows_per_run (silver), steward and description.")));
 		if (strcmp(key, "max_bad_ratio") == 0 || strcmp(key, "drift_min_rows") == 0)
 		{
 			tok = JsonbIteratorNext(&it, &v, true);
@@ -456,5 +530,9 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 					  "description = CASE WHEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.?) 'description' "
 					  "  THEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'description' ELSE description END "
 					  "WHERE name OPERATOR(pg_catalog.=) $1", 2, args);
+	if ((v_desc = getKeyJsonValueFromContainer(&opts->root, "description", strlen("description"), NULL)) != NULL)
+		comment_table(&p, v_desc);
+	if (max_rows)
+		alter_max_rows(name, max_rows);
 	PG_RETURN_VOID();
 }

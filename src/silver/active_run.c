@@ -172,6 +172,7 @@ medallion_count_read(PG_FUNCTION_ARGS)
 {
 	medallion_active_run_check("medallion.count_read()");
 	active_run->read++;
+	medallion_progress_rows(active_run->read);
 	PG_RETURN_BOOL(true);
 }
 

@@ -272,11 +272,12 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 				if (strcmp(key, "path") != 0 && strcmp(key, "type") != 0 && (strcmp(key, "name") != 0 || !in_array) &&
 					strcmp(key, "required") != 0 && strcmp(key, "default") != 0 &&
 					strcmp(key, "expr") != 0 && strcmp(key, "accepted") != 0 &&
-					strcmp(key, "references") != 0 && strcmp(key, "pii") != 0)
+					strcmp(key, "references") != 0 && strcmp(key, "pii") != 0 &&
+					strcmp(key, "description") != 0)
 					ereport(ERROR,
 							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 							 errmsg("invalid contract for column \"%s\": unrecognized key \"%s\"", name, key),
-							 errhint("Valid keys are path, type, required, default, expr, accepted, references and pii (and name, in the array form of columns).")));
+							 errhint("Valid keys are path, type, required, default, expr, accepted, references, pii and description (and name, in the array form of columns).")));
 			}
 		}
 		if ((f = jb_get(obj, "type")) == NULL || f->type != jbvString)
@@ -322,6 +323,12 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 			*dot = '\0';
 			col->ref_table = ref;
 			col->ref_column = dot + 1;
+		}
+		if ((f = jb_get(obj, "description")) != NULL && f->type != jbvNull)
+		{
+			if (f->type != jbvString)
+				contract_error(name, "\"description\" must be a string.");
+			col->description = jb_cstring(f);
 		}
 		if ((f = jb_get(obj, "pii")) != NULL)
 		{

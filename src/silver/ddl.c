@@ -332,8 +332,27 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 		appendStringInfo(&ddl, "));COMMENT ON TABLE %s IS %s;", silver_tombstone_table(name),
 						 quote_literal_cstr(psprintf("medallion: deleted keys of silver.%s, newest delete kept", name)));
 	}
+	/* the business documentation: the pipeline's description, the columns' */
+	{
+		JsonbValue *v = NULL;
+
+		if (!PG_ARGISNULL(5) && JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(5)))
+			v = getKeyJsonValueFromContainer(&PG_GETARG_JSONB_P(5)->root, "description",
+											 strlen("description"), NULL);
+		if (v && v->type == jbvString)
+			description = pnstrdup(v->val.string.val, v->val.string.len);
+	}
 	appendStringInfo(&ddl, "COMMENT ON TABLE %s IS %s;", qrel,
-					 quote_literal_cstr(psprintf("medallion silver table, fed from bronze.%s", bronze.relname)));
+					 quote_literal_cstr(description ? description :
+										psprintf("medallion silver table, fed from bronze.%s", bronze.relname)));
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		if (col->description && silver_is_stored(col))
+			appendStringInfo(&ddl, "COMMENT ON COLUMN %s.%s IS %s;", qrel, silver_qcol(col->name),
+							 quote_literal_cstr(col->description));
+	}
 
 	SPI_connect();
 	medallion_own_ddl_begin();
@@ -349,21 +368,6 @@ medallion_create_silver(PG_FUNCTION_ARGS)
 						 GetUserId(), medallion_pipeline_name("silver", name));
 	relid = get_relname_relid(name, nsp);
 
-	{
-		JsonbValue *v = NULL;
-
-		if (!PG_ARGISNULL(5) && JB_ROOT_IS_OBJECT(PG_GETARG_JSONB_P(5)))
-		{
-			JsonbValue	k;
-
-			k.type = jbvString;
-			k.val.string.val = "description";
-			k.val.string.len = strlen("description");
-			v = findJsonbValueFromContainer(&PG_GETARG_JSONB_P(5)->root, JB_FOBJECT, &k);
-			if (v && v->type == jbvString)
-				description = pnstrdup(v->val.string.val, v->val.string.len);
-		}
-	}
 	medallion_catalog_add_pipeline(medallion_pipeline_name("silver", name), "silver", name,
 								   GetUserId(), NULL, (Datum) 0, true,
 								   PG_ARGISNULL(5) ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}")))

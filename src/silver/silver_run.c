@@ -410,6 +410,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	else
 		r.expectations = silver_run_load_expectations(p, r.cxt);
 
+	medallion_progress_phase("window", -1);
 	if (r.replay)
 		replay_rows = silver_load_replay_rows(&r, replay_ids);
 	else
@@ -455,6 +456,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	empty = (SPI_processed == 0);
 	if (!empty)
 		silver_drift_before_load(&r);
+	/* rows to do: known when a bounded run stops at its bound */
+	medallion_progress_phase("merge", r.has_hi ? r.c->max_rows_per_run : -1);
 	if (!empty)
 	{
 		bool		slow = (r.expectations != NIL);
@@ -469,12 +472,14 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 			slow = false;
 		if (slow)
 		{
+			medallion_progress_phase("typing", -1);
 			silver_find_untyped_rows(&r);
 			if (r.expectations != NIL && silver_try_data(&r, silver_apply_expectations, counts) != NULL)
 			{
 				silver_find_failing_rows(&r);
 				silver_apply_expectations(&r, counts);
 			}
+			medallion_progress_phase("merge", r.has_hi ? r.c->max_rows_per_run : -1);
 			if (silver_try_data(&r, silver_do_merge, &merged) != NULL)
 			{
 				silver_find_failing_rows(&r);
@@ -515,6 +520,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 
 	if (r.replay)
 		counts->replayed = silver_finish_replay(&r, replay_rows);
+	medallion_progress_phase("dlq", list_length(r.bad));
 	silver_write_bad_rows(&r, counts);
 	counts->unchanged = counts->read - counts->inserted - counts->updated - counts->dlq -
 		counts->quarantined - counts->dropped;
