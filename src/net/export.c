@@ -326,8 +326,6 @@ run_batches(Pipeline *p, const char *qtable, const char *qtomb, int64 run_id, in
 	Datum		values[2];
 	char	   *sql;
 	List	   *batches = NIL;
-	uint64		i;
-	uint64		n;
 
 	sql = psprintf("SELECT pg_catalog.jsonb_agg(b.rec ORDER BY b.ord)::pg_catalog.text FROM ("
 				   "  SELECT x.rec, x.ord, (pg_catalog.row_number() OVER (ORDER BY x.ord) "
@@ -343,15 +341,8 @@ run_batches(Pipeline *p, const char *qtable, const char *qtomb, int64 run_id, in
 	values[0] = Int64GetDatum(run_id);
 	values[1] = Int32GetDatum(batch_size);
 	medallion_gateway_enter(p->owner, &gw);
-	n = medallion_gateway_exec(sql, 2, types, values, NULL, 0, SPI_OK_SELECT);
-	for (i = 0; i < n; i++)
-	{
-		char	   *text = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		MemoryContext old = MemoryContextSwitchTo(callercxt);
-
-		batches = lappend(batches, pstrdup(text));
-		MemoryContextSwitchTo(old);
-	}
+	(void) medallion_gateway_exec(sql, 2, types, values, NULL, 0, SPI_OK_SELECT);
+	batches = medallion_gateway_text_column(1, callercxt);
 	medallion_gateway_leave(&gw);
 	return batches;
 }
@@ -432,8 +423,6 @@ table_batches(Pipeline *p, const char *qtable, const char *predicate, int batch_
 	Datum		values[1];
 	char	   *sql;
 	List	   *batches = NIL;
-	uint64		i;
-	uint64		n;
 
 	sql = psprintf("SELECT pg_catalog.jsonb_agg(b.rec ORDER BY b.ord)::pg_catalog.text FROM ("
 				   "  SELECT x.rec, x.ord, (pg_catalog.row_number() OVER (ORDER BY x.ord) "
@@ -445,15 +434,8 @@ table_batches(Pipeline *p, const char *qtable, const char *predicate, int batch_
 				   qtable, predicate ? " WHERE " : "", predicate ? predicate : "");
 	values[0] = Int32GetDatum(batch_size);
 	medallion_gateway_enter(p->owner, &gw);
-	n = medallion_gateway_exec(sql, 1, types, values, NULL, 0, SPI_OK_SELECT);
-	for (i = 0; i < n; i++)
-	{
-		char	   *text = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		MemoryContext old = MemoryContextSwitchTo(callercxt);
-
-		batches = lappend(batches, pstrdup(text));
-		MemoryContextSwitchTo(old);
-	}
+	(void) medallion_gateway_exec(sql, 1, types, values, NULL, 0, SPI_OK_SELECT);
+	batches = medallion_gateway_text_column(1, callercxt);
 	medallion_gateway_leave(&gw);
 	/* an empty replace-set still tells the receiver to drop what it holds */
 	if (batches == NIL)
