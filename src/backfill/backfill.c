@@ -246,8 +246,9 @@ require_backfillable(const BackfillRequest *req, Pipeline *p, bool lock)
 	if (strcmp(req->strategy, "blue_green") == 0 && strcmp(p->layer, "gold") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("blue-green backfills of gold models are not implemented yet"),
-				 errhint("Use strategy partition or full.")));
+				 errmsg("strategy \"blue_green\" is not supported for gold pipelines"),
+				 errdetail("Pipeline \"%s\" is a gold model; blue-green backfills apply to silver pipelines.", p->name),
+				 errhint("Use strategy \"partition\" or \"full\".")));
 	medallion_policy_check_runnable(p, false);
 }
 

@@ -26,8 +26,18 @@ url_of(Jsonb *def)
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* Whether a key (not NUL-terminated) is one of a NULL-terminated list. */
+static bool
+is_own_option(const char *const *names, const char *key, int len)
+{
+	for (; *names; names++)
+		if ((int) strlen(*names) == len && strncmp(*names, key, len) == 0)
+			return true;
+	return false;
+}
+
 /*
- * alter_pipeline() of a pipeline of the network room: the options own()
+ * alter_pipeline() of a pipeline of the network room: the options named in own_options
  * names change its definition (null removes one; "headers" replace its
  * secret headers in medallion.http_sources), checked by check() and, for
  * a new url, against the allow-list; returns the other options, for the
@@ -35,7 +45,7 @@ url_of(Jsonb *def)
  */
 Jsonb *
 medallion_net_alter(const char *pipeline, Jsonb *definition, Jsonb *options,
-					NetOwnOptionFn own, NetCheckDefinitionFn check)
+					const char *const *own_options, NetCheckDefinitionFn check)
 {
 	JsonbParseState *rest = NULL;
 	JsonbParseState *def = NULL;
@@ -60,7 +70,7 @@ medallion_net_alter(const char *pipeline, Jsonb *definition, Jsonb *options,
 		if (tok != WJB_KEY)
 			continue;
 		(void) JsonbIteratorNext(&it, &v, true);
-		if (!own(k.val.string.val, k.val.string.len))
+		if (!is_own_option(own_options, k.val.string.val, k.val.string.len))
 		{
 			(void) pushJsonbValue(&rest, WJB_KEY, &k);
 			(void) pushJsonbValue(&rest, WJB_VALUE, &v);

@@ -660,18 +660,8 @@ medallion_export_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	}
 }
 
-/* Whether a key is an option of an export (alter_pipeline). */
-static bool
-is_export_option(const char *key, int len)
-{
-	static const char *const names[] = {"url", "batch_size", "timeout", "headers", NULL};
-	const char *const *n;
-
-	for (n = names; *n; n++)
-		if ((int) strlen(*n) == len && strncmp(*n, key, len) == 0)
-			return true;
-	return false;
-}
+/* The options of an export that alter_pipeline() takes. */
+static const char *const export_options[] = {"url", "batch_size", "timeout", "headers", NULL};
 
 static void
 check_export_definition(Jsonb *def)
@@ -688,6 +678,6 @@ check_export_definition(Jsonb *def)
 Jsonb *
 medallion_export_alter(const char *pipeline, Jsonb *definition, Jsonb *options)
 {
-	return medallion_net_alter(pipeline, definition, options, is_export_option,
+	return medallion_net_alter(pipeline, definition, options, export_options,
 							   check_export_definition);
 }

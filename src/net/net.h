@@ -98,10 +98,9 @@ extern List *medallion_source_header_lines(Jsonb *headers);
 extern Jsonb *medallion_net_check_headers(Jsonb *options);
 
 /* alter.c: alter_pipeline() of sources and exports */
-typedef bool (*NetOwnOptionFn) (const char *key, int len);
 typedef void (*NetCheckDefinitionFn) (Jsonb *def);
 extern Jsonb *medallion_net_alter(const char *pipeline, Jsonb *definition, Jsonb *options,
-								  NetOwnOptionFn own, NetCheckDefinitionFn check);
+								  const char *const *own_options, NetCheckDefinitionFn check);
 
 /* source_run.c: the Retry-After of this process's last refused request; digests */
 extern void medallion_net_note_retry_after(int seconds);

@@ -476,19 +476,9 @@ medallion_create_http_source(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(pipeline));
 }
 
-/* Whether a key is an option of an HTTP source (alter_pipeline). */
-static bool
-is_source_option(const char *key, int len)
-{
-	static const char *const names[] = {"url", "method", "headers", "body", "records", "next",
+/* The options of an HTTP source that alter_pipeline() takes. */
+static const char *const source_options[] = {"url", "method", "headers", "body", "records", "next",
 	"format", "timeout", "max_pages", NULL};
-	const char *const *n;
-
-	for (n = names; *n; n++)
-		if ((int) strlen(*n) == len && strncmp(*n, key, len) == 0)
-			return true;
-	return false;
-}
 
 static void
 check_source_definition(Jsonb *def)
@@ -506,6 +496,6 @@ check_source_definition(Jsonb *def)
 Jsonb *
 medallion_source_alter(const char *pipeline, Jsonb *definition, Jsonb *options)
 {
-	return medallion_net_alter(pipeline, definition, options, is_source_option,
+	return medallion_net_alter(pipeline, definition, options, source_options,
 							   check_source_definition);
 }

@@ -72,8 +72,8 @@ SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, c
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, options => '{"force": "yes"}')$$,
                  '22023', 'backfill option "force" must be a boolean', 'a force that is not a boolean is refused');
 SELECT throws_ok($$SELECT medallion.backfill('gold.bf_daily', current_date, current_date, 'blue_green')$$,
-                 '0A000', 'blue-green backfills of gold models are not implemented yet',
-                 'blue_green of a gold model is not implemented yet, and says so');
+                 '0A000', 'strategy "blue_green" is not supported for gold pipelines',
+                 'blue_green of a gold model is refused (not supported), and says so');
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green',
                                              options => '{"max_row_change": -1}')$$,
                  '22023', 'backfill option "max_row_change" must be a number at least 0', 'a negative max_row_change is refused');
