@@ -443,6 +443,8 @@ medallion_backfill(PG_FUNCTION_ARGS)
 			PG_RETURN_INT64(run_id);
 		}
 	}
+	else if (strcmp(req.strategy, "full") == 0)
+		backfill_silver_full(&p, run_id, &req, &counts, &removed);
 	else
 		backfill_silver_partition(&p, run_id, &req, NULL, &counts, &removed);
 	record_detail(run_id, &req, &plan, removed, whole_model);

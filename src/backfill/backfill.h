@@ -60,6 +60,18 @@ extern char *backfill_day_text(int day);
 extern void backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 									  const char *qtarget, RunCounts *counts, int64 *removed);
 
+/* silver_partition.c: shared with silver_full.c (SilverRun: silver/silver.h) */
+struct SilverRun;
+extern Datum backfill_silver_rows_read(struct SilverRun *r);
+extern int64 backfill_silver_mark_reprocessed(struct SilverRun *r, Datum seqs);
+
+/* silver_full.c */
+extern void backfill_silver_full(Pipeline *p, int64 run_id, const BackfillRequest *req,
+								 RunCounts *counts, int64 *removed);
+
+/* swap.c */
+extern void medallion_backfill_swap_heap(Oid target, Oid shadow);
+
 /* async.c */
 extern void backfill_async_queue(const char *pipeline, int64 run_id, const BackfillPlan *plan);
 extern int64 backfill_async_running(const char *pipeline, const char *detail_range);

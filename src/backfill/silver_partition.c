@@ -146,8 +146,8 @@ carry_over(SilverRun *r, const BackfillRequest *req, Datum seqs)
 }
 
 /* The _seq of every row read, as int8[] (in the run's context). */
-static Datum
-rows_read(SilverRun *r)
+Datum
+backfill_silver_rows_read(SilverRun *r)
 {
 	bool		isnull;
 	Datum		d;
@@ -166,8 +166,8 @@ rows_read(SilverRun *r)
  * The DLQ and quarantine rows of the rows read that did not fail this time
  * leave them (reprocessed), as the catalog owner.
  */
-static int64
-mark_reprocessed(SilverRun *r, Datum seqs)
+int64
+backfill_silver_mark_reprocessed(SilverRun *r, Datum seqs)
 {
 	Oid			types[3] = {TEXTOID, INT8ARRAYOID, INT8ARRAYOID};
 	Datum		values[3];
@@ -220,7 +220,7 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	medallion_become_user(p->owner, &save);
 	SPI_connect();
 
-	seqs = rows_read(&r);
+	seqs = backfill_silver_rows_read(&r);
 	if (req->whole)
 		carry_over(&r, req, seqs);
 	deleted = delete_recomputed(&r, seqs);
@@ -233,7 +233,7 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 		slow = (silver_try_data(&r, silver_do_merge, &merged) != NULL);
 	/*
 	 * (Not the one-MERGE slow path: it writes its bad rows without keeping
-	 * their _seq, which mark_reprocessed needs to tell them apart.)
+	 * their _seq, which backfill_silver_mark_reprocessed needs to tell them apart.)
 	 */
 	if (slow)
 	{
@@ -258,7 +258,7 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	AtEOXact_GUC(true, nestlevel);
 
 	silver_write_bad_rows(&r, counts);
-	counts->replayed = mark_reprocessed(&r, seqs);
+	counts->replayed = backfill_silver_mark_reprocessed(&r, seqs);
 	counts->unchanged = Max(counts->read - counts->inserted - counts->updated - counts->dlq -
 							counts->quarantined - counts->dropped, 0);
 	*removed = Max(deleted - merged, 0);

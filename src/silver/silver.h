@@ -159,6 +159,7 @@ extern void silver_run_setup(SilverRun *r, Pipeline *p, int64 run_id);
 extern void silver_run_open_changes(SilverRun *r);
 extern List *silver_run_load_expectations(Pipeline *p, MemoryContext cxt);
 extern void silver_set_exclusions(SilverRun *r);
+extern void silver_run_next_watermark(SilverRun *r, Watermark *wm);
 
 /* replay.c */
 extern int64 silver_finish_replay(SilverRun *r, List *rows);

@@ -584,3 +584,16 @@ silver_run_open_changes(SilverRun *r)
 {
 	open_changes(r);
 }
+
+/*
+ * The watermark after a run that read every row visible in its target
+ * snapshot (a full backfill, src/backfill/): done is that snapshot, less
+ * the rows its own transaction may add yet.  As the owner, SPI connected.
+ */
+void
+silver_run_next_watermark(SilverRun *r, Watermark *wm)
+{
+	memset(wm, 0, sizeof(Watermark));
+	r->leftover = false;
+	next_watermark(r, wm, true);
+}
