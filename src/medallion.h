@@ -178,6 +178,7 @@ extern MedallionDlqWriter *medallion_dlq_writer_create(void);
 extern void medallion_dlq_writer_skip_pending(MedallionDlqWriter *w);
 extern void medallion_dlq_writer_add(MedallionDlqWriter *w, const MedallionDlqEntry *entry);
 extern void medallion_dlq_writer_flush(MedallionDlqWriter *w);
+extern int64 medallion_dlq_writer_written(MedallionDlqWriter *w);
 extern void medallion_dlq_writer_discard(MedallionDlqWriter *w);
 
 /* bronze/tables.c (the rest of bronze is in bronze/bronze.h) */

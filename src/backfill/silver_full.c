@@ -112,6 +112,40 @@ carry_over(SilverRun *r, const char *qtarget, const char *qshadow, Datum seqs)
 }
 
 /*
+ * The column defaults of the table on the new heap (make_new_heap copies
+ * the row layout and NOT NULL, not defaults: _loaded_at has one), as the
+ * owner of both.
+ */
+static void
+copy_defaults(Oid target, const char *qshadow)
+{
+	Oid			types[1] = {OIDOID};
+	Datum		values[1] = {ObjectIdGetDatum(target)};
+	uint64		i;
+	uint64		n;
+	List	   *alters = NIL;
+	ListCell   *lc;
+
+	if (SPI_execute_with_args("SELECT a.attname, pg_catalog.pg_get_expr(d.adbin, d.adrelid) "
+							  "FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a "
+							  "ON a.attrelid OPERATOR(pg_catalog.=) d.adrelid AND a.attnum OPERATOR(pg_catalog.=) d.adnum "
+							  "WHERE d.adrelid OPERATOR(pg_catalog.=) $1 AND NOT a.attisdropped "
+							  "AND a.attgenerated OPERATOR(pg_catalog.=) ''",
+							  1, types, values, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the defaults of relation %u", target);
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+		alters = lappend(alters, psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", qshadow,
+										  quote_identifier(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)),
+										  SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)));
+	medallion_own_ddl_begin();
+	foreach(lc, alters)
+		if (SPI_execute(lfirst(lc), false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "SPI_execute failed for: %s", (char *) lfirst(lc));
+	medallion_own_ddl_end();
+}
+
+/*
  * A full backfill of a silver pipeline, in the caller's transaction (the
  * run lock held by the caller).  *removed: keys of the current version
  * the new one no longer has.
@@ -170,6 +204,7 @@ backfill_silver_full(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	medallion_become_user(p->owner, &save);
 	SPI_connect();
 
+	copy_defaults(target, r.qtarget);
 	seqs = backfill_silver_rows_read(&r);
 	(void) not_retained(qtarget, req, seqs);
 

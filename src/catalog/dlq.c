@@ -207,11 +207,20 @@ medallion_dlq_writer_flush(MedallionDlqWriter *w)
 													 text ? false : FLOAT8PASSBYVAL,
 													 text ? TYPALIGN_INT : TYPALIGN_DOUBLE));
 	}
-	(void) medallion_catalog_exec(insert_sql[old_catalog][w->skip_pending],
-								  ncols, argtypes, args, NULL, SPI_OK_INSERT);
+	/* rows left out as already in the DLQ are not counted */
+	w->written += (int64) medallion_catalog_exec(insert_sql[old_catalog][w->skip_pending],
+												 ncols, argtypes, args, NULL, SPI_OK_INSERT);
 	MemoryContextSwitchTo(old);
-	w->written += w->n;
 	medallion_dlq_writer_discard(w);
+}
+
+/*
+ * The rows the writer has inserted so far (those it left out not counted).
+ */
+int64
+medallion_dlq_writer_written(MedallionDlqWriter *w)
+{
+	return w->written;
 }
 
 /*

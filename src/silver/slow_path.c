@@ -556,7 +556,7 @@ bad_rows_exec(SilverRun *r, BadArrays *a, const char *sql, int expect)
  * Inserts new DLQ rows through the catalog's batched DLQ writer (one
  * statement per batch, not 10k statements for 1% of 1M rows); a row already
  * waiting in the DLQ (a source read again) is not added twice.  Returns how
- * many rows were given.
+ * many rows were added (rows_dlq counts new dead letters only).
  */
 int64
 silver_insert_dlq_rows(SilverRun *r, List *rows)
@@ -565,6 +565,7 @@ silver_insert_dlq_rows(SilverRun *r, List *rows)
 	ListCell   *lc;
 	MemoryContext cxt;
 	MemoryContext old;
+	int64		added;
 
 	if (rows == NIL)
 		return 0;
@@ -592,9 +593,10 @@ silver_insert_dlq_rows(SilverRun *r, List *rows)
 		medallion_dlq_writer_add(w, &e);
 	}
 	medallion_dlq_writer_flush(w);
+	added = medallion_dlq_writer_written(w);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);
-	return list_length(rows);
+	return added;
 }
 
 /*
