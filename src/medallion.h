@@ -284,6 +284,7 @@ typedef struct Contract
 	List	   *setting_values;
 	char	   *compatibility;	/* options.compatibility; "backward" if unset */
 	char	   *schema_policy;	/* ignore (NULL), evolve or strict */
+	char	   *event_time;		/* options.event_time: a date/time column, or NULL */
 } Contract;
 
 extern ColumnSpec *medallion_contract_column(Contract *c, const char *name);

@@ -4,7 +4,8 @@
  *	  A backfill's plan: the days of its range, the rows each holds, and
  *	  what the backfill does with each.
  *
- * Silver ranges are ingestion days: bronze's daily partitions.  Gold ranges
+ * Silver ranges are ingestion days: bronze's daily partitions (or with the
+ * contract option event_time, the days of the typed event time).  Gold ranges
  * are the model's partitions (days or months); a model without partitions
  * is recomputed whole.  Row counts come from the partitions' statistics,
  * or, for a partition never analyzed, from counting it as the pipeline's
@@ -27,6 +28,7 @@
 #include "utils/syscache.h"
 
 #include "backfill/backfill.h"
+#include "silver/silver.h"
 
 /* The day (days since 2000-01-01) as 'YYYY-MM-DD'. */
 char *
@@ -158,6 +160,48 @@ layer_relid(const char *qualified)
 }
 
 /*
+ * The plan of a silver range by event time (contract option event_time):
+ * every day of the range is recomputed, and its estimate is the silver rows
+ * whose event time falls on it (UTC days for timestamptz), counted as the
+ * owner.  Bronze cannot prune by event time: the backfill reads all
+ * retained bronze once, whatever the range.
+ */
+static void
+plan_event_time(const Pipeline *p, const Contract *c, const BackfillRequest *req, BackfillPlan *plan)
+{
+	ColumnSpec *col = medallion_contract_column((Contract *) c, c->event_time);
+	const char *qcol = quote_identifier(col->name);
+	const char *day_of = col->typid == DATEOID ? psprintf("t.%s", qcol) :
+		col->typid == TIMESTAMPOID ? psprintf("t.%s::pg_catalog.date", qcol) :
+		psprintf("pg_catalog.timezone('UTC'::pg_catalog.text, t.%s)::pg_catalog.date", qcol);
+	Oid			t[2] = {DATEOID, DATEOID};
+	Datum		v[2] = {DateADTGetDatum(req->from_day), DateADTGetDatum(req->to_day)};
+	MedallionGateway gw;
+	int64	   *rows = palloc0(sizeof(int64) * (req->to_day - req->from_day + 1));
+	uint64		i;
+	uint64		n;
+	int			day;
+
+	medallion_gateway_enter(p->owner, &gw);
+	n = medallion_gateway_exec(psprintf("SELECT d, pg_catalog.count(*) FROM (SELECT %s AS d FROM %s t) x "
+										"WHERE d OPERATOR(pg_catalog.>=) $1 AND d OPERATOR(pg_catalog.<=) $2 GROUP BY d",
+										day_of, quote_qualified_identifier("silver", p->relname)),
+							   2, t, v, NULL, 0, SPI_OK_SELECT);
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+		DateADT		d = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		rows[d - req->from_day] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	medallion_gateway_leave(&gw);
+	plan->from_day = req->from_day;
+	plan->to_day = req->to_day;
+	for (day = req->from_day; day <= req->to_day; day++)
+		add_day(plan, day, rows[day - req->from_day], "recompute");
+}
+
+/*
  * The plan of a backfill.  A whole-history request resolves its range to
  * the days the partitions hold.
  */
@@ -178,6 +222,16 @@ backfill_plan_make(const Pipeline *p, BackfillRequest *req, BackfillPlan *plan)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("the table of pipeline \"%s\" does not exist", p->name),
 				 errdetail("Pipeline \"%s\" reads or writes %s.", p->name, silver ? p->source : p->name)));
+	if (silver && !req->whole)
+	{
+		Contract   *c = silver_contract_get(p);
+
+		if (c->event_time)
+		{
+			plan_event_time(p, c, req, plan);
+			return;
+		}
+	}
 	parts = partitions_by_day(relid, &first, &last);
 
 	if (!silver && parts == NIL)

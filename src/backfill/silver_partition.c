@@ -4,9 +4,10 @@
  *	  The partition strategy of a silver backfill: the keys with bronze rows
  *	  in the range, recomputed from all their retained versions.
  *
- * The rows read are those of the range and every other retained version of
- * the keys they carry (a key is matched on its payload's text at the key's
- * path), so the newest version across the whole history wins and a
+ * The rows read are those of the range (ingestion days, or with the
+ * contract option event_time, the typed event time's days) and every other
+ * retained version of the keys they carry (keys matched typed, as a run
+ * types them), so the newest version across the whole history wins and a
  * backfill never brings an older one back.  The silver rows those versions
  * produced are deleted, and the run's own MERGE (with its slow path: bad
  * rows to the DLQ, expectations to quarantine, delete markers to the
@@ -31,22 +32,6 @@
 #include "backfill/backfill.h"
 #include "silver/silver.h"
 
-/* A key column's path as a text[] literal. */
-static char *
-key_path(ColumnSpec *col)
-{
-	StringInfoData buf;
-	ListCell   *lc;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, "ARRAY[");
-	foreach(lc, col->segments)
-		appendStringInfo(&buf, "%s%s", lc == list_head(col->segments) ? "" : ",",
-						 quote_literal_cstr(lfirst(lc)));
-	appendStringInfoString(&buf, "]::pg_catalog.text[]");
-	return buf.data;
-}
-
 /* The rows of alias ingested in the range's days (UTC). */
 static char *
 in_range(const char *alias, const BackfillRequest *req)
@@ -56,30 +41,105 @@ in_range(const char *alias, const BackfillRequest *req)
 					alias, backfill_day_text(req->from_day), alias, backfill_day_text(req->to_day + 1));
 }
 
+/* The typed event time of alias in the range's days (UTC for timestamptz). */
+static char *
+event_in_range(SilverRun *r, const char *alias, const BackfillRequest *req)
+{
+	ColumnSpec *col = medallion_contract_column(r->c, r->c->event_time);
+	const char *cast = col->typid == DATEOID ? "'%s'::pg_catalog.date" :
+		col->typid == TIMESTAMPOID ? "'%s 00:00:00'::pg_catalog.\"timestamp\"" :
+		"'%s 00:00:00+00'::pg_catalog.timestamptz";
+	const char *qcol = silver_qcol(col->name);
+
+	return psprintf("%s.%s OPERATOR(pg_catalog.>=) %s AND %s.%s OPERATOR(pg_catalog.<) %s",
+					alias, qcol, psprintf(cast, backfill_day_text(req->from_day)),
+					alias, qcol, psprintf(cast, backfill_day_text(req->to_day + 1)));
+}
+
+/* What find_range_rows computes, in a subtransaction. */
+typedef struct RangeQuery
+{
+	const BackfillRequest *req;
+	Datum		seqs;			/* int8[] */
+} RangeQuery;
+
 /*
- * The bronze rows a backfill reads (over alias b): those ingested in the
- * range, and every version of the keys they carry.
+ * The _seq of the bronze rows a backfill of a range reads: the rows of the
+ * range (ingested in its days, or with option event_time, whose typed event
+ * time falls in them), and every version of the keys they carry.  Keys are
+ * matched typed, through the run's own typing SQL (casts, defaults,
+ * expressions): a key computed by an expression, or spelled "01" in one
+ * payload and 1 in another, is the same key as in silver.  Bronze cannot
+ * prune by a typed key or event time: this reads all retained bronze once.
+ */
+static void
+find_range_rows(SilverRun *r, void *arg)
+{
+	RangeQuery *q = arg;
+	SilverRun	all = *r;
+	StringInfoData keys;
+	ListCell   *lc;
+	char	   *typed_all;
+	char	   *range_keys;
+	char	   *sql;
+	bool		isnull;
+	MemoryContext old;
+
+	initStringInfo(&keys);
+	foreach(lc, r->c->unique_key)
+		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", silver_qcol(lfirst(lc)));
+	all.typing_only = true;
+	all.backfill_where = "true";
+	typed_all = silver_checked_sql(&all, false, false);
+	if (r->c->event_time)
+	{
+		range_keys = psprintf("SELECT %s FROM (%s) e WHERE %s", keys.data, typed_all,
+							  event_in_range(r, "e", q->req));
+		sql = psprintf("SELECT COALESCE(pg_catalog.array_agg(a._source_seq), '{}'::pg_catalog.int8[]) "
+					   "FROM (%s) a WHERE (%s) IN (%s)", typed_all, keys.data, range_keys);
+	}
+	else
+	{
+		SilverRun	day = all;
+
+		day.backfill_where = in_range("b", q->req);
+		range_keys = psprintf("SELECT %s FROM (%s) d", keys.data, silver_checked_sql(&day, false, false));
+		/* the range's rows themselves, even those whose key does not type (DLQ) */
+		sql = psprintf("SELECT COALESCE(pg_catalog.array_agg(s._seq), '{}'::pg_catalog.int8[]) FROM ("
+					   "SELECT b._seq FROM %s b WHERE %s UNION "
+					   "SELECT a._source_seq FROM (%s) a WHERE (%s) IN (%s)) s",
+					   r->qsource, in_range("b", q->req), typed_all, keys.data, range_keys);
+	}
+	silver_exec(r, sql, 1);
+	old = MemoryContextSwitchTo(r->cxt);
+	q->seqs = PointerGetDatum(DatumGetArrayTypePCopy(SPI_getbinval(SPI_tuptable->vals[0],
+																	 SPI_tuptable->tupdesc, 1, &isnull)));
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * The bronze rows a backfill reads, over alias b (as the owner, SPI
+ * connected): the whole history, or the rows find_range_rows found, passed
+ * as P_SEQS (a replay's parameter, unused by a backfill).  Typing every
+ * row is tried set-based first; when some row does not type, again over
+ * the rows silver_check accepts only.
  */
 static char *
 range_where(SilverRun *r, const BackfillRequest *req)
 {
-	StringInfoData keys;
-	ListCell   *lc;
+	RangeQuery	q = {req, (Datum) 0};
 
 	if (req->whole)
 		return "true";
-	initStringInfo(&keys);
-	foreach(lc, r->c->unique_key)
+	if (silver_try_data(r, find_range_rows, &q) != NULL)
 	{
-		ColumnSpec *col = medallion_contract_column(r->c, lfirst(lc));
-		char	   *path = key_path(col);
-
-		appendStringInfo(&keys, " AND (k._raw OPERATOR(pg_catalog.#>>) %s) OPERATOR(pg_catalog.=) "
-						 "(b._raw OPERATOR(pg_catalog.#>>) %s)", path, path);
+		r->typed_rows_only = true;
+		find_range_rows(r, &q);
+		r->typed_rows_only = false;
 	}
-	/* the range prunes to its partitions; the keys' other versions are found in one pass */
-	return psprintf("(%s) OR EXISTS (SELECT 1 FROM %s k WHERE %s%s)",
-					in_range("b", req), r->qsource, in_range("k", req), keys.data);
+	r->values[P_SEQS - 1] = q.seqs;
+	r->nulls[P_SEQS - 1] = ' ';
+	return psprintf("b._seq OPERATOR(pg_catalog.=) ANY ($%d)", P_SEQS);
 }
 
 /*
@@ -214,11 +274,12 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	silver_run_open_changes(&r);
 	ar = silver_active_run_register(&r);
 	r.expectations = silver_run_load_expectations(p, r.cxt);
-	r.backfill_where = range_where(&r, req);
 
 	medallion_run_settings_push(r.c, &nestlevel);
 	medallion_become_user(p->owner, &save);
 	SPI_connect();
+
+	r.backfill_where = range_where(&r, req);
 
 	seqs = backfill_silver_rows_read(&r);
 	if (req->whole)

@@ -481,6 +481,13 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 					strcmp(c->schema_policy, "strict") != 0)
 					contract_error(NULL, "Option schema_policy must be \"ignore\", \"evolve\" or \"strict\".");
 			}
+			else if (strcmp(key, "event_time") == 0)
+			{
+				/* the column silver backfill ranges select keys by (checked below) */
+				if (kv.type != jbvString)
+					contract_error(NULL, "Option event_time must be the name of a date, timestamp or timestamptz column.");
+				c->event_time = jb_cstring(&kv);
+			}
 			else if (strcmp(key, "description") == 0)
 			{
 				if (kv.type != jbvString)
@@ -496,7 +503,7 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("unrecognized option \"%s\"", key),
-						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings, schema_policy, compatibility and description.")));
+						 errhint("Valid options of create_silver are delete_when, max_rows_per_run, settings, schema_policy, compatibility, event_time and description.")));
 		}
 	}
 	if (c->compatibility == NULL)
@@ -580,6 +587,17 @@ medallion_contract_parse(Jsonb *definition, bool validate)
 		if (col->pii)
 			contract_error(col->name, "The order_by column cannot be a pii column.");
 		col->required = true;	/* a version must be comparable */
+	}
+
+	if (c->event_time)
+	{
+		ColumnSpec *col = medallion_contract_column(c, c->event_time);
+
+		if (col == NULL)
+			contract_error(NULL, "Option event_time names column \"%s\", which is not in the contract.", c->event_time);
+		if ((col->typid != DATEOID && col->typid != TIMESTAMPOID && col->typid != TIMESTAMPTZOID) ||
+			col->pii != NULL)
+			contract_error(col->name, "The event_time column must be of type date, timestamp or timestamptz, and not a pii column.");
 	}
 
 	return c;

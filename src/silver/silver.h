@@ -78,6 +78,8 @@ typedef struct SilverRun
 	MedallionChangeSet *changes;	/* change records for gold models, or NULL */
 	double		max_bad_ratio;	/* options.max_bad_ratio; < 0: unset */
 	const char *backfill_where; /* a backfill: the bronze rows it reads (over b), or NULL */
+	bool		typing_only;	/* checked_sql types and computes, without checks nor PII (backfill keys) */
+	bool		typed_rows_only;	/* source_sql keeps only the rows silver_check accepts */
 } SilverRun;
 
 /*

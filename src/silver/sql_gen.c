@@ -202,6 +202,9 @@ silver_source_sql(SilverRun *r, bool with_exclusions, bool range)
 	 * condition): count the rows read, or in the slow path's MERGE, keep the
 	 * rows that type and record the others (medallion.silver_keep).
 	 */
+	if (r->typed_rows_only)
+		return psprintf("SELECT * FROM (%s) w WHERE medallion.silver_check(w._raw, $%d, w._is_delete) IS NULL",
+						buf.data, P_DEF);
 	if (r->keeping)
 		return psprintf("SELECT * FROM (%s) w WHERE medallion.silver_keep(w._source_seq, w._raw, w._batch_id, "
 						"medallion.silver_check(w._raw, $%d, w._is_delete))", buf.data, P_DEF);
@@ -291,6 +294,13 @@ silver_checked_sql(SilverRun *r, bool with_exclusions, bool range)
 							 typed_sql(col, psprintf("(%s\n)", col->expr)), silver_qcol(col->name));
 		else
 			appendStringInfo(&l2, ", l1.%s", silver_qcol(col->name));
+
+		if (r->typing_only)
+		{
+			/* the typed value a run would check and store (a backfill's key matching) */
+			appendStringInfo(&l3, ", l2.%s", silver_qcol(col->name));
+			continue;
+		}
 
 		/*
 		 * L3: checks on the final value, then PII.  Each check returns its
