@@ -1795,6 +1795,20 @@ GRANT SELECT ON medallion.progress TO PUBLIC;
 
 
 ------------------------------------------------------------------------------
+-- Backfills, silver side: full rebuilt aside, typed keys, event_time (issue 11, branch bfsilver)
+------------------------------------------------------------------------------
+
+-- No new objects: a silver full backfill is built aside and swapped by storage
+-- (src/backfill/silver_full.c, swap.c), range keys are matched typed, and the
+-- contract option event_time (a date/timestamp/timestamptz column) makes silver
+-- ranges event-time days.  The comments say so.
+COMMENT ON FUNCTION medallion.backfill(text, date, date, text, boolean, pg_catalog.jsonb) IS
+'reprocesses the days from_date..to_date (NULL: the whole history) of a silver or gold pipeline; silver ranges are ingestion days, or event-time days with the contract option event_time; full rebuilds the table aside and swaps it in (same OID; the silver watermark becomes the snapshot it read); returns the run id (NULL for a dry run)';
+COMMENT ON FUNCTION medallion.backfill_plan(text, date, date, text) IS
+'the days a backfill would process, the rows each holds (bronze partition statistics; with event_time, the silver rows of that event day, as bronze cannot prune by event time) and what it would do with each';
+
+
+------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last
 ------------------------------------------------------------------------------
 
