@@ -54,6 +54,7 @@ same_key(SilverRun *r, const char *a, const char *b)
 	return buf.data;
 }
 
+/* A count(*) query's result; seqs ($1, int8[]) when not (Datum) 0. */
 static int64
 count_sql(const char *sql, Datum seqs)
 {
@@ -61,7 +62,7 @@ count_sql(const char *sql, Datum seqs)
 	Datum		values[1] = {seqs};
 	bool		isnull;
 
-	if (SPI_execute_with_args(sql, 1, types, values, NULL, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_with_args(sql, seqs ? 1 : 0, types, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "SPI_execute_with_args failed for: %s", sql);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
@@ -234,8 +235,8 @@ backfill_silver_full(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	if (req->force)
 		carry_over(&r, qtarget, r.qtarget, seqs);
 	*removed = count_sql(psprintf("SELECT pg_catalog.count(*) FROM %s t "
-								  "WHERE $1 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM %s n WHERE true%s)",
-								  qtarget, r.qtarget, same_key(&r, "n", "t")), seqs);
+								  "WHERE NOT EXISTS (SELECT 1 FROM %s n WHERE true%s)",
+								  qtarget, r.qtarget, same_key(&r, "n", "t")), (Datum) 0);
 	{
 		/* in the run's context: the snapshots must outlive this SPI connection */
 		MemoryContext old = MemoryContextSwitchTo(r.cxt);

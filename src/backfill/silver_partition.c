@@ -78,6 +78,7 @@ find_range_rows(SilverRun *r, void *arg)
 	RangeQuery *q = arg;
 	SilverRun	all = *r;
 	StringInfoData keys;
+	StringInfoData same;
 	ListCell   *lc;
 	char	   *typed_all;
 	char	   *range_keys;
@@ -86,8 +87,14 @@ find_range_rows(SilverRun *r, void *arg)
 	MemoryContext old;
 
 	initStringInfo(&keys);
+	initStringInfo(&same);
 	foreach(lc, r->c->unique_key)
-		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", silver_qcol(lfirst(lc)));
+	{
+		const char *k = silver_qcol(lfirst(lc));
+
+		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", k);
+		appendStringInfo(&same, " AND k.%s OPERATOR(pg_catalog.=) a.%s", k, k);
+	}
 	all.typing_only = true;
 	all.backfill_where = "true";
 	typed_all = silver_checked_sql(&all, false, false);
@@ -96,7 +103,8 @@ find_range_rows(SilverRun *r, void *arg)
 		range_keys = psprintf("SELECT %s FROM (%s) e WHERE %s", keys.data, typed_all,
 							  event_in_range(r, "e", q->req));
 		sql = psprintf("SELECT COALESCE(pg_catalog.array_agg(a._source_seq), '{}'::pg_catalog.int8[]) "
-					   "FROM (%s) a WHERE (%s) IN (%s)", typed_all, keys.data, range_keys);
+					   "FROM (%s) a WHERE EXISTS (SELECT 1 FROM (%s) k WHERE true%s)",
+					   typed_all, range_keys, same.data);
 	}
 	else
 	{
@@ -107,8 +115,8 @@ find_range_rows(SilverRun *r, void *arg)
 		/* the range's rows themselves, even those whose key does not type (DLQ) */
 		sql = psprintf("SELECT COALESCE(pg_catalog.array_agg(s._seq), '{}'::pg_catalog.int8[]) FROM ("
 					   "SELECT b._seq FROM %s b WHERE %s UNION "
-					   "SELECT a._source_seq FROM (%s) a WHERE (%s) IN (%s)) s",
-					   r->qsource, in_range("b", q->req), typed_all, keys.data, range_keys);
+					   "SELECT a._source_seq FROM (%s) a WHERE EXISTS (SELECT 1 FROM (%s) k WHERE true%s)) s",
+					   r->qsource, in_range("b", q->req), typed_all, range_keys, same.data);
 	}
 	silver_exec(r, sql, 1);
 	old = MemoryContextSwitchTo(r->cxt);
