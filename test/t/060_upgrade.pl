@@ -259,6 +259,17 @@ is($node->safe_psql('old', q{SELECT string_agg(order_id || '=' || amount || '/' 
 is($node->safe_psql('old', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders' AND NOT reprocessed}),
 	'1', 'and its DLQ row from 0.1.0 is neither duplicated nor released');
 
+# A full backfill of it: rebuilt aside from bronze and swapped in by storage, same table.
+my $orders_oid = $node->safe_psql('old', q{SELECT 'silver.orders'::regclass::oid});
+my $full_id = $node->safe_psql('old', q{SET ROLE alice; SELECT medallion.backfill('silver.orders', NULL, NULL, 'full')});
+is($node->safe_psql('old', "SELECT kind || ' ' || status || ' ' || (detail->>'strategy') FROM medallion.runs WHERE run_id = $full_id"),
+	'backfill succeeded full', 'a 0.1.0 pipeline is rebuilt by a full backfill after the update');
+is($node->safe_psql('old', q{SELECT string_agg(order_id || '=' || amount || '/' || coalesce(note, '-'), ',' ORDER BY order_id) FROM silver.orders}),
+	'1=10/-,3=30/-,4=40/-,5=50/n5', 'its rows are the same, rebuilt');
+is($node->safe_psql('old', q{SELECT 'silver.orders'::regclass::oid}), $orders_oid, 'in the same table (OID)');
+is($node->safe_psql('old', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders' AND NOT reprocessed}),
+	'1', 'its DLQ row still once');
+
 # A fresh install works the same way.
 $node->safe_psql('fresh', q{
 	SET ROLE alice;
