@@ -245,6 +245,13 @@ extract_sql(ColumnSpec *col)
 	return buf.data;
 }
 
+/* Whether typing_only computes a column: a key or the event_time column. */
+static bool
+typing_needs(Contract *c, ColumnSpec *col)
+{
+	return col->is_key || (c->event_time && strcmp(c->event_time, col->name) == 0);
+}
+
 /*
  * The typed, computed and checked rows (L1 typed, L2 expressions, L3 checks
  * and PII), one per source row, with the lineage columns.
@@ -257,6 +264,7 @@ silver_checked_sql(SilverRun *r, bool with_exclusions, bool range)
 				l2,
 				l3;
 	ListCell   *lc;
+	bool		typing_all = false;
 
 	initStringInfo(&l1);
 	initStringInfo(&l2);
@@ -265,6 +273,17 @@ silver_checked_sql(SilverRun *r, bool with_exclusions, bool range)
 	appendStringInfoString(&l2, "SELECT l1._source_seq, l1._batch_id, l1._raw, l1._xid, l1._is_delete");
 	appendStringInfoString(&l3, "SELECT l2._source_seq, l2._batch_id, l2._raw, l2._xid, l2._is_delete");
 
+	/*
+	 * typing_only (a backfill's keys): only the key and event_time columns
+	 * are computed; the others too only when one of those is an expression,
+	 * which may read any column.  A bad value elsewhere then fails nothing.
+	 */
+	foreach(lc, c->columns)
+	{
+		ColumnSpec *col = lfirst(lc);
+
+		typing_all |= (col->expr != NULL && typing_needs(c, col));
+	}
 	foreach(lc, c->columns)
 	{
 		ColumnSpec *col = lfirst(lc);
@@ -272,6 +291,14 @@ silver_checked_sql(SilverRun *r, bool with_exclusions, bool range)
 		char	   *typed;
 		char	   *v;
 		char	   *qtype = qtype_name(col->typid, col->typmod);
+
+		if (r->typing_only && !typing_all && !typing_needs(c, col))
+		{
+			appendStringInfo(&l1, ",\n NULL::%s AS %s", qtype, silver_qcol(col->name));
+			appendStringInfo(&l2, ", l1.%s", silver_qcol(col->name));
+			appendStringInfo(&l3, ", l2.%s", silver_qcol(col->name));
+			continue;
+		}
 
 		/* L1: extract and cast */
 		val = extract_sql(col);
@@ -289,7 +316,7 @@ silver_checked_sql(SilverRun *r, bool with_exclusions, bool range)
 			continue;
 
 		/* L2: the expression, over the typed columns */
-		if (col->expr)
+		if (col->expr && (!r->typing_only || typing_needs(c, col)))
 			appendStringInfo(&l2, ",\n CASE WHEN l1._is_delete THEN NULL ELSE %s END AS %s",
 							 typed_sql(col, psprintf("(%s\n)", col->expr)), silver_qcol(col->name));
 		else
