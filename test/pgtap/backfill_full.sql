@@ -6,7 +6,7 @@
 -- run reads only what came after; keys whose bronze rows are gone refused (MD082) or, forced,
 -- carried over.
 BEGIN;
-SELECT plan(20);
+SELECT plan(23);
 
 CREATE ROLE medallion_tap_fb_owner NOLOGIN;
 CREATE ROLE medallion_tap_fb_reader NOLOGIN;
@@ -82,6 +82,16 @@ SELECT FROM medallion.run('silver.fb_orders');
 SELECT results_eq($$SELECT rows_read, rows_inserted FROM pg_temp.last_run('silver.fb_orders')$$,
                   $$VALUES (1::bigint, 1::bigint)$$,
                   'the next run reads only the row that came after the rebuild');
+
+-- A column removed from the contract (dropped from the table): the new heap keeps the table's layout
+
+SELECT FROM medallion.alter_contract('silver.fb_orders', '{"note": null}');
+SELECT ok((SELECT count(*) FROM pg_attribute WHERE attrelid = 'silver.fb_orders'::regclass AND attisdropped) > 0,
+          'the table has a dropped column');
+SELECT isnt(medallion.backfill('silver.fb_orders', NULL, NULL, 'full'), NULL, 'a full backfill of a table with a dropped column');
+SELECT results_eq($$SELECT id, v, status FROM silver.fb_orders ORDER BY id$$,
+                  $$VALUES (1::bigint, 2, 'paid'), (2, 1, 'shipped'), (3, 1, 'new'), (5, 1, 'new')$$,
+                  'its rows read back right');
 
 -- Rows that now fail: in the DLQ once, counted once --------------------------------------------------
 
