@@ -1,0 +1,373 @@
+-- The privilege sweep: every function and view of the extension, listed from the catalog,
+-- is classified in one table below (one row per object). The test fails when an object is
+-- not classified (a new function must be added here), when PUBLIC's EXECUTE/SELECT differs
+-- from its class, and when a call built from the table is allowed to the wrong role:
+--   public    anyone may call it; it checks for itself (CREATE on a schema, INSERT, ...)
+--   reader    a view everyone reads; rows and columns filtered to what the caller may see
+--   owner     redefines a pipeline: its owner (or a member) only
+--   operator  runs it: its owner and the roles granted operator on it
+--   admin     not granted to PUBLIC: the extension owner (or whom it grants) only
+--   internal  revoked from PUBLIC, or refusing outside a run / a trigger
+-- Real roles: an owner with a bronze, silver, gold, HTTP source and export pipeline, an
+-- operator granted by grant_operator, a stranger, and a reader (SELECT on the silver table).
+-- Each owner/operator call is first checked to be a call the owner may make (so a refusal
+-- below is the privilege check, not a broken call), then made by the stranger and the reader
+-- (42501, and the catalog unchanged), then by the operator (operator class allowed, owner
+-- class 42501).
+BEGIN;
+SELECT plan(19);
+
+-- The classification ------------------------------------------------------------------------
+-- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
+-- call, the pipelines it is made on (%1$L in call is the pipeline, %2$s a dead letter id of
+-- it); NULL for a call made once. stranger: the SQLSTATE a role without grants gets from call
+-- ('00000': it works, and changes nothing the catalog digest covers); for owner and operator
+-- rows it is 42501 by definition.
+CREATE TEMP TABLE sweep (
+    fn        text PRIMARY KEY,
+    class     text NOT NULL CHECK (class IN ('public', 'reader', 'owner', 'operator', 'admin', 'internal')),
+    public_ok boolean NOT NULL,      -- PUBLIC has EXECUTE (SELECT for a view)
+    layers    text[],
+    call      text,
+    stranger  text,
+    why       text
+);
+INSERT INTO sweep VALUES
+-- bronze
+('medallion.create_bronze(text,text,interval,text[],jsonb)', 'public', true, NULL,
+ $$SELECT medallion.create_bronze('sw_intruder', 'x')$$, '42501', 'CREATE on schema bronze'),
+('medallion.ingest(regclass,jsonb,text,text)', 'public', true, NULL,
+ $$SELECT medallion.ingest('bronze.sw_raw', '{"id": 99}')$$, '42501', 'INSERT on the bronze table'),
+('medallion.ingest_text(regclass,text,text,text,text)', 'public', true, NULL,
+ $$SELECT medallion.ingest_text('bronze.sw_raw', '{"id": 99}')$$, '42501', 'INSERT on the bronze table'),
+('medallion.ingest_file(regclass,text,text,text)', 'public', true, NULL,
+ $$SELECT medallion.ingest_file('bronze.sw_raw', '/etc/hostname')$$, '42501', 'INSERT and pg_read_server_files'),
+('medallion.apply_retention()', 'public', true, NULL,
+ $$SELECT medallion.apply_retention()$$, '00000', 'trims the caller''s own tables only'),
+('medallion.capture(regclass,text)', 'public', true, NULL,
+ $$SELECT medallion.capture('silver.sw_orders')$$, '42501', 'ownership of the captured table'),
+('medallion.pseudonymize(text)', 'public', true, NULL,
+ $$SELECT medallion.pseudonymize('x')$$, '42501', 'the catalog owner, or CREATE on bronze or silver'),
+-- silver, gold and the graph
+('medallion.create_silver(text,regclass,jsonb,text[],text,jsonb)', 'public', true, NULL,
+ $$SELECT medallion.create_silver('sw_intruder', 'bronze.sw_raw', '{"id": "int"}', '{id}')$$, '42501',
+ 'CREATE on schema silver and SELECT on the source'),
+('medallion.create_gold(text,text,text,jsonb)', 'public', true, NULL,
+ $$SELECT medallion.create_gold('sw_intruder', 'SELECT 1 AS one')$$, '42501', 'CREATE on schema gold'),
+('medallion.run_all()', 'public', true, NULL,
+ $$SELECT medallion.run_all()$$, '00000', 'runs only the pipelines the caller operates'),
+('medallion.lineage_graph(text)', 'public', true, NULL,
+ $$SELECT medallion.lineage_graph()$$, '00000', 'names and counts, like medallion.lineage'),
+('medallion.checklist(text)', 'public', true, NULL,
+ $$SELECT count(*) FROM medallion.checklist('gold.sw_daily')$$, '00000', 'counts and states, like medallion.status'),
+('medallion.pipeline_lag(text)', 'public', true, NULL,
+ $$SELECT medallion.pipeline_lag('silver.sw_orders')$$, '00000', 'an interval, behind medallion.freshness'),
+('medallion.schedule_job_state(text)', 'public', true, NULL,
+ $$SELECT count(*) FROM medallion.schedule_job_state('gold.sw_daily')$$, '00000', 'security invoker'),
+('medallion.restore_schedules()', 'public', true, NULL,
+ $$SELECT count(*) FROM medallion.restore_schedules()$$, '00000', 're-creates jobs through schedule(), with its checks'),
+('medallion.progress_slots()', 'public', true, NULL,
+ $$SELECT count(*) FROM medallion.progress_slots()$$, '00000', 'behind medallion.progress'),
+('medallion.owns_pipeline(text)', 'public', true, NULL,
+ $$SELECT medallion.owns_pipeline('silver.sw_orders')$$, '00000', 'answers for the caller only'),
+-- operator: run it, not redefine it
+('medallion.run(text,boolean,boolean)', 'operator', true, '{silver,gold}',
+ $$SELECT medallion.run(%1$L)$$, NULL, NULL),
+('medallion.trigger(text)', 'operator', true, '{silver,gold,source,export}',
+ $$SELECT medallion.trigger(%1$L)$$, NULL, NULL),
+('medallion.pause(text)', 'operator', true, '{silver,gold,source,export}',
+ $$SELECT medallion.pause(%1$L)$$, NULL, NULL),
+('medallion.resume(text)', 'operator', true, '{silver,gold,source,export}',
+ $$SELECT medallion.resume(%1$L)$$, NULL, NULL),
+('medallion.replay_dlq(text,bigint[])', 'operator', true, '{silver}',
+ $$SELECT medallion.replay_dlq(%1$L)$$, NULL, NULL),
+-- owner: define, alter, backfill, roll back, drop, schedule, triage, grant
+('medallion.alter_pipeline(text,jsonb)', 'owner', true, '{bronze,silver,gold,source,export}',
+ $$SELECT medallion.alter_pipeline(%1$L, '{"steward": "intruder"}')$$, NULL, NULL),
+('medallion.expect(text,text,text,text)', 'owner', true, '{silver}',
+ $$SELECT medallion.expect(%1$L, 'intruder', 'true', 'fail')$$, NULL, NULL),
+('medallion.schedule(text,text)', 'owner', true, '{silver,gold,source,export}',
+ $$SELECT medallion.schedule(%1$L, '1 hour')$$, NULL, NULL),
+('medallion.unschedule(text)', 'owner', true, '{silver,gold,source,export}',
+ $$SELECT medallion.unschedule(%1$L)$$, NULL, NULL),
+('medallion.alter_contract(text,jsonb,jsonb,boolean)', 'owner', true, '{silver}',
+ $$SELECT medallion.alter_contract(%1$L, '{"note": "text"}')$$, NULL, NULL),
+('medallion.backfill(text,date,date,text,boolean,jsonb)', 'owner', true, '{silver,gold}',
+ $$SELECT medallion.backfill(%1$L, '2024-01-01', '2024-01-02')$$, NULL, NULL),
+('medallion.backfill_plan(text,date,date,text)', 'owner', true, '{silver,gold}',
+ $$SELECT count(*) FROM medallion.backfill_plan(%1$L, '2024-01-01', '2024-01-02')$$, NULL, NULL),
+('medallion.rollback(text)', 'owner', true, '{silver}',
+ $$SELECT medallion.rollback(%1$L)$$, NULL, NULL),
+('medallion.drop_pipeline(text,boolean,boolean)', 'owner', true, '{bronze,silver,gold,source,export}',
+ $$SELECT medallion.drop_pipeline(%1$L, true, true)$$, NULL, NULL),
+('medallion.dlq_correct(bigint,text)', 'owner', true, '{bronze,silver}',
+ $$SELECT medallion.dlq_correct(%2$s, '{"id": 5, "day": "2024-01-01"}')$$, NULL, NULL),
+('medallion.dlq_discard(text,bigint[],text)', 'owner', true, '{bronze,silver}',
+ $$SELECT medallion.dlq_discard(%1$L, NULL, 'intruder')$$, NULL, NULL),
+('medallion.grant_operator(text,regrole)', 'owner', true, '{bronze,silver,gold,source,export}',
+ $$SELECT medallion.grant_operator(%1$L, 'medallion_tap_sw_stranger')$$, NULL, NULL),
+('medallion.revoke_operator(text,regrole)', 'owner', true, '{bronze,silver,gold,source,export}',
+ $$SELECT medallion.revoke_operator(%1$L, 'medallion_tap_sw_operator')$$, NULL, NULL),
+-- admin: granted by the extension's owner
+('medallion.create_http_source(regclass,text,jsonb,text)', 'admin', false, NULL,
+ $$SELECT medallion.create_http_source('bronze.sw_raw', 'http://127.0.0.1:9/x')$$, '42501', 'makes the server fetch URLs'),
+('medallion.create_export(regclass,text,jsonb,text)', 'admin', false, NULL,
+ $$SELECT medallion.create_export('silver.sw_orders', 'http://127.0.0.1:9/x')$$, '42501', 'makes the server send data'),
+('medallion.add_webhook(text,jsonb)', 'admin', false, NULL,
+ $$SELECT medallion.add_webhook('http://127.0.0.1:9/x')$$, '42501', 'alerts of every pipeline'),
+('medallion.remove_webhook(bigint)', 'admin', false, NULL,
+ $$SELECT medallion.remove_webhook(1)$$, '42501', NULL),
+('medallion.extension_changed()', 'admin', false, NULL,
+ $$SELECT medallion.extension_changed()$$, '42501', 'wakes the launcher of every database'),
+('medallion.pseudonym_new_key()', 'admin', false, NULL,
+ $$SELECT medallion.pseudonym_new_key()$$, '42501', 'the pseudonym key'),
+-- internal: a run's generated SQL calls these; they refuse outside the caller's own run
+('medallion.silver_check(jsonb,jsonb,boolean)', 'internal', true, NULL,
+ $$SELECT medallion.silver_check('{"id": 1}', '{"columns": {"id": "int"}, "unique_key": ["id"]}', false)$$, '55000', NULL),
+('medallion.silver_keep(bigint,jsonb,text,text[])', 'internal', true, NULL,
+ $$SELECT medallion.silver_keep(1, '{}', 'b', NULL)$$, '55000', NULL),
+('medallion.contract_violation(text,text,text)', 'internal', true, NULL,
+ $$SELECT medallion.contract_violation('type', 'id', 'x')$$, '55000', NULL),
+('medallion.check_required(anyelement,boolean,text,text)', 'internal', true, NULL,
+ $$SELECT medallion.check_required(1, false, 'id', 'x')$$, '55000', NULL),
+('medallion.check_accepted(anyelement,anyarray,text)', 'internal', true, NULL,
+ $$SELECT medallion.check_accepted(1, ARRAY[2], 'id')$$, '55000', NULL),
+('medallion.check_reference(anyelement,boolean,text,text)', 'internal', true, NULL,
+ $$SELECT medallion.check_reference(1, false, 'id', 'x')$$, '55000', NULL),
+('medallion.count_read()', 'internal', true, NULL,
+ $$SELECT medallion.count_read()$$, '55000', NULL),
+('medallion.count_insert(bigint)', 'internal', true, NULL,
+ $$SELECT medallion.count_insert(1)$$, '55000', NULL),
+('medallion.change_note(integer,anyelement,anyelement)', 'internal', true, NULL,
+ $$SELECT medallion.change_note(0, 1, 2)$$, '55000', NULL),
+('medallion.payload_keys_note(jsonb)', 'internal', true, NULL,
+ $$SELECT medallion.payload_keys_note('{"a": 1}')$$, '55000', NULL),
+('medallion.check_datetime(text,text)', 'internal', true, NULL,
+ $$SELECT medallion.check_datetime('2024-01-01', 'day')$$, '00000', 'pure: its result depends on its arguments only'),
+('medallion.in_window(xid8,pg_snapshot)', 'internal', true, NULL,
+ $$SELECT medallion.in_window('1', pg_current_snapshot())$$, '00000', 'pure: its result depends on its arguments only'),
+('medallion.window_support(internal)', 'internal', true, NULL, NULL, NULL, 'planner support: not callable from SQL'),
+-- internal: trigger and event trigger functions (CREATE TRIGGER needs EXECUTE; they refuse
+-- to run outside a trigger) and the ones revoked from PUBLIC
+('medallion.bronze_append_only()', 'internal', true, NULL, $$SELECT medallion.bronze_append_only()$$, '39P01', NULL),
+('medallion.bronze_redact()', 'internal', true, NULL, $$SELECT medallion.bronze_redact()$$, '39P01', NULL),
+('medallion.capture_change()', 'internal', true, NULL, $$SELECT medallion.capture_change()$$, '39P01', NULL),
+('medallion.bronze_landed()', 'internal', true, NULL, $$SELECT medallion.bronze_landed()$$, '39P01', NULL),
+('medallion.dependencies_acyclic()', 'internal', false, NULL, $$SELECT medallion.dependencies_acyclic()$$, '42501', NULL),
+('medallion.column_snapshots_track()', 'internal', false, NULL, $$SELECT medallion.column_snapshots_track()$$, '42501', NULL),
+('medallion.contract_cache_invalidate()', 'internal', false, NULL, $$SELECT medallion.contract_cache_invalidate()$$, '42501', NULL),
+('medallion.ddl_watch_command_end()', 'internal', false, NULL, $$SELECT medallion.ddl_watch_command_end()$$, '42501', NULL),
+('medallion.ddl_watch_sql_drop()', 'internal', false, NULL, $$SELECT medallion.ddl_watch_sql_drop()$$, '42501', NULL),
+('medallion.owner_follows_table()', 'internal', false, NULL, $$SELECT medallion.owner_follows_table()$$, '42501', NULL),
+('medallion.tracked_relations()', 'internal', false, NULL, $$SELECT count(*) FROM medallion.tracked_relations()$$, '42501', NULL),
+('medallion.column_snapshot(oid)', 'internal', false, NULL, $$SELECT medallion.column_snapshot('silver.sw_orders'::regclass)$$, '42501', NULL),
+('medallion.column_snapshots_sync()', 'internal', false, NULL, $$SELECT medallion.column_snapshots_sync()$$, '42501', NULL),
+-- reader: the views (PUBLIC reads them; each filters what it shows)
+('medallion.freshness', 'reader', true, NULL, $$SELECT count(*) FROM medallion.freshness$$, '00000', 'lags and SLAs'),
+('medallion.run_details', 'reader', true, NULL, $$SELECT count(*) FROM medallion.run_details$$, '00000', 'messages of the caller''s pipelines only'),
+('medallion.alert_details', 'reader', true, NULL, $$SELECT count(*) FROM medallion.alert_details$$, '00000', 'messages of the caller''s pipelines only'),
+('medallion.lineage', 'reader', true, NULL, $$SELECT count(*) FROM medallion.lineage$$, '00000', 'names and counts'),
+('medallion.dlq_summary', 'reader', true, NULL, $$SELECT count(*) FROM medallion.dlq_summary$$, '00000', 'the caller''s dead letters only'),
+('medallion.status', 'reader', true, NULL, $$SELECT count(*) FROM medallion.status$$, '00000', 'counts and states only'),
+('medallion.progress', 'reader', true, NULL, $$SELECT count(*) FROM medallion.progress$$, '00000', 'what medallion.runs shows');
+GRANT SELECT ON sweep TO PUBLIC;
+
+-- 1. Every function and view is classified, and PUBLIC's grants match ----------------------
+
+CREATE TEMP VIEW sweep_objects AS
+SELECT p.oid::regprocedure::text AS fn, 'function' AS kind,
+       has_function_privilege('public', p.oid, 'EXECUTE') AS public_ok
+FROM pg_proc p
+JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'medallion'
+UNION ALL
+SELECT c.oid::regclass::text, 'view', has_table_privilege('public', c.oid, 'SELECT')
+FROM pg_class c
+JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'medallion'
+WHERE c.relkind IN ('v', 'm');
+
+SELECT ok((SELECT count(*) FROM sweep_objects) > 60, 'the extension''s functions and views are listed from the catalog');
+SELECT is((SELECT coalesce(string_agg(fn, ', ' ORDER BY fn), '') FROM sweep_objects o
+           WHERE NOT EXISTS (SELECT 1 FROM sweep s WHERE s.fn = o.fn)),
+          '', 'every function and view of the extension is classified (add new ones to the table)');
+SELECT is((SELECT coalesce(string_agg(fn, ', ' ORDER BY fn), '') FROM sweep s
+           WHERE NOT EXISTS (SELECT 1 FROM sweep_objects o WHERE o.fn = s.fn)),
+          '', 'the table classifies nothing that does not exist');
+SELECT is((SELECT coalesce(string_agg(s.fn || ' (' || s.class || ': ' || CASE WHEN s.public_ok THEN 'granted' ELSE 'revoked' END
+                                       || ', is ' || CASE WHEN o.public_ok THEN 'granted' ELSE 'revoked' END || ')', ', ' ORDER BY s.fn), '')
+           FROM sweep s JOIN sweep_objects o USING (fn)
+           WHERE s.public_ok <> o.public_ok),
+          '', 'PUBLIC''s EXECUTE (SELECT on views) is what the classification says');
+SELECT is((SELECT coalesce(string_agg(fn, ', ' ORDER BY fn), '') FROM sweep
+           WHERE (class IN ('public', 'reader', 'owner', 'operator') AND NOT public_ok)
+              OR (class = 'admin' AND public_ok)
+              OR (class IN ('owner', 'operator') AND (layers IS NULL OR call IS NULL))
+              OR (class NOT IN ('owner', 'operator') AND stranger IS NULL AND call IS NOT NULL)),
+          '', 'the classification is consistent (API classes granted, admin revoked, every pipeline call scoped)');
+
+-- The pipelines, owned by a non-superuser ----------------------------------------------------
+
+CREATE ROLE medallion_tap_sw_owner NOLOGIN;
+CREATE ROLE medallion_tap_sw_operator NOLOGIN;
+CREATE ROLE medallion_tap_sw_stranger NOLOGIN;
+CREATE ROLE medallion_tap_sw_reader NOLOGIN;
+GRANT CREATE ON SCHEMA bronze, silver, gold TO medallion_tap_sw_owner;
+-- the administrator grants the network functions to the owner
+GRANT EXECUTE ON FUNCTION medallion.create_http_source(regclass, text, jsonb, text),
+                          medallion.create_export(regclass, text, jsonb, text) TO medallion_tap_sw_owner;
+SET LOCAL medallion.http_allowed_hosts = '127.0.0.1';
+
+SET ROLE medallion_tap_sw_owner;
+SELECT FROM medallion.create_bronze('sw_raw', 'shop');
+SELECT FROM medallion.ingest_text('bronze.sw_raw', E'{"id": 1, "amount": 5, "day": "2024-01-01"}\n{"id": 2, "amount": "lots", "day": "2024-01-02"}\nnot json at all', 'ndjson', 'sw1');
+SELECT FROM medallion.create_silver('sw_orders', 'bronze.sw_raw',
+    '{"id": "bigint", "amount": "numeric", "day": "date"}', ARRAY['id'], NULL, '{"compatibility": "none"}');
+SELECT FROM medallion.run('silver.sw_orders');
+SELECT FROM medallion.create_gold('sw_daily', 'SELECT day, sum(amount) AS amount FROM silver.sw_orders GROUP BY day', 'day');
+SELECT FROM medallion.run('gold.sw_daily');
+SELECT FROM medallion.create_http_source('bronze.sw_raw', 'http://127.0.0.1:9/items',
+    '{"headers": {"Authorization": "Bearer sw-source-secret"}}', 'sw_api');
+SELECT FROM medallion.create_export('silver.sw_orders', 'http://127.0.0.1:9/hook',
+    '{"headers": {"Authorization": "Bearer sw-export-secret"}}', 'sw_out');
+SELECT FROM medallion.pipelines p, medallion.grant_operator(p.name, 'medallion_tap_sw_operator')
+WHERE p.name LIKE '%sw\_%' ESCAPE '\';
+GRANT SELECT ON silver.sw_orders TO medallion_tap_sw_reader;
+SELECT FROM medallion.schedule('silver.sw_orders', '1 hour');
+RESET ROLE;
+-- a cron schedule whose pg_cron job lives elsewhere (pg_cron is not in this database)
+UPDATE medallion.pipelines SET schedule = '*/5 * * * *', schedule_kind = 'cron' WHERE name = 'gold.sw_daily';
+
+CREATE TEMP TABLE sweep_pipelines (layer text PRIMARY KEY, name text NOT NULL);
+INSERT INTO sweep_pipelines VALUES ('bronze', 'bronze.sw_raw'), ('silver', 'silver.sw_orders'),
+    ('gold', 'gold.sw_daily'), ('source', 'source.sw_api'), ('export', 'export.sw_out');
+GRANT SELECT ON sweep_pipelines TO PUBLIC;
+SELECT is((SELECT count(*)::int FROM medallion.pipelines p JOIN sweep_pipelines s ON s.name = p.name
+           WHERE p.owner::text = 'medallion_tap_sw_owner'), 5,
+          'the owner has a bronze, silver, gold, HTTP source and export pipeline');
+SELECT ok((SELECT count(*) FROM medallion.dlq WHERE pipeline = 'bronze.sw_raw') > 0
+          AND (SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.sw_orders') > 0,
+          'with dead letters in bronze and silver');
+
+-- Every call the table builds: one row per function and pipeline.
+CREATE TEMP VIEW sweep_calls AS
+SELECT s.fn, s.class, s.stranger, l.layer,
+       format(s.call, p.name, (SELECT min(id) FROM medallion.dlq d WHERE d.pipeline = p.name)) AS sql
+FROM sweep s
+LEFT JOIN LATERAL unnest(s.layers) l(layer) ON true
+LEFT JOIN sweep_pipelines p ON p.layer = l.layer
+WHERE s.call IS NOT NULL;
+GRANT SELECT ON sweep_calls TO PUBLIC;
+
+-- sweep_try(role, sql, keep): the SQLSTATE of sql run as role ('00000' when it works); the
+-- call's effects are kept only when keep.
+CREATE FUNCTION pg_temp.sweep_try(r text, q text, keep boolean) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    st text := '00000';
+BEGIN
+    BEGIN
+        EXECUTE format('SET LOCAL ROLE %I', r);
+        EXECUTE q;
+        IF NOT keep THEN
+            RAISE EXCEPTION USING ERRCODE = 'MDSWP', MESSAGE = 'undo';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        IF SQLSTATE <> 'MDSWP' THEN st := SQLSTATE; END IF;
+    END;
+    RESET ROLE;
+    RETURN st;
+END $$;
+
+-- A digest of what a refused call must leave alone: the catalog and the pipelines' tables.
+CREATE FUNCTION pg_temp.sweep_digest() RETURNS text LANGUAGE sql AS $$
+SELECT md5(concat_ws('|',
+    (SELECT string_agg(to_jsonb(p)::text, ',' ORDER BY name) FROM medallion.pipelines p),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY pipeline, role) FROM medallion.operators x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY id) FROM medallion.dlq x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY id) FROM medallion.quarantine x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY pipeline, name) FROM medallion.expectations x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY pipeline, version) FROM medallion.contract_versions x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY 1) FROM medallion.dependencies x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY 1) FROM medallion.watermarks x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY 1) FROM medallion.http_sources x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY 1) FROM medallion.webhooks x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY 1) FROM medallion.backfills x),
+    (SELECT count(*)::text FROM medallion.runs),
+    (SELECT count(*)::text FROM medallion.batches),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY id) FROM silver.sw_orders x),
+    (SELECT string_agg(to_jsonb(x)::text, ',' ORDER BY day) FROM gold.sw_daily x),
+    (SELECT count(*)::text FROM bronze.sw_raw),
+    (SELECT string_agg(c.oid::regclass::text, ',' ORDER BY c.oid)
+       FROM pg_class c WHERE c.relnamespace IN ('bronze'::regnamespace, 'silver'::regnamespace, 'gold'::regnamespace))))
+$$;
+
+-- 2. Each owner and operator call is one the owner may make ---------------------------------
+
+CREATE TEMP TABLE sweep_owner AS
+SELECT c.*, pg_temp.sweep_try('medallion_tap_sw_owner', c.sql, false) AS got
+FROM sweep_calls c WHERE c.class IN ('owner', 'operator');
+SELECT is((SELECT coalesce(string_agg(fn || ' on ' || layer || ': ' || got, ', ' ORDER BY fn, layer), '')
+           FROM sweep_owner WHERE got IN ('42501', '42883', '42P01', '42704', '42601', '42703')),
+          '', 'the owner may make every owner and operator call the sweep makes (each undone)');
+SELECT ok((SELECT count(*) FROM sweep_owner) >= 40, 'the sweep makes more than 40 pipeline-scoped calls');
+
+-- 3. A stranger and a reader: 42501 for every owner and operator call, the expected outcome for
+--    the rest, and nothing changed ---------------------------------------------------------------
+
+CREATE TEMP TABLE sweep_digest_before AS SELECT pg_temp.sweep_digest() AS d;
+CREATE TEMP TABLE sweep_strangers AS
+SELECT r.role, c.*, pg_temp.sweep_try(r.role, c.sql, true) AS got
+FROM sweep_calls c,
+     (VALUES ('medallion_tap_sw_stranger'), ('medallion_tap_sw_reader')) r(role)
+ORDER BY c.class DESC, c.fn, c.layer;   -- the owner's drop_pipeline last, were it allowed
+SELECT is((SELECT coalesce(string_agg(role || ': ' || fn || coalesce(' on ' || layer, '') || ' got ' || got, ', '
+                                      ORDER BY role, fn, layer), '')
+           FROM sweep_strangers
+           WHERE class IN ('owner', 'operator') AND got <> '42501'),
+          '', 'every owner and operator call is refused to a stranger and to a reader with 42501');
+SELECT is((SELECT coalesce(string_agg(role || ': ' || fn || ' got ' || got || ', expected ' || stranger, ', '
+                                      ORDER BY role, fn), '')
+           FROM sweep_strangers
+           WHERE class NOT IN ('owner', 'operator') AND got <> stranger),
+          '', 'every other call gives a stranger and a reader the classified outcome');
+SELECT is(pg_temp.sweep_digest(), (SELECT d FROM sweep_digest_before),
+          'and nothing in the catalog or the pipelines'' tables changed');
+
+-- 4. The operator: allowed to run, refused to redefine ----------------------------------------
+
+CREATE TEMP TABLE sweep_operator AS
+SELECT c.*, pg_temp.sweep_try('medallion_tap_sw_operator', c.sql, false) AS got
+FROM sweep_calls c WHERE c.class IN ('owner', 'operator');
+SELECT is((SELECT coalesce(string_agg(fn || ' on ' || layer || ': ' || got, ', ' ORDER BY fn, layer), '')
+           FROM sweep_operator o
+           WHERE class = 'operator'
+             AND got IS DISTINCT FROM (SELECT w.got FROM sweep_owner w WHERE w.sql = o.sql)),
+          '', 'the operator makes every operator call as the owner does');
+SELECT is((SELECT coalesce(string_agg(fn || ' on ' || layer || ': ' || got, ', ' ORDER BY fn, layer), '')
+           FROM sweep_operator WHERE class = 'owner' AND got <> '42501'),
+          '', 'and every owner call is refused to it with 42501');
+
+-- 5. What a reader sees ------------------------------------------------------------------------
+
+SET ROLE medallion_tap_sw_reader;
+SELECT results_eq(
+    $$SELECT (SELECT count(*)::int FROM medallion.status WHERE pipeline LIKE '%sw\_%' ESCAPE '\'),
+             (SELECT count(*)::int FROM medallion.dlq WHERE pipeline LIKE '%sw\_%' ESCAPE '\'),
+             (SELECT count(*)::int FROM medallion.dlq_summary),
+             (SELECT count(*)::int FROM medallion.run_details WHERE pipeline LIKE '%sw\_%' ESCAPE '\' AND error_message IS NOT NULL),
+             (SELECT count(*)::int FROM medallion.http_sources WHERE headers::text LIKE '%secret%')
+             + (SELECT count(*)::int FROM medallion.pipelines WHERE definition::text LIKE '%sw-%-secret%'),
+             (SELECT count(*)::int FROM silver.sw_orders)$$,
+    $$VALUES (5, 0, 0, 0, 0, 1)$$,
+    'a reader sees the pipelines'' states and its granted table, no dead letter, message or secret');
+RESET ROLE;
+SET ROLE medallion_tap_sw_owner;
+SELECT results_eq(
+    $$SELECT (SELECT count(*)::int FROM medallion.dlq WHERE pipeline LIKE '%sw\_%' ESCAPE '\') > 0,
+             (SELECT count(*)::int FROM medallion.dlq_summary) > 0$$,
+    $$VALUES (true, true)$$,
+    'the owner sees its dead letters (the rows the reader was not shown exist)');
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
