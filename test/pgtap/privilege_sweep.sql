@@ -71,7 +71,7 @@ INSERT INTO sweep VALUES
 ('medallion.owns_pipeline(text)', 'public', true, NULL,
  $$SELECT medallion.owns_pipeline('silver.sw_orders')$$, '00000', 'answers for the caller only'),
 -- operator: run it, not redefine it
-('medallion.run(text,boolean,boolean)', 'operator', true, '{silver,gold}',
+('medallion.run(text,boolean,boolean)', 'operator', true, '{silver,gold,source,export}',
  $$SELECT medallion.run(%1$L)$$, NULL, NULL),
 ('medallion.trigger(text)', 'operator', true, '{silver,gold,source,export}',
  $$SELECT medallion.trigger(%1$L)$$, NULL, NULL),
@@ -367,6 +367,21 @@ SELECT results_eq(
              (SELECT count(*)::int FROM medallion.dlq_summary) > 0$$,
     $$VALUES (true, true)$$,
     'the owner sees its dead letters (the rows the reader was not shown exist)');
+-- (schedule_job_state raised 42501 for every role but a superuser: cron.database_name is a
+-- superuser-only setting)
+SELECT results_eq($$SELECT ok, hint LIKE 'Run SELECT * FROM medallion.restore_schedules(), or: connected to %'
+                    FROM medallion.checklist('gold.sw_daily') WHERE item = 'scheduled'$$,
+                  $$VALUES (false, true)$$,
+                  'the owner''s checklist of its cron-scheduled pipeline reports the missing pg_cron job');
+SELECT results_eq($$SELECT pipeline, status FROM medallion.restore_schedules() WHERE pipeline LIKE '%sw\_%' ESCAPE '\' ORDER BY 1$$,
+                  $$VALUES ('gold.sw_daily', 'missing'), ('silver.sw_orders', 'ok')$$,
+                  'and so does its restore_schedules()');
+RESET ROLE;
+SET ROLE medallion_tap_sw_reader;
+SELECT results_eq($$SELECT status, action LIKE 'connected to the database cron.database_name names, run: SELECT cron.schedule_in_database(''medallion:gold.sw_daily@%'
+                    FROM medallion.schedule_job_state('gold.sw_daily')$$,
+                  $$VALUES ('missing', true)$$,
+                  'another role is given the call to run, without the superuser-only setting''s value');
 RESET ROLE;
 
 SELECT * FROM finish();
