@@ -15,7 +15,7 @@
 -- (42501, and the catalog unchanged), then by the operator (operator class allowed, owner
 -- class 42501).
 BEGIN;
-SELECT plan(19);
+SELECT plan(25);
 
 -- The classification ------------------------------------------------------------------------
 -- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
@@ -259,14 +259,19 @@ LEFT JOIN sweep_pipelines p ON p.layer = l.layer
 WHERE s.call IS NOT NULL;
 GRANT SELECT ON sweep_calls TO PUBLIC;
 
--- sweep_try(role, sql, keep): the SQLSTATE of sql run as role ('00000' when it works); the
--- call's effects are kept only when keep.
-CREATE FUNCTION pg_temp.sweep_try(r text, q text, keep boolean) RETURNS text LANGUAGE plpgsql AS $$
+-- sweep_try(role, sql, keep, path): the SQLSTATE of sql run as role ('00000' when it works),
+-- with search_path set to path if given; the call's effects are kept only when keep.
+CREATE FUNCTION pg_temp.sweep_try(r text, q text, keep boolean, path text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     st text := '00000';
 BEGIN
+    PERFORM set_config('sweep.caller', r, true);
     BEGIN
         EXECUTE format('SET LOCAL ROLE %I', r);
+        IF path IS NOT NULL THEN
+            EXECUTE 'SET LOCAL search_path = ' || path;
+        END IF;
         EXECUTE q;
         IF NOT keep THEN
             RAISE EXCEPTION USING ERRCODE = 'MDSWP', MESSAGE = 'undo';
@@ -383,6 +388,112 @@ SELECT results_eq($$SELECT status, action LIKE 'connected to the database cron.d
                   $$VALUES ('missing', true)$$,
                   'another role is given the call to run, without the superuser-only setting''s value');
 RESET ROLE;
+
+-- 6. The search path: look-alikes first on the caller's path and in pg_temp ---------------------
+-- The stranger plants, in a schema first on the path of every caller, a copy of every
+-- pg_catalog operator and plain function, and in pg_temp domains named like the common types,
+-- each counting its calls; a call counts as bad when the look-alike runs as another role than
+-- the one making the call (a sequence: it counts what a rollback undoes). Then the owner, the
+-- operator and the stranger make every call of the sweep with that path.
+CREATE SCHEMA sw_evil AUTHORIZATION medallion_tap_sw_stranger;
+CREATE SEQUENCE sw_evil.live;
+CREATE SEQUENCE sw_evil.bad;
+GRANT USAGE ON SCHEMA sw_evil TO PUBLIC;
+GRANT USAGE ON SEQUENCE sw_evil.live, sw_evil.bad TO PUBLIC;
+SET LOCAL search_path = public, pg_catalog, pg_temp;   -- this script's own SQL: pg_temp last
+SET ROLE medallion_tap_sw_stranger;
+CREATE FUNCTION sw_evil.rec(what text) RETURNS boolean LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $f$
+BEGIN
+    IF current_user::text OPERATOR(pg_catalog.<>) current_setting('sweep.caller', true) THEN
+        PERFORM nextval('sw_evil.bad');
+        RAISE WARNING 'look-alike % called as % by %', what, current_user, current_setting('sweep.caller', true);
+    ELSE
+        PERFORM nextval('sw_evil.live');
+    END IF;
+    RETURN true;
+END $f$;
+DO $do$
+DECLARE
+    o record; f record; n int := 0; cl text;
+BEGIN
+    FOR o IN SELECT op.oprname, op.oprleft, op.oprright, op.oprresult, op.oprcode
+             FROM pg_catalog.pg_operator op
+             WHERE op.oprnamespace = 'pg_catalog'::regnamespace AND op.oprleft <> 0
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid IN (op.oprleft, op.oprright, op.oprresult)
+                               AND (t.typtype = 'p' OR t.typname IN ('internal', 'cstring')))
+    LOOP
+        n := n + 1;
+        BEGIN
+            EXECUTE format('CREATE FUNCTION sw_evil.op_%s(%s, %s) RETURNS %s LANGUAGE plpgsql AS %L', n,
+                           format_type(o.oprleft, NULL), format_type(o.oprright, NULL), format_type(o.oprresult, NULL),
+                           format('BEGIN PERFORM sw_evil.rec(%L); RETURN $1 OPERATOR(pg_catalog.%s) $2; END',
+                                  'operator ' || o.oprname, o.oprname));
+            EXECUTE format('CREATE OPERATOR sw_evil.%s (LEFTARG = %s, RIGHTARG = %s, FUNCTION = sw_evil.op_%s)',
+                           o.oprname, format_type(o.oprleft, NULL), format_type(o.oprright, NULL), n);
+        EXCEPTION WHEN others THEN NULL;
+        END;
+    END LOOP;
+    FOR f IN SELECT p.proname, p.pronargs, pg_get_function_identity_arguments(p.oid) AS ia,
+                    pg_get_function_result(p.oid) AS res
+             FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.prokind = 'f' AND NOT p.proretset
+               AND p.proargmodes IS NULL AND p.pronargs BETWEEN 0 AND 4 AND p.proname !~ '^(pg_|_)|(in|out|recv|send)$'
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE (t.oid = ANY (p.proargtypes) OR t.oid = p.prorettype)
+                               AND (t.typtype = 'p' OR t.typname IN ('internal', 'cstring')))
+    LOOP
+        SELECT string_agg('$' || i, ', ' ORDER BY i) INTO cl FROM generate_series(1, f.pronargs) i;
+        BEGIN
+            EXECUTE format('CREATE FUNCTION sw_evil.%I(%s) RETURNS %s LANGUAGE plpgsql AS %L', f.proname, f.ia, f.res,
+                           format('BEGIN PERFORM sw_evil.rec(%L); RETURN pg_catalog.%I(%s); END',
+                                  'function ' || f.proname, f.proname, coalesce(cl, '')));
+        EXCEPTION WHEN others THEN NULL;
+        END;
+    END LOOP;
+END
+$do$;
+CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (sw_evil.rec('type text'));
+CREATE DOMAIN pg_temp.jsonb AS pg_catalog.jsonb CHECK (sw_evil.rec('type jsonb'));
+CREATE DOMAIN pg_temp.json AS pg_catalog.json CHECK (sw_evil.rec('type json'));
+CREATE DOMAIN pg_temp.date AS pg_catalog.date CHECK (sw_evil.rec('type date'));
+CREATE DOMAIN pg_temp.timestamptz AS pg_catalog.timestamptz CHECK (sw_evil.rec('type timestamptz'));
+CREATE DOMAIN pg_temp.int8 AS pg_catalog.int8 CHECK (sw_evil.rec('type int8'));
+CREATE DOMAIN pg_temp.int4 AS pg_catalog.int4 CHECK (sw_evil.rec('type int4'));
+CREATE DOMAIN pg_temp.bool AS pg_catalog.bool CHECK (sw_evil.rec('type bool'));
+CREATE DOMAIN pg_temp.name AS pg_catalog.name CHECK (sw_evil.rec('type name'));
+CREATE DOMAIN pg_temp.regclass AS pg_catalog.regclass CHECK (sw_evil.rec('type regclass'));
+CREATE DOMAIN pg_temp.xid8 AS pg_catalog.xid8 CHECK (sw_evil.rec('type xid8'));
+CREATE DOMAIN pg_temp.float8 AS pg_catalog.float8 CHECK (sw_evil.rec('type float8'));
+RESET ROLE;
+SELECT ok((SELECT count(*) FROM pg_operator WHERE oprnamespace = 'sw_evil'::regnamespace) > 300
+          AND (SELECT count(*) FROM pg_proc WHERE pronamespace = 'sw_evil'::regnamespace) > 1000,
+          'the stranger planted look-alikes of pg_catalog''s operators and functions');
+SELECT is(pg_temp.sweep_try('medallion_tap_sw_stranger',
+              $$SELECT '{}'::jsonb IS NOT NULL AND 'a'::text = 'a' AND now() IS NOT NULL$$, false, 'sw_evil, pg_catalog'),
+          '00000', 'they are live on the hostile path');
+CREATE FUNCTION pg_temp.sweep_count(seq regclass) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+    EXECUTE format('SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM %s', seq) INTO n;
+    RETURN n;
+END $$;
+SELECT ok(pg_temp.sweep_count('sw_evil.live') >= 3, 'and count their calls');
+
+CREATE TEMP TABLE sweep_hostile AS
+SELECT r.role, c.fn, c.class, c.layer, c.sql,
+       pg_temp.sweep_try(r.role, c.sql, false, 'sw_evil, pg_catalog') AS got
+FROM sweep_calls c,
+     (VALUES ('medallion_tap_sw_owner'), ('medallion_tap_sw_operator'), ('medallion_tap_sw_stranger')) r(role);
+SELECT is(pg_temp.sweep_count('sw_evil.bad'), 0::bigint,
+          'no look-alike ran as another role than the caller, for any call of the sweep');
+SELECT is((SELECT coalesce(string_agg(h.fn || coalesce(' on ' || h.layer, '') || ': ' || h.got || ' (was ' || w.got || ')', ', '
+                                      ORDER BY h.fn, h.layer), '')
+           FROM sweep_hostile h JOIN sweep_owner w ON w.sql = h.sql
+           WHERE h.role = 'medallion_tap_sw_owner' AND h.got <> w.got),
+          '', 'and the owner''s calls do what they did on a clean path');
+SELECT is((SELECT count(*)::int FROM sweep_hostile
+           WHERE role = 'medallion_tap_sw_stranger' AND class IN ('owner', 'operator') AND got <> '42501'),
+          0, 'the stranger is still refused everywhere');
 
 SELECT * FROM finish();
 ROLLBACK;
