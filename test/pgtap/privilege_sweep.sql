@@ -15,7 +15,7 @@
 -- (42501, and the catalog unchanged), then by the operator (operator class allowed, owner
 -- class 42501).
 BEGIN;
-SELECT plan(25);
+SELECT plan(26);
 
 -- The classification ------------------------------------------------------------------------
 -- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
@@ -205,6 +205,18 @@ SELECT is((SELECT coalesce(string_agg(fn, ', ' ORDER BY fn), '') FROM sweep
               OR (class IN ('owner', 'operator') AND (layers IS NULL OR call IS NULL))
               OR (class NOT IN ('owner', 'operator') AND stranger IS NULL AND call IS NOT NULL)),
           '', 'the classification is consistent (API classes granted, admin revoked, every pipeline call scoped)');
+
+-- The catalog tables are written by medallion alone (as the catalog owner, through the gateway).
+SELECT is((SELECT coalesce(string_agg(c.oid::regclass::text || ' ' || p.priv, ', ' ORDER BY 1), '')
+           FROM pg_class c
+           JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+           JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'medallion'
+           CROSS JOIN unnest(CASE WHEN c.relkind = 'S' THEN ARRAY['USAGE', 'UPDATE']
+                                  ELSE ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER'] END) p(priv)
+           WHERE c.relkind IN ('r', 'p', 'S')
+             AND CASE WHEN c.relkind = 'S' THEN has_sequence_privilege('public', c.oid, p.priv)
+                      ELSE has_table_privilege('public', c.oid, p.priv) END),
+          '', 'PUBLIC may write no catalog table and use no catalog sequence');
 
 -- The pipelines, owned by a non-superuser ----------------------------------------------------
 
