@@ -15,7 +15,7 @@
 -- (42501, and the catalog unchanged), then by the operator (operator class allowed, owner
 -- class 42501).
 BEGIN;
-SELECT plan(26);
+SELECT plan(28);
 
 -- The classification ------------------------------------------------------------------------
 -- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
@@ -378,12 +378,24 @@ SELECT results_eq(
     $$VALUES (5, 0, 0, 0, 0, 1)$$,
     'a reader sees the pipelines'' states and its granted table, no dead letter, message or secret');
 RESET ROLE;
+SET ROLE medallion_tap_sw_reader;
+SELECT throws_ok($$SELECT count(*) FROM medallion.webhooks$$, '42501', NULL, 'nor the webhooks (their headers)');
+RESET ROLE;
+SET ROLE medallion_tap_sw_operator;
+SELECT results_eq(
+    $$SELECT (SELECT count(*)::int FROM medallion.dlq WHERE pipeline LIKE '%sw\_%' ESCAPE '\'),
+             (SELECT count(*)::int FROM medallion.http_sources),
+             (SELECT count(*)::int FROM medallion.run_details WHERE pipeline LIKE '%sw\_%' ESCAPE '\' AND error_message IS NOT NULL)$$,
+    $$VALUES (0, 0, 0)$$,
+    'an operator runs the pipelines but reads no dead letter, secret header or message either');
+RESET ROLE;
 SET ROLE medallion_tap_sw_owner;
 SELECT results_eq(
     $$SELECT (SELECT count(*)::int FROM medallion.dlq WHERE pipeline LIKE '%sw\_%' ESCAPE '\') > 0,
-             (SELECT count(*)::int FROM medallion.dlq_summary) > 0$$,
-    $$VALUES (true, true)$$,
-    'the owner sees its dead letters (the rows the reader was not shown exist)');
+             (SELECT count(*)::int FROM medallion.dlq_summary) > 0,
+             (SELECT count(*)::int FROM medallion.http_sources WHERE headers::text LIKE '%sw-%-secret%')$$,
+    $$VALUES (true, true, 2)$$,
+    'the owner sees its dead letters and secret headers (what the others were not shown exists)');
 -- (schedule_job_state raised 42501 for every role but a superuser: cron.database_name is a
 -- superuser-only setting)
 SELECT results_eq($$SELECT ok, hint LIKE 'Run SELECT * FROM medallion.restore_schedules(), or: connected to %'
