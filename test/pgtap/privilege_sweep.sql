@@ -15,7 +15,7 @@
 -- (42501, and the catalog unchanged), then by the operator (operator class allowed, owner
 -- class 42501).
 BEGIN;
-SELECT plan(28);
+SELECT plan(32);
 
 -- The classification ------------------------------------------------------------------------
 -- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
@@ -412,6 +412,25 @@ SELECT results_eq($$SELECT status, action LIKE 'connected to the database cron.d
                   $$VALUES ('missing', true)$$,
                   'another role is given the call to run, without the superuser-only setting''s value');
 RESET ROLE;
+
+-- 5b. Ids of another pipeline's dead letters: an owner reaches its own rows only ------------------
+
+SELECT FROM medallion.create_bronze('sw_admin', 'ops');
+SELECT FROM medallion.ingest_text('bronze.sw_admin', E'{"id": 1}\nbroken', 'ndjson', 'a1');
+CREATE TEMP TABLE sweep_foreign AS SELECT array_agg(id) AS ids FROM medallion.dlq WHERE pipeline = 'bronze.sw_admin';
+GRANT SELECT ON sweep_foreign TO PUBLIC;
+CREATE TEMP TABLE sweep_foreign_before AS SELECT md5(string_agg(to_jsonb(d)::text, ',' ORDER BY id)) AS d
+FROM medallion.dlq d WHERE pipeline = 'bronze.sw_admin';
+SET ROLE medallion_tap_sw_owner;
+SELECT is(medallion.dlq_discard('bronze.sw_raw', (SELECT ids FROM sweep_foreign), 'not mine'), 0::bigint,
+          'dlq_discard of its own pipeline with another pipeline''s ids settles nothing');
+SELECT is(medallion.replay_dlq('silver.sw_orders', (SELECT ids FROM sweep_foreign)), 0::bigint,
+          'replay_dlq with another pipeline''s ids replays nothing');
+SELECT throws_ok($$SELECT medallion.dlq_correct((SELECT ids[1] FROM sweep_foreign), '{"id": 2}')$$, '42501', NULL,
+                 'dlq_correct of another pipeline''s dead letter is refused');
+RESET ROLE;
+SELECT is((SELECT md5(string_agg(to_jsonb(d)::text, ',' ORDER BY id)) FROM medallion.dlq d WHERE pipeline = 'bronze.sw_admin'),
+          (SELECT d FROM sweep_foreign_before), 'the other pipeline''s dead letters are unchanged');
 
 -- 6. The search path: look-alikes first on the caller's path and in pg_temp ---------------------
 -- The stranger plants, in a schema first on the path of every caller, a copy of every
