@@ -286,10 +286,10 @@ BEGIN
         END IF;
         EXECUTE q;
         IF NOT keep THEN
-            RAISE EXCEPTION USING ERRCODE = 'MDSWP', MESSAGE = 'undo';
+            RAISE EXCEPTION 'sweep: undo';
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        IF SQLSTATE <> 'MDSWP' THEN st := SQLSTATE; END IF;
+        IF SQLERRM <> 'sweep: undo' THEN st := SQLSTATE; END IF;
     END;
     RESET ROLE;
     RETURN st;
