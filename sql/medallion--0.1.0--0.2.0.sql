@@ -1857,6 +1857,29 @@ BEGIN
 END
 $fn$;
 
+-- Ownership followed a table by name: once a pipeline's table was renamed
+-- or dropped (the DDL watch halts the pipeline), any role with CREATE on the
+-- layer's schema could create a table of that name, ALTER it, and so become
+-- the pipeline's owner (its definition, its dead letters' payloads).  A
+-- halted pipeline now keeps its owner: its table may not be its own any more.
+-- Once its owner resumed it, the next ALTER TABLE brings it in line again.
+CREATE OR REPLACE FUNCTION medallion.owner_follows_table()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE medallion.pipelines p
+    SET owner = pg_catalog.pg_get_userbyid(c.relowner)
+    FROM pg_catalog.pg_class c
+    WHERE p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,silver,gold}'::pg_catalog.text[])
+      AND p.state OPERATOR(pg_catalog.<>) 'halted'::pg_catalog.text
+      AND c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(p.layer)
+              OPERATOR(pg_catalog.||) '.'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.relname))
+      AND p.owner::pg_catalog.text OPERATOR(pg_catalog.<>) pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text;
+END
+$fn$;
+
 ------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last
 ------------------------------------------------------------------------------

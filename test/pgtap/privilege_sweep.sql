@@ -15,7 +15,7 @@
 -- (42501, and the catalog unchanged), then by the operator (operator class allowed, owner
 -- class 42501).
 BEGIN;
-SELECT plan(32);
+SELECT plan(35);
 
 -- The classification ------------------------------------------------------------------------
 -- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
@@ -431,6 +431,33 @@ SELECT throws_ok($$SELECT medallion.dlq_correct((SELECT ids[1] FROM sweep_foreig
 RESET ROLE;
 SELECT is((SELECT md5(string_agg(to_jsonb(d)::text, ',' ORDER BY id)) FROM medallion.dlq d WHERE pipeline = 'bronze.sw_admin'),
           (SELECT d FROM sweep_foreign_before), 'the other pipeline''s dead letters are unchanged');
+
+-- 5c. A table name taken over: ownership does not follow a look-alike table ----------------------
+-- (it did: once the pipeline's table was renamed away, whoever could create a table of that
+-- name and ALTER it became the pipeline's owner, and read its dead letters)
+
+SET ROLE medallion_tap_sw_owner;
+SELECT FROM medallion.create_silver('sw_victim', 'bronze.sw_raw', '{"id": "bigint", "amount": "numeric"}', ARRAY['id']);
+SELECT FROM medallion.run('silver.sw_victim');
+SET LOCAL client_min_messages = error;
+ALTER TABLE silver.sw_victim RENAME TO sw_victim_old;
+RESET client_min_messages;
+RESET ROLE;
+GRANT CREATE ON SCHEMA silver TO medallion_tap_sw_stranger;
+SET ROLE medallion_tap_sw_stranger;
+CREATE TABLE silver.sw_victim (id bigint);
+ALTER TABLE silver.sw_victim ADD COLUMN amount numeric;
+SELECT is((SELECT count(*)::int FROM medallion.dlq WHERE pipeline = 'silver.sw_victim'), 0,
+          'a role that takes the name of a pipeline''s table reads none of its dead letters');
+RESET ROLE;
+SELECT results_eq($$SELECT owner::text, state FROM medallion.pipelines WHERE name = 'silver.sw_victim'$$,
+                  $$VALUES ('medallion_tap_sw_owner', 'halted')$$,
+                  'the pipeline keeps its owner (and stays halted)');
+SELECT ok((SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.sw_victim') > 0,
+          'the dead letters it was not shown exist');
+REVOKE CREATE ON SCHEMA silver FROM medallion_tap_sw_stranger;
+SELECT FROM medallion.drop_pipeline('silver.sw_victim');
+DROP TABLE silver.sw_victim, silver.sw_victim_old;
 
 -- 6. The search path: look-alikes first on the caller's path and in pg_temp ---------------------
 -- The stranger plants, in a schema first on the path of every caller, a copy of every
