@@ -13,7 +13,10 @@
 -- Each owner/operator call is first checked to be a call the owner may make (so a refusal
 -- below is the privilege check, not a broken call), then made by the stranger and the reader
 -- (42501, and the catalog unchanged), then by the operator (operator class allowed, owner
--- class 42501).
+-- class 42501). Then what each role reads (RLS, secrets), dead letter ids of another
+-- pipeline, a table name taken over, and the same calls with look-alikes of every pg_catalog
+-- operator and function first on the caller's path and of the common types in pg_temp.
+-- A new function: add its row to the table below (the lead classifies what lands at merge).
 BEGIN;
 SELECT plan(35);
 
