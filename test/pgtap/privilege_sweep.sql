@@ -18,7 +18,7 @@
 -- operator and function first on the caller's path and of the common types in pg_temp.
 -- A new function: add its row to the table below (the lead classifies what lands at merge).
 BEGIN;
-SELECT plan(35);
+SELECT plan(39);
 
 -- The classification ------------------------------------------------------------------------
 -- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
@@ -434,6 +434,19 @@ SELECT throws_ok($$SELECT medallion.dlq_correct((SELECT ids[1] FROM sweep_foreig
 RESET ROLE;
 SELECT is((SELECT md5(string_agg(to_jsonb(d)::text, ',' ORDER BY id)) FROM medallion.dlq d WHERE pipeline = 'bronze.sw_admin'),
           (SELECT d FROM sweep_foreign_before), 'the other pipeline''s dead letters are unchanged');
+
+-- 5b'. Credentials in a URL: a source's or export's URL is in pipelines.definition, which
+-- PUBLIC reads, so a URL with a user name or password is refused (headers are the place)
+SET ROLE medallion_tap_sw_owner;
+SELECT throws_ok($$SELECT medallion.create_http_source('bronze.sw_raw', 'http://me:s3cret@127.0.0.1:9/items', '{}', 'sw_leak')$$,
+                 '22023', 'URL must not carry a user name or password', 'an HTTP source URL with credentials is refused');
+SELECT throws_ok($$SELECT medallion.create_export('silver.sw_orders', 'http://me@127.0.0.1:9/hook', '{}', 'sw_leak')$$,
+                 '22023', 'URL must not carry a user name or password', 'and so is an export''s');
+SELECT throws_ok($$SELECT medallion.alter_pipeline('source.sw_api', '{"url": "http://me:s3cret@127.0.0.1:9/items"}')$$,
+                 '22023', 'URL must not carry a user name or password', 'and a changed URL');
+RESET ROLE;
+SELECT is((SELECT count(*)::int FROM medallion.pipelines WHERE definition::text LIKE '%s3cret%'), 0,
+          'no credentials were stored');
 
 -- 5c. A table name taken over: ownership does not follow a look-alike table ----------------------
 -- (it did: once the pipeline's table was renamed away, whoever could create a table of that
