@@ -1807,6 +1807,91 @@ COMMENT ON FUNCTION medallion.backfill(text, date, date, text, boolean, pg_catal
 COMMENT ON FUNCTION medallion.backfill_plan(text, date, date, text) IS
 'the days a backfill would process, the rows each holds (bronze partition statistics; with event_time, the silver rows of that event day, as bronze cannot prune by event time) and what it would do with each';
 
+------------------------------------------------------------------------------
+-- Privilege sweep: holes found by test/pgtap/privilege_sweep.sql (issue 13, branch privsweep)
+------------------------------------------------------------------------------
+
+-- schedule_job_state() (and so checklist() of a cron-scheduled pipeline and
+-- restore_schedules()) failed with 42501 for every role but a superuser:
+-- cron.database_name is a superuser-only setting, and current_setting()
+-- raises for it even with missing_ok.  Another role is told that pg_cron
+-- lives in another database without its name; nothing else changes.
+CREATE OR REPLACE FUNCTION medallion.schedule_job_state(pipeline text)
+RETURNS TABLE(status text, action text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    p record;
+    cron_db text;
+    cron_db_hidden boolean := false;
+    call text;
+BEGIN
+    SELECT q.name, q.schedule, q.schedule_kind, q.owner::pg_catalog.text AS owner INTO p
+    FROM medallion.pipelines q WHERE q.name OPERATOR(pg_catalog.=) schedule_job_state.pipeline;
+    IF NOT FOUND OR p.schedule IS NULL OR p.schedule_kind OPERATOR(pg_catalog.<>) 'cron'::pg_catalog.text THEN
+        status := 'ok';
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    call := pg_catalog.format('SELECT medallion.schedule(%L, %L)', p.name, p.schedule);
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
+               WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron'::pg_catalog.name) THEN
+        status := CASE WHEN EXISTS (
+                      SELECT 1 FROM cron.job j
+                      WHERE j.jobname OPERATOR(pg_catalog.=) ('medallion:'::pg_catalog.text OPERATOR(pg_catalog.||) p.name)
+                        AND j.database OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
+                  THEN 'ok' ELSE 'missing' END;
+        action := CASE WHEN status OPERATOR(pg_catalog.=) 'missing'::pg_catalog.text THEN call END;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    BEGIN
+        cron_db := NULLIF(pg_catalog.current_setting('cron.database_name', true), ''::pg_catalog.text);
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- pg_cron is loaded (its setting exists), in a database this role is not told
+        cron_db_hidden := true;
+    END;
+    status := 'missing';
+    IF cron_db_hidden OR (cron_db IS NOT NULL AND cron_db OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text) THEN
+        -- pg_cron lives in another database: its jobs cannot be seen from here
+        action := pg_catalog.format('connected to %s, run: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)',
+                                    CASE WHEN cron_db_hidden THEN 'the database cron.database_name names'
+                                         ELSE pg_catalog.quote_ident(cron_db) END,
+                                    'medallion:' OPERATOR(pg_catalog.||) p.name OPERATOR(pg_catalog.||) '@'
+                                        OPERATOR(pg_catalog.||) pg_catalog.current_database(),
+                                    p.schedule,
+                                    pg_catalog.format('SELECT medallion.trigger(%L)', p.name),
+                                    pg_catalog.current_database(), p.owner);
+    ELSE
+        action := 'CREATE EXTENSION pg_cron; ' OPERATOR(pg_catalog.||) call;
+    END IF;
+    RETURN NEXT;
+END
+$fn$;
+
+-- Ownership followed a table by name: once a pipeline's table was renamed
+-- or dropped (the DDL watch halts the pipeline), any role with CREATE on the
+-- layer's schema could create a table of that name, ALTER it, and so become
+-- the pipeline's owner (its definition, its dead letters' payloads).  A
+-- halted pipeline now keeps its owner: its table may not be its own any more.
+-- Once its owner resumed it, the next ALTER TABLE brings it in line again.
+CREATE OR REPLACE FUNCTION medallion.owner_follows_table()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE medallion.pipelines p
+    SET owner = pg_catalog.pg_get_userbyid(c.relowner)
+    FROM pg_catalog.pg_class c
+    WHERE p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,silver,gold}'::pg_catalog.text[])
+      AND p.state OPERATOR(pg_catalog.<>) 'halted'::pg_catalog.text
+      AND c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(p.layer)
+              OPERATOR(pg_catalog.||) '.'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.relname))
+      AND p.owner::pg_catalog.text OPERATOR(pg_catalog.<>) pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text;
+END
+$fn$;
 
 ------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last

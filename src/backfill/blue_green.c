@@ -180,7 +180,7 @@ backfill_blue_green(Pipeline *p, int64 run_id, const BackfillRequest *req, RunCo
 		int			nestlevel = NewGUCNestLevel();
 
 		/* the user's checks run under the run's pinned path, as expectations do */
-		(void) set_config_option("search_path", "pg_catalog, public", PGC_USERSET, PGC_S_SESSION,
+		(void) set_config_option("search_path", "pg_catalog, public, pg_temp", PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_SAVE, true, 0, false);
 		validate(req, p->name, qtarget, qshadow);
 		AtEOXact_GUC(true, nestlevel);

@@ -217,12 +217,42 @@ check_url(const char *url, const char *what, const HostAllowList *allow)
 }
 
 /*
- * Checks a URL as a request to it would (scheme and allow-list).
+ * Whether a URL carries a user name or password (http://user:pw@host/).
+ */
+static bool
+url_has_credentials(const char *url)
+{
+	CURLU	   *u = curl_url();
+	char	   *user = NULL;
+	char	   *password = NULL;
+	bool		has;
+
+	if (u == NULL)
+		return false;
+	has = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK &&
+		(curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK ||
+		 curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK);
+	curl_free(user);
+	curl_free(password);
+	curl_url_cleanup(u);
+	return has;
+}
+
+/*
+ * Checks a URL as a request to it would (scheme and allow-list).  A URL
+ * medallion keeps is no place for credentials: a source's or an export's is
+ * in medallion.pipelines.definition, which everyone reads.
  */
 void
 medallion_http_check_url(const char *url, const char *what)
 {
 	(void) check_url(url, what, medallion_allow_parse(medallion_http_allowed_hosts));
+	if (url_has_credentials(url))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must not carry a user name or password", what),
+				 errdetail("The URL is kept where every role can read it."),
+				 errhint("Send credentials in a header (option \"headers\", e.g. {\"Authorization\": \"Basic ...\"}), which only the owner reads.")));
 }
 
 /*

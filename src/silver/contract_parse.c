@@ -356,7 +356,7 @@ parse_column(const char *name, JsonbValue *v, bool validate, bool in_array)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("type \"%s\" of column \"%s\" does not exist", col->type_name, name),
-				 errhint("Type names are resolved with a run's search_path (pg_catalog, public); qualify the name with its schema.")));
+				 errhint("Type names are resolved with a run's search_path (pg_catalog, public, pg_temp); qualify the name with its schema.")));
 	col->is_json = (col->typid == JSONBOID || col->typid == JSONOID);
 	if (col->pii && col->is_json && strcmp(col->pii, "drop") != 0)
 		contract_error(name, "\"pii\" hash and mask apply to scalar columns.");

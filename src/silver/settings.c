@@ -24,7 +24,12 @@ medallion_run_settings_push(Contract *contract, int *nestlevel)
 		{"DateStyle", "ISO, YMD"},
 		{"IntervalStyle", "postgres"},
 		{"extra_float_digits", "1"},
-		{"search_path", "pg_catalog, public"},
+		/*
+		 * pg_temp last, named: unnamed it would be searched first for types
+		 * and relations, and a caller's temporary type (an operator's, a
+		 * superuser's) would run its code as the owner in the owner's snippets.
+		 */
+		{"search_path", "pg_catalog, public, pg_temp"},
 		{"lc_monetary", "C"},
 		{"lc_numeric", "C"},
 		{"lc_time", "C"},

@@ -8,8 +8,10 @@
 # not undo) and otherwise behaves like the real one, so an attack would pass unnoticed.
 # mallory and eve (a role with no grants) then call every public function: bronze, ingest,
 # silver, expectations, a succeeding and a failing run, replay, schedules (interval, cron,
-# trigger), pause/resume, alter_pipeline, retention, capture; scheduled runs happen in
-# workers.  At the end no look-alike was ever called as another role, and neither role
+# trigger), pause/resume, alter_pipeline, retention, capture, and the wave's surfaces (gold,
+# alter_contract, backfills and rollback, HTTP sources, exports, webhooks, checklist,
+# lineage, the status views, DLQ triage, drop_pipeline, and eve running mallory's pipelines
+# as an operator); scheduled runs and alert deliveries happen in workers.  At the end no look-alike was ever called as another role, and neither role
 # gained a privilege.
 use strict;
 use warnings;
@@ -17,9 +19,12 @@ use File::Basename qw(dirname);
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use MedallionNode qw(medallion_node);
+use MedallionNode qw(medallion_node start_httpd);
 
-my $node = medallion_node('hostile', cron => 'hostile', workers => 20, quiet => 1);
+# the HTTP server of the network surfaces (sources, exports, webhooks)
+my ($base) = start_httpd();
+my $node = medallion_node('hostile', cron => 'hostile', workers => 20, quiet => 1,
+	conf => "medallion.http_allowed_hosts = '127.0.0.1'\n");
 
 my $db = 'hostile';
 # Our own statements as the superuser never see the look-alikes.
@@ -55,7 +60,7 @@ my %keyword_type = map { $_ => 1 }
   character timestamp time interval bit);
 my @types = grep { !$keyword_type{$_} } sort keys %types;
 # plus the types every pipeline's own SQL works with
-push @types, grep { my $t = $_; !grep { $_ eq $t } @types } qw(text jsonb timestamptz xid8 int8 int4 bool);
+push @types, grep { my $t = $_; !grep { $_ eq $t } @types } qw(text jsonb timestamptz xid8 int8 int4 bool date);
 my @ops = sort keys %ops;
 my @funcs = sort keys %funcs;
 ok(@ops && @types && @funcs, 'tools/sql-names lists operators, types and functions');
@@ -73,7 +78,11 @@ CREATE ROLE eve LOGIN;
 sq(q{
 CREATE EXTENSION medallion;
 CREATE EXTENSION pg_cron;
-GRANT CREATE ON SCHEMA bronze, silver TO mallory;
+GRANT CREATE ON SCHEMA bronze, silver, gold TO mallory;
+-- the network functions, which an administrator grants
+GRANT EXECUTE ON FUNCTION medallion.create_http_source(regclass, text, pg_catalog.jsonb, text),
+  medallion.create_export(regclass, text, pg_catalog.jsonb, text), medallion.add_webhook(text, pg_catalog.jsonb),
+  medallion.remove_webhook(bigint) TO mallory;
 GRANT CREATE ON SCHEMA public TO PUBLIC;
 CREATE SCHEMA evil AUTHORIZATION mallory;
 });
@@ -350,6 +359,48 @@ step('mallory', 'capture', q{CREATE TABLE evil.m_src (id int PRIMARY KEY, v text
 step('mallory', 'ingest_file', qq{SELECT medallion.ingest_file('bronze.m_ev', '$ENV{MEDALLION_FIXTURES}/crm_contacts.ndjson')});
 step('mallory', 'apply_retention', q{SELECT medallion.apply_retention()}, 1);
 
+# the wave's surfaces: gold, contracts, backfills, the network, operability
+step('mallory', 'create_gold', q{SELECT medallion.create_gold('m_daily',
+  'SELECT t::date AS day, count(*) AS orders, sum(n) AS total FROM silver.m_ev WHERE t IS NOT NULL GROUP BY 1', 'day')}, 1);
+step('mallory', 'run (gold)', q{SELECT medallion.run('gold.m_daily')}, 1);
+# (an unqualified type, as users write them: a run resolves it with pg_temp last, so an
+# operator's temporary type of that name is never the column's)
+step('mallory', 'alter_contract', q{SELECT medallion.alter_contract('silver.m_ev',
+  '{"note": {"type": "pg_catalog.text", "path": "v", "description": "a note"}, "day": {"type": "date", "path": "t"}}')}, 1);
+step('mallory', 'alter_pipeline (description)', q{SELECT medallion.alter_pipeline('silver.m_ev', '{"description": "events"}')}, 1);
+step('mallory', 'backfill_plan', q{SELECT count(*) FROM medallion.backfill_plan('silver.m_ev', '2024-01-01', current_date)}, 1);
+step('mallory', 'backfill (silver)', q{SELECT medallion.backfill('silver.m_ev', '2024-01-01', current_date)}, 1);
+step('mallory', 'backfill (gold)', q{SELECT medallion.backfill('gold.m_daily', '2024-01-01', '2024-01-02')}, 1);
+step('mallory', 'backfill (blue_green)', q{SELECT medallion.backfill('silver.m_ev', '2024-01-01', current_date, 'blue_green')}, 1);
+step('mallory', 'rollback', q{SELECT medallion.rollback('silver.m_ev')}, 1);
+step('mallory', 'checklist', q{SELECT count(*) FROM medallion.checklist('silver.m_ev')}, 1);
+step('mallory', 'lineage_graph', q{SELECT medallion.lineage_graph('dot')}, 1);
+step('mallory', 'the status views', q{SELECT count(*) FROM medallion.status; SELECT count(*) FROM medallion.progress;
+  SELECT count(*) FROM medallion.dlq_summary; SELECT count(*) FROM medallion.lineage;
+  SELECT count(*) FROM medallion.run_details; SELECT count(*) FROM medallion.freshness}, 1);
+step('mallory', 'dlq_correct', q{SELECT medallion.dlq_correct((SELECT min(id) FROM medallion.dlq
+  WHERE pipeline = 'silver.m_ev' AND NOT reprocessed), '{"id": 30, "v": "fixed"}')}, 1);
+step('mallory', 'dlq_discard', q{SELECT medallion.dlq_discard('silver.m_ev', NULL, 'hostile test')}, 1);
+step('mallory', 'create_http_source', qq{SELECT medallion.create_http_source('bronze.m_ev', '$base/items',
+  '{"headers": {"Authorization": "Bearer m"}}', 'm_api')}, 1);
+step('mallory', 'run (HTTP source)', q{SELECT medallion.run('source.m_api')}, 1);
+step('mallory', 'alter_pipeline (HTTP source)', q{SELECT medallion.alter_pipeline('source.m_api', '{"max_pages": 2}')}, 1);
+step('mallory', 'create_export', qq{SELECT medallion.create_export('silver.m_ev', '$base/hook', '{}', 'm_out')}, 1);
+step('mallory', 'run (export)', q{SELECT medallion.run('export.m_out')}, 1);
+step('mallory', 'add_webhook', qq{SELECT medallion.add_webhook('$base/hook')}, 1);
+step('mallory', 'drop_pipeline', q{SELECT medallion.create_silver('m_tmp', 'bronze.m_ev', '{"id": "int"}', '{id}');
+  SELECT medallion.drop_pipeline('silver.m_tmp', true)}, 1);
+# eve as an operator: the runs execute as mallory in eve's session, with eve's pg_temp types
+step('mallory', 'grant_operator', q{SELECT medallion.grant_operator('silver.m_ev', 'eve');
+  SELECT medallion.grant_operator('gold.m_daily', 'eve')}, 1);
+step('mallory', 'ingest for the operator', q{SELECT medallion.ingest('bronze.m_ev',
+  '[{"id": 40, "v": "o", "t": "2024-01-02 00:00:00+00", "doc": {"k": 2}}, {"id": 41, "v": "p", "tag": "c"}]')}, 1);
+step('eve', 'run (as operator)', q{SELECT medallion.run('silver.m_ev')}, 1);
+step('eve', 'run gold (as operator)', q{SELECT medallion.run('gold.m_daily')}, 1);
+step('eve', 'replay_dlq (as operator)', q{SELECT medallion.replay_dlq('silver.m_ev')}, 1);
+step('mallory', 'revoke_operator', q{SELECT medallion.revoke_operator('silver.m_ev', 'eve');
+  SELECT medallion.revoke_operator('gold.m_daily', 'eve')}, 1);
+
 # cron: the job runs as the pipeline's owner, never as a superuser (if trigger() from cron is
 # made to only enqueue instead, this check changes with it)
 step('mallory', 'schedule (cron)', q{SELECT medallion.schedule('silver.m_ord', '* * * * *')}, 1);
@@ -398,7 +449,24 @@ for my $s (
 	[ 'capture', q{CREATE TEMP TABLE e_src (id int); SELECT medallion.capture('e_src')} ],
 	[ 'silver_check', q{SELECT medallion.silver_check('{"id": 1}', '{"columns": {"id": "int"}, "unique_key": ["id"]}', false)} ],
 	[ 'count_read', q{SELECT medallion.count_read()} ],
-	[ 'count_insert', q{SELECT medallion.count_insert(1)} ],)
+	[ 'count_insert', q{SELECT medallion.count_insert(1)} ],
+	[ 'create_gold', q{SELECT medallion.create_gold('e_daily', 'SELECT 1 AS one')} ],
+	[ 'alter_contract', q{SELECT medallion.alter_contract('silver.m_ev', '{"x": "text"}')} ],
+	[ 'backfill', q{SELECT medallion.backfill('silver.m_ev', NULL, NULL)} ],
+	[ 'backfill_plan', q{SELECT medallion.backfill_plan('silver.m_ev', NULL, NULL)} ],
+	[ 'rollback', q{SELECT medallion.rollback('silver.m_ev')} ],
+	[ 'run (gold)', q{SELECT medallion.run('gold.m_daily')} ],
+	[ 'checklist', q{SELECT medallion.checklist('silver.m_ev')} ],
+	[ 'lineage_graph', q{SELECT medallion.lineage_graph()} ],
+	[ 'dlq_correct', q{SELECT medallion.dlq_correct(1, '{}')} ],
+	[ 'dlq_discard', q{SELECT medallion.dlq_discard('silver.m_ev', NULL, 'eve')} ],
+	[ 'grant_operator', q{SELECT medallion.grant_operator('silver.m_ev', 'eve')} ],
+	[ 'drop_pipeline', q{SELECT medallion.drop_pipeline('silver.m_ev')} ],
+	[ 'create_http_source', qq{SELECT medallion.create_http_source('bronze.m_ev', '$base/items')} ],
+	[ 'create_export', qq{SELECT medallion.create_export('silver.m_ev', '$base/hook')} ],
+	[ 'add_webhook', qq{SELECT medallion.add_webhook('$base/hook')} ],
+	[ 'run (HTTP source)', q{SELECT medallion.run('source.m_api')} ],
+	[ 'alter_pipeline (export)', q{SELECT medallion.alter_pipeline('export.m_out', '{"batch_size": 1}')} ],)
 {
 	step('eve', $s->[0], $s->[1]);
 }
