@@ -478,6 +478,9 @@ extern void medallion_gold_refreshed_read(Pipeline *consumer, Pipeline *model, D
 										  GoldRefreshed *out);
 extern void medallion_gold_refreshed_consume(Pipeline *consumer, Pipeline *model, Datum target);
 
+/* gold/descriptions.c: alter_pipeline's option columns of a gold model */
+extern void medallion_gold_alter_columns(const Pipeline *p, JsonbValue *columns);
+
 /* gold/refresh.c: a run of a gold model; its cheap pending check */
 extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);

@@ -53,6 +53,7 @@ typedef struct GoldOptions
 	char	   *lookback;
 	Jsonb	   *partition_sources;	/* object: upstream -> column, or NULL */
 	char	   *description;
+	List	   *column_docs;	/* of GoldColumnDoc * (option columns) */
 	Contract	settings;
 } GoldOptions;
 
@@ -198,11 +199,13 @@ parse_options(Jsonb *options, GoldOptions *o)
 						 errmsg("option description must be a string")));
 			o->description = jb_text(&e);
 		}
+		else if (strcmp(key, "columns") == 0)
+			o->column_docs = gold_column_docs_parse(&e);
 		else if (strcmp(key, "settings") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized option \"%s\"", key),
-					 errhint("Valid options of create_gold are granularity, partition_sources, lookback, settings and description.")));
+					 errhint("Valid options of create_gold are granularity, partition_sources, lookback, settings, description and columns.")));
 	}
 }
 
@@ -670,6 +673,14 @@ medallion_create_gold(PG_FUNCTION_ARGS)
 
 	q = analyse_query(query, &o.settings, &query);
 	columns = column_list(q, partition_by, &part_type);
+	{
+		List	   *names = NIL;
+
+		foreach(lc, q->targetList)
+			if (!((TargetEntry *) lfirst(lc))->resjunk)
+				names = lappend(names, ((TargetEntry *) lfirst(lc))->resname);
+		gold_column_docs_check(o.column_docs, names, pipeline);
+	}
 	if (partition_by)
 		foreach(lc, q->targetList)
 			if (!((TargetEntry *) lfirst(lc))->resjunk &&
@@ -728,13 +739,15 @@ medallion_create_gold(PG_FUNCTION_ARGS)
 	if (SPI_execute(psprintf("CREATE TABLE %s (%s)%s; COMMENT ON TABLE %s IS %s",
 							 qrel, columns,
 							 partition_by ? psprintf(" PARTITION BY RANGE (%s)", quote_identifier(partition_by)) : "",
-							 qrel, quote_literal_cstr(psprintf("medallion gold model %s", pipeline))),
+							 qrel, quote_literal_cstr(o.description ? o.description :
+													  psprintf("medallion gold model %s", pipeline))),
 					false, 0) < 0)
 		elog(ERROR, "could not create %s", qrel);
 	SPI_finish();
 	medallion_own_ddl_end();
 	CommandCounterIncrement();
 	relid = get_relname_relid(name, nsp);
+	gold_column_docs_apply(relid, o.column_docs);
 
 	/* the pipeline, its definition and its edges */
 	medallion_catalog_add_pipeline(pipeline, "gold", name, GetUserId(), NULL, (Datum) 0, true,

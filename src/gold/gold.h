@@ -49,6 +49,17 @@ typedef struct GoldModel
 extern void gold_parse_settings(Jsonb *options, Contract *settings);
 extern Var *gold_partition_source(Query *q, TargetEntry *part, bool *exact);
 
+/* descriptions.c: option columns, the output columns' descriptions */
+typedef struct GoldColumnDoc
+{
+	char	   *column;
+	char	   *description;	/* NULL: no comment */
+} GoldColumnDoc;
+
+extern List *gold_column_docs_parse(JsonbValue *v);
+extern void gold_column_docs_check(List *docs, List *names, const char *pipeline);
+extern void gold_column_docs_apply(Oid relid, List *docs);
+
 /* pushdown.c */
 extern char *gold_query_for_partitions(GoldModel *m, List *starts);
 

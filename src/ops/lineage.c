@@ -8,7 +8,8 @@
  * generated (n1, n2...), and the names only ever appear as labels, escaped
  * for the format: a pipeline name may hold any character, and neither a
  * quote nor a format's own markup in it may change the diagram.  Edges
- * carry the counts of the downstream pipeline's last run.
+ * carry the counts of the downstream pipeline's last run; a pipeline's
+ * description is a second line of its node's label (escaped as names are).
  *
  *-------------------------------------------------------------------------
  */
@@ -118,9 +119,9 @@ medallion_lineage_graph(PG_FUNCTION_ARGS)
 							   "n AS (SELECT v.name, pg_catalog.row_number() OVER (ORDER BY v.name) AS i FROM v) "
 							   "SELECT * FROM ("
 							   "  SELECT 0 AS part, n.i AS a, NULL::pg_catalog.int8 AS b, NULL::pg_catalog.text AS kind, "
-							   "    NULL::pg_catalog.text, NULL::pg_catalog.int8, NULL::pg_catalog.int8, "
+							   "    pd.description, NULL::pg_catalog.int8, NULL::pg_catalog.int8, "
 							   "    NULL::pg_catalog.int8, NULL::pg_catalog.int8, NULL::pg_catalog.int8, n.name "
-							   "  FROM n "
+							   "  FROM n LEFT JOIN medallion.pipelines pd ON pd.name OPERATOR(pg_catalog.=) n.name "
 							   "  UNION ALL "
 							   "  SELECT 1, u.i, d.i, e.kind, e.last_run_status, e.rows_read, e.rows_inserted, "
 							   "    e.rows_updated, e.rows_dlq, e.rows_quarantined, NULL "
@@ -143,9 +144,16 @@ medallion_lineage_graph(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		if (strcmp(SPI_getvalue(tuple, desc, 1), "0") == 0)
 		{
-			/* a node: n<i> and its label */
+			char	   *description = SPI_getvalue(tuple, desc, 5);
+
+			/* a node: n<i> and its label, the pipeline's description under its name */
 			appendStringInfo(&out, format == GRAPH_DOT ? "    n%s [label=<" : "    n%s[\"", a);
 			append_label(&out, SPI_getvalue(tuple, desc, 11), format);
+			if (description && description[0])
+			{
+				appendStringInfoString(&out, format == GRAPH_DOT ? "<BR/>" : "<br/>");
+				append_label(&out, description, format);
+			}
 			appendStringInfoString(&out, format == GRAPH_DOT ? ">];\n" : "\"]\n");
 		}
 		else

@@ -462,6 +462,7 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	StringInfoData check;
 	JsonbValue *max_rows;
 	JsonbValue *v_desc;
+	JsonbValue *gold_columns;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -485,6 +486,14 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 				 errmsg("option max_rows_per_run applies to silver pipelines only"),
 				 errdetail("Pipeline \"%s\" is of layer \"%s\".", name, p.layer),
 				 errhint("Bound the run with option time_budget instead.")));
+	/* a gold model's output column descriptions: its column comments */
+	gold_columns = getKeyJsonValueFromContainer(&opts->root, "columns", strlen("columns"), NULL);
+	if (gold_columns && strcmp(p.layer, "gold") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option columns applies to gold models only"),
+				 errdetail("Pipeline \"%s\" is of layer \"%s\".", name, p.layer),
+				 errhint("A silver pipeline's column descriptions are its contract's: medallion.alter_contract(pipeline, '{\"column\": {\"description\": \"...\"}}').")));
 	it = JsonbIteratorInit(&opts->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
@@ -496,11 +505,11 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		key = pnstrdup(v.val.string.val, v.val.string.len);
 		for (o = medallion_options; o->name; o++)
 			ok |= (strcmp(key, o->name) == 0);
-		if (!ok && strcmp(key, "max_rows_per_run") != 0)
+		if (!ok && strcmp(key, "max_rows_per_run") != 0 && strcmp(key, "columns") != 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized pipeline option \"%s\"", key),
-					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, max_rows_per_run (silver), steward and description.")));
+					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, max_rows_per_run (silver), columns (gold), steward and description.")));
 		if (strcmp(key, "max_bad_ratio") == 0 || strcmp(key, "drift_min_rows") == 0)
 		{
 			tok = JsonbIteratorNext(&it, &v, true);
@@ -532,6 +541,8 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 					  "WHERE name OPERATOR(pg_catalog.=) $1", 2, args);
 	if ((v_desc = getKeyJsonValueFromContainer(&opts->root, "description", strlen("description"), NULL)) != NULL)
 		comment_table(&p, v_desc);
+	if (gold_columns)
+		medallion_gold_alter_columns(&p, gold_columns);
 	if (max_rows)
 		alter_max_rows(name, max_rows);
 	PG_RETURN_VOID();

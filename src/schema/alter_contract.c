@@ -9,7 +9,8 @@
  * parser; expressions, conditions and expectations planned as the owner),
  * checked against the pipeline's compatibility mode (compatibility.c), and
  * applied in the caller's transaction: ALTER TABLE on silver.<name> (ADD
- * COLUMN, ALTER TYPE, DROP COLUMN, DROP NOT NULL), then the new version in
+ * COLUMN, ALTER TYPE, DROP COLUMN, DROP NOT NULL, and COMMENT ON COLUMN
+ * for the columns' descriptions), then the new version in
  * medallion.contract_versions and medallion.pipelines.definition.  Rows
  * already in silver are not rewritten.
  *
@@ -501,6 +502,32 @@ table_ddl(Contract *old, Contract *new, const char *pipeline, const char *relati
 }
 
 /*
+ * The COMMENT ON COLUMN statements that bring the column comments of old's
+ * table to new's descriptions: a column added or whose description was
+ * added, changed or removed (NULL removes the comment).  A dropped column
+ * takes its comment with it.
+ */
+static List *
+comment_ddl(Contract *old, Contract *new, const char *qtable)
+{
+	ListCell   *lc;
+	List	   *out = NIL;
+
+	foreach(lc, new->columns)
+	{
+		ColumnSpec *n = lfirst(lc);
+		ColumnSpec *o = medallion_contract_column(old, n->name);
+		const char *before = (o && silver_is_stored(o)) ? o->description : NULL;
+
+		if (!silver_is_stored(n) || !str_differs(before, n->description))
+			continue;
+		out = lappend(out, psprintf("COMMENT ON COLUMN %s.%s IS %s", qtable, silver_qcol(n->name),
+									n->description ? quote_literal_cstr(n->description) : "NULL"));
+	}
+	return out;
+}
+
+/*
  * Runs the statements as the table's owner (the pipeline's), with
  * search_path pinned, marked as medallion's own DDL.
  */
@@ -681,7 +708,8 @@ medallion_contract_alter(const Pipeline *p, Jsonb *columns, Jsonb *options, bool
 				 errhint("Pass force => true to make the change anyway (it is recorded as breaking), or set option compatibility first.")));
 
 	/* the table, then everything that must plan over it */
-	table_apply(table_ddl(oldc, newc, p->name, relation, qtable, &tc), p->owner);
+	table_apply(list_concat(table_ddl(oldc, newc, p->name, relation, qtable, &tc),
+							comment_ddl(oldc, newc, qtable)), p->owner);
 	dot = strchr(p->source, '.');
 	silver_plan_contract(newc, quote_qualified_identifier(pnstrdup(p->source, dot - p->source), dot + 1),
 						 qtable, newc->delete_when ? silver_tombstone_table(p->relname) : NULL,

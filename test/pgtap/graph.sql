@@ -207,7 +207,7 @@ SELECT ok(NOT has_function_privilege('public', 'medallion.dependencies_acyclic()
 -- Only this file's pipelines exist in this transaction: the whole diagram is known.
 SELECT is(medallion.lineage_graph(),
 $$flowchart LR
-    n1["bronze.g_accounts"]
+    n1["bronze.g_accounts<br/>changes of public.g_accounts"]
     n2["bronze.g_customers"]
     n3["bronze.g_orders"]
     n4["bronze.g_other"]
@@ -215,7 +215,7 @@ $$flowchart LR
     n6["silver.g_aorders"]
     n7["silver.g_lines"]
     n8["silver.g_other"]
-    n9["silver.g_zcustomers"]
+    n9["silver.g_zcustomers<br/>customers#44; one row each"]
     n5 -->|"capture"| n1
     n3 -->|"succeeded: read 1, inserted 0, updated 0, dlq 1"| n6
     n9 -.->|"references"| n6
@@ -223,13 +223,13 @@ $$flowchart LR
     n6 -.->|"references"| n7
     n4 -->|"succeeded: read 0, inserted 0, updated 0, dlq 0"| n8
     n2 -->|"succeeded: read 0, inserted 0, updated 0, dlq 0"| n9
-$$, 'lineage_graph() is a Mermaid flowchart: a node per pipeline and captured table, last-run counts on edges');
+$$, 'lineage_graph() is a Mermaid flowchart: a node per pipeline and captured table (its description under its name), last-run counts on edges');
 
 SELECT is(medallion.lineage_graph('dot'),
 $$digraph medallion {
     rankdir=LR;
     node [shape=box];
-    n1 [label=<bronze.g_accounts>];
+    n1 [label=<bronze.g_accounts<BR/>changes of public.g_accounts>];
     n2 [label=<bronze.g_customers>];
     n3 [label=<bronze.g_orders>];
     n4 [label=<bronze.g_other>];
@@ -237,7 +237,7 @@ $$digraph medallion {
     n6 [label=<silver.g_aorders>];
     n7 [label=<silver.g_lines>];
     n8 [label=<silver.g_other>];
-    n9 [label=<silver.g_zcustomers>];
+    n9 [label=<silver.g_zcustomers<BR/>customers&#44; one row each>];
     n5 -> n1 [label="capture"];
     n3 -> n6 [label="succeeded: read 1, inserted 0, updated 0, dlq 1"];
     n9 -> n6 [label="references", style=dashed];

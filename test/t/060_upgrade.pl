@@ -204,12 +204,17 @@ $node->safe_psql('old', q{
 	GRANT CREATE ON SCHEMA gold TO alice;
 	SET ROLE alice;
 	SELECT medallion.create_gold('order_total',
-		'SELECT count(*) AS orders, sum(amount) AS amount FROM silver.orders');
+		'SELECT count(*) AS orders, sum(amount) AS amount FROM silver.orders', NULL,
+		'{"description": "all orders", "columns": {"orders": {"description": "how many orders"}}}');
 	SELECT medallion.run('gold.order_total');
 });
 is($node->safe_psql('old', q{SELECT orders || '=' || amount FROM gold.order_total}),
 	$node->safe_psql('old', q{SELECT count(*) || '=' || sum(amount) FROM silver.orders}),
 	'a gold model over a 0.1.0 silver pipeline runs after the update');
+is($node->safe_psql('old', q{SELECT description || ' ' || column_descriptions::text FROM medallion.lineage
+		WHERE pipeline = 'gold.order_total'}),
+	'all orders {"orders": "how many orders"}',
+	'its descriptions are its table\'s comments, shown by the updated lineage view');
 
 # A scheduled run, in a worker, on the updated catalog.
 $node->safe_psql('old', q{
@@ -228,8 +233,11 @@ is($node->safe_psql('old',
 		  WHERE v.pipeline = 'silver.orders'}),
 	'1:true:1', 'a contract made under 0.1.0 is version 1 after the update');
 is($node->safe_psql('old', q{SET ROLE alice;
-		SELECT medallion.alter_contract('silver.orders', '{"note": "text"}')}),
+		SELECT medallion.alter_contract('silver.orders', '{"note": {"type": "text", "description": "the buyer''s note"}}')}),
 	'2', 'alter_contract makes version 2 of a 0.1.0 pipeline');
+is($node->safe_psql('old', q{SELECT col_description('silver.orders'::regclass,
+		(SELECT attnum FROM pg_attribute WHERE attrelid = 'silver.orders'::regclass AND attname = 'note'))}),
+	"the buyer's note", "with the new column's description as its comment");
 $node->safe_psql('old', q{
 	SET ROLE alice;
 	SELECT medallion.ingest('bronze.orders', '{"id": 5, "amount": 50, "card": "4555", "note": "n5"}', 'b4');
