@@ -102,7 +102,7 @@ medallion_watermark_load(const Pipeline *p, Watermark *wm)
 	Datum		values[6];
 	bool		nulls[6];
 	bool		found;
-	bool		has_until = watermarks_have_until();
+	bool		has_until;
 
 	if (p->prefetch)
 	{
@@ -110,6 +110,7 @@ medallion_watermark_load(const Pipeline *p, Watermark *wm)
 							   p->prefetch->watermark_null, wm);
 		return;
 	}
+	has_until = watermarks_have_until();
 	values[0] = CStringGetTextDatum(p->name);
 	medallion_catalog_enter(&gw);
 	found = medallion_gateway_exec_saved(has_until ?
