@@ -4,7 +4,7 @@
 -- after a rule was fixed (rows that pass merged newest-wins and settled with who and when,
 -- the others kept; idempotent).  The owner and its operators only.
 BEGIN;
-SELECT plan(42);
+SELECT plan(46);
 
 CREATE ROLE medallion_tap_rp_owner NOLOGIN;
 CREATE ROLE medallion_tap_rp_oncall NOLOGIN;
@@ -167,6 +167,20 @@ SELECT is(medallion.replay_quarantine('silver.rp'), 0::bigint, 'a row a drop rul
 RESET ROLE;
 SELECT results_eq($$SELECT rule, reprocessed FROM held WHERE key = '7'$$, $$VALUES ('no_sevens', false)$$,
                   'it stays quarantined, under the rule that refuses it now');
+
+-- the rules pass it now, but the contract no longer does: still quarantined, nothing in the DLQ
+SET ROLE medallion_tap_rp_owner;
+SELECT FROM medallion.expect('silver.rp', 'no_sevens', 'id <> 7', 'warn');
+SELECT lives_ok($$SELECT medallion.alter_contract('silver.rp',
+                    '{"n": {"type": "int", "accepted": [1, 2, 3, 4, 6, 11, 50]}}', NULL, true)$$,
+                'the contract is narrowed (forced)');
+SELECT is(medallion.replay_quarantine('silver.rp'), 0::bigint, 'a row the contract refuses does not load');
+RESET ROLE;
+SELECT results_eq($$SELECT reprocessed, error_message LIKE '%accepted%' OR error_message LIKE '%700%'
+                    FROM held WHERE key = '7'$$, $$VALUES (false, true)$$,
+                  'it stays quarantined, with the contract''s reason');
+SELECT is((SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.rp'), 0::bigint,
+          'and nothing of it goes to the DLQ');
 
 -- an operator may replay the quarantine; a bronze pipeline has none
 SET ROLE medallion_tap_rp_owner;
