@@ -394,9 +394,10 @@ typedef struct MedallionReplay
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
 								 const MedallionReplay *replay, RunCounts *counts);
 
-/* ops/run.c: a replay, as replay_dlq() and replay_quarantine() make it */
+/* ops/run.c: a replay, as replay_dlq() and replay_quarantine() make it, and their ids */
 extern int64 medallion_run_replay(const char *pipeline, const MedallionReplay *replay,
 								  RunCounts *out);
+extern ArrayType *medallion_replay_ids_arg(FunctionCallInfo fcinfo, int argno);
 
 /* bronze/dlq_replay.c: a bronze pipeline's dead letters parsed again and landed */
 extern int64 medallion_bronze_replay_dlq(const Pipeline *p, ArrayType *ids);

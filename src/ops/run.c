@@ -686,6 +686,25 @@ medallion_resume(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The ids argument of a replay function: NULL is every pending row (an
+ * empty array).
+ */
+ArrayType *
+medallion_replay_ids_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *ids;
+
+	if (PG_ARGISNULL(argno))
+		return construct_empty_array(INT8OID);
+	ids = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(ids) > 1 || array_contains_nulls(ids))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ids must be a one-dimensional array without NULLs")));
+	return ids;
+}
+
+/*
  * A replay of a silver pipeline's dead letters or quarantined rows, through
  * the same path as a run (its lock, its record, its owner); returns the run
  * id, *out the counts (replayed: the rows now loaded).
@@ -714,16 +733,7 @@ medallion_replay_dlq(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("pipeline must not be NULL")));
-	if (PG_ARGISNULL(1))
-		replay.ids = construct_empty_array(INT8OID);
-	else
-	{
-		replay.ids = PG_GETARG_ARRAYTYPE_P(1);
-		if (ARR_NDIM(replay.ids) > 1 || array_contains_nulls(replay.ids))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("ids must be a one-dimensional array without NULLs")));
-	}
+	replay.ids = medallion_replay_ids_arg(fcinfo, 1);
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	if (medallion_pipeline_lookup(name, &p, false, false, NULL) && strcmp(p.layer, "bronze") == 0)
 		PG_RETURN_INT64(medallion_bronze_replay_dlq(&p, replay.ids));

@@ -272,16 +272,7 @@ medallion_replay_quarantine(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("pipeline must not be NULL")));
 	replay.quarantine = true;
-	if (PG_ARGISNULL(1))
-		replay.ids = construct_empty_array(INT8OID);
-	else
-	{
-		replay.ids = PG_GETARG_ARRAYTYPE_P(1);
-		if (ARR_NDIM(replay.ids) > 1 || array_contains_nulls(replay.ids))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("ids must be a one-dimensional array without NULLs")));
-	}
+	replay.ids = medallion_replay_ids_arg(fcinfo, 1);
 	(void) medallion_run_replay(text_to_cstring(PG_GETARG_TEXT_PP(0)), &replay, &counts);
 	PG_RETURN_INT64(counts.replayed);
 }

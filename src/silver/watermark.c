@@ -157,6 +157,10 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 	values[6] = Int64GetDatum(wm->rebase_until);
 	nulls[6] = wm->has_until ? ' ' : 'n';
 
+	/*
+	 * A 0.1.0 catalog has no rebase_until (nor ever a rebase to record):
+	 * two whole statements, each checked as written by tools/check-qualified.
+	 */
 	if (watermarks_have_until())
 	{
 		(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w "
