@@ -2163,6 +2163,77 @@ COMMENT ON FUNCTION medallion.checklist(text) IS
 
 
 ------------------------------------------------------------------------------
+-- Replays and the bounded rebase (issue 13, branch replays)
+------------------------------------------------------------------------------
+
+-- The first silver run after a restore into another cluster re-reads the
+-- whole source (the old cluster's xids mean nothing here), by _seq and at
+-- most max_rows_per_run rows per run: while it is in progress its watermark
+-- keeps the rebase's target snapshot, its cursor (resume_seq) and its end,
+-- the last _seq there was when it began (src/silver/silver_run.c).
+ALTER TABLE medallion.watermarks ADD COLUMN rebase_until bigint;
+COMMENT ON COLUMN medallion.watermarks.rebase_until IS
+'a rebase after a restore is in progress: the source rows up to this _seq are being re-read, resume_seq is how far it went';
+
+-- A dead letter's fate at a glance, and what replayed it: a bronze record
+-- lands under a batch of its own (replay_batch_id), a silver one in a run
+-- (replay_run_id); replayed_by is who asked.
+ALTER TABLE medallion.dlq
+    ADD COLUMN replay_batch_id text,
+    ADD COLUMN replay_run_id   bigint,
+    ADD COLUMN replayed_by     text,
+    ADD COLUMN status          text GENERATED ALWAYS AS (
+        CASE WHEN discarded_at IS NOT NULL THEN 'discarded'
+             WHEN reprocessed THEN 'replayed'
+             ELSE 'pending' END) STORED;
+COMMENT ON COLUMN medallion.dlq.status IS
+'pending, replayed (reprocessed by a replay or a run) or discarded (dlq_discard)';
+COMMENT ON COLUMN medallion.dlq.replay_batch_id IS
+'a bronze dead letter that replay_dlq() landed: the batch it landed in';
+
+-- A quarantined row settled by replay_quarantine(): who, and which run
+-- (reprocessed_at says when).
+ALTER TABLE medallion.quarantine
+    ADD COLUMN replay_run_id bigint,
+    ADD COLUMN replayed_by   text;
+
+-- replay_dlq() replays a bronze pipeline's unparseable records too.
+COMMENT ON FUNCTION medallion.replay_dlq(text, bigint[]) IS
+'re-attempts a pipeline''s pending dead letters (all, or the given ids) from their (possibly corrected) payloads: a silver pipeline''s through a run, a bronze pipeline''s parsed again and landed under a new batch; returns the rows now loaded';
+
+-- After a rule was fixed (alter_contract, expect): quarantined rows
+-- re-evaluated under the current contract.  A run of kind 'replay' (the
+-- pipeline's lock: a concurrent run waits for it); the owner and its
+-- operators only, checked by the function, so PUBLIC keeps EXECUTE.
+CREATE FUNCTION medallion.replay_quarantine(pipeline text, ids bigint[] DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'medallion_replay_quarantine'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION medallion.replay_quarantine(text, bigint[]) IS
+'re-evaluates a silver pipeline''s quarantined rows (all, or the given ids) under its current contract and expectations: those that pass are merged (newest wins) and settled, the others stay; returns the rows now loaded';
+
+-- Freshness does not say "fresh" while a rebase is in progress: its status
+-- is 'rebasing' (or 'breached', by the lag of the rows not re-read yet).
+-- Same columns.
+CREATE OR REPLACE VIEW medallion.freshness AS
+SELECT f.pipeline, f.last_success_at, f.lag, f.sla,
+       CASE WHEN f.lag OPERATOR(pg_catalog.>) f.sla THEN 'breached'
+            WHEN f.rebasing THEN 'rebasing'
+            WHEN f.sla IS NULL THEN 'no_sla'
+            ELSE 'fresh' END AS status
+FROM (SELECT p.name AS pipeline,
+             p.last_success_at,
+             medallion.pipeline_lag(p.name) AS lag,
+             (p.options OPERATOR(pg_catalog.->>) 'freshness_sla')::pg_catalog.interval AS sla,
+             EXISTS (SELECT 1 FROM medallion.watermarks w
+                     WHERE w.pipeline OPERATOR(pg_catalog.=) p.name
+                       AND w.rebase_until IS NOT NULL) AS rebasing
+      FROM medallion.pipelines p
+      WHERE p.layer OPERATOR(pg_catalog.=) ANY (ARRAY['silver', 'gold']::pg_catalog.text[])
+      OFFSET 0) f;
+
+
+------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last
 ------------------------------------------------------------------------------
 

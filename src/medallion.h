@@ -319,9 +319,12 @@ typedef struct RunCounts
 typedef struct RunPrefetch
 {
 	bool		has_watermark;
-	/* system_identifier, done_snapshot, target_snapshot, resume_xid, resume_seq */
-	Datum		watermark[5];
-	bool		watermark_null[5];
+	/*
+	 * system_identifier, done_snapshot, target_snapshot, resume_xid,
+	 * resume_seq, rebase_until
+	 */
+	Datum		watermark[6];
+	bool		watermark_null[6];
 	List	   *expectations;	/* of char *[3]: name, check_sql, on_fail, by name */
 } RunPrefetch;
 
@@ -379,9 +382,27 @@ extern void medallion_progress_phase(const char *phase, int64 rows_total);
 extern void medallion_progress_rows(int64 rows_done);
 extern void medallion_progress_end(void);
 
-/* silver/silver_run.c */
+/*
+ * What a replay re-attempts: a silver pipeline's dead letters, or its
+ * quarantined rows (ids: those, or all when empty).
+ */
+typedef struct MedallionReplay
+{
+	ArrayType  *ids;
+	bool		quarantine;
+} MedallionReplay;
+
+/* silver/silver_run.c (replay: NULL for a run) */
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
-								 ArrayType *replay_ids, RunCounts *counts);
+								 const MedallionReplay *replay, RunCounts *counts);
+
+/* ops/run.c: a replay, as replay_dlq() and replay_quarantine() make it, and their ids */
+extern int64 medallion_run_replay(const char *pipeline, const MedallionReplay *replay,
+								  RunCounts *out);
+extern ArrayType *medallion_replay_ids_arg(FunctionCallInfo fcinfo, int argno);
+
+/* bronze/dlq_replay.c: a bronze pipeline's dead letters parsed again and landed */
+extern int64 medallion_bronze_replay_dlq(const Pipeline *p, ArrayType *ids);
 
 /* bgw/: the background processes (their shared state in bgw/bgw.h) */
 #define MEDALLION_MAX_DATABASES 64	/* databases with a scheduler, in a cluster */
@@ -432,6 +453,8 @@ typedef struct Watermark
 	Datum		resume_xid;		/* xid8 */
 	int64		resume_seq;
 	bool		rebase;			/* stored by another cluster: xids are foreign */
+	bool		has_until;		/* a bounded rebase in progress (silver_run.c): */
+	int64		rebase_until;	/* the rows up to this _seq are re-read */
 } Watermark;
 
 extern void medallion_watermark_load(const Pipeline *p, Watermark *wm);

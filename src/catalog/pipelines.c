@@ -176,13 +176,14 @@ medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, bool nowait,
 	"  w.system_identifier, w.done_snapshot, w.target_snapshot, w.resume_xid, w.resume_seq, " \
 	"  (SELECT pg_catalog.array_agg(ARRAY[e.name, e.check_sql, e.on_fail] ORDER BY e.name) " \
 	"   FROM medallion.expectations e WHERE e.pipeline OPERATOR(pg_catalog.=) p.name), " \
-	"  p.row_xmin " \
+	"  p.row_xmin, w.rebase_until " \
 	"FROM p LEFT JOIN medallion.watermarks w ON w.pipeline OPERATOR(pg_catalog.=) p.name"
 
 #define RUN_LOOKUP_RUN_ID 10
 #define RUN_LOOKUP_WATERMARK 11
 #define RUN_LOOKUP_EXPECTATIONS 16
 #define RUN_LOOKUP_XMIN 17
+#define RUN_LOOKUP_REBASE_UNTIL 18
 
 /*
  * Copies the watermark and expectations the run's lookup read into a new
@@ -206,6 +207,9 @@ run_prefetch_copy(MemoryContext callercxt)
 		pf->watermark_null[i] = isnull;
 		pf->watermark[i] = isnull ? (Datum) 0 : datumCopy(d, att->attbyval, att->attlen);
 	}
+	d = SPI_getbinval(tup, desc, RUN_LOOKUP_REBASE_UNTIL, &isnull);
+	pf->watermark_null[5] = isnull;
+	pf->watermark[5] = d;		/* int8: by value */
 	/* the system identifier is NOT NULL: a NULL means no watermark row */
 	pf->has_watermark = !pf->watermark_null[0];
 

@@ -45,8 +45,8 @@ medallion_check_freshness(void)
 		if (strcmp(status, "breached") == 0)
 			breached = lappend(breached, list_make2(pstrdup(name),
 													pstrdup(SPI_getvalue(tup, SPI_tuptable->tupdesc, 3))));
-		else
-			fresh = lappend(fresh, pstrdup(name));
+		else if (strcmp(status, "fresh") == 0)
+			fresh = lappend(fresh, pstrdup(name));	/* not while a rebase is in progress */
 		MemoryContextSwitchTo(old);
 	}
 	medallion_gateway_leave(&gw);

@@ -161,7 +161,7 @@ typedef struct RunAttempt
 	Pipeline   *p;
 	int64		run_id;
 	const char *kind;
-	ArrayType  *replay_ids;
+	const MedallionReplay *replay;
 	RunCounts  *counts;
 	RunBudget  *budget;
 } RunAttempt;
@@ -170,7 +170,8 @@ typedef struct RunAttempt
  * The work of a run, by the pipeline's layer.
  */
 static void
-run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, RunCounts *counts)
+run_layer(Pipeline *p, int64 run_id, const char *kind, const MedallionReplay *replay,
+		  RunCounts *counts)
 {
 	if (strcmp(p->layer, "gold") == 0)
 	{
@@ -188,7 +189,7 @@ run_layer(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids, Ru
 		medallion_export_run(p, run_id, counts);
 	}
 	else
-		medallion_silver_run(p, run_id, kind, replay_ids, counts);
+		medallion_silver_run(p, run_id, kind, replay, counts);
 	medallion_progress_phase("record", -1);
 }
 
@@ -197,7 +198,7 @@ attempt_run(void *arg)
 {
 	RunAttempt *a = arg;
 
-	run_layer(a->p, a->run_id, a->kind, a->replay_ids, a->counts);
+	run_layer(a->p, a->run_id, a->kind, a->replay, a->counts);
 	budget_disarm(a->budget);
 }
 
@@ -307,7 +308,7 @@ refuse_tableless(Pipeline *p, const char *kind, bool strict, int64 recorded_run_
  */
 static int64
 run_pipeline(const char *name, bool strict, bool wait, const char *kind,
-			 ArrayType *replay_ids, RunCounts *out, int64 scheduled_run_id,
+			 const MedallionReplay *replay, RunCounts *out, int64 scheduled_run_id,
 			 bool *over_budget_out)
 {
 	Pipeline	p = {0};
@@ -354,7 +355,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				 errmsg("cannot run pipeline \"%s\"", name),
 				 errdetail("Only silver and gold pipelines, HTTP sources and exports are run; pipeline \"%s\" of layer \"%s\" lands data through ingest functions.",
 						   name, p.layer)));
-	if (replay_ids != NULL && strcmp(p.layer, "silver") != 0)
+	if (replay != NULL && strcmp(p.layer, "silver") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("pipeline \"%s\" has no dead-letter queue to replay", name),
@@ -375,7 +376,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	{
 		PG_TRY();
 		{
-			run_layer(&p, run_id, kind, replay_ids, &counts);
+			run_layer(&p, run_id, kind, replay, &counts);
 		}
 		PG_CATCH();
 		{
@@ -404,7 +405,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 	}
 
 	{
-		RunAttempt	attempt = {&p, run_id, kind, replay_ids, &counts, &budget};
+		RunAttempt	attempt = {&p, run_id, kind, replay, &counts, &budget};
 
 		edata = medallion_try(attempt_run, &attempt, true);
 	}
@@ -685,32 +686,58 @@ medallion_resume(PG_FUNCTION_ARGS)
 }
 
 /*
+ * The ids argument of a replay function: NULL is every pending row (an
+ * empty array).
+ */
+ArrayType *
+medallion_replay_ids_arg(FunctionCallInfo fcinfo, int argno)
+{
+	ArrayType  *ids;
+
+	if (PG_ARGISNULL(argno))
+		return construct_empty_array(INT8OID);
+	ids = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(ids) > 1 || array_contains_nulls(ids))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("ids must be a one-dimensional array without NULLs")));
+	return ids;
+}
+
+/*
+ * A replay of a silver pipeline's dead letters or quarantined rows, through
+ * the same path as a run (its lock, its record, its owner); returns the run
+ * id, *out the counts (replayed: the rows now loaded).
+ */
+int64
+medallion_run_replay(const char *pipeline, const MedallionReplay *replay, RunCounts *out)
+{
+	return run_pipeline(pipeline, true, true, "replay", replay, out, 0, NULL);
+}
+
+/*
  * medallion.replay_dlq(pipeline, ids) → rows now loaded.  Re-attempts the
- * pipeline's unprocessed DLQ rows (all, or those ids) through the same path
- * as a run, from their (possibly corrected) payloads.
+ * pipeline's unprocessed DLQ rows (all, or those ids) from their (possibly
+ * corrected) payloads: a silver pipeline's through the same path as a run,
+ * a bronze pipeline's parsed again and landed (bronze/dlq_replay.c).
  */
 Datum
 medallion_replay_dlq(PG_FUNCTION_ARGS)
 {
 	RunCounts	counts = {0};
-	ArrayType  *ids;
+	MedallionReplay replay = {0};
+	Pipeline	p = {0};
+	char	   *name;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("pipeline must not be NULL")));
-	if (PG_ARGISNULL(1))
-		ids = construct_empty_array(INT8OID);
-	else
-	{
-		ids = PG_GETARG_ARRAYTYPE_P(1);
-		if (ARR_NDIM(ids) > 1 || array_contains_nulls(ids))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("ids must be a one-dimensional array without NULLs")));
-	}
-	(void) run_pipeline(text_to_cstring(PG_GETARG_TEXT_PP(0)), true, true, "replay",
-						ids, &counts, 0, NULL);
+	replay.ids = medallion_replay_ids_arg(fcinfo, 1);
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (medallion_pipeline_lookup(name, &p, false, false, NULL) && strcmp(p.layer, "bronze") == 0)
+		PG_RETURN_INT64(medallion_bronze_replay_dlq(&p, replay.ids));
+	(void) medallion_run_replay(name, &replay, &counts);
 	PG_RETURN_INT64(counts.replayed);
 }
 

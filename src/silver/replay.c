@@ -1,7 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * replay.c
- *	  Replaying DLQ rows through a silver run.
+ *	  Replaying a silver pipeline's dead letters, or its quarantined rows,
+ *	  through a silver run.
+ *
+ * A replay is a run (run.c: the pipeline's lock, a runs row of kind
+ * 'replay', the owner's rights) whose rows are the payloads of the DLQ or
+ * quarantine rows instead of a window of bronze, with their bronze _seq: the
+ * MERGE's newest-wins keeps a newer version of the key.  Rows that pass are
+ * settled (who, when); the others stay pending with their new error.  The
+ * rows are locked while the replay runs, so two replays load a row once.
+ *
+ * Quarantined rows are re-evaluated under the current contract and
+ * expectations, after a rule was fixed: one that fails again, whatever the
+ * reason, stays in quarantine (nothing goes to the DLQ from there).
  *
  *-------------------------------------------------------------------------
  */
@@ -27,7 +39,10 @@
 #include "utils/xid8.h"
 
 #include "medallion.h"
+#include "ops/ops.h"
 #include "silver/silver.h"
+
+PG_FUNCTION_INFO_V1(medallion_replay_quarantine);
 
 /* A DLQ row being replayed. */
 typedef struct ReplayRow
@@ -36,13 +51,25 @@ typedef struct ReplayRow
 	int64		seq;
 } ReplayRow;
 
+/* Whether a catalog table has a column (a 0.1.0 catalog lacks the new ones). */
+static bool
+catalog_has_column(const char *table, const char *column)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(table, nsp) : InvalidOid;
+
+	return OidIsValid(relid) && get_attnum(relid, column) != InvalidAttrNumber;
+}
+
 /*
- * Loads the DLQ rows a replay re-attempts (as the catalog owner) into the
- * replay parameters; a payload that is no longer JSON is a bad row at once.
+ * Loads the DLQ (or quarantine) rows a replay re-attempts (as the catalog
+ * owner) into the replay parameters; a payload that is no longer JSON is a
+ * bad row at once.
  */
 List *
-silver_load_replay_rows(SilverRun *r, ArrayType *ids)
+silver_load_replay_rows(SilverRun *r, const MedallionReplay *replay)
 {
+	ArrayType  *ids = replay->ids;
 	MedallionGateway gw;
 	Oid			types[2] = {TEXTOID, INT8ARRAYOID};
 	Datum		values[2];
@@ -58,12 +85,18 @@ silver_load_replay_rows(SilverRun *r, ArrayType *ids)
 	nulls[1] = ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) == 0 ? 'n' : ' ';
 
 	medallion_catalog_enter(&gw);
-	if (SPI_execute_with_args("SELECT id, original_payload, source_seq, batch_id FROM medallion.dlq "
+	if (SPI_execute_with_args(replay->quarantine ?
+							  "SELECT id, original_payload, source_seq, NULL::pg_catalog.text "
+							  "FROM medallion.quarantine "
+							  "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND NOT reprocessed "
+							  "AND ($2 IS NULL OR id OPERATOR(pg_catalog.=) ANY ($2)) "
+							  "AND source_seq IS NOT NULL ORDER BY id FOR UPDATE" :
+							  "SELECT id, original_payload, source_seq, batch_id FROM medallion.dlq "
 							  "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND NOT reprocessed "
 							  "AND ($2 IS NULL OR id OPERATOR(pg_catalog.=) ANY ($2)) "
 							  "AND source_seq IS NOT NULL ORDER BY id FOR UPDATE",
 							  2, types, values, nulls, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read medallion.dlq");
+		elog(ERROR, "could not read the rows to replay");
 	for (i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -117,19 +150,60 @@ silver_load_replay_rows(SilverRun *r, ArrayType *ids)
 }
 
 /*
- * After a replay: the rows that passed are marked reprocessed; the bad ones
- * learn their DLQ row.  Returns how many passed.
+ * A quarantine replay's rows that failed again stay quarantined, with
+ * their new reason (the rule, for an expectation); none goes to the DLQ.
+ */
+static void
+keep_quarantined(SilverRun *r, List *failed)
+{
+	ArrayBuildState *ids = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	ArrayBuildState *msgs = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	ArrayBuildState *rules = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+	Oid			types[4] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID, INT8OID};
+	Datum		values[4];
+	ListCell   *lc;
+
+	if (failed == NIL)
+		return;
+	foreach(lc, failed)
+	{
+		BadRow	   *b = lfirst(lc);
+		bool		rule = (strcmp(b->type, "quarantine") == 0 || strcmp(b->type, "drop") == 0);
+
+		accumArrayResult(ids, Int64GetDatum(b->dlq_id), false, INT8OID, CurrentMemoryContext);
+		accumArrayResult(msgs, CStringGetTextDatum(medallion_capped_message(b->message)), false,
+						 TEXTOID, CurrentMemoryContext);
+		accumArrayResult(rules, rule && b->field ? CStringGetTextDatum(b->field) : (Datum) 0,
+						 !(rule && b->field), TEXTOID, CurrentMemoryContext);
+	}
+	values[0] = makeArrayResult(ids, CurrentMemoryContext);
+	values[1] = makeArrayResult(msgs, CurrentMemoryContext);
+	values[2] = makeArrayResult(rules, CurrentMemoryContext);
+	values[3] = Int64GetDatum(r->run_id);
+	medallion_catalog_exec("UPDATE medallion.quarantine q SET error_message = u.msg, "
+						   "  rule = COALESCE(u.rule, q.rule), pipeline_run_id = $4, failed_at = pg_catalog.now() "
+						   "FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) "
+						   "  AS u(id, msg, rule) "
+						   "WHERE q.id OPERATOR(pg_catalog.=) u.id",
+						   4, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * After a replay: the rows that passed are settled (when, by whom, by which
+ * run); the bad ones learn their DLQ row, or stay quarantined.  Returns how
+ * many passed.  Runs as the caller (the run's user switch is over).
  */
 int64
 silver_finish_replay(SilverRun *r, List *rows)
 {
-	MedallionGateway gw;
 	ArrayBuildState *done = initArrayResult(INT8OID, CurrentMemoryContext, false);
-	Oid			types[1] = {INT8ARRAYOID};
-	Datum		values[1];
+	Oid			types[3] = {INT8ARRAYOID, TEXTOID, INT8OID};
+	Datum		values[3];
 	ListCell   *lc,
 			   *bc;
 	int64		passed = 0;
+	List	   *failed = NIL;
+	const char *table = r->replay_quarantine ? "quarantine" : "dlq";
 
 	foreach(lc, rows)
 	{
@@ -140,11 +214,19 @@ silver_finish_replay(SilverRun *r, List *rows)
 		{
 			BadRow	   *b = lfirst(bc);
 
-			if (b->seq == row->seq)
+			if (b->seq != row->seq)
+				continue;
+			b->dlq_id = row->dlq_id;
+			if (r->replay_quarantine)
 			{
-				b->dlq_id = row->dlq_id;
-				bad = (strcmp(b->type, "drop") != 0 && strcmp(b->type, "quarantine") != 0);
+				/* kept in quarantine, not written anew by silver_write_bad_rows */
+				if (!b->written)
+					failed = lappend(failed, b);
+				b->written = true;
+				bad = true;
 			}
+			else
+				bad = (strcmp(b->type, "drop") != 0 && strcmp(b->type, "quarantine") != 0);
 		}
 		if (!bad)
 		{
@@ -152,16 +234,45 @@ silver_finish_replay(SilverRun *r, List *rows)
 			passed++;
 		}
 	}
+	if (r->replay_quarantine)
+		keep_quarantined(r, failed);
 	values[0] = makeArrayResult(done, CurrentMemoryContext);
-	medallion_catalog_enter(&gw);
-	if (SPI_execute_with_args("UPDATE medallion.dlq SET reprocessed = true, reprocessed_at = pg_catalog.now() "
-							  "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
-							  1, types, values, NULL, false, 0) != SPI_OK_UPDATE)
-		elog(ERROR, "could not mark replayed DLQ rows");
-	medallion_gateway_leave(&gw);
+	values[1] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	values[2] = Int64GetDatum(r->run_id);
+	if (catalog_has_column(table, "replayed_by"))
+		medallion_catalog_exec(r->replay_quarantine ?
+							   "UPDATE medallion.quarantine SET reprocessed = true, reprocessed_at = pg_catalog.now(), "
+							   "  replayed_by = $2, replay_run_id = $3 "
+							   "WHERE id OPERATOR(pg_catalog.=) ANY ($1)" :
+							   "UPDATE medallion.dlq SET reprocessed = true, reprocessed_at = pg_catalog.now(), "
+							   "  replayed_by = $2, replay_run_id = $3 "
+							   "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							   3, types, values, NULL, SPI_OK_UPDATE);
+	else
+		medallion_catalog_exec("UPDATE medallion.dlq SET reprocessed = true, reprocessed_at = pg_catalog.now() "
+							   "WHERE id OPERATOR(pg_catalog.=) ANY ($1)",
+							   1, types, values, NULL, SPI_OK_UPDATE);
 	return passed;
 }
 
 /*
- * The highest _seq of the bronze rows of the current transaction, or 0.
+ * medallion.replay_quarantine(pipeline, ids) → rows now loaded: a silver
+ * pipeline's quarantined rows (all, or those ids) re-evaluated under its
+ * current contract and expectations.  The pipeline's owner and operators
+ * only (run.c checks it, as for replay_dlq).
  */
+Datum
+medallion_replay_quarantine(PG_FUNCTION_ARGS)
+{
+	RunCounts	counts = {0};
+	MedallionReplay replay = {0};
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("pipeline must not be NULL")));
+	replay.quarantine = true;
+	replay.ids = medallion_replay_ids_arg(fcinfo, 1);
+	(void) medallion_run_replay(text_to_cstring(PG_GETARG_TEXT_PP(0)), &replay, &counts);
+	PG_RETURN_INT64(counts.replayed);
+}

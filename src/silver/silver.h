@@ -31,7 +31,8 @@
 #define P_XMAX_TARGET 18		/* xid8: xmax of the target snapshot */
 #define P_PREV_XIP	19			/* xid8[]: pg_snapshot_xip(done), NULL when empty */
 #define P_XMAX_PREV 20			/* xid8: xmax of the previous snapshot */
-#define NPARAMS		20
+#define P_UNTIL		21			/* int8: a rebase re-reads the rows up to that _seq */
+#define NPARAMS		21
 
 typedef struct BadRow
 {
@@ -57,6 +58,8 @@ typedef struct SilverRun
 	char	   *qtarget;		/* quoted silver table */
 	char	   *qtomb;			/* quoted tombstone table (delete_when), or NULL */
 	bool		rebase;			/* watermark from another cluster: read everything */
+	bool		has_until;		/* P_UNTIL set: a rebase's rows end there */
+	bool		replay_quarantine;	/* a replay of quarantined rows, not dead letters */
 	bool		has_prev;
 	bool		has_partial;	/* P_RXID, P_RSEQ set */
 	bool		leftover;		/* only the partly processed transaction's rows */
@@ -165,7 +168,7 @@ extern void silver_run_next_watermark(SilverRun *r, Watermark *wm);
 
 /* replay.c */
 extern int64 silver_finish_replay(SilverRun *r, List *rows);
-extern List *silver_load_replay_rows(SilverRun *r, ArrayType *ids);
+extern List *silver_load_replay_rows(SilverRun *r, const MedallionReplay *replay);
 
 /* ddl.c: names that must become table or column names of ours */
 typedef enum MedallionNameKind

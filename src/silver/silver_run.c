@@ -203,6 +203,89 @@ set_xid_bounds(SilverRun *r)
 }
 
 /*
+ * The window of a rebase: restored from another cluster, the watermark's
+ * xids mean nothing here, so every row of the source is read once, by _seq
+ * (arrival order), up to the last row there is when the rebase begins
+ * (P_UNTIL, set by the run as the owner), max_rows_per_run at a time; the
+ * watermark keeps the rebase's target snapshot, cursor and end until it is
+ * done (rebase_watermark).  The target is this run's snapshot without its
+ * own transaction, which may add rows after the run: rows not visible in it
+ * are read by the runs after the rebase (those among them the rebase read
+ * too are merged again, which changes nothing).
+ */
+static void
+open_rebase(SilverRun *r, Watermark *wm)
+{
+	r->rebase = true;
+	r->has_prev = r->has_partial = r->leftover = r->has_cursor = false;
+	if (wm->has_until)
+	{
+		/* in progress: resumes after its cursor */
+		r->values[P_TARGET - 1] = wm->target_snapshot;
+		r->has_until = true;
+		r->values[P_UNTIL - 1] = Int64GetDatum(wm->rebase_until);
+		r->nulls[P_UNTIL - 1] = ' ';
+		if (wm->has_resume)
+		{
+			r->has_cursor = true;
+			r->values[P_CUR - 1] = Int64GetDatum(wm->resume_seq);
+			r->nulls[P_CUR - 1] = ' ';
+		}
+	}
+	else
+	{
+		FullTransactionId me = GetTopFullTransactionIdIfAny();
+		Datum		target = medallion_current_snapshot();
+
+		if (FullTransactionIdIsValid(me))
+			target = medallion_snapshot_set_visible(target, FullTransactionIdGetDatum(me), false);
+		r->values[P_TARGET - 1] = target;
+	}
+}
+
+/*
+ * A rebase beginning: its end is the last row of the source now (read as
+ * the owner, after the target snapshot was taken, so every row visible in
+ * that snapshot is at or below it).
+ */
+static void
+rebase_set_until(SilverRun *r)
+{
+	bool		isnull;
+	Datum		d;
+
+	silver_exec(r, psprintf("SELECT pg_catalog.max(_seq) FROM %s", r->qsource), 1);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	r->has_until = true;
+	r->values[P_UNTIL - 1] = isnull ? Int64GetDatum(0) : d;
+	r->nulls[P_UNTIL - 1] = ' ';
+}
+
+/*
+ * The watermark after a run of a rebase: done once its rows are (the
+ * target snapshot is then what is done), else its target, cursor and end.
+ */
+static void
+rebase_watermark(SilverRun *r, Watermark *wm, bool drained)
+{
+	memset(wm, 0, sizeof(Watermark));
+	wm->found = true;
+	if (drained)
+	{
+		wm->has_done = true;
+		wm->done_snapshot = r->values[P_TARGET - 1];
+		return;
+	}
+	wm->has_target = true;
+	wm->target_snapshot = r->values[P_TARGET - 1];
+	wm->has_resume = true;
+	wm->resume_xid = FullTransactionIdGetDatum(InvalidFullTransactionId);
+	wm->resume_seq = DatumGetInt64(r->values[P_HSEQ - 1]);
+	wm->has_until = true;
+	wm->rebase_until = DatumGetInt64(r->values[P_UNTIL - 1]);
+}
+
+/*
  * Reads the watermark and sets up the window of bronze rows a run reads.
  */
 static void
@@ -246,16 +329,8 @@ open_window(SilverRun *r, Watermark *wm)
 	 */
 	r->leftover = (r->has_partial && r->c->max_rows_per_run > 0);
 
-	/*
-	 * Restored from another cluster: read every row once, unbounded, and
-	 * start afresh from this run's snapshot.
-	 */
-	if (wm->rebase)
-	{
-		r->rebase = true;
-		r->has_prev = r->has_partial = r->leftover = r->has_cursor = false;
-		r->values[P_TARGET - 1] = medallion_current_snapshot();
-	}
+	if (wm->rebase || wm->has_until)
+		open_rebase(r, wm);
 	set_xid_bounds(r);
 }
 
@@ -311,7 +386,7 @@ medallion_silver_oldest_pending(Pipeline *p)
 	(void) set_config_option("max_parallel_workers_per_gather", "0", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	oldest = window_oldest(&r);
-	if (wm.has_target && !r.rebase)
+	if (wm.has_target)
 	{
 		SilverRun	beyond = {0};
 		TimestampTz later;
@@ -384,7 +459,7 @@ request_next_run(Pipeline *p)
  * subtransaction).
  */
 void
-medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *replay_ids,
+medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, const MedallionReplay *replay,
 					 RunCounts *counts)
 {
 	SilverRun	r = {0};
@@ -399,7 +474,8 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	bool		empty;
 	bool		keep_watermark;
 
-	r.replay = (replay_ids != NULL);
+	r.replay = (replay != NULL);
+	r.replay_quarantine = (replay != NULL && replay->quarantine);
 	setup_run(&r, p, run_id);
 	open_changes(&r);
 	ar = silver_active_run_register(&r);
@@ -412,7 +488,7 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 
 	medallion_progress_phase("window", -1);
 	if (r.replay)
-		replay_rows = silver_load_replay_rows(&r, replay_ids);
+		replay_rows = silver_load_replay_rows(&r, replay);
 	else
 	{
 		open_window(&r, &wm);
@@ -422,7 +498,9 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 	medallion_become_user(p->owner, &save);
 	SPI_connect();
 
-	if (!r.replay && !r.rebase && r.c->max_rows_per_run > 0)
+	if (r.rebase && !r.has_until)
+		rebase_set_until(&r);
+	if (!r.replay && r.c->max_rows_per_run > 0)
 	{
 		/*
 		 * In arrival order: rows a transaction adds later come after the
@@ -510,7 +588,10 @@ medallion_silver_run(Pipeline *p, int64 run_id, const char *kind, ArrayType *rep
 		/* in the run's context: the snapshots must outlive this SPI connection */
 		MemoryContext old = MemoryContextSwitchTo(r.cxt);
 
-		next_watermark(&r, &wm, drained);
+		if (r.rebase)
+			rebase_watermark(&r, &wm, drained);
+		else
+			next_watermark(&r, &wm, drained);
 		MemoryContextSwitchTo(old);
 	}
 

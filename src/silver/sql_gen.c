@@ -142,10 +142,22 @@ silver_source_sql(SilverRun *r, bool with_exclusions, bool range)
 						 "COALESCE((%s\n), false) AS _is_delete FROM %s b WHERE (%s)",
 						 r->c->delete_when ? r->c->delete_when : "false", r->qsource, r->backfill_where);
 	else if (r->rebase)
+	{
+		/*
+		 * Restored rows carry another cluster's xids: a rebase reads them by
+		 * _seq, up to the last row there was when it began, from its cursor.
+		 */
 		appendStringInfo(&buf,
 						 "SELECT b._seq AS _source_seq, b._batch_id, b._raw, b._xid, b._ingested_at, "
 						 "COALESCE((%s\n), false) AS _is_delete FROM %s b WHERE true",
 						 r->c->delete_when ? r->c->delete_when : "false", r->qsource);
+		if (r->has_until)
+			appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.<=) $%d", P_UNTIL);
+		if (r->has_cursor)
+			appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.>) $%d", P_CUR);
+		if (r->has_hi)
+			appendStringInfo(&buf, " AND b._seq OPERATOR(pg_catalog.<=) $%d", P_HSEQ);
+	}
 	else
 	{
 		appendStringInfo(&buf,
@@ -613,7 +625,7 @@ silver_init_params(SilverRun *r)
 	static const Oid types[NPARAMS] = {
 		PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, INT8OID, INT8OID,
 		INT8ARRAYOID, INT8OID, JSONBOID, JSONBARRAYOID, INT8ARRAYOID, TEXTARRAYOID,
-		XID8OID, INT8OID, XID8OID, INT8OID, XID8OID, XID8OID, XID8ARRAYOID, XID8OID
+		XID8OID, INT8OID, XID8OID, INT8OID, XID8OID, XID8OID, XID8ARRAYOID, XID8OID, INT8OID
 	};
 
 	memcpy(r->types, types, sizeof(types));

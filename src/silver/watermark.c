@@ -29,10 +29,12 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
 #include "utils/xid8.h"
 
@@ -40,9 +42,23 @@
 #include "silver/silver.h"
 
 /*
+ * True when medallion.watermarks has the rebase_until column (0.2.0): a
+ * 0.1.0 catalog runs with the new library until it is updated.
+ */
+static bool
+watermarks_have_until(void)
+{
+	Oid			nsp = get_namespace_oid("medallion", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("watermarks", nsp) : InvalidOid;
+
+	return OidIsValid(relid) && get_attnum(relid, "rebase_until") != InvalidAttrNumber;
+}
+
+/*
  * A watermark from the columns of its row (system_identifier, done_snapshot,
- * target_snapshot, resume_xid, resume_seq); found tells whether there is a
- * row.  A watermark another cluster wrote is reset (rebase).
+ * target_snapshot, resume_xid, resume_seq, rebase_until); found tells
+ * whether there is a row.  A watermark another cluster wrote is reset
+ * (rebase).
  */
 static void
 watermark_from_columns(const char *pipeline, bool found, const Datum *values, const bool *nulls,
@@ -70,6 +86,8 @@ watermark_from_columns(const char *pipeline, bool found, const Datum *values, co
 		wm->resume_xid = values[3];		/* xid8 is pass-by-value */
 		wm->resume_seq = DatumGetInt64(values[4]);
 	}
+	if ((wm->has_until = !nulls[5]))
+		wm->rebase_until = DatumGetInt64(values[5]);
 }
 
 /*
@@ -81,9 +99,10 @@ medallion_watermark_load(const Pipeline *p, Watermark *wm)
 {
 	MedallionGateway gw;
 	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[5];
-	bool		nulls[5];
+	Datum		values[6];
+	bool		nulls[6];
 	bool		found;
+	bool		has_until;
 
 	if (p->prefetch)
 	{
@@ -91,15 +110,20 @@ medallion_watermark_load(const Pipeline *p, Watermark *wm)
 							   p->prefetch->watermark_null, wm);
 		return;
 	}
+	has_until = watermarks_have_until();
 	values[0] = CStringGetTextDatum(p->name);
 	medallion_catalog_enter(&gw);
-	found = medallion_gateway_exec_saved("SELECT system_identifier, done_snapshot, target_snapshot, "
-										 "resume_xid, resume_seq FROM medallion.watermarks "
+	found = medallion_gateway_exec_saved(has_until ?
+										 "SELECT system_identifier, done_snapshot, target_snapshot, "
+										 "resume_xid, resume_seq, rebase_until FROM medallion.watermarks "
+										 "WHERE pipeline OPERATOR(pg_catalog.=) $1" :
+										 "SELECT system_identifier, done_snapshot, target_snapshot, "
+										 "resume_xid, resume_seq, NULL::pg_catalog.int8 FROM medallion.watermarks "
 										 "WHERE pipeline OPERATOR(pg_catalog.=) $1",
 										 1, argtypes, values, NULL, 1, SPI_OK_SELECT) == 1;
 	if (found)
 	{
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 6; i++)
 		{
 			values[i] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, i + 1, &nulls[i]);
 			if (!nulls[i] && (i == 1 || i == 2))
@@ -116,9 +140,9 @@ medallion_watermark_load(const Pipeline *p, Watermark *wm)
 void
 medallion_watermark_save(const char *pipeline, const Watermark *wm)
 {
-	Oid			argtypes[6] = {TEXTOID, INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID};
-	Datum		values[6];
-	char		nulls[6] = "      ";
+	Oid			argtypes[7] = {TEXTOID, INT8OID, PG_SNAPSHOTOID, PG_SNAPSHOTOID, XID8OID, INT8OID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = "       ";
 
 	values[0] = CStringGetTextDatum(pipeline);
 	values[1] = Int64GetDatum((int64) GetSystemIdentifier());
@@ -130,7 +154,30 @@ medallion_watermark_save(const char *pipeline, const Watermark *wm)
 	nulls[4] = wm->has_resume ? ' ' : 'n';
 	values[5] = Int64GetDatum(wm->resume_seq);
 	nulls[5] = wm->has_resume ? ' ' : 'n';
+	values[6] = Int64GetDatum(wm->rebase_until);
+	nulls[6] = wm->has_until ? ' ' : 'n';
 
+	/*
+	 * A 0.1.0 catalog has no rebase_until (nor ever a rebase to record):
+	 * two whole statements, each checked as written by tools/check-qualified.
+	 */
+	if (watermarks_have_until())
+	{
+		(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w "
+									  "(pipeline, system_identifier, done_snapshot, target_snapshot, "
+									  " resume_xid, resume_seq, rebase_until, updated_at) "
+									  "VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.now()) "
+									  "ON CONFLICT (pipeline) DO UPDATE SET "
+									  "system_identifier = EXCLUDED.system_identifier, "
+									  "done_snapshot = EXCLUDED.done_snapshot, "
+									  "target_snapshot = EXCLUDED.target_snapshot, "
+									  "resume_xid = EXCLUDED.resume_xid, "
+									  "resume_seq = EXCLUDED.resume_seq, "
+									  "rebase_until = EXCLUDED.rebase_until, "
+									  "updated_at = EXCLUDED.updated_at",
+									  7, argtypes, values, nulls, SPI_OK_INSERT);
+		return;
+	}
 	(void) medallion_catalog_exec("INSERT INTO medallion.watermarks AS w "
 								  "(pipeline, system_identifier, done_snapshot, target_snapshot, "
 								  " resume_xid, resume_seq, updated_at) "

@@ -45,6 +45,8 @@ $node->safe_psql('old', q{
 	SELECT medallion.create_bronze('customers', 'crm');
 	SELECT medallion.create_silver('customers', 'bronze.customers',
 		'{"customer_id": {"path": "id", "type": "int", "required": true}}', '{customer_id}');
+	-- a record ingestion cannot parse: a bronze dead letter, replayed after the update
+	SELECT medallion.ingest_text('bronze.customers', '{"id": 8,}', 'ndjson', 'c0');
 	SELECT medallion.create_silver('a_checked', 'bronze.orders',
 		'[{"name": "order_id", "path": "id", "type": "int", "required": true},
 		  {"name": "customer_id", "path": "customer", "type": "int", "references": "silver.customers.customer_id"}]',
@@ -195,6 +197,15 @@ is($node->safe_psql('old', q{SELECT string_agg(order_id || '=' || amount, ',' OR
 	'1=10,3=30,5=50', 'silver has the old and the new rows');
 is($node->safe_psql('old', q{SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.orders'}),
 	'1', 'the DLQ row from 0.1.0 is kept, not duplicated');
+is($node->safe_psql('old', q{SELECT status FROM medallion.dlq WHERE pipeline = 'silver.orders'}),
+	'pending', 'it has a status after the update');
+$node->safe_psql('old', q{SET ROLE alice;
+	SELECT medallion.dlq_correct(id, '{"id": 8}') FROM medallion.dlq WHERE pipeline = 'bronze.customers'});
+is($node->safe_psql('old', q{SET ROLE alice; SELECT medallion.replay_dlq('bronze.customers')}),
+	'1', 'a bronze dead letter made under 0.1.0 is corrected and replayed after the update');
+is($node->safe_psql('old', q{SELECT status || ' ' || (b._raw->>'id') FROM medallion.dlq d
+		JOIN bronze.customers b ON b._batch_id = d.replay_batch_id WHERE d.pipeline = 'bronze.customers'}),
+	'replayed 8', 'it landed in bronze under the batch its dead letter names');
 is($node->safe_psql('old', q{SELECT string_agg(path || ':' || change || ':' || classification, ',' ORDER BY path)
 		FROM medallion.schema_changes WHERE pipeline = 'silver.orders' AND path = 'card'}),
 	'card:key_added:safe', 'payload drift: a key the 0.1.0 contract does not read is recorded after the update');
