@@ -82,8 +82,10 @@ INSERT INTO sweep VALUES
  $$SELECT medallion.pause(%1$L)$$, NULL, NULL),
 ('medallion.resume(text)', 'operator', true, '{silver,gold,source,export}',
  $$SELECT medallion.resume(%1$L)$$, NULL, NULL),
-('medallion.replay_dlq(text,bigint[])', 'operator', true, '{silver}',
+('medallion.replay_dlq(text,bigint[])', 'operator', true, '{bronze,silver}',
  $$SELECT medallion.replay_dlq(%1$L)$$, NULL, NULL),
+('medallion.replay_quarantine(text,bigint[])', 'operator', true, '{silver}',
+ $$SELECT medallion.replay_quarantine(%1$L)$$, NULL, NULL),
 -- owner: define, alter, backfill, roll back, drop, schedule, triage, grant
 ('medallion.alter_pipeline(text,jsonb)', 'owner', true, '{bronze,silver,gold,source,export}',
  $$SELECT medallion.alter_pipeline(%1$L, '{"steward": "intruder"}')$$, NULL, NULL),
