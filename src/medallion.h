@@ -381,6 +381,13 @@ extern void medallion_progress_end(void);
 extern void medallion_silver_run(Pipeline *p, int64 run_id, const char *kind,
 								 ArrayType *replay_ids, RunCounts *counts);
 
+/*
+ * ops/ownership.c: what DROP ROLE, DROP OWNED and REASSIGN OWNED do to the
+ * pipelines the roles own (called by bgw/hooks.c's ProcessUtility hook)
+ */
+extern void medallion_ownership_before_utility(Node *stmt);
+extern void medallion_ownership_after_utility(Node *stmt);
+
 /* bgw/: the background processes (their shared state in bgw/bgw.h) */
 #define MEDALLION_MAX_DATABASES 64	/* databases with a scheduler, in a cluster */
 
