@@ -287,6 +287,47 @@ refuse_drop_of_owners(DropRoleStmt *stmt)
 	}
 }
 
+/* Whether a list of names has one. */
+static bool
+has_name(List *names, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, names)
+		if (strcmp(lfirst(lc), name) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether every pipeline that reads "name", directly or not, is one of
+ * "owned": dropping it with cascade then drops no other role's pipeline.
+ */
+static bool
+read_only_by(const char *name, List *owned)
+{
+	List	   *todo = list_make1(pstrdup(name));
+	List	   *seen = NIL;
+
+	while (todo != NIL)
+	{
+		char	   *n = linitial(todo);
+		ListCell   *lc;
+
+		todo = list_delete_first(todo);
+		if (has_name(seen, n))
+			continue;
+		seen = lappend(seen, n);
+		foreach(lc, medallion_pipeline_downstream(n))
+		{
+			if (!has_name(owned, lfirst(lc)))
+				return false;
+			todo = lappend(todo, lfirst(lc));
+		}
+	}
+	return true;
+}
+
 /*
  * DROP OWNED BY: the roles' pipelines are dropped, before PostgreSQL drops
  * their tables.  A pipeline read only by pipelines of the same roles takes
@@ -312,28 +353,12 @@ drop_owned_pipelines(DropOwnedStmt *stmt)
 	foreach(lc, owned)
 	{
 		const char *name = lfirst(lc);
-		bool		cascade = stmt->behavior == DROP_CASCADE;
-		ListCell   *d;
 
-		foreach(d, dropped)
-			if (strcmp(lfirst(d), name) == 0)
-				break;
-		if (d != NULL)
+		if (has_name(dropped, name))
 			continue;
-		if (!cascade)
-		{
-			cascade = true;
-			foreach(d, medallion_pipeline_downstream(name))
-			{
-				ListCell   *o;
-				bool		same_owner = false;
-
-				foreach(o, owned)
-					same_owner |= strcmp(lfirst(o), lfirst(d)) == 0;
-				cascade &= same_owner;
-			}
-		}
-		medallion_pipeline_drop(name, false, cascade, &dropped);
+		medallion_pipeline_drop(name, false,
+								stmt->behavior == DROP_CASCADE || read_only_by(name, owned),
+								&dropped);
 	}
 }
 
