@@ -274,11 +274,11 @@ rename_catalog_rows(const Pipeline *p, const char *new_name, const char *new_rel
 	(void) medallion_catalog_exec("UPDATE medallion.pipelines "
 								  "SET definition = medallion.rename_references(definition, $1, $2) "
 								  "WHERE layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text "
-								  "  AND definition IS DISTINCT FROM medallion.rename_references(definition, $1, $2)",
+								  "  AND definition OPERATOR(pg_catalog.<>) medallion.rename_references(definition, $1, $2)",
 								  2, types, values, NULL, SPI_OK_UPDATE);
 	(void) medallion_catalog_exec("UPDATE medallion.contract_versions "
 								  "SET definition = medallion.rename_references(definition, $1, $2) "
-								  "WHERE definition IS DISTINCT FROM medallion.rename_references(definition, $1, $2)",
+								  "WHERE definition OPERATOR(pg_catalog.<>) medallion.rename_references(definition, $1, $2)",
 								  2, types, values, NULL, SPI_OK_UPDATE);
 }
 
