@@ -250,6 +250,13 @@ rename_catalog_rows(const Pipeline *p, const char *new_name, const char *new_rel
 		(void) medallion_catalog_exec(psprintf("UPDATE medallion.%s SET pipeline = $2 "
 											   "WHERE pipeline OPERATOR(pg_catalog.=) $1", *t),
 									  2, types, values, NULL, SPI_OK_UPDATE);
+	/* dead letters and quarantined rows name the table they came from */
+	(void) medallion_catalog_exec("UPDATE medallion.dlq SET source_table = $2 "
+								  "WHERE source_table OPERATOR(pg_catalog.=) $1",
+								  2, types, values, NULL, SPI_OK_UPDATE);
+	(void) medallion_catalog_exec("UPDATE medallion.quarantine SET source_table = $2 "
+								  "WHERE source_table OPERATOR(pg_catalog.=) $1",
+								  2, types, values, NULL, SPI_OK_UPDATE);
 	(void) medallion_catalog_exec("UPDATE medallion.webhooks "
 								  "SET pipelines = pg_catalog.array_replace(pipelines, $1, $2) "
 								  "WHERE $1 OPERATOR(pg_catalog.=) ANY (pipelines)",

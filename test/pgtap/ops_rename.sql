@@ -6,7 +6,7 @@
 -- runs go on under the new names; a reader's contract "references", an export's source and
 -- a gold model's query follow, and they run.
 BEGIN;
-SELECT plan(33);
+SELECT plan(34);
 
 CREATE ROLE medallion_tap_ren_owner NOLOGIN;
 CREATE ROLE medallion_tap_ren_other NOLOGIN;
@@ -124,6 +124,10 @@ SELECT is((SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhre
 SELECT ok((SELECT count(*) FROM pg_inherits WHERE inhparent = 'bronze.ren_feed_raw'::regclass) > 0, 'and it has some');
 SELECT is((SELECT string_agg(DISTINCT source, ',') FROM medallion.pipelines WHERE layer = 'silver' AND name LIKE 'silver.ren_%'),
           'bronze.ren_feed_raw', 'its silver readers'' source follows');
+RESET ROLE;
+SELECT is((SELECT string_agg(DISTINCT source_table, ',') FROM medallion.dlq WHERE pipeline = 'silver.ren_sales'),
+          'bronze.ren_feed_raw', 'their dead letters name the renamed table they came from');
+SET ROLE medallion_tap_ren_owner;
 SELECT is((SELECT definition ->> 'target' FROM medallion.pipelines WHERE name = 'source.ren_feed'), 'ren_feed_raw',
           'an HTTP source''s target follows');
 
