@@ -6,7 +6,7 @@
 -- runs go on under the new names; a reader's contract "references", an export's source and
 -- a gold model's query follow, and they run.
 BEGIN;
-SELECT plan(34);
+SELECT plan(36);
 
 CREATE ROLE medallion_tap_ren_owner NOLOGIN;
 CREATE ROLE medallion_tap_ren_other NOLOGIN;
@@ -71,6 +71,22 @@ SELECT throws_ok($$SELECT medallion.rename_pipeline('silver.ren_orders', NULL)$$
                  'NULL is refused');
 SELECT ok(EXISTS (SELECT FROM medallion.pipelines WHERE name = 'silver.ren_orders')
           AND to_regclass('silver.ren_orders') IS NOT NULL, 'after a refusal nothing changed');
+
+-- nothing half-applied: a failure after the partitions were renamed (the table itself belongs
+-- to another role, made out of line by hand) leaves every name as it was
+SELECT FROM medallion.create_bronze('ren_half', 'shop');
+SELECT FROM medallion.ingest('bronze.ren_half', '[{"id": 1}]');
+RESET ROLE;
+ALTER TABLE bronze.ren_half OWNER TO medallion_tap_ren_other;
+UPDATE medallion.pipelines SET owner = 'medallion_tap_ren_owner' WHERE name = 'bronze.ren_half';
+SET ROLE medallion_tap_ren_owner;
+SELECT throws_ok($$SELECT medallion.rename_pipeline('bronze.ren_half', 'bronze.ren_whole')$$, '42501', NULL,
+                 'a rename PostgreSQL refuses half-way fails');
+SELECT ok((SELECT bool_and(c.relname ~ '^ren_half_p\d{8}$') AND count(*) > 0 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           WHERE i.inhparent = 'bronze.ren_half'::regclass)
+          AND to_regclass('bronze.ren_whole') IS NULL
+          AND EXISTS (SELECT FROM medallion.pipelines WHERE name = 'bronze.ren_half'),
+          'and leaves nothing half-applied (its partitions keep their names)');
 
 -- A silver pipeline -------------------------------------------------------------------------
 SELECT lives_ok($$SELECT medallion.rename_pipeline('silver.ren_orders', 'silver.ren_sales')$$,
