@@ -166,10 +166,9 @@ void
 medallion_pipeline_set_owner(const Pipeline *p, const char *new_owner)
 {
 	Oid			role = get_role_oid(new_owner, true);
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	bool		cron = false;
-	List	   *rows;
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	bool		cron;
 
 	if (!OidIsValid(role))
 		ereport(ERROR,
@@ -183,11 +182,11 @@ medallion_pipeline_set_owner(const Pipeline *p, const char *new_owner)
 						   p->name)));
 
 	values[0] = CStringGetTextDatum(p->name);
-	rows = medallion_catalog_query("SELECT schedule_kind FROM medallion.pipelines "
+	values[1] = CStringGetTextDatum(new_owner);
+	cron = medallion_catalog_query("SELECT 1 FROM medallion.pipelines "
 								   "WHERE name OPERATOR(pg_catalog.=) $1 "
 								   "  AND schedule_kind OPERATOR(pg_catalog.=) 'cron'::pg_catalog.text",
-								   1, types, values, NULL);
-	cron = rows != NIL;
+								   1, types, values, NULL) != NIL;
 	if (cron && !role_has_login(role))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -200,22 +199,15 @@ medallion_pipeline_set_owner(const Pipeline *p, const char *new_owner)
 	if (medallion_layer_has_table(p->layer))
 		reown_table(p, new_owner);
 
-	/* by name, the one pipeline (its owner's other pipelines stay) */
-	{
-		Oid			t2[2] = {TEXTOID, TEXTOID};
-		Datum		v2[2];
-
-		v2[0] = CStringGetTextDatum(p->name);
-		v2[1] = CStringGetTextDatum(new_owner);
-		(void) medallion_catalog_exec("UPDATE medallion.pipelines SET owner = $2 "
-									  "WHERE name OPERATOR(pg_catalog.=) $1",
-									  2, t2, v2, NULL, SPI_OK_UPDATE);
-		if (cron && OidIsValid(get_extension_oid("pg_cron", true)))
-			(void) medallion_catalog_exec("UPDATE cron.job SET username = $2 "
-										  "WHERE jobname OPERATOR(pg_catalog.=) ('medallion:'::pg_catalog.text OPERATOR(pg_catalog.||) $1) "
-										  "  AND database OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text",
-										  2, t2, v2, NULL, SPI_OK_UPDATE);
-	}
+	/* the one pipeline, by name (its owner's other pipelines stay) */
+	(void) medallion_catalog_exec("UPDATE medallion.pipelines SET owner = $2 "
+								  "WHERE name OPERATOR(pg_catalog.=) $1",
+								  2, types, values, NULL, SPI_OK_UPDATE);
+	if (cron && OidIsValid(get_extension_oid("pg_cron", true)))
+		(void) medallion_catalog_exec("UPDATE cron.job SET username = $2 "
+									  "WHERE jobname OPERATOR(pg_catalog.=) ('medallion:'::pg_catalog.text OPERATOR(pg_catalog.||) $1) "
+									  "  AND database OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text",
+									  2, types, values, NULL, SPI_OK_UPDATE);
 }
 
 /* The names of the roles of a list of RoleSpecs that exist. */
