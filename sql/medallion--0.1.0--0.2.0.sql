@@ -1640,12 +1640,15 @@ COMMENT ON FUNCTION medallion.checklist(text) IS
 
 -- Ownership follows the table: after ALTER TABLE ... OWNER TO, a bronze,
 -- silver or gold pipeline's owner is its table's owner again (runs execute
--- as the owner); every pipeline is brought in line, so one ALTER TABLE also
--- catches up on an earlier REASSIGN OWNED (event triggers do not fire on it).  It only copies what pg_class says, so it is
--- safe as security definer for whoever issued the command; the table is found
--- by its schema-qualified name, never through search_path.  A role that owns
--- a pipeline's table cannot be dropped (PostgreSQL refuses), so no such
--- pipeline is left with a dangling owner.
+-- as the owner).  Only the relations the command touched are looked at.
+-- REASSIGN OWNED, which fires no event trigger, is handled by the
+-- ProcessUtility hook (src/ops/ownership.c), as are DROP ROLE and DROP
+-- OWNED for the pipelines without a table.  A halted pipeline keeps its
+-- owner: the DDL watch halts a pipeline whose table was renamed or dropped,
+-- and a table another role then creates under that name must not hand the
+-- pipeline (its definition, its dead letters) over to that role.  It only
+-- copies what pg_class says, so it is safe as security definer for whoever
+-- issued the command.
 CREATE FUNCTION medallion.owner_follows_table()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -1654,10 +1657,14 @@ AS $fn$
 BEGIN
     UPDATE medallion.pipelines p
     SET owner = pg_catalog.pg_get_userbyid(c.relowner)
-    FROM pg_catalog.pg_class c
-    WHERE p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,silver,gold}'::pg_catalog.text[])
-      AND c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(p.layer)
-              OPERATOR(pg_catalog.||) '.'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.relname))
+    FROM pg_catalog.pg_event_trigger_ddl_commands() cmd
+    JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) cmd.objid
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+    WHERE cmd.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+      AND n.nspname OPERATOR(pg_catalog.=) ANY ('{bronze,silver,gold}'::pg_catalog.name[])
+      AND p.layer OPERATOR(pg_catalog.=) n.nspname::pg_catalog.text
+      AND p.relname OPERATOR(pg_catalog.=) c.relname::pg_catalog.text
+      AND p.state OPERATOR(pg_catalog.<>) 'halted'::pg_catalog.text
       AND p.owner::pg_catalog.text OPERATOR(pg_catalog.<>) pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text;
 END
 $fn$;
@@ -1867,29 +1874,6 @@ BEGIN
         action := 'CREATE EXTENSION pg_cron; ' OPERATOR(pg_catalog.||) call;
     END IF;
     RETURN NEXT;
-END
-$fn$;
-
--- Ownership followed a table by name: once a pipeline's table was renamed
--- or dropped (the DDL watch halts the pipeline), any role with CREATE on the
--- layer's schema could create a table of that name, ALTER it, and so become
--- the pipeline's owner (its definition, its dead letters' payloads).  A
--- halted pipeline now keeps its owner: its table may not be its own any more.
--- Once its owner resumed it, the next ALTER TABLE brings it in line again.
-CREATE OR REPLACE FUNCTION medallion.owner_follows_table()
-RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    UPDATE medallion.pipelines p
-    SET owner = pg_catalog.pg_get_userbyid(c.relowner)
-    FROM pg_catalog.pg_class c
-    WHERE p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,silver,gold}'::pg_catalog.text[])
-      AND p.state OPERATOR(pg_catalog.<>) 'halted'::pg_catalog.text
-      AND c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(p.layer)
-              OPERATOR(pg_catalog.||) '.'::pg_catalog.text OPERATOR(pg_catalog.||) pg_catalog.quote_ident(p.relname))
-      AND p.owner::pg_catalog.text OPERATOR(pg_catalog.<>) pg_catalog.pg_get_userbyid(c.relowner)::pg_catalog.text;
 END
 $fn$;
 
@@ -2231,6 +2215,73 @@ FROM (SELECT p.name AS pipeline,
       FROM medallion.pipelines p
       WHERE p.layer OPERATOR(pg_catalog.=) ANY (ARRAY['silver', 'gold']::pg_catalog.text[])
       OFFSET 0) f;
+
+
+------------------------------------------------------------------------------
+-- Lifecycle and ownership: rename, owner, dropped roles (issue 13, branch lifecycle)
+------------------------------------------------------------------------------
+
+-- One column's spec: its "references" with the new pipeline name.
+CREATE FUNCTION medallion.rename_reference(spec pg_catalog.jsonb, old_name text, new_name text)
+RETURNS pg_catalog.jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT CASE
+    WHEN pg_catalog.jsonb_typeof(spec) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
+     AND (spec OPERATOR(pg_catalog.->>) 'references'::pg_catalog.text)
+         OPERATOR(pg_catalog.^@) (old_name OPERATOR(pg_catalog.||) '.'::pg_catalog.text)
+     AND pg_catalog.strpos(pg_catalog.substr(spec OPERATOR(pg_catalog.->>) 'references'::pg_catalog.text,
+                                             pg_catalog.length(old_name) OPERATOR(pg_catalog.+) 2), '.')
+         OPERATOR(pg_catalog.=) 0
+    THEN pg_catalog.jsonb_set(spec, '{references}'::pg_catalog.text[],
+             pg_catalog.to_jsonb(new_name OPERATOR(pg_catalog.||)
+                 pg_catalog.substr(spec OPERATOR(pg_catalog.->>) 'references'::pg_catalog.text,
+                                   pg_catalog.length(old_name) OPERATOR(pg_catalog.+) 1)))
+    ELSE spec
+END
+$fn$;
+
+-- A contract's "references" ("layer.table.column") naming a renamed
+-- pipeline: the new name, in the object and the array form of columns.
+-- Internal to rename_pipeline() (src/ops/rename.c).
+CREATE FUNCTION medallion.rename_references(definition pg_catalog.jsonb, old_name text, new_name text)
+RETURNS pg_catalog.jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+SELECT CASE
+    WHEN pg_catalog.jsonb_typeof(definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text)
+         OPERATOR(pg_catalog.=) 'object'::pg_catalog.text THEN
+        pg_catalog.jsonb_set(definition, '{columns}'::pg_catalog.text[],
+            (SELECT pg_catalog.jsonb_object_agg(c.key, medallion.rename_reference(c.value, old_name, new_name))
+             FROM pg_catalog.jsonb_each(definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text) c))
+    WHEN pg_catalog.jsonb_typeof(definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text)
+         OPERATOR(pg_catalog.=) 'array'::pg_catalog.text THEN
+        pg_catalog.jsonb_set(definition, '{columns}'::pg_catalog.text[],
+            COALESCE((SELECT pg_catalog.jsonb_agg(medallion.rename_reference(c.value, old_name, new_name) ORDER BY c.n)
+                      FROM pg_catalog.jsonb_array_elements(definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text)
+                           WITH ORDINALITY c(value, n)), '[]'::pg_catalog.jsonb))
+    ELSE definition
+END
+$fn$;
+
+COMMENT ON FUNCTION medallion.rename_reference(pg_catalog.jsonb, text, text) IS
+'internal: a contract column''s spec with its references renamed (rename_pipeline)';
+COMMENT ON FUNCTION medallion.rename_references(pg_catalog.jsonb, text, text) IS
+'internal: a contract with the references to a renamed pipeline renamed (rename_pipeline)';
+REVOKE ALL ON FUNCTION medallion.rename_reference(pg_catalog.jsonb, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION medallion.rename_references(pg_catalog.jsonb, text, text) FROM PUBLIC;
+
+-- Renames a pipeline, its table and everything that names it
+-- (src/ops/rename.c).  PUBLIC may execute: it checks the caller owns the
+-- pipeline.
+CREATE FUNCTION medallion.rename_pipeline(pipeline text, new_name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'medallion_rename_pipeline'
+LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION medallion.rename_pipeline(text, text) IS
+'renames a pipeline the caller owns (same layer: ''silver.a'' to ''silver.b''), with its table, partitions and tombstone table, its catalog rows, run history, pg_cron job, and the references of the pipelines that read it (a gold model''s query is rewritten); a running run finishes first';
 
 
 ------------------------------------------------------------------------------

@@ -404,6 +404,13 @@ extern ArrayType *medallion_replay_ids_arg(FunctionCallInfo fcinfo, int argno);
 /* bronze/dlq_replay.c: a bronze pipeline's dead letters parsed again and landed */
 extern int64 medallion_bronze_replay_dlq(const Pipeline *p, ArrayType *ids);
 
+/*
+ * ops/ownership.c: what DROP ROLE, DROP OWNED and REASSIGN OWNED do to the
+ * pipelines the roles own (called by bgw/hooks.c's ProcessUtility hook)
+ */
+extern void medallion_ownership_before_utility(Node *stmt);
+extern void medallion_ownership_after_utility(Node *stmt);
+
 /* bgw/: the background processes (their shared state in bgw/bgw.h) */
 #define MEDALLION_MAX_DATABASES 64	/* databases with a scheduler, in a cluster */
 

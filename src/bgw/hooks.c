@@ -201,6 +201,9 @@ medallion_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readO
 	volatile Oid held = InvalidOid;
 	volatile bool created = false;
 
+	/* the pipelines of a role dropped, or whose objects are (ops/ownership.c) */
+	medallion_ownership_before_utility(stmt);
+
 	/* DROP DATABASE: in the object access hook, once dropdb has checked */
 	if (IsA(stmt, DropdbStmt))
 		dropdb_held = InvalidOid;
@@ -274,6 +277,7 @@ medallion_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readO
 	/* a dropped database's slot is forgotten by the launcher */
 	dropdb_held = InvalidOid;
 	medallion_scheduler_release(held);
+	medallion_ownership_after_utility(stmt);
 
 	/* a new database (a copy of one with the extension?): the launcher looks now */
 	if (created && medallion_shared != NULL)

@@ -35,8 +35,8 @@
 PG_FUNCTION_INFO_V1(medallion_drop_pipeline);
 
 /* the layers that own a table in the schema of the same name */
-static bool
-layer_has_table(const char *layer)
+bool
+medallion_layer_has_table(const char *layer)
 {
 	return strcmp(layer, "bronze") == 0 || strcmp(layer, "silver") == 0 ||
 		strcmp(layer, "gold") == 0;
@@ -46,8 +46,8 @@ layer_has_table(const char *layer)
  * The pipelines that read "name": edges of the graph, and silver pipelines
  * whose source column names it (pipelines made before the graph existed).
  */
-static List *
-downstream_of(const char *name)
+List *
+medallion_pipeline_downstream(const char *name)
 {
 	MedallionGateway gw;
 	Oid			types[1] = {TEXTOID};
@@ -139,7 +139,7 @@ drop_or_release_table(const Pipeline *p, bool drop_table)
 	Oid			relid;
 	char	   *qualified;
 
-	if (!layer_has_table(p->layer) || !OidIsValid(nsp))
+	if (!medallion_layer_has_table(p->layer) || !OidIsValid(nsp))
 		return;
 	relid = get_relname_relid(p->relname, nsp);
 
@@ -192,10 +192,11 @@ delete_catalog_rows(const char *name)
 
 /*
  * Drops one pipeline, after the pipelines that read it when cascading.
- * "dropped" collects the names, downstream first.
+ * "dropped" collects the names, downstream first.  Also DROP OWNED's
+ * (ownership.c).
  */
-static void
-drop_one(const char *name, bool drop_table, bool cascade, List **dropped)
+void
+medallion_pipeline_drop(const char *name, bool drop_table, bool cascade, List **dropped)
 {
 	Pipeline	p = {0};
 	List	   *downstream;
@@ -206,7 +207,7 @@ drop_one(const char *name, bool drop_table, bool cascade, List **dropped)
 	/* the row lock is the run lock: a running run finishes first */
 	medallion_require_owned(name, &p, true);
 
-	downstream = downstream_of(name);
+	downstream = medallion_pipeline_downstream(name);
 	if (downstream != NIL && !cascade)
 	{
 		StringInfoData names;
@@ -229,7 +230,7 @@ drop_one(const char *name, bool drop_table, bool cascade, List **dropped)
 		foreach(done, *dropped)
 			seen |= strcmp(lfirst(done), d) == 0;
 		if (!seen)
-			drop_one(d, drop_table, cascade, dropped);
+			medallion_pipeline_drop(d, drop_table, cascade, dropped);
 	}
 
 	medallion_drop_cron_job(name);
@@ -255,8 +256,8 @@ medallion_drop_pipeline(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("the arguments of medallion.drop_pipeline() must not be NULL")));
 
-	drop_one(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BOOL(1), PG_GETARG_BOOL(2),
-			 &dropped);
+	medallion_pipeline_drop(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BOOL(1),
+							PG_GETARG_BOOL(2), &dropped);
 
 	elems = palloc(sizeof(Datum) * list_length(dropped));
 	foreach(lc, dropped)

@@ -53,6 +53,15 @@ extern void medallion_require_pipeline(const char *name, Pipeline *p, bool lock)
 extern void medallion_require_owned(const char *name, Pipeline *p, bool lock);
 extern void medallion_drop_cron_job(const char *pipeline);
 
+/* lifecycle.c: the end of a pipeline (also DROP OWNED's, ownership.c) */
+extern bool medallion_layer_has_table(const char *layer);
+extern List *medallion_pipeline_downstream(const char *name);
+extern void medallion_pipeline_drop(const char *name, bool drop_table, bool cascade,
+									List **dropped);
+
+/* ownership.c: who owns a pipeline (alter_pipeline's "owner") */
+extern void medallion_pipeline_set_owner(const Pipeline *p, const char *new_owner);
+
 /* operators.c: who may run, trigger, pause, resume and replay */
 extern bool medallion_may_operate(const Pipeline *p);
 extern void medallion_require_operator(const Pipeline *p, const char *action);

@@ -26,7 +26,8 @@
 /*
  * The pipeline options (medallion.pipelines.options), their types and
  * defaults: the one place that knows them.  alter_pipeline() accepts these
- * keys only; steward and description go to columns of their own.
+ * keys only; steward, description and owner go to columns of their own
+ * (owner: ownership.c gives the pipeline, and its table, to that role).
  */
 const MedallionOption medallion_options[] = {
 	{"freshness_sla", "interval", NULL},
@@ -40,6 +41,7 @@ const MedallionOption medallion_options[] = {
 	{"drift_min_rows", "int8", "10"},
 	{"steward", "text", NULL},
 	{"description", "text", NULL},
+	{"owner", "text", NULL},
 	{"backfill_max_days", "int4", NULL},
 	{"backfill_max_rows", "int8", NULL},
 	{NULL, NULL, NULL}

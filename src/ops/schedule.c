@@ -463,6 +463,7 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	JsonbValue *max_rows;
 	JsonbValue *v_desc;
 	JsonbValue *gold_columns;
+	JsonbValue *v_owner;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -509,7 +510,7 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized pipeline option \"%s\"", key),
-					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, max_rows_per_run (silver), columns (gold), steward and description.")));
+					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, max_rows_per_run (silver), columns (gold), steward, description and owner.")));
 		if (strcmp(key, "max_bad_ratio") == 0 || strcmp(key, "drift_min_rows") == 0)
 		{
 			tok = JsonbIteratorNext(&it, &v, true);
@@ -533,7 +534,7 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 	catalog_exec_text("UPDATE medallion.pipelines SET "
 					  "options = pg_catalog.jsonb_strip_nulls(options OPERATOR(pg_catalog.||) "
 					  "  ($2::pg_catalog.jsonb OPERATOR(pg_catalog.-) "
-					  "   ARRAY['steward', 'description']::pg_catalog.text[])), "
+					  "   ARRAY['steward', 'description', 'owner']::pg_catalog.text[])), "
 					  "steward = CASE WHEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.?) 'steward' "
 					  "  THEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.->>) 'steward' ELSE steward END, "
 					  "description = CASE WHEN $2::pg_catalog.jsonb OPERATOR(pg_catalog.?) 'description' "
@@ -545,5 +546,15 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		medallion_gold_alter_columns(&p, gold_columns);
 	if (max_rows)
 		alter_max_rows(name, max_rows);
+	/* last: the checks above were the current owner's */
+	if ((v_owner = getKeyJsonValueFromContainer(&opts->root, "owner", strlen("owner"), NULL)) != NULL)
+	{
+		if (v_owner->type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option owner must be a role name")));
+		medallion_require_owned(name, &p, true);
+		medallion_pipeline_set_owner(&p, pnstrdup(v_owner->val.string.val, v_owner->val.string.len));
+	}
 	PG_RETURN_VOID();
 }

@@ -310,5 +310,14 @@ is($node->safe_psql('old', q{SELECT change || ' ' || path || ' ' || classificati
 	WHERE pipeline = 'silver.orders' ORDER BY id DESC LIMIT 1}),
 	'column_added remark safe', 'and DDL on them is classified');
 
+# A pipeline made under 0.1.0 is renamed after the update: a contract made under 0.1.0 that
+# references it follows (its contract versions were made by the update), and still runs.
+$node->safe_psql('old', q{SET ROLE alice; SELECT medallion.rename_pipeline('silver.customers', 'silver.clients')});
+is($node->safe_psql('old', q{SELECT definition #>> '{columns,1,references}' FROM medallion.pipelines WHERE name = 'silver.a_checked'}),
+	'silver.clients.customer_id', 'a 0.1.0 pipeline is renamed, and the contract that references it follows');
+my $ren_id = $node->safe_psql('old', q{SET ROLE alice; SELECT medallion.run('silver.a_checked')});
+is($node->safe_psql('old', "SELECT status FROM medallion.runs WHERE run_id = $ren_id"), 'succeeded',
+	'which runs, its reference checked against the renamed table');
+
 $node->stop;
 done_testing();
