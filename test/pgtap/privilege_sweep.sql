@@ -109,6 +109,8 @@ INSERT INTO sweep VALUES
  $$SELECT medallion.dlq_correct(%2$s, '{"id": 5, "day": "2024-01-01"}')$$, NULL, NULL),
 ('medallion.dlq_discard(text,bigint[],text)', 'owner', true, '{bronze,silver}',
  $$SELECT medallion.dlq_discard(%1$L, NULL, 'intruder')$$, NULL, NULL),
+('medallion.rename_pipeline(text,text)', 'owner', true, '{bronze,silver,gold,source,export}',
+ $$SELECT medallion.rename_pipeline(%1$L, %1$L || '_renamed')$$, NULL, NULL),
 ('medallion.grant_operator(text,regrole)', 'owner', true, '{bronze,silver,gold,source,export}',
  $$SELECT medallion.grant_operator(%1$L, 'medallion_tap_sw_stranger')$$, NULL, NULL),
 ('medallion.revoke_operator(text,regrole)', 'owner', true, '{bronze,silver,gold,source,export}',
@@ -166,6 +168,8 @@ INSERT INTO sweep VALUES
 ('medallion.owner_follows_table()', 'internal', false, NULL, $$SELECT medallion.owner_follows_table()$$, '42501', NULL),
 ('medallion.tracked_relations()', 'internal', false, NULL, $$SELECT count(*) FROM medallion.tracked_relations()$$, '42501', NULL),
 ('medallion.column_snapshot(oid)', 'internal', false, NULL, $$SELECT medallion.column_snapshot('silver.sw_orders'::regclass)$$, '42501', NULL),
+('medallion.rename_reference(jsonb,text,text)', 'internal', false, NULL, $$SELECT medallion.rename_reference('{}', 'a', 'b')$$, '42501', NULL),
+('medallion.rename_references(jsonb,text,text)', 'internal', false, NULL, $$SELECT medallion.rename_references('{}', 'a', 'b')$$, '42501', NULL),
 ('medallion.column_snapshots_sync()', 'internal', false, NULL, $$SELECT medallion.column_snapshots_sync()$$, '42501', NULL),
 -- reader: the views (PUBLIC reads them; each filters what it shows)
 ('medallion.freshness', 'reader', true, NULL, $$SELECT count(*) FROM medallion.freshness$$, '00000', 'lags and SLAs'),
