@@ -349,6 +349,7 @@ extern bool medallion_pipeline_lookup(const char *name, Pipeline *p, bool lock, 
 extern bool medallion_pipeline_lookup_run(const char *name, Pipeline *p, bool nowait, bool *busy,
 										  const char *kind, int64 *run_id);
 extern bool medallion_catalog_has_pause_requests(void);
+extern Oid	medallion_pipeline_table(const Pipeline *p);
 
 /*
  * schema/alter_contract.c: the next version of a silver contract, columns and

@@ -250,6 +250,8 @@ require_backfillable(const BackfillRequest *req, Pipeline *p, bool lock)
 				 errdetail("Pipeline \"%s\" is a gold model; blue-green backfills apply to silver pipelines.", p->name),
 				 errhint("Use strategy \"partition\" or \"full\".")));
 	medallion_policy_check_runnable(p, false);
+	/* its table must be the owner's (refused otherwise) */
+	(void) medallion_pipeline_table(p);
 }
 
 /* The pipeline's budgets (alter_pipeline options), as the catalog owner. */

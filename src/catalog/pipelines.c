@@ -12,6 +12,7 @@
 
 #include "access/transam.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -21,6 +22,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "medallion.h"
 
@@ -308,6 +310,40 @@ char *
 medallion_pipeline_name(const char *layer, const char *relname)
 {
 	return psprintf("%s.%s", layer, relname);
+}
+
+/*
+ * The table of a bronze, silver or gold pipeline (InvalidOid when there is
+ * none), found by its layer schema and name.  A pipeline is bound to its
+ * table by name, so a table another role created under that name (after the
+ * owner renamed or dropped the pipeline's own) must not receive the owner's
+ * rows: the table must belong to the pipeline's owner.
+ */
+Oid
+medallion_pipeline_table(const Pipeline *p)
+{
+	Oid			nsp = get_namespace_oid(p->layer, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(p->relname, nsp) : InvalidOid;
+	Oid			relowner;
+	HeapTuple	tup;
+
+	if (!OidIsValid(relid))
+		return InvalidOid;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		return InvalidOid;		/* dropped meanwhile */
+	relowner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	if (!OidIsValid(p->owner) || relowner != p->owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table %s.%s is not owned by the owner of pipeline \"%s\"",
+						quote_identifier(p->layer), quote_identifier(p->relname), p->name),
+				 errdetail("The table belongs to role \"%s\", the pipeline to role \"%s\".",
+						   GetUserNameFromId(relowner, true) ? GetUserNameFromId(relowner, true) : "?",
+						   p->owner_name),
+				 errhint("If the table is the pipeline's, give it to the pipeline's owner (ALTER TABLE ... OWNER TO) or the pipeline to the table's (alter_pipeline(..., '{\"owner\": ...}')); otherwise drop the pipeline.")));
+	return relid;
 }
 
 /*

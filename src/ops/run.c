@@ -362,7 +362,7 @@ run_pipeline(const char *name, bool strict, bool wait, const char *kind,
 				 errdetail("Only silver pipelines replay dead letters: gold models compute their rows from silver and gold tables, and an HTTP source's unparseable pages are replayed through its bronze table.")));
 	medallion_policy_check_runnable(&p, scheduled_run_id != 0);
 	if ((strcmp(p.layer, "silver") == 0 || strcmp(p.layer, "gold") == 0) &&
-		!OidIsValid(get_relname_relid(p.relname, get_namespace_oid(p.layer, true))))
+		!OidIsValid(medallion_pipeline_table(&p)))
 		return refuse_tableless(&p, kind, strict, run_id);
 
 	if (run_id == 0)

@@ -18,7 +18,7 @@
 -- operator and function first on the caller's path and of the common types in pg_temp.
 -- A new function: add its row to the table below (the lead classifies what lands at merge).
 BEGIN;
-SELECT plan(39);
+SELECT plan(42);
 
 -- The classification ------------------------------------------------------------------------
 -- fn: the function's regprocedure text, or the view's name. layers: for a pipeline-scoped
@@ -477,6 +477,18 @@ SELECT results_eq($$SELECT owner::text, state FROM medallion.pipelines WHERE nam
                   'the pipeline keeps its owner (and stays halted)');
 SELECT ok((SELECT count(*) FROM medallion.dlq WHERE pipeline = 'silver.sw_victim') > 0,
           'the dead letters it was not shown exist');
+-- the stranger's table even gives the owner privileges; the owner resumes the pipeline
+SET ROLE medallion_tap_sw_stranger;
+GRANT ALL ON silver.sw_victim TO medallion_tap_sw_owner;
+RESET ROLE;
+SET ROLE medallion_tap_sw_owner;
+SELECT FROM medallion.resume('silver.sw_victim');
+SELECT throws_ok($$SELECT medallion.run('silver.sw_victim')$$, '42501', NULL,
+                 'a run into a table of that name that the owner does not own is refused');
+SELECT throws_ok($$SELECT medallion.backfill('silver.sw_victim', NULL, NULL, 'full')$$, '42501', NULL,
+                 'and so is a backfill');
+RESET ROLE;
+SELECT is((SELECT count(*)::int FROM silver.sw_victim), 0, 'the look-alike table received none of the owner''s rows');
 REVOKE CREATE ON SCHEMA silver FROM medallion_tap_sw_stranger;
 SELECT FROM medallion.drop_pipeline('silver.sw_victim');
 DROP TABLE silver.sw_victim, silver.sw_victim_old;
