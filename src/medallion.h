@@ -476,6 +476,13 @@ extern void medallion_gold_refreshed_read(Pipeline *consumer, Pipeline *model, D
 										  GoldRefreshed *out);
 extern void medallion_gold_refreshed_consume(Pipeline *consumer, Pipeline *model, Datum target);
 
+/* gold/changes.c: records no model reads any more, deleted */
+extern void medallion_gold_changes_forget_unread(void);
+
+/* gold/alter.c: alter_pipeline()'s "query" of a model; a version put back */
+extern Jsonb *medallion_gold_alter(const char *name, Jsonb *options);
+extern void medallion_gold_definition_restore(const char *pipeline, int32 version);
+
 /* gold/refresh.c: a run of a gold model; its cheap pending check */
 extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);

@@ -68,5 +68,16 @@ extern int64 backfill_async_running(const char *pipeline, const char *detail_ran
 extern void backfill_blue_green(Pipeline *p, int64 run_id, const BackfillRequest *req,
 								RunCounts *counts, int64 *removed);
 extern bool backfill_rollback(Pipeline *p);
+extern void backfill_validate_as_owner(const BackfillRequest *req, const char *pipeline,
+									   const char *qtarget, const char *qshadow);
+extern void backfill_record_kept(const Pipeline *p, int64 run_id, Oid kept,
+								 const BackfillRequest *req);
+
+/* gold_rebuild.c */
+extern int64 backfill_gold_rebuild(Pipeline *p, int64 run_id, const BackfillRequest *req);
+extern void backfill_gold_swap_back(Oid target, Oid kept);
+
+/* swap.c */
+extern uint64 medallion_backfill_swap_heap(Oid target, Oid shadow);
 
 #endif							/* BACKFILL_H */
