@@ -121,13 +121,6 @@ gold_model_load(Pipeline *p, GoldModel *m, bool need_table)
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("table \"gold.%s\" of pipeline \"%s\" does not exist", p->relname, p->name)));
 	m->qrel = quote_qualified_identifier("gold", p->relname);
-	if (OidIsValid(m->relid))
-	{
-		List	   *shape = gold_table_shape(m->relid);
-
-		m->insert_cols = gold_shape_names(shape, "");
-		m->select_cols = gold_shape_names(shape, "q.");
-	}
 	m->query = def_text(p->definition, "query");
 	m->partition_by = def_text(p->definition, "partition_by");
 	type = def_text(p->definition, "partition_type");
@@ -178,6 +171,23 @@ gold_model_load(Pipeline *p, GoldModel *m, bool need_table)
  * Writing
  * ---------------------------------------------------------------------------
  */
+
+/*
+ * Before a model is written: refuses a table whose columns are not the
+ * definition's (a changed query waiting for its backfill), and notes the
+ * columns rows are written by.  Not in gold_model_load: the scheduler's
+ * pending check must not open (and wait for) the table.
+ */
+static void
+prepare_write(GoldModel *m)
+{
+	List	   *shape;
+
+	gold_shape_check(m);
+	shape = gold_table_shape(m->relid);
+	m->insert_cols = gold_shape_names(shape, "");
+	m->select_cols = gold_shape_names(shape, "q.");
+}
 
 static int
 int_cmp(const ListCell *a, const ListCell *b)
@@ -454,7 +464,7 @@ medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	uint64		rows;
 
 	gold_model_load(p, &m, true);
-	gold_shape_check(&m);
+	prepare_write(&m);
 	target = medallion_current_snapshot();
 	if (m.upstreams == NIL)
 		ch.first = true;		/* nothing tracked: every run refreshes */
@@ -530,7 +540,7 @@ medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day, boo
 	uint64		rows;
 
 	gold_model_load(p, &m, true);
-	gold_shape_check(&m);
+	prepare_write(&m);
 	whole = whole || m.partition_by == NULL;
 	if (!whole)
 		starts = gold_range_starts(&m, from_day, to_day);

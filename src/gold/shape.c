@@ -175,8 +175,8 @@ exec_ddl(const char *sql)
  * Alters a table's columns to a shape, as the current user (the owner,
  * inside SPI): columns not in it dropped (RESTRICT: a view over one stops
  * the whole change), changed types altered, new columns added last.  The
- * caller has deleted the rows (a type change then converts nothing) and
- * wraps this in medallion_own_ddl_begin/end.  The partition column never
+ * caller replaces every row right after (a type change sets the old ones
+ * NULL) and wraps this in medallion_own_ddl_begin/end.  The partition column never
  * changes (alter_pipeline refuses it).
  */
 void
