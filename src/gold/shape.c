@@ -165,6 +165,13 @@ gold_shape_check(GoldModel *m)
 }
 
 static void
+shape_apply_context(void *arg)
+{
+	errcontext("altering the columns of %s to its query's output columns (nothing of the backfill is applied)",
+			   (const char *) arg);
+}
+
+static void
 exec_ddl(const char *sql)
 {
 	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
@@ -186,6 +193,13 @@ gold_shape_apply(Oid relid, List *to)
 	char	   *qrel = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 												  get_rel_name(relid));
 	ListCell   *lc;
+	ErrorContextCallback context;
+
+	/* a user's view over a dropped column: say what medallion was doing */
+	context.callback = shape_apply_context;
+	context.arg = qrel;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
 
 	foreach(lc, from)
 	{
@@ -205,4 +219,5 @@ gold_shape_apply(Oid relid, List *to)
 		if (shape_find(from, n->name) == NULL)
 			exec_ddl(psprintf("ALTER TABLE %s ADD COLUMN %s %s", qrel, quote_identifier(n->name), n->type));
 	}
+	error_context_stack = context.previous;
 }
