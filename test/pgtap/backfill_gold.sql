@@ -6,7 +6,7 @@
 -- view and a grant, rollback() restoring the rows and the query version; change records of
 -- upstreams no model reads any more are deleted.
 BEGIN;
-SELECT plan(57);
+SELECT plan(58);
 
 CREATE ROLE medallion_tap_bfg_owner NOLOGIN;
 CREATE ROLE medallion_tap_bfg_other NOLOGIN;
@@ -106,6 +106,10 @@ SELECT lives_ok($$SELECT medallion.alter_pipeline('gold.bfg_daily', '{"query":
                 'a query with another output column is accepted');
 SELECT is((SELECT definition_version FROM medallion.pipelines WHERE name = 'gold.bfg_daily'), 3, 'as version 3');
 SELECT hasnt_column('gold', 'bfg_daily', 'biggest', 'the table is left as it is');
+SELECT results_eq($$SELECT (detail->>'version')::int, classification FROM medallion.schema_changes
+                    WHERE pipeline = 'gold.bfg_daily' AND change = 'contract_changed' ORDER BY id$$,
+                  $$VALUES (2, 'safe'::text), (3, 'breaking')$$,
+                  'each query change is a schema change: safe with the same columns, breaking with others');
 SELECT throws_ok($$SELECT medallion.run('gold.bfg_daily', strict => true)$$, 'MD012', NULL, 'runs are refused');
 SELECT FROM medallion.run('gold.bfg_daily');
 SELECT results_eq($$SELECT status, error_message FROM pg_temp.last_run('gold.bfg_daily')$$,
