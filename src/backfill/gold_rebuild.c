@@ -173,6 +173,8 @@ backfill_gold_rebuild(Pipeline *p, int64 run_id, const BackfillRequest *req)
 		backfill_record_kept(p, run_id, get_relname_relid(kept_name, nsp), req);
 	/* the models reading this one refresh it whole */
 	gold_record_own_changes(&m, run_id, true, NIL);
+	/* the scheduler looks again: a model whose columns were pending is runnable now */
+	medallion_wake_scheduler_at_commit();
 	return rows;
 }
 

@@ -154,6 +154,8 @@ medallion_gold_alter(const char *name, Jsonb *options)
 	gold_dependencies_store(p.name, d.upstreams);
 	medallion_gold_changes_forget_unread();
 	record_change(p.name, quote_qualified_identifier("gold", p.relname), version, !same_shape);
+	/* the scheduler looks again at the model, whose columns may be pending, or no longer */
+	medallion_wake_scheduler_at_commit();
 
 	if (same_shape)
 		ereport(NOTICE,

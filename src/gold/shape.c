@@ -19,7 +19,9 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
@@ -27,6 +29,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "medallion.h"
 #include "gold/gold.h"
@@ -105,6 +108,46 @@ shape_find(List *shape, const char *name)
 		if (strcmp(((GoldColumn *) lfirst(lc))->name, name) == 0)
 			return lfirst(lc);
 	return NULL;
+}
+
+/*
+ * Whether a model's query has other output columns than its table, read
+ * from the catalog caches without locking the table: the scheduler's
+ * pending check, which must not wait for a backfill altering it.  Such a
+ * model is not started by the scheduler (its run would fail until a
+ * backfill builds the columns, and its failures would open the breaker,
+ * which refuses the very backfill); a manual run() says why (MD012).
+ */
+bool
+medallion_gold_shape_pending(Pipeline *p)
+{
+	List	   *want = gold_definition_shape(p->definition);
+	Oid			nsp = get_namespace_oid("gold", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(p->relname, nsp) : InvalidOid;
+	List	   *have = NIL;
+	int16		attnum;
+
+	if (want == NIL || !OidIsValid(relid))
+		return false;
+	for (attnum = 1;; attnum++)
+	{
+		HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attnum));
+		Form_pg_attribute att;
+
+		if (!HeapTupleIsValid(tup))
+			break;
+		att = (Form_pg_attribute) GETSTRUCT(tup);
+		if (!att->attisdropped)
+		{
+			GoldColumn *c = palloc0(sizeof(GoldColumn));
+
+			c->name = pstrdup(NameStr(att->attname));
+			c->type = gold_column_type(att->atttypid, att->atttypmod, att->attcollation);
+			have = lappend(have, c);
+		}
+		ReleaseSysCache(tup);
+	}
+	return !gold_shape_equal(want, have);
 }
 
 /*
