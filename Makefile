@@ -22,7 +22,8 @@ REGRESS_OPTS = --inputdir=test --outputdir=test --load-extension=medallion
 ISOLATION = backfill_during_runs bronze_batch_race bronze_partition_create bronze_partition_premake capture_concurrent \
 	silver_out_of_order silver_concurrent_runs silver_ingest_during_run \
 	silver_replay_during_run silver_repeatable_read silver_run_same_xact \
-	ops_pause_during_run schema_contract_during_run graph_loop_race gold_swap gold_changes_concurrent ddl_during_run ops_rename_during_run
+	ops_pause_during_run schema_contract_during_run graph_loop_race gold_swap gold_changes_concurrent ddl_during_run ops_rename_during_run \
+	gold_backfill_swap
 # replays (issue 13)
 ISOLATION += silver_replay_quarantine_during_run bronze_dlq_replay_race
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation

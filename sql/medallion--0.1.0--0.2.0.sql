@@ -1801,6 +1801,24 @@ COMMENT ON VIEW medallion.progress IS
 GRANT SELECT ON medallion.progress TO PUBLIC;
 
 
+
+------------------------------------------------------------------------------
+-- Backfills of gold models, rollback of definitions (issue 11, branch bfgold)
+------------------------------------------------------------------------------
+
+-- The contract or query version the rows a blue-green backfill replaced were
+-- built with: rollback() makes it the pipeline's definition again.  NULL for
+-- versions kept before it was recorded (their rollback leaves the definition).
+ALTER TABLE medallion.backfill_versions ADD COLUMN definition_version integer;
+COMMENT ON COLUMN medallion.backfill_versions.definition_version IS
+'the definition version (medallion.contract_versions) the kept rows were built with; rollback() restores it';
+
+COMMENT ON TABLE medallion.contract_versions IS
+'every version of each silver contract and gold query (alter_contract, alter_pipeline); pipelines.definition is the newest';
+
+COMMENT ON FUNCTION medallion.rollback(text) IS
+'swaps back the version the last blue-green backfill of a silver or gold pipeline replaced, with the watermark and the definition version it had, while it is kept';
+
 ------------------------------------------------------------------------------
 -- Backfills, silver side: full rebuilt aside, typed keys, event_time (issue 11, branch bfsilver)
 ------------------------------------------------------------------------------

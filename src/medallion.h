@@ -512,6 +512,16 @@ extern void medallion_gold_refreshed_consume(Pipeline *consumer, Pipeline *model
 /* gold/descriptions.c: alter_pipeline's option columns of a gold model */
 extern void medallion_gold_alter_columns(const Pipeline *p, JsonbValue *columns);
 
+/* gold/changes.c: records no model reads any more, deleted */
+extern void medallion_gold_changes_forget_unread(void);
+
+/* gold/alter.c: alter_pipeline()'s "query" of a model; a version put back */
+extern Jsonb *medallion_gold_alter(const char *name, Jsonb *options);
+extern void medallion_gold_definition_restore(const char *pipeline, int32 version);
+
+/* gold/shape.c: a model whose query's columns wait for a backfill (the scheduler skips it) */
+extern bool medallion_gold_shape_pending(Pipeline *p);
+
 /* gold/refresh.c: a run of a gold model; its cheap pending check */
 extern void medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts);
 extern TimestampTz medallion_gold_oldest_pending(Pipeline *p);

@@ -243,12 +243,6 @@ require_backfillable(const BackfillRequest *req, Pipeline *p, bool lock)
 				 errmsg("cannot backfill pipeline \"%s\" of layer \"%s\"", p->name, p->layer),
 				 errdetail("Only silver and gold pipelines are backfilled: they are computed from what lies upstream."),
 				 errhint("Backfill the silver pipelines that read it.")));
-	if (strcmp(req->strategy, "blue_green") == 0 && strcmp(p->layer, "gold") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("strategy \"blue_green\" is not supported for gold pipelines"),
-				 errdetail("Pipeline \"%s\" is a gold model; blue-green backfills apply to silver pipelines.", p->name),
-				 errhint("Use strategy \"partition\" or \"full\".")));
 	medallion_policy_check_runnable(p, false);
 	/* its table must be the owner's (refused otherwise) */
 	(void) medallion_pipeline_table(p);
@@ -314,18 +308,20 @@ detail_key(const BackfillRequest *req)
 /* runs.detail of a backfill, as the catalog owner. */
 static void
 record_detail(int64 run_id, const BackfillRequest *req, const BackfillPlan *plan, int64 removed,
-			  bool whole_model)
+			  bool whole_model, int32 definition_version)
 {
 	Oid			t[2] = {INT8OID, JSONBOID};
 	Datum		v[2];
 
+	/* definition_version: the contract or query version the backfill built */
 	v[0] = Int64GetDatum(run_id);
 	v[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(
 		psprintf("{%s, \"days\": %d, \"est_rows\": %lld, "
-				 "\"removed\": %lld, \"forced\": %s, \"whole_model\": %s, \"async\": %s}",
+				 "\"removed\": %lld, \"forced\": %s, \"whole_model\": %s, \"async\": %s, "
+				 "\"definition_version\": %d}",
 				 detail_key(req), plan->ndays, (long long) plan->est_rows,
 				 (long long) removed, req->force ? "true" : "false", whole_model ? "true" : "false",
-				 req->async ? "true" : "false")));
+				 req->async ? "true" : "false", definition_version)));
 	(void) medallion_catalog_exec("UPDATE medallion.runs SET detail = $2 "
 								  "WHERE run_id OPERATOR(pg_catalog.=) $1",
 								  2, t, v, NULL, SPI_OK_UPDATE);
@@ -346,7 +342,10 @@ attempt_blue_green(void *arg)
 {
 	BlueGreenAttempt *a = arg;
 
-	backfill_blue_green(a->p, a->run_id, a->req, a->counts, a->removed);
+	if (strcmp(a->p->layer, "gold") == 0)
+		a->counts->read = a->counts->inserted = backfill_gold_rebuild(a->p, a->run_id, a->req);
+	else
+		backfill_blue_green(a->p, a->run_id, a->req, a->counts, a->removed);
 }
 
 /*
@@ -412,7 +411,7 @@ medallion_backfill(PG_FUNCTION_ARGS)
 			PG_RETURN_INT64(run_id);
 		}
 		run_id = medallion_run_record_start(p.name, "backfill", "running", 0);
-		record_detail(run_id, &req, &plan, 0, false);
+		record_detail(run_id, &req, &plan, 0, false, p.definition_version);
 		backfill_async_queue(p.name, run_id, &plan);
 		if (plan.ndays == 0)
 			medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
@@ -421,9 +420,15 @@ medallion_backfill(PG_FUNCTION_ARGS)
 
 	require_backfillable(&req, &p, true);
 	run_id = medallion_run_record_start(p.name, "backfill", "running", 0);
-	if (strcmp(p.layer, "gold") == 0)
+	if (strcmp(p.layer, "gold") == 0 && strcmp(req.strategy, "partition") == 0)
 		whole_model = medallion_gold_backfill(&p, run_id, req.from_day, req.to_day,
 											  req.whole, &counts);
+	else if (strcmp(p.layer, "gold") == 0 && strcmp(req.strategy, "full") == 0)
+	{
+		/* built aside from the query, swapped in (gold_rebuild.c) */
+		counts.read = counts.inserted = backfill_gold_rebuild(&p, run_id, &req);
+		whole_model = true;
+	}
 	else if (strcmp(req.strategy, "blue_green") == 0)
 	{
 		BlueGreenAttempt attempt = {&p, run_id, &req, &counts, &removed};
@@ -435,7 +440,7 @@ medallion_backfill(PG_FUNCTION_ARGS)
 		{
 			/* nothing swapped: the run failed, and says why */
 			memset(&counts, 0, sizeof(counts));
-			record_detail(run_id, &req, &plan, 0, false);
+			record_detail(run_id, &req, &plan, 0, false, p.definition_version);
 			medallion_run_record_finish(run_id, "failed", &counts, edata, "business_rule");
 			medallion_alert_raise(p.name, "backfill", edata->detail ? edata->detail : edata->message);
 			ereport(WARNING,
@@ -449,7 +454,7 @@ medallion_backfill(PG_FUNCTION_ARGS)
 		backfill_silver_full(&p, run_id, &req, &counts, &removed);
 	else
 		backfill_silver_partition(&p, run_id, &req, NULL, &counts, &removed);
-	record_detail(run_id, &req, &plan, removed, whole_model);
+	record_detail(run_id, &req, &plan, removed, whole_model, p.definition_version);
 	medallion_run_record_finish(run_id, "succeeded", &counts, NULL, NULL);
 	PG_RETURN_INT64(run_id);
 }
@@ -488,7 +493,8 @@ medallion_backfill_plan(PG_FUNCTION_ARGS)
 
 /*
  * medallion.rollback(pipeline): the version a blue-green backfill replaced,
- * swapped back in with the watermark it had, while it is kept.
+ * swapped back in with the watermark and definition version it had, while
+ * it is kept.
  */
 Datum
 medallion_rollback(PG_FUNCTION_ARGS)
@@ -503,7 +509,7 @@ medallion_rollback(PG_FUNCTION_ARGS)
 	req.pipeline = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	req.strategy = "blue_green";
 	require_backfillable(&req, &p, true);
-	if (strcmp(p.layer, "silver") != 0 || !backfill_rollback(&p))
+	if (!backfill_rollback(&p))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("pipeline \"%s\" has no version to roll back to", p.name),

@@ -71,6 +71,7 @@ extern void backfill_silver_full(Pipeline *p, int64 run_id, const BackfillReques
 
 /* swap.c */
 extern void medallion_backfill_swap_heap(Oid target, Oid shadow);
+extern uint64 medallion_backfill_swap_rows(Oid target, Oid shadow);
 
 /* async.c */
 extern void backfill_async_queue(const char *pipeline, int64 run_id, const BackfillPlan *plan);
@@ -80,5 +81,14 @@ extern int64 backfill_async_running(const char *pipeline, const char *detail_ran
 extern void backfill_blue_green(Pipeline *p, int64 run_id, const BackfillRequest *req,
 								RunCounts *counts, int64 *removed);
 extern bool backfill_rollback(Pipeline *p);
+extern void backfill_validate_as_owner(const BackfillRequest *req, const char *pipeline,
+									   const char *qtarget, const char *qshadow);
+extern void backfill_record_kept(const Pipeline *p, int64 run_id, Oid kept,
+								 const BackfillRequest *req);
+
+/* gold_rebuild.c */
+extern int64 backfill_gold_rebuild(Pipeline *p, int64 run_id, const BackfillRequest *req);
+extern void backfill_gold_swap_back(Oid target, Oid kept);
+
 
 #endif							/* BACKFILL_H */

@@ -71,14 +71,6 @@ drop_table(const char *qrel)
 	medallion_own_ddl_end();
 }
 
-/* Replaces the rows of target by those of source (the target keeps its OID). */
-static void
-replace_rows(const char *qtarget, const char *qsource)
-{
-	(void) exec(psprintf("DELETE FROM %s", qtarget), SPI_OK_DELETE);
-	(void) exec(psprintf("INSERT INTO %s SELECT * FROM %s", qtarget, qsource), SPI_OK_INSERT);
-}
-
 /*
  * Validates the shadow against the current version, as the owner; raises
  * MD083 with the reason when it is not valid.
@@ -122,9 +114,33 @@ validate(const BackfillRequest *req, const char *pipeline, const char *qtarget, 
 	}
 }
 
-/* Records the kept version (as the catalog owner). */
-static void
-record_kept(const Pipeline *p, int64 run_id, Oid kept, const BackfillRequest *req)
+/*
+ * Validates a shadow as the owner (the caller is in the gateway as the
+ * owner), the user's checks under the run's pinned path, as expectations
+ * are; raises MD083 when it is not valid.
+ */
+void
+backfill_validate_as_owner(const BackfillRequest *req, const char *pipeline, const char *qtarget,
+						   const char *qshadow)
+{
+	int			nestlevel = NewGUCNestLevel();
+
+	/* the user's checks run under the run's pinned path, as expectations do */
+	(void) set_config_option("search_path", "pg_catalog, public, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	validate(req, pipeline, qtarget, qshadow);
+	AtEOXact_GUC(true, nestlevel);
+}
+
+/*
+ * Records the kept version (as the catalog owner), with the watermark and
+ * the definition version to restore.  The kept rows were built by the
+ * version before the current one when the current one has not reached
+ * history yet (no earlier full or blue-green backfill built it: a backfill
+ * is how a new version does); otherwise by the current one.
+ */
+void
+backfill_record_kept(const Pipeline *p, int64 run_id, Oid kept, const BackfillRequest *req)
 {
 	Oid			t[4] = {TEXTOID, INT8OID, OIDOID, TEXTOID};
 	Datum		v[4];
@@ -133,11 +149,25 @@ record_kept(const Pipeline *p, int64 run_id, Oid kept, const BackfillRequest *re
 	v[1] = Int64GetDatum(run_id);
 	v[2] = ObjectIdGetDatum(kept);
 	v[3] = CStringGetTextDatum(req->keep);
-	(void) medallion_catalog_exec("INSERT INTO medallion.backfill_versions (pipeline, run_id, kept_table, watermark, kept_until) "
+	(void) medallion_catalog_exec("INSERT INTO medallion.backfill_versions (pipeline, run_id, kept_table, watermark, "
+								  "kept_until, definition_version) "
 								  "SELECT $1, $2, $3::pg_catalog.regclass, "
 								  "(SELECT pg_catalog.to_jsonb(w) FROM medallion.watermarks w "
 								  " WHERE w.pipeline OPERATOR(pg_catalog.=) $1), "
-								  "pg_catalog.now() OPERATOR(pg_catalog.+) $4::pg_catalog.interval",
+								  "pg_catalog.now() OPERATOR(pg_catalog.+) $4::pg_catalog.interval, "
+								  "(SELECT CASE WHEN p.definition_version OPERATOR(pg_catalog.<=) 1 "
+								  "   OR EXISTS (SELECT 1 FROM medallion.runs r "
+								  "     WHERE r.pipeline OPERATOR(pg_catalog.=) $1 "
+								  "     AND r.run_id OPERATOR(pg_catalog.<>) $2 "
+								  "     AND r.kind OPERATOR(pg_catalog.=) 'backfill'::pg_catalog.text "
+								  "     AND r.status OPERATOR(pg_catalog.=) 'succeeded'::pg_catalog.text "
+								  "     AND r.detail OPERATOR(pg_catalog.->>) 'strategy'::pg_catalog.text "
+								  "         OPERATOR(pg_catalog.=) ANY ('{full,blue_green}'::pg_catalog.text[]) "
+								  "     AND r.detail OPERATOR(pg_catalog.->>) 'definition_version'::pg_catalog.text "
+								  "         OPERATOR(pg_catalog.=) p.definition_version::pg_catalog.text) "
+								  "   THEN p.definition_version "
+								  "   ELSE p.definition_version OPERATOR(pg_catalog.-) 1 END "
+								  " FROM medallion.pipelines p WHERE p.name OPERATOR(pg_catalog.=) $1)",
 								  4, t, v, NULL, SPI_OK_INSERT);
 }
 
@@ -176,29 +206,25 @@ backfill_blue_green(Pipeline *p, int64 run_id, const BackfillRequest *req, RunCo
 
 	/* validated, swapped: the table keeps its OID; the old rows are kept aside */
 	medallion_gateway_enter(p->owner, &gw);
-	{
-		int			nestlevel = NewGUCNestLevel();
-
-		/* the user's checks run under the run's pinned path, as expectations do */
-		(void) set_config_option("search_path", "pg_catalog, public, pg_temp", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
-		validate(req, p->name, qtarget, qshadow);
-		AtEOXact_GUC(true, nestlevel);
-	}
+	backfill_validate_as_owner(req, p->name, qtarget, qshadow);
 	create_like(qkept, qtarget);
 	(void) exec(psprintf("INSERT INTO %s SELECT * FROM %s", qkept, qtarget), SPI_OK_INSERT);
-	replace_rows(qtarget, qshadow);
+	(void) medallion_backfill_swap_rows(target, get_relname_relid(shadow_name, nsp));
 	drop_table(qshadow);
 	medallion_gateway_leave(&gw);
 	CommandCounterIncrement();
 	kept = get_relname_relid(kept_name, nsp);
-	record_kept(p, run_id, kept, req);
+	backfill_record_kept(p, run_id, kept, req);
 }
 
 /*
- * rollback: the newest kept version of a silver pipeline swapped back in,
- * with the watermark it had (the next run reapplies what landed since).
- * Returns false when no version is kept.
+ * rollback: the newest kept version of a silver or gold pipeline swapped
+ * back in, with the definition version it was built with (contract or
+ * query, edges included) and, for silver, the watermark it had: the next
+ * run reapplies what landed since.  A gold model's watermark is removed
+ * instead, so that its next run recomputes it whole with the restored
+ * query: the change records consumed since the swap may be gone.  Returns
+ * false when no version is kept.
  */
 bool
 backfill_rollback(Pipeline *p)
@@ -210,41 +236,44 @@ backfill_rollback(Pipeline *p)
 	Oid			kept;
 	Oid			target;
 	char	   *qkept;
-	char	   *qtarget;
 	MedallionGateway gw;
 	Oid			t2[3] = {TEXTOID, JSONBOID, INT8OID};
 	Datum		v2[3];
 	char		n2[3] = {' ', ' ', ' '};
+	bool		gold = (strcmp(p->layer, "gold") == 0);
 
-	rows = medallion_catalog_query("SELECT kept_table::pg_catalog.oid, watermark, run_id FROM medallion.backfill_versions "
+	rows = medallion_catalog_query("SELECT kept_table::pg_catalog.oid, watermark, run_id, definition_version "
+								   "FROM medallion.backfill_versions "
 								   "WHERE pipeline OPERATOR(pg_catalog.=) $1 ORDER BY run_id DESC LIMIT 1",
 								   1, t, v, NULL);
 	if (rows == NIL)
 		return false;
 	row = linitial(rows);
 	kept = DatumGetObjectId(row->values[0]);
-	target = get_relname_relid(p->relname, get_namespace_oid("silver", false));
+	target = get_relname_relid(p->relname, get_namespace_oid(p->layer, false));
 	if (!OidIsValid(target) || get_rel_relkind(kept) != RELKIND_RELATION ||
 		get_rel_namespace(kept) != get_rel_namespace(target))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("the kept version of pipeline \"%s\" is gone", p->name)));
 	qkept = quote_qualified_identifier(get_namespace_name(get_rel_namespace(kept)), get_rel_name(kept));
-	qtarget = quote_qualified_identifier(get_namespace_name(get_rel_namespace(target)), get_rel_name(target));
 
 	medallion_gateway_enter(p->owner, &gw);
-	replace_rows(qtarget, qkept);
+	if (gold)
+		backfill_gold_swap_back(target, kept);
+	else
+		(void) medallion_backfill_swap_rows(target, kept);
 	drop_table(qkept);
 	medallion_gateway_leave(&gw);
 
 	v2[0] = v[0];
 	v2[1] = row->values[1];
-	n2[1] = row->nulls[1] ? 'n' : ' ';
+	n2[1] = (row->nulls[1] || gold) ? 'n' : ' ';
 	v2[2] = row->values[2];
 	(void) medallion_catalog_exec("DELETE FROM medallion.backfill_versions "
 								  "WHERE pipeline OPERATOR(pg_catalog.=) $1 AND run_id OPERATOR(pg_catalog.=) $3",
 								  3, t2, v2, n2, SPI_OK_DELETE);
-	if (row->nulls[1])
+	if (n2[1] == 'n')
 		(void) medallion_catalog_exec("DELETE FROM medallion.watermarks WHERE pipeline OPERATOR(pg_catalog.=) $1",
 									  1, t, v, NULL, SPI_OK_DELETE);
 	else
@@ -260,6 +289,26 @@ backfill_rollback(Pipeline *p)
 									  "resume_xid = EXCLUDED.resume_xid, resume_seq = EXCLUDED.resume_seq, "
 									  "updated_at = pg_catalog.now()",
 									  3, t2, v2, n2, SPI_OK_INSERT);
+
+	/* the definition version the kept rows were built with */
+	if (!row->nulls[3] && DatumGetInt32(row->values[3]) != p->definition_version)
+	{
+		if (gold)
+			medallion_gold_definition_restore(p->name, DatumGetInt32(row->values[3]));
+		else
+		{
+			Oid			t3[2] = {TEXTOID, INT4OID};
+			Datum		v3[2] = {v[0], row->values[3]};
+
+			(void) medallion_catalog_exec("UPDATE medallion.pipelines p SET definition = cv.definition, "
+										  "definition_version = cv.version "
+										  "FROM medallion.contract_versions cv "
+										  "WHERE p.name OPERATOR(pg_catalog.=) $1 "
+										  "AND cv.pipeline OPERATOR(pg_catalog.=) $1 "
+										  "AND cv.version OPERATOR(pg_catalog.=) $2",
+										  2, t3, v3, NULL, SPI_OK_UPDATE);
+		}
+	}
 	return true;
 }
 

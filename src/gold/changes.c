@@ -459,6 +459,7 @@ gold_watermark_advance(GoldModel *m, Datum target)
 		medallion_gateway_leave(&gw);
 	}
 	medallion_watermark_save(m->p->name, &wm);
+	medallion_gold_changes_forget_unread();
 
 	if (m->upstreams == NIL)
 		return;
@@ -471,6 +472,23 @@ gold_watermark_advance(GoldModel *m, Datum target)
 								  "  AND (w.done_snapshot IS NULL "
 								  "       OR NOT pg_catalog.pg_visible_in_snapshot(c.xid, w.done_snapshot)))",
 								  1, t, v, NULL, SPI_OK_DELETE);
+}
+
+/*
+ * Deletes the change records of pipelines no model (nor gold export) reads
+ * any more: the cleanup above only looks at a model's own upstreams, so
+ * the records of an upstream whose last reader was dropped, or changed its
+ * query, would stay for ever.  Cheap: the records are few, and pipelines
+ * without readers write none.
+ */
+void
+medallion_gold_changes_forget_unread(void)
+{
+	(void) medallion_catalog_exec("DELETE FROM medallion.changes c "
+								  "WHERE NOT EXISTS (SELECT 1 FROM medallion.dependencies d "
+								  "  WHERE d.upstream OPERATOR(pg_catalog.=) c.pipeline "
+								  "  AND " CONSUMER_EDGE_SQL ")",
+								  0, NULL, NULL, NULL, SPI_OK_DELETE);
 }
 
 /* ---------------------------------------------------------------------------

@@ -607,80 +607,81 @@ check_no_cycle(const char *pipeline)
 }
 
 /*
- * medallion.create_gold(name, query, partition_by, options) → regclass
+ * The SQL type of a column or an output expression, qualified, with its
+ * COLLATE when it is not the type's own: the same text for the query's
+ * output and the table's column of it, so that shapes compare as text.
  */
-Datum
-medallion_create_gold(PG_FUNCTION_ARGS)
+char *
+gold_column_type(Oid typid, int32 typmod, Oid collation)
 {
-	char	   *name;
-	char	   *query;
-	char	   *partition_by = NULL;
-	Jsonb	   *options = NULL;
+	char	   *type = format_type_extended(typid, typmod,
+											FORMAT_TYPE_TYPEMOD_GIVEN | FORMAT_TYPE_FORCE_QUALIFY);
+
+	if (OidIsValid(collation) && collation != get_typcollation(typid))
+		return psprintf("%s COLLATE %s", type, generate_collation_name(collation));
+	return type;
+}
+
+/*
+ * The output columns of the query as GoldColumns, in order.
+ */
+static List *
+query_shape(Query *q)
+{
+	List	   *shape = NIL;
+	ListCell   *lc;
+
+	foreach(lc, q->targetList)
+	{
+		TargetEntry *te = lfirst(lc);
+		GoldColumn *c;
+
+		if (te->resjunk)
+			continue;
+		c = palloc0(sizeof(GoldColumn));
+		c->name = pstrdup(te->resname);
+		c->type = gold_column_type(exprType((Node *) te->expr), exprTypmod((Node *) te->expr),
+								   exprCollation((Node *) te->expr));
+		shape = lappend(shape, c);
+	}
+	return shape;
+}
+
+/*
+ * Validates a model's query, partition_by and options as the current user
+ * (create_gold and alter_pipeline's "query" both call this): the query
+ * parsed, analysed, planned and its privileges checked with a run's
+ * settings pinned; its output columns, the partition column and type; the
+ * upstreams and the column each maps the partitions through.  Creates
+ * nothing.
+ */
+void
+gold_definition_validate(const char *pipeline, const char *query, const char *partition_by,
+						 Jsonb *options, GoldDefinition *d)
+{
 	GoldOptions o;
-	Oid			nsp = get_namespace_oid("gold", false);
 	Query	   *q;
-	Oid			part_type = InvalidOid;
-	char	   *columns;
 	List	   *rels = NIL;
-	List	   *deps = NIL;		/* of GoldUpstream * */
 	List	   *dep_names = NIL;
 	TargetEntry *part = NULL;
 	ListCell   *lc;
-	char	   *pipeline;
-	char	   *qrel;
-	StringInfoData def;
-	Oid			relid;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("name and query must not be NULL")));
-	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	query = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (!PG_ARGISNULL(2))
-		partition_by = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (!PG_ARGISNULL(3))
-		options = PG_GETARG_JSONB_P(3);
+	memset(d, 0, sizeof(*d));
 	parse_options(options, &o);
-	if (name[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_NAME),
-				 errmsg("gold table name must not be empty")));
-	if ((int) strlen(name) > (partition_by ? GOLD_MAX_NAME : NAMEDATALEN - 1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NAME_TOO_LONG),
-				 errmsg("gold table name \"%s\" is too long", name),
-				 errdetail_plural("The name of a model may have at most %d byte (its partitions add a suffix).",
-								  "The name of a model may have at most %d bytes (its partitions add a suffix).",
-								  partition_by ? GOLD_MAX_NAME : NAMEDATALEN - 1,
-								  partition_by ? GOLD_MAX_NAME : NAMEDATALEN - 1)));
 	if (partition_by == NULL && (o.has_granularity || o.lookback || o.partition_sources))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("options granularity, lookback and partition_sources need partition_by")));
-	if (pg_namespace_aclcheck(nsp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to create gold tables"),
-				 errdetail("Creating a gold model needs the CREATE privilege on schema \"gold\"."),
-				 errhint("An administrator can run: GRANT CREATE ON SCHEMA gold TO %s;",
-						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
-	if (OidIsValid(get_relname_relid(name, nsp)))
-		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_TABLE),
-				 errmsg("relation \"gold.%s\" already exists", name)));
-	pipeline = medallion_pipeline_name("gold", name);
+	d->pipeline = pstrdup(pipeline);
+	d->partition_by = partition_by ? pstrdup(partition_by) : NULL;
+	d->monthly = o.monthly;
+	d->lookback = o.lookback;
+	d->description = o.description;
+	d->options = options;
 
-	q = analyse_query(query, &o.settings, &query);
-	columns = column_list(q, partition_by, &part_type);
-	{
-		List	   *names = NIL;
-
-		foreach(lc, q->targetList)
-			if (!((TargetEntry *) lfirst(lc))->resjunk)
-				names = lappend(names, ((TargetEntry *) lfirst(lc))->resname);
-		gold_column_docs_check(o.column_docs, names, pipeline);
-	}
+	q = analyse_query(query, &o.settings, &d->query);
+	d->columns = column_list(q, partition_by, &d->part_type);
+	d->shape = query_shape(q);
 	if (partition_by)
 		foreach(lc, q->targetList)
 			if (!((TargetEntry *) lfirst(lc))->resjunk &&
@@ -722,83 +723,106 @@ medallion_create_gold(PG_FUNCTION_ARGS)
 						 errhint("Name the column of \"%s\" they map through in option partition_sources, e.g. {\"partition_sources\": {\"%s\": \"...\"}}.",
 								 up, up)));
 		}
-		deps = lappend(deps, u);
+		d->upstreams = lappend(d->upstreams, u);
 	}
 	{
 		List	   *names = NIL;
 
-		foreach(lc, deps)
+		foreach(lc, d->upstreams)
 			names = lappend(names, ((GoldUpstream *) lfirst(lc))->pipeline);
 		check_declared_upstreams(&o, names);
 	}
+}
 
-	/* the table, as the creator: exactly the query's columns */
-	qrel = quote_qualified_identifier("gold", name);
-	medallion_own_ddl_begin();
-	SPI_connect();
-	if (SPI_execute(psprintf("CREATE TABLE %s (%s)%s; COMMENT ON TABLE %s IS %s",
-							 qrel, columns,
-							 partition_by ? psprintf(" PARTITION BY RANGE (%s)", quote_identifier(partition_by)) : "",
-							 qrel, quote_literal_cstr(o.description ? o.description :
-													  psprintf("medallion gold model %s", pipeline))),
-					false, 0) < 0)
-		elog(ERROR, "could not create %s", qrel);
-	SPI_finish();
-	medallion_own_ddl_end();
-	CommandCounterIncrement();
-	relid = get_relname_relid(name, nsp);
-	gold_column_docs_apply(relid, o.column_docs);
+/*
+ * A validated model as its definition (medallion.pipelines.definition and
+ * its versions in medallion.contract_versions): the query, the partitioning,
+ * the options as given, the output columns (a changed shape is found by
+ * comparing them with the table's) and the upstreams (rollback() restores
+ * a version's edges from them).
+ */
+Jsonb *
+gold_definition_json(GoldDefinition *d)
+{
+	StringInfoData def;
+	ListCell   *lc;
+	bool		first = true;
 
-	/* the pipeline, its definition and its edges */
-	medallion_catalog_add_pipeline(pipeline, "gold", name, GetUserId(), NULL, (Datum) 0, true,
-								   options ? options : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
-								   o.description);
 	initStringInfo(&def);
 	appendStringInfoString(&def, "{\"query\": ");
-	escape_json(&def, query);
+	escape_json(&def, d->query);
 	appendStringInfoString(&def, ", \"partition_by\": ");
-	if (partition_by)
-		escape_json(&def, partition_by);
+	if (d->partition_by)
+		escape_json(&def, d->partition_by);
 	else
 		appendStringInfoString(&def, "null");
 	appendStringInfo(&def, ", \"partition_type\": \"%s\", \"granularity\": \"%s\", \"lookback\": ",
-					 part_type == DATEOID ? "date" : part_type == TIMESTAMPOID ? "timestamp" :
-					 part_type == TIMESTAMPTZOID ? "timestamptz" : "",
-					 o.monthly ? "month" : "day");
-	if (o.lookback)
-		escape_json(&def, o.lookback);
+					 d->part_type == DATEOID ? "date" : d->part_type == TIMESTAMPOID ? "timestamp" :
+					 d->part_type == TIMESTAMPTZOID ? "timestamptz" : "",
+					 d->monthly ? "month" : "day");
+	if (d->lookback)
+		escape_json(&def, d->lookback);
 	else
 		appendStringInfoString(&def, "null");
 	appendStringInfoString(&def, ", \"widen\": [");
+	foreach(lc, d->upstreams)
 	{
-		bool		first = true;
+		GoldUpstream *u = lfirst(lc);
 
-		foreach(lc, deps)
-		{
-			GoldUpstream *u = lfirst(lc);
+		if (!u->widen)
+			continue;
+		if (!first)
+			appendStringInfoString(&def, ", ");
+		first = false;
+		escape_json(&def, u->pipeline);
+	}
+	appendStringInfoString(&def, "], \"columns\": [");
+	foreach(lc, d->shape)
+	{
+		GoldColumn *c = lfirst(lc);
 
-			if (!u->widen)
-				continue;
-			if (!first)
-				appendStringInfoString(&def, ", ");
-			first = false;
-			escape_json(&def, u->pipeline);
-		}
+		appendStringInfoString(&def, lc == list_head(d->shape) ? "{\"name\": " : ", {\"name\": ");
+		escape_json(&def, c->name);
+		appendStringInfoString(&def, ", \"type\": ");
+		escape_json(&def, c->type);
+		appendStringInfoChar(&def, '}');
+	}
+	appendStringInfoString(&def, "], \"upstreams\": [");
+	foreach(lc, d->upstreams)
+	{
+		GoldUpstream *u = lfirst(lc);
+
+		appendStringInfoString(&def, lc == list_head(d->upstreams) ? "{\"pipeline\": " : ", {\"pipeline\": ");
+		escape_json(&def, u->pipeline);
+		appendStringInfoString(&def, ", \"column\": ");
+		if (u->column)
+			escape_json(&def, u->column);
+		else
+			appendStringInfoString(&def, "null");
+		appendStringInfoChar(&def, '}');
 	}
 	appendStringInfoString(&def, "], \"options\": ");
-	appendStringInfoString(&def, options ? JsonbToCString(NULL, &options->root, 0) : "{}");
+	appendStringInfoString(&def, d->options ? JsonbToCString(NULL, &d->options->root, 0) : "{}");
 	appendStringInfoChar(&def, '}');
-	{
-		Oid			t[2] = {TEXTOID, JSONBOID};
-		Datum		v[2];
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(def.data)));
+}
 
-		v[0] = CStringGetTextDatum(pipeline);
-		v[1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(def.data));
-		(void) medallion_catalog_exec("UPDATE medallion.pipelines SET definition = $2 "
-									  "WHERE name OPERATOR(pg_catalog.=) $1",
-									  2, t, v, NULL, SPI_OK_UPDATE);
-	}
-	foreach(lc, deps)
+/*
+ * Replaces a model's query edges in medallion.dependencies by upstreams
+ * (of GoldUpstream *), then refuses a cycle.
+ */
+void
+gold_dependencies_store(const char *pipeline, List *upstreams)
+{
+	ListCell   *lc;
+	Oid			t1[1] = {TEXTOID};
+	Datum		v1[1] = {CStringGetTextDatum(pipeline)};
+
+	(void) medallion_catalog_exec("DELETE FROM medallion.dependencies "
+								  "WHERE pipeline OPERATOR(pg_catalog.=) $1 "
+								  "AND kind OPERATOR(pg_catalog.=) 'query'::pg_catalog.text",
+								  1, t1, v1, NULL, SPI_OK_DELETE);
+	foreach(lc, upstreams)
 	{
 		GoldUpstream *u = lfirst(lc);
 		Oid			t[3] = {TEXTOID, TEXTOID, TEXTOID};
@@ -817,5 +841,112 @@ medallion_create_gold(PG_FUNCTION_ARGS)
 									  3, t, v, nulls, SPI_OK_INSERT);
 	}
 	check_no_cycle(pipeline);
+}
+
+/*
+ * medallion.create_gold(name, query, partition_by, options) → regclass
+ */
+Datum
+medallion_create_gold(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *query;
+	char	   *partition_by = NULL;
+	Jsonb	   *options = NULL;
+	Oid			nsp = get_namespace_oid("gold", false);
+	GoldOptions o;
+	GoldDefinition d;
+	char	   *pipeline;
+	char	   *qrel;
+	Jsonb	   *def;
+	Oid			relid;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name and query must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	query = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!PG_ARGISNULL(2))
+		partition_by = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (!PG_ARGISNULL(3))
+		options = PG_GETARG_JSONB_P(3);
+	/* the options first: a bad one is the first error, before any name check */
+	parse_options(options, &o);
+	if (name[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("gold table name must not be empty")));
+	if ((int) strlen(name) > (partition_by ? GOLD_MAX_NAME : NAMEDATALEN - 1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("gold table name \"%s\" is too long", name),
+				 errdetail_plural("The name of a model may have at most %d byte (its partitions add a suffix).",
+								  "The name of a model may have at most %d bytes (its partitions add a suffix).",
+								  partition_by ? GOLD_MAX_NAME : NAMEDATALEN - 1,
+								  partition_by ? GOLD_MAX_NAME : NAMEDATALEN - 1)));
+	if (partition_by == NULL && (o.has_granularity || o.lookback || o.partition_sources))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options granularity, lookback and partition_sources need partition_by")));
+	if (pg_namespace_aclcheck(nsp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create gold tables"),
+				 errdetail("Creating a gold model needs the CREATE privilege on schema \"gold\"."),
+				 errhint("An administrator can run: GRANT CREATE ON SCHEMA gold TO %s;",
+						 quote_identifier(GetUserNameFromId(GetUserId(), false)))));
+	if (OidIsValid(get_relname_relid(name, nsp)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_TABLE),
+				 errmsg("relation \"gold.%s\" already exists", name)));
+	pipeline = medallion_pipeline_name("gold", name);
+
+	gold_definition_validate(pipeline, query, partition_by, options, &d);
+	{
+		List	   *names = NIL;
+		ListCell   *lc;
+
+		/* the described columns are output columns of the query */
+		foreach(lc, d.shape)
+			names = lappend(names, ((GoldColumn *) lfirst(lc))->name);
+		gold_column_docs_check(o.column_docs, names, pipeline);
+	}
+
+	/* the table, as the creator: exactly the query's columns */
+	qrel = quote_qualified_identifier("gold", name);
+	medallion_own_ddl_begin();
+	SPI_connect();
+	if (SPI_execute(psprintf("CREATE TABLE %s (%s)%s; COMMENT ON TABLE %s IS %s",
+							 qrel, d.columns,
+							 partition_by ? psprintf(" PARTITION BY RANGE (%s)", quote_identifier(partition_by)) : "",
+							 qrel, quote_literal_cstr(o.description ? o.description :
+													  psprintf("medallion gold model %s", pipeline))),
+					false, 0) < 0)
+		elog(ERROR, "could not create %s", qrel);
+	SPI_finish();
+	medallion_own_ddl_end();
+	CommandCounterIncrement();
+	relid = get_relname_relid(name, nsp);
+	gold_column_docs_apply(relid, o.column_docs);
+
+	/* the pipeline, its definition (version 1) and its edges */
+	medallion_catalog_add_pipeline(pipeline, "gold", name, GetUserId(), NULL, (Datum) 0, true,
+								   options ? options : DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"))),
+								   d.description);
+	def = gold_definition_json(&d);
+	if (medallion_contract_version_add(pipeline, def, "none", false, GetUserId()) == 0)
+	{
+		Oid			t[2] = {TEXTOID, JSONBOID};
+		Datum		v[2];
+
+		/* a catalog without versions: the definition alone */
+		v[0] = CStringGetTextDatum(pipeline);
+		v[1] = JsonbPGetDatum(def);
+		(void) medallion_catalog_exec("UPDATE medallion.pipelines SET definition = $2 "
+									  "WHERE name OPERATOR(pg_catalog.=) $1",
+									  2, t, v, NULL, SPI_OK_UPDATE);
+	}
+	gold_dependencies_store(pipeline, d.upstreams);
 	PG_RETURN_OID(relid);
 }

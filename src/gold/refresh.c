@@ -172,6 +172,23 @@ gold_model_load(Pipeline *p, GoldModel *m, bool need_table)
  * ---------------------------------------------------------------------------
  */
 
+/*
+ * Before a model is written: refuses a table whose columns are not the
+ * definition's (a changed query waiting for its backfill), and notes the
+ * columns rows are written by.  Not in gold_model_load: the scheduler's
+ * pending check must not open (and wait for) the table.
+ */
+static void
+prepare_write(GoldModel *m)
+{
+	List	   *shape;
+
+	gold_shape_check(m);
+	shape = gold_table_shape(m->relid);
+	m->insert_cols = gold_shape_names(shape, "");
+	m->select_cols = gold_shape_names(shape, "q.");
+}
+
 static int
 int_cmp(const ListCell *a, const ListCell *b)
 {
@@ -185,8 +202,8 @@ int_cmp(const ListCell *a, const ListCell *b)
  * "(q.col >= lo AND q.col < hi) OR ..." over sorted partition starts,
  * contiguous partitions joined into one range.
  */
-static char *
-ranges_sql(GoldModel *m, List *starts, const char *alias)
+char *
+gold_ranges_sql(GoldModel *m, List *starts, const char *alias)
 {
 	StringInfoData buf;
 	ListCell   *lc;
@@ -246,12 +263,11 @@ attempt_insert(void *arg)
 }
 
 /*
- * Creates the partitions a full refresh needs: the distinct partitions of
- * the query's rows.  Only when the INSERT found one missing (a second pass
- * over the query, paid on new days only).
+ * Creates the partitions the rows of a relation (or a parenthesised query)
+ * need, refusing a NULL partition value.
  */
-static void
-create_needed_partitions(GoldModel *m)
+void
+gold_ensure_partitions_for(GoldModel *m, const char *rows)
 {
 	uint64		n;
 	uint64		i;
@@ -261,10 +277,10 @@ create_needed_partitions(GoldModel *m)
 
 	n = exec(psprintf("SELECT DISTINCT CASE WHEN q.%s IS NULL THEN NULL ELSE "
 					  "(pg_catalog.date_trunc(%s::pg_catalog.text, q.%s%s)::pg_catalog.date "
-					  "OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date) END FROM (%s\n) q",
+					  "OPERATOR(pg_catalog.-) '2000-01-01'::pg_catalog.date) END FROM %s q",
 					  col, m->monthly ? "'month'" : "'day'", col,
 					  m->part_type == TIMESTAMPTZOID ? ", 'UTC'::pg_catalog.text" : "",
-					  m->query),
+					  rows),
 			 SPI_OK_SELECT);
 	for (i = 0; i < n; i++)
 	{
@@ -294,7 +310,8 @@ refresh_full(GoldModel *m)
 	ErrorData  *edata;
 
 	(void) exec(psprintf("DELETE FROM %s", m->qrel), SPI_OK_DELETE);
-	f.sql = psprintf("INSERT INTO %s SELECT * FROM (%s\n) q", m->qrel, m->query);
+	f.sql = psprintf("INSERT INTO %s (%s) SELECT %s FROM (%s\n) q",
+					 m->qrel, m->insert_cols, m->select_cols, m->query);
 	f.rows = 0;
 	if (m->partition_by == NULL)
 		return exec(f.sql, SPI_OK_INSERT);
@@ -305,7 +322,8 @@ refresh_full(GoldModel *m)
 		return f.rows;
 	if (edata->sqlerrcode != ERRCODE_CHECK_VIOLATION)
 		ReThrowError(edata);
-	create_needed_partitions(m);
+	/* the partitions a full refresh needs, only when one was missing (a second pass) */
+	gold_ensure_partitions_for(m, psprintf("(%s\n)", m->query));
 	return exec(f.sql, SPI_OK_INSERT);
 }
 
@@ -319,9 +337,10 @@ refresh_partitions(GoldModel *m, List *starts)
 
 	foreach(lc, starts)
 		gold_ensure_partition(m, lfirst_int(lc));
-	(void) exec(psprintf("DELETE FROM %s t WHERE %s", m->qrel, ranges_sql(m, starts, "t.")), SPI_OK_DELETE);
-	return exec(psprintf("INSERT INTO %s SELECT * FROM (%s\n) q WHERE %s",
-						 m->qrel, gold_query_for_partitions(m, starts), ranges_sql(m, starts, "q.")),
+	(void) exec(psprintf("DELETE FROM %s t WHERE %s", m->qrel, gold_ranges_sql(m, starts, "t.")), SPI_OK_DELETE);
+	return exec(psprintf("INSERT INTO %s (%s) SELECT %s FROM (%s\n) q WHERE %s",
+						 m->qrel, m->insert_cols, m->select_cols,
+						 gold_query_for_partitions(m, starts), gold_ranges_sql(m, starts, "q.")),
 				SPI_OK_INSERT);
 }
 
@@ -398,8 +417,8 @@ record_detail(int64 run_id, const char *mode, List *starts)
  * those of the partitions (its partition column), nothing known after a
  * full refresh.
  */
-static void
-record_own_changes(GoldModel *m, int64 run_id, bool full, List *starts)
+void
+gold_record_own_changes(GoldModel *m, int64 run_id, bool full, List *starts)
 {
 	MedallionChangeSet *cs = medallion_changeset_open(m->p->name, CurrentMemoryContext);
 	ListCell   *lc;
@@ -445,6 +464,7 @@ medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	uint64		rows;
 
 	gold_model_load(p, &m, true);
+	prepare_write(&m);
 	target = medallion_current_snapshot();
 	if (m.upstreams == NIL)
 		ch.first = true;		/* nothing tracked: every run refreshes */
@@ -470,7 +490,7 @@ medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts)
 
 	counts->read = counts->inserted = (int64) rows;
 	record_detail(run_id, full ? "full" : "incremental", starts);
-	record_own_changes(&m, run_id, full, starts);
+	gold_record_own_changes(&m, run_id, full, starts);
 	gold_watermark_advance(&m, target);
 }
 
@@ -487,6 +507,18 @@ medallion_gold_oldest_pending(Pipeline *p)
 	if (!OidIsValid(m.relid))
 		return GetCurrentTransactionStartTimestamp();
 	return gold_changes_oldest(&m);
+}
+
+/* The partitions (their first days) holding the days from_day..to_day. */
+List *
+gold_range_starts(GoldModel *m, int from_day, int to_day)
+{
+	List	   *starts = NIL;
+	int			day;
+
+	for (day = from_day; day <= to_day; day++)
+		starts = list_append_unique_int(starts, gold_partition_start(day, m->monthly));
+	return starts;
 }
 
 /*
@@ -506,13 +538,12 @@ medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day, boo
 	MedallionUserContext save;
 	int			nestlevel;
 	uint64		rows;
-	int			day;
 
 	gold_model_load(p, &m, true);
+	prepare_write(&m);
 	whole = whole || m.partition_by == NULL;
 	if (!whole)
-		for (day = from_day; day <= to_day; day++)
-			starts = list_append_unique_int(starts, gold_partition_start(day, m.monthly));
+		starts = gold_range_starts(&m, from_day, to_day);
 
 	medallion_run_settings_push(&m.settings, &nestlevel);
 	medallion_become_user(p->owner, &save);
@@ -523,6 +554,6 @@ medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day, boo
 	AtEOXact_GUC(true, nestlevel);
 
 	counts->read = counts->inserted = (int64) rows;
-	record_own_changes(&m, run_id, whole, starts);
+	gold_record_own_changes(&m, run_id, whole, starts);
 	return whole;
 }

@@ -464,7 +464,7 @@ attempt_pending(void *arg)
 	PendingAttempt *a = arg;
 
 	if (strcmp(a->p->layer, "gold") == 0)
-		a->pending = medallion_gold_oldest_pending(a->p) != 0;
+		a->pending = medallion_gold_oldest_pending(a->p) != 0 && !medallion_gold_shape_pending(a->p);
 	else
 		a->pending = medallion_silver_oldest_pending(a->p) != 0;
 }

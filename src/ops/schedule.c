@@ -479,6 +479,9 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 		opts = medallion_source_alter(name, p.definition, opts);
 	else if (strcmp(p.layer, "export") == 0)
 		opts = medallion_export_alter(name, p.definition, opts);
+	/* a gold model's "query": the next version of its definition (gold/alter.c) */
+	else if (strcmp(p.layer, "gold") == 0)
+		opts = medallion_gold_alter(name, opts);
 	max_rows = getKeyJsonValueFromContainer(&opts->root, "max_rows_per_run",
 											strlen("max_rows_per_run"), NULL);
 	if (max_rows && strcmp(p.layer, "silver") != 0)
@@ -510,7 +513,7 @@ medallion_alter_pipeline(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unrecognized pipeline option \"%s\"", key),
-					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, max_rows_per_run (silver), columns (gold), steward, description and owner.")));
+					 errhint("Valid options are freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, max_rows_per_run (silver), query and columns (gold), steward, description and owner.")));
 		if (strcmp(key, "max_bad_ratio") == 0 || strcmp(key, "drift_min_rows") == 0)
 		{
 			tok = JsonbIteratorNext(&it, &v, true);

@@ -71,9 +71,10 @@ SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, c
                  '22023', 'options must be a JSON object', 'options that are not an object are refused');
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, options => '{"force": "yes"}')$$,
                  '22023', 'backfill option "force" must be a boolean', 'a force that is not a boolean is refused');
-SELECT throws_ok($$SELECT medallion.backfill('gold.bf_daily', current_date, current_date, 'blue_green')$$,
-                 '0A000', 'strategy "blue_green" is not supported for gold pipelines',
-                 'blue_green of a gold model is refused (not supported), and says so');
+SELECT throws_ok($$SELECT medallion.backfill('gold.bf_daily', current_date, current_date, 'blue_green',
+                                             options => '{"max_row_change": "x"}')$$,
+                 '22023', 'backfill option "max_row_change" must be a number at least 0',
+                 'blue_green options of a gold model are checked as a silver one''s');
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green',
                                              options => '{"max_row_change": -1}')$$,
                  '22023', 'backfill option "max_row_change" must be a number at least 0', 'a negative max_row_change is refused');
@@ -83,7 +84,8 @@ SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, c
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, 'blue_green',
                                              options => '{"keep": "a while"}')$$,
                  '22007', NULL, 'keep must be an interval');
-SELECT throws_ok($$SELECT medallion.rollback('gold.bf_daily')$$, '0A000', NULL, 'nor is rollback() of one');
+SELECT throws_ok($$SELECT medallion.rollback('gold.bf_daily')$$, '55000',
+                 'pipeline "gold.bf_daily" has no version to roll back to', 'a gold model with nothing kept has nothing to roll back');
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', NULL, NULL, 'full', options => '{"async": true}')$$,
                  '22023', NULL, 'only partition backfills run asynchronously');
 SELECT throws_ok($$SELECT medallion.backfill('silver.bf_orders', current_date, current_date, options => '{"async": 1}')$$,

@@ -2,10 +2,10 @@
 -- shadow table (the range recomputed, the rest carried over), validated (row count within
 -- max_row_change, options.checks), then swapped in keeping the table's OID, so a user's view and
 -- grant on it go on working; the old version is kept (medallion.backfill_versions) and
--- rollback() swaps it back with the watermark it had. A failed validation swaps nothing, records
+-- rollback() swaps it back with the watermark and the contract version it had. A failed validation swaps nothing, records
 -- the run failed (business_rule) and raises a backfill alert.
 BEGIN;
-SELECT plan(24);
+SELECT plan(25);
 
 CREATE ROLE medallion_tap_bg_owner NOLOGIN;
 CREATE ROLE medallion_tap_bg_reader NOLOGIN;
@@ -61,8 +61,11 @@ SELECT is((SELECT to_jsonb(w) - 'updated_at' FROM medallion.watermarks w WHERE p
           (SELECT wm FROM bg_before), 'with the watermark it had');
 SELECT is((SELECT count(*)::int FROM medallion.backfill_versions WHERE pipeline = 'silver.bg_orders'), 0,
           'the kept version is used up');
+SELECT is((SELECT definition_version FROM medallion.pipelines WHERE name = 'silver.bg_orders'), 1,
+          'the contract version the old rows were built with is current again');
 SELECT FROM medallion.run('silver.bg_orders');
-SELECT is((SELECT tier FROM silver.bg_orders WHERE id = 11), 'SILVER', 'the next run reapplies what landed since the swap');
+SELECT is((SELECT tier FROM silver.bg_orders WHERE id = 11), 'silver',
+          'the next run reapplies what landed since the swap, under the restored contract');
 SELECT throws_ok($$SELECT medallion.rollback('silver.bg_orders')$$, '55000',
                  'pipeline "silver.bg_orders" has no version to roll back to', 'a second rollback has nothing to swap');
 
