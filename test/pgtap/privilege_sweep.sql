@@ -101,7 +101,7 @@ INSERT INTO sweep VALUES
  $$SELECT medallion.backfill(%1$L, '2024-01-01', '2024-01-02')$$, NULL, NULL),
 ('medallion.backfill_plan(text,date,date,text)', 'owner', true, '{silver,gold}',
  $$SELECT count(*) FROM medallion.backfill_plan(%1$L, '2024-01-01', '2024-01-02')$$, NULL, NULL),
-('medallion.rollback(text)', 'owner', true, '{silver}',
+('medallion.rollback(text)', 'owner', true, '{silver,gold}',
  $$SELECT medallion.rollback(%1$L)$$, NULL, NULL),
 ('medallion.drop_pipeline(text,boolean,boolean)', 'owner', true, '{bronze,silver,gold,source,export}',
  $$SELECT medallion.drop_pipeline(%1$L, true, true)$$, NULL, NULL),
