@@ -582,7 +582,7 @@ CREATE TABLE medallion.contract_versions (
     PRIMARY KEY (pipeline, version)
 );
 COMMENT ON TABLE medallion.contract_versions IS
-'every version of each silver contract; pipelines.definition is the newest';
+'every version of each silver contract and gold query (alter_contract, alter_pipeline); pipelines.definition is the newest';
 SELECT pg_catalog.pg_extension_config_dump('medallion.contract_versions', '');
 GRANT SELECT ON medallion.contract_versions TO PUBLIC;
 INSERT INTO medallion.contract_versions (pipeline, version, definition, created_at, created_by)
@@ -757,6 +757,10 @@ COMMENT ON FUNCTION medallion.run_all() IS
 -- table; the table is named as its pipeline when it is one).  The view reads
 -- as its owner, so the backlogs count every pipeline's rows; it shows no
 -- payload and no message (run_details shows messages to their owners).
+-- column_descriptions: the downstream table's column comments, which
+-- create_silver, alter_contract, create_gold and alter_pipeline keep equal
+-- to the descriptions given (the table found by schema = layer and name in
+-- pg_class, not through search_path).
 CREATE VIEW medallion.lineage AS
 SELECT e.upstream,
        u.layer AS upstream_layer,
@@ -777,7 +781,18 @@ SELECT e.upstream,
         WHERE q.pipeline OPERATOR(pg_catalog.=) e.pipeline AND NOT q.reprocessed) AS quarantine_backlog,
        p.owner,
        p.steward,
-       p.description
+       p.description,
+       (SELECT pg_catalog.jsonb_object_agg(a.attname, cd.description)
+          FROM pg_catalog.pg_namespace s
+          JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) s.oid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+                                        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+          JOIN pg_catalog.pg_description cd
+            ON cd.objoid OPERATOR(pg_catalog.=) c.oid
+           AND cd.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND cd.objsubid OPERATOR(pg_catalog.=) a.attnum
+         WHERE s.nspname OPERATOR(pg_catalog.=) p.layer::pg_catalog.name
+           AND c.relname OPERATOR(pg_catalog.=) p.relname::pg_catalog.name) AS column_descriptions
 FROM (SELECT d.upstream, d.pipeline, d.kind
       FROM medallion.dependencies d
       UNION ALL
@@ -803,7 +818,7 @@ LEFT JOIN LATERAL (SELECT r.run_id, r.status, r.finished_at, r.rows_read, r.rows
                    WHERE r.pipeline OPERATOR(pg_catalog.=) e.pipeline
                    ORDER BY r.run_id DESC LIMIT 1) lr ON true;
 COMMENT ON VIEW medallion.lineage IS
-'one row per edge of the pipeline graph (upstream feeds pipeline: source, reference, query, feed, export, capture), with the downstream''s last run, DLQ and quarantine backlog, owner, steward and description';
+'one row per edge of the pipeline graph (upstream feeds pipeline: source, reference, query, feed, export, capture), with the downstream''s last run, DLQ and quarantine backlog, owner, steward and description, and the downstream table''s column descriptions (column_descriptions: column -> comment)';
 GRANT SELECT ON medallion.lineage TO PUBLIC;
 
 CREATE FUNCTION medallion.lineage_graph(format text DEFAULT 'mermaid')
@@ -1270,7 +1285,7 @@ RETURNS bigint
 AS 'MODULE_PATHNAME', 'medallion_backfill'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION medallion.backfill(text, date, date, text, boolean, pg_catalog.jsonb) IS
-'reprocesses the days from_date..to_date (NULL: the whole history) of a silver or gold pipeline; returns the run id (NULL for a dry run)';
+'reprocesses the days from_date..to_date (NULL: the whole history) of a silver or gold pipeline; silver ranges are ingestion days, or event-time days with the contract option event_time; full rebuilds the table aside and swaps it in (same OID; the silver watermark becomes the snapshot it read); returns the run id (NULL for a dry run)';
 
 CREATE FUNCTION medallion.backfill_plan(pipeline text, from_date date, to_date date,
                                         strategy text DEFAULT 'partition')
@@ -1278,7 +1293,7 @@ RETURNS TABLE (day date, est_rows bigint, action text)
 AS 'MODULE_PATHNAME', 'medallion_backfill_plan'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION medallion.backfill_plan(text, date, date, text) IS
-'the days a backfill would process, the rows each holds (partition statistics) and what it would do with each';
+'the days a backfill would process, the rows each holds (bronze partition statistics; with event_time, the silver rows of that event day, as bronze cannot prune by event time) and what it would do with each';
 
 -- The versions blue-green backfills replaced, kept for rollback() until
 -- kept_until (then dropped by the scheduler's housekeeping), with the
@@ -1290,8 +1305,13 @@ CREATE TABLE medallion.backfill_versions (
     kept_table pg_catalog.regclass NOT NULL,
     watermark  pg_catalog.jsonb,
     kept_until timestamptz NOT NULL,
+    -- the contract or query version the kept rows were built with:
+    -- rollback() makes it the pipeline's definition again
+    definition_version integer,
     PRIMARY KEY (pipeline, run_id)
 );
+COMMENT ON COLUMN medallion.backfill_versions.definition_version IS
+'the definition version (medallion.contract_versions) the kept rows were built with; rollback() restores it';
 COMMENT ON TABLE medallion.backfill_versions IS
 'versions replaced by blue-green backfills, kept for rollback() until kept_until';
 SELECT pg_catalog.pg_extension_config_dump('medallion.backfill_versions', '');
@@ -1322,7 +1342,7 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'medallion_rollback'
 LANGUAGE C VOLATILE;
 COMMENT ON FUNCTION medallion.rollback(text) IS
-'swaps back the version the last blue-green backfill of a silver pipeline replaced, with the watermark it had, while it is kept';
+'swaps back the version the last blue-green backfill of a silver or gold pipeline replaced, with the watermark and the definition version it had, while it is kept';
 
 
 ------------------------------------------------------------------------------
@@ -1605,8 +1625,23 @@ BEGIN
                   FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(cols) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text
                                                             THEN cols ELSE '[]'::pg_catalog.jsonb END) a) x;
         detail := detail OPERATOR(pg_catalog.||) pg_catalog.format(', %s of %s columns described', ndesc, ncols);
+    ELSIF p.layer OPERATOR(pg_catalog.=) 'gold'::pg_catalog.text THEN
+        -- a model's output columns and their comments (option columns)
+        SELECT pg_catalog.count(d.description), pg_catalog.count(*)
+          INTO ndesc, ncols
+          FROM pg_catalog.pg_namespace s
+          JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) s.oid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+                                        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+          LEFT JOIN pg_catalog.pg_description d
+                 ON d.objoid OPERATOR(pg_catalog.=) c.oid
+                AND d.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                AND d.objsubid OPERATOR(pg_catalog.=) a.attnum
+         WHERE s.nspname OPERATOR(pg_catalog.=) 'gold'::pg_catalog.name
+           AND c.relname OPERATOR(pg_catalog.=) p.relname::pg_catalog.name;
+        detail := detail OPERATOR(pg_catalog.||) pg_catalog.format(', %s of %s columns described', ndesc, ncols);
     END IF;
-    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"steward": "team", "description": "…"}''); column descriptions: the contract key description' END;
+    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"steward": "team", "description": "…"}''); column descriptions: the contract key description (silver), option columns (gold)' END;
     RETURN NEXT;
 
     item := 'lineage known';
@@ -1682,6 +1717,9 @@ CREATE EVENT TRIGGER medallion_owner_follows_table ON ddl_command_end
 -- here too.  schedule_job_state() tells (ok or missing, and the exact call
 -- to run); restore_schedules() re-creates what it can.  Security invoker:
 -- a job is re-created through medallion.schedule(), with its checks.
+-- cron.database_name is a superuser-only setting (current_setting() raises
+-- for it even with missing_ok): another role is told that pg_cron lives in
+-- another database, without its name.
 CREATE FUNCTION medallion.schedule_job_state(pipeline text)
 RETURNS TABLE(status text, action text)
 LANGUAGE plpgsql STABLE
@@ -1689,7 +1727,8 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     p record;
-    cron_db text := NULLIF(pg_catalog.current_setting('cron.database_name', true), ''::pg_catalog.text);
+    cron_db text;
+    cron_db_hidden boolean := false;
     call text;
 BEGIN
     SELECT q.name, q.schedule, q.schedule_kind, q.owner::pg_catalog.text AS owner INTO p
@@ -1708,18 +1747,27 @@ BEGIN
                         AND j.database OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
                   THEN 'ok' ELSE 'missing' END;
         action := CASE WHEN status OPERATOR(pg_catalog.=) 'missing'::pg_catalog.text THEN call END;
-    ELSIF cron_db IS NOT NULL AND cron_db OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    BEGIN
+        cron_db := NULLIF(pg_catalog.current_setting('cron.database_name', true), ''::pg_catalog.text);
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- pg_cron is loaded (its setting exists), in a database this role is not told
+        cron_db_hidden := true;
+    END;
+    status := 'missing';
+    IF cron_db_hidden OR (cron_db IS NOT NULL AND cron_db OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text) THEN
         -- pg_cron lives in another database: its jobs cannot be seen from here
-        status := 'missing';
-        action := pg_catalog.format('connected to %I, run: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)',
-                                    cron_db,
+        action := pg_catalog.format('connected to %s, run: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)',
+                                    CASE WHEN cron_db_hidden THEN 'the database cron.database_name names'
+                                         ELSE pg_catalog.quote_ident(cron_db) END,
                                     'medallion:' OPERATOR(pg_catalog.||) p.name OPERATOR(pg_catalog.||) '@'
                                         OPERATOR(pg_catalog.||) pg_catalog.current_database(),
                                     p.schedule,
                                     pg_catalog.format('SELECT medallion.trigger(%L)', p.name),
                                     pg_catalog.current_database(), p.owner);
     ELSE
-        status := 'missing';
         action := 'CREATE EXTENSION pg_cron; ' OPERATOR(pg_catalog.||) call;
     END IF;
     RETURN NEXT;
@@ -1803,369 +1851,7 @@ GRANT SELECT ON medallion.progress TO PUBLIC;
 
 
 ------------------------------------------------------------------------------
--- Backfills of gold models, rollback of definitions (issue 11, branch bfgold)
-------------------------------------------------------------------------------
-
--- The contract or query version the rows a blue-green backfill replaced were
--- built with: rollback() makes it the pipeline's definition again.  NULL for
--- versions kept before it was recorded (their rollback leaves the definition).
-ALTER TABLE medallion.backfill_versions ADD COLUMN definition_version integer;
-COMMENT ON COLUMN medallion.backfill_versions.definition_version IS
-'the definition version (medallion.contract_versions) the kept rows were built with; rollback() restores it';
-
-COMMENT ON TABLE medallion.contract_versions IS
-'every version of each silver contract and gold query (alter_contract, alter_pipeline); pipelines.definition is the newest';
-
-COMMENT ON FUNCTION medallion.rollback(text) IS
-'swaps back the version the last blue-green backfill of a silver or gold pipeline replaced, with the watermark and the definition version it had, while it is kept';
-
-------------------------------------------------------------------------------
--- Backfills, silver side: full rebuilt aside, typed keys, event_time (issue 11, branch bfsilver)
-------------------------------------------------------------------------------
-
--- No new objects: a silver full backfill is built aside and swapped by storage
--- (src/backfill/silver_full.c, swap.c), range keys are matched typed, and the
--- contract option event_time (a date/timestamp/timestamptz column) makes silver
--- ranges event-time days.  The comments say so.
-COMMENT ON FUNCTION medallion.backfill(text, date, date, text, boolean, pg_catalog.jsonb) IS
-'reprocesses the days from_date..to_date (NULL: the whole history) of a silver or gold pipeline; silver ranges are ingestion days, or event-time days with the contract option event_time; full rebuilds the table aside and swaps it in (same OID; the silver watermark becomes the snapshot it read); returns the run id (NULL for a dry run)';
-COMMENT ON FUNCTION medallion.backfill_plan(text, date, date, text) IS
-'the days a backfill would process, the rows each holds (bronze partition statistics; with event_time, the silver rows of that event day, as bronze cannot prune by event time) and what it would do with each';
-
-------------------------------------------------------------------------------
--- Privilege sweep: holes found by test/pgtap/privilege_sweep.sql (issue 13, branch privsweep)
-------------------------------------------------------------------------------
-
--- schedule_job_state() (and so checklist() of a cron-scheduled pipeline and
--- restore_schedules()) failed with 42501 for every role but a superuser:
--- cron.database_name is a superuser-only setting, and current_setting()
--- raises for it even with missing_ok.  Another role is told that pg_cron
--- lives in another database without its name; nothing else changes.
-CREATE OR REPLACE FUNCTION medallion.schedule_job_state(pipeline text)
-RETURNS TABLE(status text, action text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    p record;
-    cron_db text;
-    cron_db_hidden boolean := false;
-    call text;
-BEGIN
-    SELECT q.name, q.schedule, q.schedule_kind, q.owner::pg_catalog.text AS owner INTO p
-    FROM medallion.pipelines q WHERE q.name OPERATOR(pg_catalog.=) schedule_job_state.pipeline;
-    IF NOT FOUND OR p.schedule IS NULL OR p.schedule_kind OPERATOR(pg_catalog.<>) 'cron'::pg_catalog.text THEN
-        status := 'ok';
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    call := pg_catalog.format('SELECT medallion.schedule(%L, %L)', p.name, p.schedule);
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
-               WHERE e.extname OPERATOR(pg_catalog.=) 'pg_cron'::pg_catalog.name) THEN
-        status := CASE WHEN EXISTS (
-                      SELECT 1 FROM cron.job j
-                      WHERE j.jobname OPERATOR(pg_catalog.=) ('medallion:'::pg_catalog.text OPERATOR(pg_catalog.||) p.name)
-                        AND j.database OPERATOR(pg_catalog.=) pg_catalog.current_database()::pg_catalog.text)
-                  THEN 'ok' ELSE 'missing' END;
-        action := CASE WHEN status OPERATOR(pg_catalog.=) 'missing'::pg_catalog.text THEN call END;
-        RETURN NEXT;
-        RETURN;
-    END IF;
-    BEGIN
-        cron_db := NULLIF(pg_catalog.current_setting('cron.database_name', true), ''::pg_catalog.text);
-    EXCEPTION WHEN insufficient_privilege THEN
-        -- pg_cron is loaded (its setting exists), in a database this role is not told
-        cron_db_hidden := true;
-    END;
-    status := 'missing';
-    IF cron_db_hidden OR (cron_db IS NOT NULL AND cron_db OPERATOR(pg_catalog.<>) pg_catalog.current_database()::pg_catalog.text) THEN
-        -- pg_cron lives in another database: its jobs cannot be seen from here
-        action := pg_catalog.format('connected to %s, run: SELECT cron.schedule_in_database(%L, %L, %L, %L, %L)',
-                                    CASE WHEN cron_db_hidden THEN 'the database cron.database_name names'
-                                         ELSE pg_catalog.quote_ident(cron_db) END,
-                                    'medallion:' OPERATOR(pg_catalog.||) p.name OPERATOR(pg_catalog.||) '@'
-                                        OPERATOR(pg_catalog.||) pg_catalog.current_database(),
-                                    p.schedule,
-                                    pg_catalog.format('SELECT medallion.trigger(%L)', p.name),
-                                    pg_catalog.current_database(), p.owner);
-    ELSE
-        action := 'CREATE EXTENSION pg_cron; ' OPERATOR(pg_catalog.||) call;
-    END IF;
-    RETURN NEXT;
-END
-$fn$;
-
-------------------------------------------------------------------------------
--- Business documentation: descriptions in lineage and the checklist (issue 13, branch docs)
-------------------------------------------------------------------------------
-
--- The lineage view gains column_descriptions: the downstream pipeline's
--- table's column comments, which create_silver, alter_contract, create_gold
--- and alter_pipeline keep equal to the descriptions given.  Read from the
--- table itself (schema = layer, by name in pg_class, not through search_path).
-CREATE OR REPLACE VIEW medallion.lineage AS
-SELECT e.upstream,
-       u.layer AS upstream_layer,
-       e.pipeline,
-       p.layer AS pipeline_layer,
-       e.kind,
-       lr.run_id AS last_run_id,
-       lr.status AS last_run_status,
-       lr.finished_at AS last_run_finished_at,
-       lr.rows_read,
-       lr.rows_inserted,
-       lr.rows_updated,
-       lr.rows_dlq,
-       lr.rows_quarantined,
-       (SELECT pg_catalog.count(*) FROM medallion.dlq q
-        WHERE q.pipeline OPERATOR(pg_catalog.=) e.pipeline AND NOT q.reprocessed) AS dlq_backlog,
-       (SELECT pg_catalog.count(*) FROM medallion.quarantine q
-        WHERE q.pipeline OPERATOR(pg_catalog.=) e.pipeline AND NOT q.reprocessed) AS quarantine_backlog,
-       p.owner,
-       p.steward,
-       p.description,
-       (SELECT pg_catalog.jsonb_object_agg(a.attname, cd.description)
-          FROM pg_catalog.pg_namespace s
-          JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) s.oid
-          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-                                        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-          JOIN pg_catalog.pg_description cd
-            ON cd.objoid OPERATOR(pg_catalog.=) c.oid
-           AND cd.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-           AND cd.objsubid OPERATOR(pg_catalog.=) a.attnum
-         WHERE s.nspname OPERATOR(pg_catalog.=) p.layer::pg_catalog.name
-           AND c.relname OPERATOR(pg_catalog.=) p.relname::pg_catalog.name) AS column_descriptions
-FROM (SELECT d.upstream, d.pipeline, d.kind
-      FROM medallion.dependencies d
-      UNION ALL
-      -- (format() of two names would carry their "C" collation against text's)
-      SELECT COALESCE(sp.name, pg_catalog.format('%I.%I'::pg_catalog.text, sn.nspname, sc.relname)
-                               COLLATE pg_catalog."default"),
-             bp.name, 'capture'::pg_catalog.text
-      FROM medallion.captures c
-      JOIN pg_catalog.pg_class sc ON sc.oid OPERATOR(pg_catalog.=) c.source::pg_catalog.oid
-      JOIN pg_catalog.pg_namespace sn ON sn.oid OPERATOR(pg_catalog.=) sc.relnamespace
-      JOIN pg_catalog.pg_class bc ON bc.oid OPERATOR(pg_catalog.=) c.bronze::pg_catalog.oid
-      JOIN medallion.pipelines bp
-        ON bp.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text
-       AND bp.relname OPERATOR(pg_catalog.=) bc.relname::pg_catalog.text
-      LEFT JOIN medallion.pipelines sp
-        ON sp.layer OPERATOR(pg_catalog.=) sn.nspname::pg_catalog.text
-       AND sp.relname OPERATOR(pg_catalog.=) sc.relname::pg_catalog.text) e
-JOIN medallion.pipelines p ON p.name OPERATOR(pg_catalog.=) e.pipeline
-LEFT JOIN medallion.pipelines u ON u.name OPERATOR(pg_catalog.=) e.upstream
-LEFT JOIN LATERAL (SELECT r.run_id, r.status, r.finished_at, r.rows_read, r.rows_inserted,
-                          r.rows_updated, r.rows_dlq, r.rows_quarantined
-                   FROM medallion.runs r
-                   WHERE r.pipeline OPERATOR(pg_catalog.=) e.pipeline
-                   ORDER BY r.run_id DESC LIMIT 1) lr ON true;
-COMMENT ON VIEW medallion.lineage IS
-'one row per edge of the pipeline graph (upstream feeds pipeline: source, reference, query, feed, export, capture), with the downstream''s last run, DLQ and quarantine backlog, owner, steward and description, and the downstream table''s column descriptions (column_descriptions: column -> comment)';
-GRANT SELECT ON medallion.lineage TO PUBLIC;
-
--- The checklist's "documented" item counts a gold model's described output
--- columns too (their comments).
-CREATE OR REPLACE FUNCTION medallion.checklist(pipeline text)
-RETURNS TABLE(item text, ok boolean, detail text, hint text)
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-#variable_conflict use_column
-DECLARE
-    p        medallion.pipelines;
-    st       medallion.status;
-    opts     pg_catalog.jsonb;
-    copts    pg_catalog.jsonb;
-    n        pg_catalog.int8;
-    bad      pg_catalog.text;
-    cron_status pg_catalog.text;
-    cron_action pg_catalog.text;
-    up_ret   pg_catalog.interval;
-    up_name  pg_catalog.text;
-    cols     pg_catalog.jsonb;
-    ndesc    pg_catalog.int8;
-    ncols    pg_catalog.int8;
-BEGIN
-    SELECT * INTO p FROM medallion.pipelines x WHERE x.name OPERATOR(pg_catalog.=) checklist.pipeline;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '42704',
-            MESSAGE = pg_catalog.format('pipeline "%s" does not exist', checklist.pipeline),
-            HINT = 'Pipelines are listed in medallion.pipelines.';
-    END IF;
-    SELECT * INTO st FROM medallion.status x WHERE x.pipeline OPERATOR(pg_catalog.=) p.name;
-    opts := p.options;
-    copts := COALESCE(p.definition OPERATOR(pg_catalog.->) 'options'::pg_catalog.text, '{}'::pg_catalog.jsonb);
-
-    item := 'idempotent';
-    IF p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text THEN
-        ok := p.definition OPERATOR(pg_catalog.?) 'unique_key'::pg_catalog.text;
-        detail := pg_catalog.format('MERGE on unique key %s, newest wins on %s',
-                                    p.definition OPERATOR(pg_catalog.->) 'unique_key'::pg_catalog.text,
-                                    COALESCE(p.definition OPERATOR(pg_catalog.->>) 'order_by'::pg_catalog.text, 'arrival order'));
-        hint := NULL;
-    ELSIF p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text THEN
-        ok := true; detail := 'a batch id lands once (medallion.batches)'; hint := NULL;
-    ELSE
-        ok := true; detail := pg_catalog.format('%s runs are recorded and replace what they compute', p.layer); hint := NULL;
-    END IF;
-    RETURN NEXT;
-
-    item := 'medallion layers';
-    SELECT pg_catalog.string_agg(d.upstream OPERATOR(pg_catalog.||) ' -> ' OPERATOR(pg_catalog.||) d.pipeline, ', ')
-      INTO bad
-      FROM medallion.dependencies d
-      JOIN medallion.pipelines u ON u.name OPERATOR(pg_catalog.=) d.upstream
-     WHERE d.pipeline OPERATOR(pg_catalog.=) p.name
-       AND pg_catalog.array_position('{source,bronze,silver,gold,export}'::pg_catalog.text[], u.layer)
-           OPERATOR(pg_catalog.>)
-           pg_catalog.array_position('{source,bronze,silver,gold,export}'::pg_catalog.text[], p.layer);
-    ok := bad IS NULL;
-    detail := COALESCE('reads a later layer: ' OPERATOR(pg_catalog.||) bad, 'upstreams are in earlier layers');
-    hint := CASE WHEN bad IS NOT NULL THEN 'Read raw data through bronze and cleaned data through silver.' END;
-    RETURN NEXT;
-
-    item := 'schema-change policy';
-    IF p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text THEN
-        ok := copts OPERATOR(pg_catalog.?) 'schema_policy'::pg_catalog.text;
-        detail := pg_catalog.format('schema_policy %s, compatibility %s',
-                                    COALESCE(copts OPERATOR(pg_catalog.->>) 'schema_policy'::pg_catalog.text, 'ignore (default)'),
-                                    COALESCE(copts OPERATOR(pg_catalog.->>) 'compatibility'::pg_catalog.text, 'backward (default)'));
-        hint := CASE WHEN NOT ok THEN 'Choose how new payload keys are handled: the contract option schema_policy (ignore, evolve, strict).' END;
-    ELSE
-        ok := true; detail := 'bronze accepts any payload; drift is recorded'; hint := NULL;
-    END IF;
-    RETURN NEXT;
-
-    item := 'error handling and DLQ';
-    ok := COALESCE(st.dlq_backlog, 0) OPERATOR(pg_catalog.=) 0
-          AND COALESCE(st.quarantine_backlog, 0) OPERATOR(pg_catalog.=) 0
-          AND st.open_alerts IS NULL;
-    detail := pg_catalog.format('%s pending dead letters, %s quarantined rows, open alerts: %s',
-                                COALESCE(st.dlq_backlog, 0), COALESCE(st.quarantine_backlog, 0),
-                                COALESCE(pg_catalog.array_to_string(st.open_alerts, ', '), 'none'));
-    hint := CASE WHEN NOT ok THEN 'Triage with medallion.dlq_summary, dlq_correct, replay_dlq or dlq_discard; resolve alerts with resume().' END;
-    RETURN NEXT;
-
-    item := 'backfill-able';
-    IF p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text THEN
-        SELECT u.name, u.retention INTO up_name, up_ret
-          FROM medallion.pipelines u WHERE u.name OPERATOR(pg_catalog.=) p.source;
-        ok := up_ret IS NULL OR up_ret OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) p.created_at);
-        detail := pg_catalog.format('%s keeps %s of history; the pipeline is %s old',
-                                    COALESCE(up_name, 'its source'), COALESCE(up_ret::pg_catalog.text, 'all'),
-                                    pg_catalog.date_trunc('second', pg_catalog.now() OPERATOR(pg_catalog.-) p.created_at));
-        hint := CASE WHEN NOT ok THEN 'A rebuild cannot reach rows bronze no longer holds: lengthen the bronze retention.' END;
-    ELSIF p.layer OPERATOR(pg_catalog.=) 'gold'::pg_catalog.text THEN
-        ok := p.definition OPERATOR(pg_catalog.->>) 'partition_by'::pg_catalog.text IS NOT NULL;
-        detail := CASE WHEN ok THEN 'partitioned: a date range is recomputed partition by partition' ELSE 'not partitioned: every backfill is a full refresh' END;
-        hint := CASE WHEN NOT ok THEN 'Give create_gold a partition_by column.' END;
-    ELSE
-        ok := true; detail := pg_catalog.format('retention %s', COALESCE(p.retention::pg_catalog.text, 'none (kept forever)')); hint := NULL;
-    END IF;
-    RETURN NEXT;
-
-    item := 'tests at the layer boundary';
-    SELECT pg_catalog.count(*) INTO n FROM medallion.expectations e WHERE e.pipeline OPERATOR(pg_catalog.=) p.name;
-    IF p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text THEN
-        SELECT n OPERATOR(pg_catalog.+) pg_catalog.count(*) INTO n
-          FROM pg_catalog.jsonb_each(COALESCE(p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text, '{}'::pg_catalog.jsonb)) c
-         WHERE pg_catalog.jsonb_typeof(c.value) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
-           AND (c.value OPERATOR(pg_catalog.?|) '{required,accepted,references}'::pg_catalog.text[]);
-    END IF;
-    ok := p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,source}'::pg_catalog.text[]) OR n OPERATOR(pg_catalog.>) 0;
-    detail := pg_catalog.format('%s checks (required, accepted, references, expectations)', n);
-    hint := CASE WHEN NOT ok THEN 'Add required/accepted/references to the contract, or medallion.expect() rules.' END;
-    RETURN NEXT;
-
-    item := 'freshness SLA';
-    ok := opts OPERATOR(pg_catalog.?) 'freshness_sla'::pg_catalog.text OR p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text;
-    detail := COALESCE('freshness_sla ' OPERATOR(pg_catalog.||) (opts OPERATOR(pg_catalog.->>) 'freshness_sla'::pg_catalog.text)
-                       OPERATOR(pg_catalog.||) ', now ' OPERATOR(pg_catalog.||) COALESCE(st.freshness, 'unknown'), 'no SLA');
-    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"freshness_sla": "1 hour"}'')' END;
-    RETURN NEXT;
-
-    item := 'cost budget';
-    ok := p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text
-          OR opts OPERATOR(pg_catalog.?|) '{time_budget,max_rows_per_run}'::pg_catalog.text[]
-          OR copts OPERATOR(pg_catalog.?) 'max_rows_per_run'::pg_catalog.text;
-    detail := pg_catalog.format('time_budget %s, max_rows_per_run %s',
-                                COALESCE(opts OPERATOR(pg_catalog.->>) 'time_budget'::pg_catalog.text, 'none'),
-                                COALESCE(copts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text,
-                                         opts OPERATOR(pg_catalog.->>) 'max_rows_per_run'::pg_catalog.text, 'none'));
-    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"time_budget": "5 minutes"}'')' END;
-    RETURN NEXT;
-
-    item := 'documented';
-    ok := p.steward IS NOT NULL AND p.description IS NOT NULL;
-    detail := pg_catalog.format('steward %s, description %s', COALESCE(p.steward, 'missing'),
-                                CASE WHEN p.description IS NULL THEN 'missing' ELSE 'set' END);
-    IF p.layer OPERATOR(pg_catalog.=) 'silver'::pg_catalog.text THEN
-        -- the contract's column descriptions, which are the table's column comments
-        cols := COALESCE(p.definition OPERATOR(pg_catalog.->) 'columns'::pg_catalog.text, '{}'::pg_catalog.jsonb);
-        SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.jsonb_typeof(x.c) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
-                                             AND x.c OPERATOR(pg_catalog.?) 'description'::pg_catalog.text),
-               pg_catalog.count(*)
-          INTO ndesc, ncols
-          FROM (SELECT e.value AS c
-                  FROM pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(cols) OPERATOR(pg_catalog.=) 'object'::pg_catalog.text
-                                                  THEN cols ELSE '{}'::pg_catalog.jsonb END) e
-                UNION ALL
-                SELECT a.value
-                  FROM pg_catalog.jsonb_array_elements(CASE WHEN pg_catalog.jsonb_typeof(cols) OPERATOR(pg_catalog.=) 'array'::pg_catalog.text
-                                                            THEN cols ELSE '[]'::pg_catalog.jsonb END) a) x;
-        detail := detail OPERATOR(pg_catalog.||) pg_catalog.format(', %s of %s columns described', ndesc, ncols);
-    ELSIF p.layer OPERATOR(pg_catalog.=) 'gold'::pg_catalog.text THEN
-        -- a model's output columns and their comments (option columns)
-        SELECT pg_catalog.count(d.description), pg_catalog.count(*)
-          INTO ndesc, ncols
-          FROM pg_catalog.pg_namespace s
-          JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) s.oid
-          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-                                        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-          LEFT JOIN pg_catalog.pg_description d
-                 ON d.objoid OPERATOR(pg_catalog.=) c.oid
-                AND d.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-                AND d.objsubid OPERATOR(pg_catalog.=) a.attnum
-         WHERE s.nspname OPERATOR(pg_catalog.=) 'gold'::pg_catalog.name
-           AND c.relname OPERATOR(pg_catalog.=) p.relname::pg_catalog.name;
-        detail := detail OPERATOR(pg_catalog.||) pg_catalog.format(', %s of %s columns described', ndesc, ncols);
-    END IF;
-    hint := CASE WHEN NOT ok THEN 'alter_pipeline(p, ''{"steward": "team", "description": "…"}''); column descriptions: the contract key description (silver), option columns (gold)' END;
-    RETURN NEXT;
-
-    item := 'lineage known';
-    SELECT pg_catalog.count(*) INTO n FROM medallion.dependencies d WHERE d.pipeline OPERATOR(pg_catalog.=) p.name;
-    ok := n OPERATOR(pg_catalog.>) 0 OR p.layer OPERATOR(pg_catalog.=) ANY ('{bronze,source}'::pg_catalog.text[]);
-    detail := CASE WHEN p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text
-                   THEN 'source system ' OPERATOR(pg_catalog.||) COALESCE(p.source_system, 'unknown')
-                   ELSE pg_catalog.format('%s upstream edges in medallion.dependencies', n) END;
-    hint := CASE WHEN NOT ok THEN 'Upstreams are found from the definition; re-create the pipeline if it has none.' END;
-    RETURN NEXT;
-
-    item := 'scheduled';
-    ok := p.schedule IS NOT NULL OR p.layer OPERATOR(pg_catalog.=) 'bronze'::pg_catalog.text;
-    detail := COALESCE('schedule ' OPERATOR(pg_catalog.||) p.schedule, 'no schedule');
-    hint := CASE WHEN NOT ok THEN 'medallion.schedule(p, ''5 minutes'' | cron | ''on_change'')' END;
-    -- a cron schedule needs its pg_cron job, which a restore may have left behind
-    IF ok AND p.schedule_kind OPERATOR(pg_catalog.=) 'cron'::pg_catalog.text THEN
-        SELECT r.status, r.action INTO cron_status, cron_action
-        FROM medallion.schedule_job_state(p.name) r;
-        ok := cron_status OPERATOR(pg_catalog.=) 'ok'::pg_catalog.text;
-        IF NOT ok THEN
-            detail := detail OPERATOR(pg_catalog.||) ', its pg_cron job is missing';
-            hint := 'Run SELECT * FROM medallion.restore_schedules(), or: ' OPERATOR(pg_catalog.||) cron_action;
-        END IF;
-    END IF;
-    RETURN NEXT;
-END
-$fn$;
-COMMENT ON FUNCTION medallion.checklist(text) IS
-'the pipeline-design checklist for one pipeline, evaluated from the catalog: item, ok, detail, hint';
-
-
-
-------------------------------------------------------------------------------
--- Replays and the bounded rebase (issue 13, branch replays)
+-- Replays and the bounded rebase (issue 13)
 ------------------------------------------------------------------------------
 
 -- The first silver run after a restore into another cluster re-reads the
@@ -2236,7 +1922,7 @@ FROM (SELECT p.name AS pipeline,
 
 
 ------------------------------------------------------------------------------
--- Lifecycle and ownership: rename, owner, dropped roles (issue 13, branch lifecycle)
+-- Lifecycle and ownership: rename, owner, dropped roles (issue 13)
 ------------------------------------------------------------------------------
 
 -- One column's spec: its "references" with the new pipeline name.
