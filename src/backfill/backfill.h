@@ -64,6 +64,8 @@ extern void backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillR
 struct SilverRun;
 extern Datum backfill_silver_rows_read(struct SilverRun *r);
 extern int64 backfill_silver_mark_reprocessed(struct SilverRun *r, Datum seqs);
+struct ActiveRun;
+extern int64 backfill_silver_merge(struct SilverRun *r, struct ActiveRun *ar, RunCounts *counts);
 
 /* silver_full.c */
 extern void backfill_silver_full(Pipeline *p, int64 run_id, const BackfillRequest *req,

@@ -167,7 +167,6 @@ backfill_silver_full(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	int			slot;
 	int64		merged = 0;
 	Datum		seqs;
-	bool		slow;
 
 	target = get_relname_relid(p->relname, get_namespace_oid("silver", false));
 	if (!OidIsValid(target))
@@ -210,26 +209,7 @@ backfill_silver_full(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	(void) not_retained(qtarget, req, seqs);
 
 	/* the run's own MERGE and slow path, over every row of the snapshot */
-	ar->read = 0;
-	ar->inserted = 0;
-	slow = (r.expectations != NIL);
-	if (!slow)
-		slow = (silver_try_data(&r, silver_do_merge, &merged) != NULL);
-	if (slow)
-	{
-		silver_find_untyped_rows(&r);
-		if (r.expectations != NIL && silver_try_data(&r, silver_apply_expectations, counts) != NULL)
-		{
-			silver_find_failing_rows(&r);
-			silver_apply_expectations(&r, counts);
-		}
-		if (silver_try_data(&r, silver_do_merge, &merged) != NULL)
-		{
-			silver_find_failing_rows(&r);
-			silver_do_merge(&r, &merged);
-		}
-	}
-	counts->read = ar->read + list_length(r.bad) + r.nbad_written;
+	merged = backfill_silver_merge(&r, ar, counts);
 	counts->inserted = merged;	/* every row of a new version is an insert */
 	counts->updated = 0;
 	if (req->force)

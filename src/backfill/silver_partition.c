@@ -231,6 +231,42 @@ backfill_silver_rows_read(SilverRun *r)
 }
 
 /*
+ * The run's own MERGE and slow path over the rows r reads (the backfill's
+ * range or the rebuild's snapshot): rows read and bad rows counted in
+ * counts, the rows merged returned.  Not the one-MERGE slow path: it writes
+ * its bad rows without keeping their _seq, which
+ * backfill_silver_mark_reprocessed needs to tell them apart.
+ */
+int64
+backfill_silver_merge(SilverRun *r, ActiveRun *ar, RunCounts *counts)
+{
+	int64		merged = 0;
+	bool		slow;
+
+	ar->read = 0;
+	ar->inserted = 0;
+	slow = (r->expectations != NIL);
+	if (!slow)
+		slow = (silver_try_data(r, silver_do_merge, &merged) != NULL);
+	if (slow)
+	{
+		silver_find_untyped_rows(r);
+		if (r->expectations != NIL && silver_try_data(r, silver_apply_expectations, counts) != NULL)
+		{
+			silver_find_failing_rows(r);
+			silver_apply_expectations(r, counts);
+		}
+		if (silver_try_data(r, silver_do_merge, &merged) != NULL)
+		{
+			silver_find_failing_rows(r);
+			silver_do_merge(r, &merged);
+		}
+	}
+	counts->read = ar->read + list_length(r->bad) + r->nbad_written;
+	return merged;
+}
+
+/*
  * The DLQ and quarantine rows of the rows read that did not fail this time
  * leave them (reprocessed), as the catalog owner.
  */
@@ -274,7 +310,6 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	int64		merged = 0;
 	int64		deleted;
 	Datum		seqs;
-	bool		slow;
 
 	silver_run_setup(&r, p, run_id);
 	if (qtarget)
@@ -295,30 +330,7 @@ backfill_silver_partition(Pipeline *p, int64 run_id, const BackfillRequest *req,
 	deleted = delete_recomputed(&r, seqs);
 
 	/* the run's own MERGE and slow path, over the rows read */
-	ar->read = 0;
-	ar->inserted = 0;
-	slow = (r.expectations != NIL);
-	if (!slow)
-		slow = (silver_try_data(&r, silver_do_merge, &merged) != NULL);
-	/*
-	 * (Not the one-MERGE slow path: it writes its bad rows without keeping
-	 * their _seq, which backfill_silver_mark_reprocessed needs to tell them apart.)
-	 */
-	if (slow)
-	{
-		silver_find_untyped_rows(&r);
-		if (r.expectations != NIL && silver_try_data(&r, silver_apply_expectations, counts) != NULL)
-		{
-			silver_find_failing_rows(&r);
-			silver_apply_expectations(&r, counts);
-		}
-		if (silver_try_data(&r, silver_do_merge, &merged) != NULL)
-		{
-			silver_find_failing_rows(&r);
-			silver_do_merge(&r, &merged);
-		}
-	}
-	counts->read = ar->read + list_length(r.bad) + r.nbad_written;
+	merged = backfill_silver_merge(&r, ar, counts);
 	counts->inserted = ar->inserted;
 	counts->updated = merged - ar->inserted;
 
