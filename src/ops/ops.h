@@ -52,6 +52,7 @@ extern void medallion_pause_fold(const char *pipeline);
 extern void medallion_require_pipeline(const char *name, Pipeline *p, bool lock);
 extern void medallion_require_owned(const char *name, Pipeline *p, bool lock);
 extern void medallion_drop_cron_job(const char *pipeline);
+extern bool medallion_role_can_login(Oid role);
 
 /* lifecycle.c: the end of a pipeline (also DROP OWNED's, ownership.c) */
 extern bool medallion_layer_has_table(const char *layer);

@@ -64,20 +64,6 @@ catalog_keeps_owner_names(void)
 	return OidIsValid(relid) && get_atttype(relid, get_attnum(relid, "owner")) == NAMEOID;
 }
 
-/* Whether a role may log in (a pg_cron job runs as a login role). */
-static bool
-role_has_login(Oid role)
-{
-	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
-	bool		login;
-
-	if (!HeapTupleIsValid(tup))
-		return false;
-	login = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
-	ReleaseSysCache(tup);
-	return login;
-}
-
 /* A text[] of C strings. */
 static Datum
 text_array(List *names)
@@ -187,7 +173,7 @@ medallion_pipeline_set_owner(const Pipeline *p, const char *new_owner)
 								   "WHERE name OPERATOR(pg_catalog.=) $1 "
 								   "  AND schedule_kind OPERATOR(pg_catalog.=) 'cron'::pg_catalog.text",
 								   1, types, values, NULL) != NIL;
-	if (cron && !role_has_login(role))
+	if (cron && !medallion_role_can_login(role))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("role \"%s\" cannot log in, so pg_cron cannot run the job of pipeline \"%s\"",

@@ -149,10 +149,10 @@ require_pg_cron_here(const char *pipeline, const char *cron, const char *owner)
 }
 
 /*
- * Whether a role has the LOGIN attribute.
+ * Whether a role has the LOGIN attribute (a pg_cron job runs as a login role).
  */
-static bool
-role_can_login(Oid role)
+bool
+medallion_role_can_login(Oid role)
 {
 	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
 	bool		login;
@@ -297,7 +297,7 @@ medallion_schedule(PG_FUNCTION_ARGS)
 	{
 		const char *cron_args[4];
 
-		if (!role_can_login(p.owner))
+		if (!medallion_role_can_login(p.owner))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("role \"%s\" cannot log in, so pg_cron cannot run the job of pipeline \"%s\"",
