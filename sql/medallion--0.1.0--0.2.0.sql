@@ -1988,6 +1988,11 @@ COMMENT ON FUNCTION medallion.rename_pipeline(text, text) IS
 'renames a pipeline the caller owns (same layer: ''silver.a'' to ''silver.b''), with its table, partitions and tombstone table, its catalog rows, run history, pg_cron job, and the references of the pipelines that read it (a gold model''s query is rewritten); a running run finishes first';
 
 
+-- alter_pipeline's options grew with every room (src/ops/schedule.c and the
+-- net room's list): its comment says which.
+COMMENT ON FUNCTION medallion.alter_pipeline(text, pg_catalog.jsonb) IS
+'sets pipeline options: freshness_sla, time_budget, max_retries, retry_base, retry_cap, breaker_threshold, breaker_cooldown, max_bad_ratio, drift_min_rows, backfill_max_days, backfill_max_rows, steward, description, owner; max_rows_per_run (silver); query and columns (gold); an HTTP source''s or export''s own options';
+
 ------------------------------------------------------------------------------
 -- What PUBLIC may execute (trust §4); keep last
 ------------------------------------------------------------------------------
