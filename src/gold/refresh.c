@@ -448,6 +448,28 @@ gold_record_own_changes(GoldModel *m, int64 run_id, bool full, List *starts)
 }
 
 /*
+ * The model's rows rewritten (all of them, or the partitions starting at
+ * starts) as its owner, with the run's settings pinned.  Returns the rows
+ * written.
+ */
+static uint64
+refresh_as_owner(GoldModel *m, bool full, List *starts)
+{
+	MedallionUserContext save;
+	int			nestlevel;
+	uint64		rows;
+
+	medallion_run_settings_push(&m->settings, &nestlevel);
+	medallion_become_user(m->p->owner, &save);
+	SPI_connect();
+	rows = full ? refresh_full(m) : refresh_partitions(m, starts);
+	SPI_finish();
+	medallion_restore_user(&save);
+	AtEOXact_GUC(true, nestlevel);
+	return rows;
+}
+
+/*
  * One run of a gold model (called by run.c inside the run's
  * subtransaction).
  */
@@ -459,8 +481,6 @@ medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts)
 	Datum		target;
 	bool		full;
 	List	   *starts = NIL;
-	MedallionUserContext save;
-	int			nestlevel;
 	uint64		rows;
 
 	gold_model_load(p, &m, true);
@@ -480,13 +500,7 @@ medallion_gold_run(Pipeline *p, int64 run_id, RunCounts *counts)
 		return;
 	}
 
-	medallion_run_settings_push(&m.settings, &nestlevel);
-	medallion_become_user(p->owner, &save);
-	SPI_connect();
-	rows = full ? refresh_full(&m) : refresh_partitions(&m, starts);
-	SPI_finish();
-	medallion_restore_user(&save);
-	AtEOXact_GUC(true, nestlevel);
+	rows = refresh_as_owner(&m, full, starts);
 
 	counts->read = counts->inserted = (int64) rows;
 	record_detail(run_id, full ? "full" : "incremental", starts);
@@ -535,8 +549,6 @@ medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day, boo
 {
 	GoldModel	m;
 	List	   *starts = NIL;
-	MedallionUserContext save;
-	int			nestlevel;
 	uint64		rows;
 
 	gold_model_load(p, &m, true);
@@ -545,13 +557,7 @@ medallion_gold_backfill(Pipeline *p, int64 run_id, int from_day, int to_day, boo
 	if (!whole)
 		starts = gold_range_starts(&m, from_day, to_day);
 
-	medallion_run_settings_push(&m.settings, &nestlevel);
-	medallion_become_user(p->owner, &save);
-	SPI_connect();
-	rows = whole ? refresh_full(&m) : refresh_partitions(&m, starts);
-	SPI_finish();
-	medallion_restore_user(&save);
-	AtEOXact_GUC(true, nestlevel);
+	rows = refresh_as_owner(&m, whole, starts);
 
 	counts->read = counts->inserted = (int64) rows;
 	gold_record_own_changes(&m, run_id, whole, starts);

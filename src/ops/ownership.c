@@ -284,15 +284,15 @@ has_name(List *names, const char *name)
 static bool
 read_only_by(const char *name, List *owned)
 {
-	List	   *todo = list_make1(pstrdup(name));
+	List	   *pending = list_make1(pstrdup(name));
 	List	   *seen = NIL;
 
-	while (todo != NIL)
+	while (pending != NIL)
 	{
-		char	   *n = linitial(todo);
+		char	   *n = linitial(pending);
 		ListCell   *lc;
 
-		todo = list_delete_first(todo);
+		pending = list_delete_first(pending);
 		if (has_name(seen, n))
 			continue;
 		seen = lappend(seen, n);
@@ -300,7 +300,7 @@ read_only_by(const char *name, List *owned)
 		{
 			if (!has_name(owned, lfirst(lc)))
 				return false;
-			todo = lappend(todo, lfirst(lc));
+			pending = lappend(pending, lfirst(lc));
 		}
 	}
 	return true;

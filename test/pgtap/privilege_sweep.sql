@@ -469,6 +469,10 @@ GRANT CREATE ON SCHEMA silver TO medallion_tap_sw_stranger;
 SET ROLE medallion_tap_sw_stranger;
 CREATE TABLE silver.sw_victim (id bigint);
 ALTER TABLE silver.sw_victim ADD COLUMN amount numeric;
+-- shaped like a silver table, so that a run could write into it
+ALTER TABLE silver.sw_victim ADD COLUMN _source_seq int8 NOT NULL, ADD COLUMN _batch_id text,
+    ADD COLUMN _loaded_at timestamptz NOT NULL DEFAULT now(), ADD COLUMN _run_id int8,
+    ADD COLUMN _created_run_id int8, ADD PRIMARY KEY (id);
 SELECT is((SELECT count(*)::int FROM medallion.dlq WHERE pipeline = 'silver.sw_victim'), 0,
           'a role that takes the name of a pipeline''s table reads none of its dead letters');
 RESET ROLE;
@@ -483,9 +487,11 @@ GRANT ALL ON silver.sw_victim TO medallion_tap_sw_owner;
 RESET ROLE;
 SET ROLE medallion_tap_sw_owner;
 SELECT FROM medallion.resume('silver.sw_victim');
+-- a new bronze row: a run has something to write
+SELECT FROM medallion.ingest('bronze.sw_raw', '[{"id": 9001, "amount": 1}]');
 SELECT throws_ok($$SELECT medallion.run('silver.sw_victim')$$, '42501', NULL,
                  'a run into a table of that name that the owner does not own is refused');
-SELECT throws_ok($$SELECT medallion.backfill('silver.sw_victim', NULL, NULL, 'full')$$, '42501', NULL,
+SELECT throws_ok($$SELECT medallion.backfill('silver.sw_victim', NULL, NULL)$$, '42501', NULL,
                  'and so is a backfill');
 RESET ROLE;
 SELECT is((SELECT count(*)::int FROM silver.sw_victim), 0, 'the look-alike table received none of the owner''s rows');
